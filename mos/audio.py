@@ -1,0 +1,137 @@
+"""Audio decoding shared by training and scoring: soundfile decode, mono mixdown, resampling."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from mos.errors import AudioError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+# Everything soundfile/libsndfile raises for a file it cannot read (LibsndfileError is a
+# RuntimeError subclass; TypeError/ValueError come from odd headers, EOFError/OSError from I/O).
+_DECODE_ERRORS = (RuntimeError, ValueError, TypeError, EOFError, OSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The shortest useful one-line description of a decode error (no traceback text)."""
+    text = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+    text = " ".join(str(text).split())
+    return text.rstrip(".")
+
+
+def _check_file(path: Path) -> None:
+    """Raise AudioError for a missing path, a directory or a zero-byte file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot open: {_one_line(exc)}") from None
+    if not path.is_file():
+        raise AudioError(f"{path}: not a file")
+    if st.st_size == 0:
+        raise AudioError(f"{path}: empty audio file (0 bytes)")
+
+
+def _mixdown(block: np.ndarray) -> np.ndarray:
+    """[frames, channels] float32 -> [frames] float32 mono."""
+    channels = block.shape[1]
+    if channels == 1:
+        return block[:, 0]
+    if channels == 2:
+        return 0.5 * (block[:, 0] + block[:, 1])
+    return block.sum(axis=1, dtype=np.float32) * np.float32(1.0 / channels)
+
+
+def _resample(x: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Polyphase resampling with up/down reduced by their gcd; no-op when rates are equal."""
+    if source_rate == target_rate:
+        return x
+    g = math.gcd(int(source_rate), int(target_rate))
+    return resample_poly(x, int(target_rate) // g, int(source_rate) // g)
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """True when no sample is NaN or inf (a sum is finite iff every term is, barring overflow)."""
+    if np.isfinite(np.sum(x, dtype=np.float64)):
+        return True
+    return bool(np.isfinite(x).all())
+
+
+def prepare_block(block: np.ndarray, source_rate: int, sample_rate: int, path: Path | str) -> np.ndarray:
+    """Mix a decoded [frames, channels] block to mono, check it and resample it to `sample_rate`.
+
+    This is the one code path behind `read_audio` and `iter_audio_windows`.
+    """
+    mono = _mixdown(block)
+    if not _all_finite(mono):
+        raise AudioError(f"{path}: contains NaN or inf samples")
+    out = _resample(mono, source_rate, sample_rate)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def read_audio(path: Path | str, sample_rate: int) -> np.ndarray:
+    """Decode a whole file to contiguous float32 mono at `sample_rate` (AudioError if unusable)."""
+    p = Path(path)
+    _check_file(p)
+    try:
+        data, source_rate = sf.read(p, dtype="float32", always_2d=True)
+    except _DECODE_ERRORS as exc:
+        raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise AudioError(f"{path}: empty audio file (0 frames)")
+    return prepare_block(data, int(source_rate), sample_rate, path)
+
+
+def audio_duration(path: Path | str) -> float:
+    """Duration in seconds from the file header, without decoding (AudioError if unreadable)."""
+    p = Path(path)
+    _check_file(p)
+    try:
+        info = sf.info(p)
+    except _DECODE_ERRORS as exc:
+        raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+    if info.samplerate <= 0:
+        raise AudioError(f"{path}: invalid sample rate {info.samplerate}")
+    return float(info.frames) / float(info.samplerate)
+
+
+def iter_audio_windows(path: Path | str, sample_rate: int, window_seconds: float) -> Iterator[np.ndarray]:
+    """Yield float32 mono windows at `sample_rate`, reading `window_seconds` of source at a time.
+
+    Memory stays one window whatever the file length; the last window is shorter. Each block is
+    mixed and resampled on its own (tiny edge effects at block boundaries). A file shorter than
+    one window yields exactly what `read_audio` returns.
+    """
+    if window_seconds <= 0:
+        raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+    p = Path(path)
+    _check_file(p)
+    try:
+        handle = sf.SoundFile(p)
+    except _DECODE_ERRORS as exc:
+        raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+    with handle:
+        source_rate = int(handle.samplerate)
+        block_frames = max(1, int(round(window_seconds * source_rate)))
+        yielded = False
+        while True:
+            try:
+                block = handle.read(block_frames, dtype="float32", always_2d=True)
+            except _DECODE_ERRORS as exc:
+                raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+            if block.shape[0] == 0 or block.shape[1] == 0:
+                break
+            yielded = True
+            yield prepare_block(block, source_rate, sample_rate, path)
+            if block.shape[0] < block_frames:
+                break
+        if not yielded:
+            raise AudioError(f"{path}: empty audio file (0 frames)")

@@ -1,0 +1,137 @@
+"""The bundle format shared by export (writer) and runtime (reader): `mos.json` schema, file
+hashes, and validation. Torch-free.
+
+A bundle is a directory:
+  audio.onnx       inputs  waveform [batch, samples] float32, lengths [batch] int64,
+                           (text [batch, tokens, dim] float32, text_lengths [batch] int64 when the
+                           model uses text); outputs one [batch] float32 tensor per target, named by
+                           the target, already on the target's scale.
+  text.onnx        inputs  input_ids [batch, tokens] int64, attention_mask [batch, tokens] int64;
+                   output  text [batch, tokens, dim] float32 (token features; use the first
+                           n_i rows of caption i, n_i = its attention_mask sum).
+  tokenizer.json   for the `tokenizers` library (truncate to text.max_tokens).
+  audio.int8.onnx / audio.fp16.onnx   optional variants with the same interface.
+  mos.json         this module's schema; mirrored into each ONNX file's metadata_props["mos.json"]
+                   (without the "files" hashes, which cannot hash themselves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mos.errors import BundleError
+
+SCHEMA = "mos.bundle/1"
+MANIFEST_NAME = "mos.json"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class BundleTarget:
+    name: str
+    low: float
+    high: float
+
+
+@dataclass
+class Bundle:
+    """A validated bundle directory and what its mos.json says."""
+
+    root: Path
+    meta: dict[str, Any]
+    targets: list[BundleTarget] = field(default_factory=list)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.meta["sample_rate"])
+
+    @property
+    def window_seconds(self) -> float:
+        return float(self.meta.get("window_seconds", 10.0))
+
+    @property
+    def uses_text(self) -> bool:
+        return self.meta.get("text") is not None
+
+    @property
+    def target_names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def audio_model(self, variant: str = "fp32") -> Path:
+        """Path of the audio model: 'fp32' (audio.onnx), 'int8' or 'fp16' when exported."""
+        if variant == "fp32":
+            return self.root / self.meta["audio"]["model"]
+        name = self.meta.get("variants", {}).get(variant)
+        if name is None:
+            raise BundleError(f"{self.root}: this bundle has no {variant} variant (re-export with the option for it)")
+        return self.root / name
+
+    def text_model(self) -> Path:
+        return self.root / self.meta["text"]["model"]
+
+    def tokenizer(self) -> Path:
+        return self.root / self.meta["text"]["tokenizer"]
+
+
+def load_bundle(root: Path | str, verify_hashes: bool = True) -> Bundle:
+    """Read and validate a bundle: schema known, every listed file present and, by default,
+    matching its sha256. Raises BundleError naming the file and the problem."""
+    root = Path(root)
+    meta_path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise BundleError(f"{root}: no such bundle directory")
+    if not meta_path.is_file():
+        raise BundleError(f"{meta_path}: missing (not a mos bundle, or an incomplete export)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: not a JSON object")
+    schema = meta.get("schema")
+    if schema != SCHEMA:
+        raise BundleError(f"{meta_path}: unknown bundle schema {schema!r} (this mos reads {SCHEMA!r})")
+    for key in ("sample_rate", "targets", "audio", "files"):
+        if key not in meta:
+            raise BundleError(f"{meta_path}: missing key {key!r}")
+    files: dict[str, str] = meta["files"]
+    for name, digest in files.items():
+        path = root / name
+        if not path.is_file():
+            raise BundleError(f"{path}: missing from the bundle")
+        if verify_hashes and sha256_file(path) != digest:
+            raise BundleError(f"{path}: corrupted (sha256 does not match mos.json)")
+    targets = [BundleTarget(t["name"], float(t["low"]), float(t["high"])) for t in meta["targets"]]
+    bundle = Bundle(root, meta, targets)
+    needed = [bundle.audio_model().name]
+    if bundle.uses_text:
+        needed += [bundle.text_model().name, bundle.tokenizer().name]
+    for name in needed:
+        if name not in files:
+            raise BundleError(f"{root / name}: not listed in mos.json files")
+    return bundle
+
+
+def write_manifest(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Hash every file named in meta['files'] (keys; values ignored) and write mos.json."""
+    meta = dict(meta)
+    meta["schema"] = SCHEMA
+    meta["files"] = {name: sha256_file(root / name) for name in sorted(meta.get("files", {}))}
+    tmp = root / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    tmp.replace(root / MANIFEST_NAME)
+    return meta

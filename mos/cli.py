@@ -1,0 +1,128 @@
+"""The `mos` command line: train, export, score, bench, eval and the end-to-end demo.
+
+Heavy imports (torch for train/export) happen inside the commands, so `mos score` and
+`mos eval` run in an environment without torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from mos import __version__
+from mos.errors import MosError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Learn to predict how people rate audio clips (MOS), export to ONNX, score without PyTorch.",
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"mos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """mos: train an audio(+text) MOS predictor, export it to ONNX, score folders anywhere."""
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Argument(None, help="XACLE tree, MusicEval tree, CSV/JSONL ratings file. Default: the built-in demo set."),
+    data_opt: Optional[Path] = typer.Option(None, "--data", help="Same as the DATA argument."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file with TrainConfig fields; flags override it."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name: outputs go to <runs-dir>/<name>/ (default: demo, or the data folder's name)."),
+    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where run folders are written (default: runs)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping for a generic CSV/JSONL, e.g. 'path=path,target:mushra=mean_score,system=system,range:mushra=0:100'."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per step (default 16)."),
+    accumulate: Optional[int] = typer.Option(None, "--accumulate", help="Gradient accumulation steps (default 1)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (one-cycle; default 1e-3)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without a better validation SRCC (default 6)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="Weight of the (clipped) MSE loss (default 1.0)."),
+    rank_weight: Optional[float] = typer.Option(None, "--rank-weight", help="Weight of the pairwise ranking loss (default 0.5)."),
+    corr_weight: Optional[float] = typer.Option(None, "--corr-weight", help="Weight of the 1-LCC loss (default 0.5)."),
+    clip_tau: Optional[float] = typer.Option(None, "--clip-tau", help="Clipped MSE: errors below tau (normalised units) cost nothing (default 0 = plain MSE)."),
+    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, or 'none' for audio-only."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Random crop of longer training clips (default 10)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out fraction when the data has no validation split (default 0.2)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> from its last checkpoint."),
+) -> None:
+    """Train a MOS model. With no data it trains on the built-in demo set (made on first use).
+
+    Examples:\n
+      mos train                                   # demo set -> runs/demo/\n
+      mos train ./XACLE_dataset --name xacle --epochs 50\n
+      mos train ./MusicEval-phase1 --name musiceval --accumulate 4\n
+      mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --text-encoder none
+    """
+    from mos.trainer.run import run_training
+    from mos.trainer.config import TrainConfig
+
+    data = data or data_opt
+    try:
+        base = TrainConfig.from_file(config) if config else TrainConfig()
+        overrides = dict(
+            data=str(data) if data else None, name=name, runs_dir=runs_dir, columns=columns, epochs=epochs,
+            batch_size=batch_size, accumulate=accumulate, lr=lr, patience=patience, seed=seed,
+            mse_weight=mse_weight, rank_weight=rank_weight, corr_weight=corr_weight, clip_tau=clip_tau,
+            text_encoder=text_encoder, device=device, max_seconds=max_seconds, val_fraction=val_fraction,
+            resume=resume or None,
+        )
+        if name is None and data is not None and base.name == "demo":
+            overrides["name"] = Path(data).stem
+        cfg = base.with_overrides(**overrides)
+        result = run_training(cfg, console)
+    except MosError as exc:
+        fail(str(exc))
+    console.print(f"run folder: {result.run_dir}")
+
+
+@app.command("eval")
+def eval_command(
+    pred: Path = typer.Argument(..., help="Predictions: mos score CSV, XACLE 'wav_file_name,pred_score' CSV, or AudioMOS answer.txt."),
+    truth: Path = typer.Argument(..., help="Ground truth: XACLE *_average.csv, MusicEval *_mos_list.txt, or a ratings CSV."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
+) -> None:
+    """Utterance- and system-level MSE, LCC, SRCC and KTAU of predictions against ratings.
+
+    Example:\n
+      mos eval answer.txt MusicEval-phase1/sets/dev_mos_list.txt
+    """
+    from mos.evaluate import run_eval
+
+    try:
+        console.print(run_eval(pred, truth, json_out), markup=False)
+    except MosError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    try:
+        app()
+    except MosError as exc:  # any user error that escaped a command
+        err_console.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

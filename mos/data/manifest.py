@@ -1,0 +1,52 @@
+"""The one manifest type every loader produces: clips with captions, targets and systems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Item:
+    """One rated (or unrated) clip.
+
+    `id` is the name the challenges join on (XACLE: `wav_file_name`, e.g. `00012.wav`;
+    MusicEval: the wav name, e.g. `audiomos2025-track1-S002_P044.wav`; generic: the path column).
+    `targets` maps target name -> mean rating (empty for unrated clips).
+    `ratings` maps target name -> per-listener ratings, when the source has them.
+    """
+
+    id: str
+    path: Path
+    caption: str | None = None
+    targets: dict[str, float] = field(default_factory=dict)
+    system: str | None = None
+    ratings: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A named prediction target and the range of its scale (e.g. score 0-10, overall 1-5)."""
+
+    name: str
+    low: float
+    high: float
+
+
+@dataclass
+class Manifest:
+    """A list of items plus what their targets mean; `source` names the file(s) read."""
+
+    items: list[Item]
+    targets: list[Target]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def target_names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    def has_captions(self) -> bool:
+        return any(it.caption for it in self.items)

@@ -1,0 +1,164 @@
+"""MusicEval (AudioMOS 2025 track 1) reader: sets/*_mos_list.txt + prompt_info.txt -> Manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mos.audio import AUDIO_EXTENSIONS
+from mos.data.captions import Captions, load_prompt_file
+from mos.data.manifest import Item, Manifest, Target
+from mos.data.table import check_range, parse_number, read_text
+from mos.errors import ManifestError
+
+MUSICEVAL_TARGETS = (Target("overall", 1.0, 5.0), Target("textual", 1.0, 5.0))
+_ALIASES = {"validation": "dev", "val": "dev", "valid": "dev"}
+
+
+def list_candidates(root: Path, split: str) -> list[Path]:
+    """The list files that may hold `split`: sets/{split}_mos_list.txt, then sets/{split}_list.txt."""
+    sets = Path(root) / "sets"
+    return [sets / f"{split}_mos_list.txt", sets / f"{split}_list.txt"]
+
+
+def is_musiceval_tree(path: Path) -> bool:
+    """True when `path` holds `sets/` with at least one `*_list.txt`."""
+    sets = Path(path) / "sets"
+    return sets.is_dir() and any(sets.glob("*_list.txt"))
+
+
+def find_musiceval_roots(root: Path) -> list[Path]:
+    """MusicEval trees at `root` or up to two levels below it (root first, then sorted)."""
+    root = Path(root)
+    found = [root] if is_musiceval_tree(root) else []
+    level = [root] if root.is_dir() else []
+    for _ in range(2):
+        nxt: list[Path] = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                if is_musiceval_tree(child):
+                    found.append(child)
+                elif child.name not in ("wav", "sets"):
+                    nxt.append(child)
+        level = nxt
+    return found
+
+
+def split_clip_name(name: str) -> tuple[str | None, str | None]:
+    """(system, prompt) of `audiomos2025-track1-S002_P044.wav` -> ("S002", "P044")."""
+    stem = _strip_audio_ext(Path(name).name)
+    if "_" not in stem:
+        return None, None
+    head, prompt = stem.rsplit("_", 1)
+    system = head.rsplit("-", 1)[-1] if head else None
+    return (system or None), (prompt or None)
+
+
+def _strip_audio_ext(name: str) -> str:
+    lower = name.lower()
+    for ext in AUDIO_EXTENSIONS:
+        if lower.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _clip_id(name: str) -> str:
+    """The wav name as the challenge writes it: `.wav` is added when the list omits it."""
+    return name if name.lower().endswith(AUDIO_EXTENSIONS) else name + ".wav"
+
+
+def prompt_captions(tree: Path) -> tuple[Captions | None, Captions | None]:
+    """(prompt_info.txt, demo_prompt_info.txt) of a tree, each None when absent."""
+    out: list[Captions | None] = []
+    for name in ("prompt_info.txt", "demo_prompt_info.txt"):
+        file = tree / name
+        if not file.is_file():
+            out.append(None)
+            continue
+        captions = load_prompt_file(file)
+        if captions.duplicates:
+            key = sorted(captions.duplicates)[0]
+            raise ManifestError(
+                f"{file}:{captions.lines[key]}: id '{key}' appears again with a different text"
+            )
+        out.append(captions)
+    return out[0], out[1]
+
+
+def load_musiceval(root: Path, split: str, check_audio: bool = True) -> Manifest:
+    """Load one MusicEval split ("train", "dev", "test") from the tree at or below `root`."""
+    root = Path(root)
+    split = _ALIASES.get(split, split)
+    trees = find_musiceval_roots(root)
+    if not trees:
+        raise ManifestError(f"{root}: no MusicEval dataset here (expected sets/{split}_mos_list.txt)")
+    for tree in trees:
+        for candidate in list_candidates(tree, split):
+            if candidate.is_file():
+                prompts, demo = prompt_captions(tree)
+                return load_musiceval_list(candidate, tree / "wav", prompts, demo, check_audio=check_audio)
+    raise ManifestError(f"{list_candidates(trees[0], split)[0]}: file not found")
+
+
+def load_musiceval_list(
+    list_file: Path,
+    wav_dir: Path | None = None,
+    prompts: Captions | None = None,
+    demo_prompts: Captions | None = None,
+    check_audio: bool = True,
+) -> Manifest:
+    """Read a list of `<wav>,<overall>,<textual>` lines (or `<wav>` alone for unrated clips).
+
+    `wav_dir` defaults to `../wav` next to `sets/`. Captions come from `demo_prompts` (keyed by
+    wav name) first, then `prompts` (keyed by prompt id); a clip with neither has caption None.
+    """
+    list_file = Path(list_file)
+    if wav_dir is None:
+        wav_dir = list_file.parent.parent / "wav"
+    items: list[Item] = []
+    first_line: dict[str, int] = {}
+    width: tuple[int, int] | None = None  # (fields, line) of the first data line
+    for number, raw in enumerate(read_text(list_file).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"{list_file}:{number}"
+        fields = [f.strip() for f in raw.split(",")]
+        if len(fields) not in (1, 3):
+            raise ManifestError(
+                f"{where}: expected '<wav>,<overall>,<textual>' or '<wav>', found {len(fields)} fields"
+            )
+        if width is None:
+            width = (len(fields), number)
+        elif len(fields) != width[0]:
+            raise ManifestError(f"{where}: {len(fields)} field(s) but line {width[1]} has {width[0]}")
+        name = fields[0]
+        if not name:
+            raise ManifestError(f"{where}: empty wav name")
+        item_id = _clip_id(name)
+        if item_id in first_line:
+            raise ManifestError(f"{where}: duplicate wav '{item_id}' (first on line {first_line[item_id]})")
+        first_line[item_id] = number
+        targets: dict[str, float] = {}
+        if len(fields) == 3:
+            for target, text in zip(MUSICEVAL_TARGETS, fields[1:]):
+                value = parse_number(text, where, target.name)
+                check_range(value, target.low, target.high, where, target.name)
+                targets[target.name] = value
+        path = Path(wav_dir) / item_id
+        if check_audio and not path.is_file():
+            raise ManifestError(f"{where}: audio file {path} not found")
+        caption = None
+        if demo_prompts is not None:
+            caption = demo_prompts.lookup(item_id)
+        if caption is None and prompts is not None:
+            caption = prompts.lookup(item_id)
+        system, _ = split_clip_name(item_id)
+        items.append(Item(id=item_id, path=path, caption=caption, targets=targets, system=system))
+    if not items:
+        raise ManifestError(f"{list_file}: empty list file")
+    sources = [str(list_file)] + [c.source for c in (prompts, demo_prompts) if c is not None]
+    targets_list = list(MUSICEVAL_TARGETS) if width and width[0] == 3 else []
+    return Manifest(items=items, targets=targets_list, source=", ".join(sources))

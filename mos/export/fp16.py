@@ -1,0 +1,48 @@
+"""fp16 variant for GPU use: onnxruntime's float16 converter with fp32 inputs and outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mos.export.ort_side import OrtAudio
+
+FP16_MODEL = "audio.fp16.onnx"
+
+
+@dataclass
+class Fp16Report:
+    path: Path
+    fp32_bytes: int
+    fp16_bytes: int
+    runs_on_cpu: bool
+    max_abs_vs_fp32: float | None
+    note: str
+
+
+def convert_fp16(fp32: Path, out: Path, clip: np.ndarray, text: np.ndarray | None) -> Fp16Report:
+    """Write `out` (keep_io_types=True) and try it on the ORT CPU provider against fp32."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        half = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    onnx.save(half, str(out))
+    onnx.checker.check_model(str(out))
+    feats = [text] if text is not None else None
+    try:
+        got = OrtAudio(out).scores([clip], feats)
+    except Exception as exc:  # CPU kernels for some fp16 ops may be missing: GPU-only then
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, False, None,
+                          f"passes onnx.checker; ORT CPU cannot run it ({first}); meant for CUDA")
+    ref = OrtAudio(fp32).scores([clip], feats)
+    diff = float(np.abs(got - ref).max())
+    return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, True, diff,
+                      f"runs on ORT CPU; max abs diff to fp32 {diff:.2e} on a 10 s clip")

@@ -1,0 +1,100 @@
+"""Build the bundle's mos.json content (everything but the file hashes) from a model and checkpoint."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mos import __version__
+from mos.bundle import SCHEMA
+from mos.export.onnx_io import EXPORTER
+from mos.model import MosModel
+
+WINDOW_SECONDS = 10.0
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy/torch scalars -> float/int, NaN/inf -> None, tuples -> lists."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (int, str, bool)):
+        return value
+    return str(value)
+
+
+def checkpoint_reference(checkpoint: Path, bundle: Path) -> str:
+    """Where the checkpoint is, as seen from the bundle: relative when both sit in one run folder."""
+    checkpoint, bundle = checkpoint.resolve(), bundle.resolve()
+    if bundle.parent in checkpoint.parents:
+        return os.path.relpath(checkpoint, bundle)
+    return str(checkpoint)
+
+
+def resolve_checkpoint(reference: str, bundle: Path) -> Path:
+    path = Path(reference)
+    return path if path.is_absolute() else (bundle / path).resolve()
+
+
+def build_meta(
+    model: MosModel,
+    ckpt: dict[str, Any],
+    checkpoint: Path,
+    checkpoint_sha256: str,
+    out: Path,
+    opset: int,
+    files: dict[str, str],
+    audio_inputs: list[str],
+    audio_outputs: list[str],
+    text: dict[str, Any] | None,
+    variants: dict[str, str],
+    variant_info: dict[str, Any],
+) -> dict[str, Any]:
+    """mos.json content with schema; `files` maps every bundle file name to '' (hashed later)."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    cfg = model.cfg
+    return jsonable({
+        "schema": SCHEMA,
+        "sample_rate": int(cfg.sample_rate),
+        "window_seconds": WINDOW_SECONDS,
+        "targets": [{"name": t.name, "low": float(t.low), "high": float(t.high)} for t in cfg.targets],
+        "text": text,
+        "audio": {"model": "audio.onnx", "inputs": audio_inputs, "outputs": audio_outputs},
+        "variants": variants,
+        "training": {
+            "data": ckpt.get("data"),
+            "epoch": ckpt.get("epoch"),
+            "validation_metrics": ckpt.get("validation_metrics", {}),
+            "checkpoint": checkpoint_reference(checkpoint, out),
+            "checkpoint_sha256": checkpoint_sha256,
+        },
+        "export": {
+            "opset": int(opset),
+            "exporter": EXPORTER,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "mos": __version__,
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **({"variants": variant_info} if variant_info else {}),
+        },
+        "files": files,
+    })

@@ -1,0 +1,355 @@
+"""Verify a bundle: onnx.checker, interface vs mos.json, ORT vs PyTorch parity, padding, variants."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mos.bundle import Bundle, load_bundle, sha256_file
+from mos.errors import MosError
+from mos.export.clips import CAPTIONS, LONG_CAPTION, synthetic_clip
+from mos.export.onnx_io import check_onnx, interface, read_metadata
+from mos.export.ort_side import OrtAudio, OrtText
+from mos.export.quantize import INT8_MAE_FRACTION, INT8_PADDING_TOL
+from mos.export.wrapper import TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT, expected_dims
+
+PARITY_TOL = 1e-4
+PADDING_TOL = 1e-4
+SINGLE_SECONDS = (0.3, 1.0, 7.3, 10.0, 30.0, 60.0)
+BATCH_SECONDS = (0.3, 2.5, 7.3)
+
+
+@dataclass
+class Check:
+    """One verification step: `worst` vs `tolerance` when it is a measurement."""
+
+    name: str
+    ok: bool
+    detail: str
+    worst: float | None = None
+    tolerance: float | None = None
+
+    @property
+    def severity(self) -> float:
+        if self.worst is None or not self.tolerance:
+            return float("inf")
+        return self.worst / self.tolerance
+
+
+@dataclass
+class VerifyReport:
+    bundle: Path
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    compared_with_torch: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return sorted((c for c in self.checks if not c.ok), key=lambda c: -c.severity)
+
+    def worst(self, name: str) -> float | None:
+        for c in self.checks:
+            if c.name == name:
+                return c.worst
+        return None
+
+    def format(self) -> list[str]:
+        lines = [f"verify {self.bundle}: {'ok' if self.ok else 'FAILED'} ({self.seconds:.1f} s)"]
+        for c in self.checks:
+            lines.append(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return lines
+
+    def raise_if_failed(self) -> None:
+        bad = self.failures
+        if bad:
+            more = f" (and {len(bad) - 1} more failed check(s))" if len(bad) > 1 else ""
+            raise MosError(bad[0].detail + more)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1e}"
+
+
+def _dims_ok(actual: Sequence[str | int], expected: Sequence[str | int | None]) -> bool:
+    if len(actual) != len(expected):
+        return False
+    return all(e is None and isinstance(a, int) and a > 0 or a == e for a, e in zip(actual, expected))
+
+
+def _check_files(bundle: Bundle, report: VerifyReport) -> dict[str, Any]:
+    """(1) onnx.checker and metadata_props == mos.json (without files) on every ONNX file."""
+    meta_nofiles = {k: v for k, v in bundle.meta.items() if k != "files"}
+    protos: dict[str, Any] = {}
+    names = [bundle.audio_model().name]
+    if bundle.uses_text:
+        names.append(bundle.text_model().name)
+    names += list(bundle.meta.get("variants", {}).values())
+    for name in names:
+        proto = check_onnx(bundle.root / name)
+        protos[name] = proto
+        embedded = read_metadata(proto)
+        same = embedded == meta_nofiles
+        report.checks.append(Check(
+            f"{name} checker+metadata", same,
+            f"{name}: onnx.checker ok; metadata_props['mos.json'] "
+            + ("matches mos.json" if same else "missing" if embedded is None else "differs from mos.json"),
+        ))
+    return protos
+
+
+def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyReport) -> None:
+    """(2) input/output names and symbolic (dynamic) axes equal what mos.json says."""
+    audio = bundle.meta["audio"]
+    want_in, want_out = list(audio["inputs"]), list(audio["outputs"])
+    problems: list[str] = []
+    if want_out != bundle.target_names:
+        problems.append(f"mos.json audio outputs {want_out} != targets {bundle.target_names}")
+    audio_files = [bundle.audio_model().name] + list(bundle.meta.get("variants", {}).values())
+    for name in audio_files:
+        ins, outs = interface(protos[name])
+        if list(ins) != want_in:
+            problems.append(f"{name}: inputs {list(ins)} != mos.json {want_in}")
+        if list(outs) != want_out:
+            problems.append(f"{name}: outputs {list(outs)} != mos.json {want_out}")
+        for io_name, dims in [*ins.items(), *outs.items()]:
+            exp = expected_dims(io_name) if io_name in ins else ["batch"]
+            if io_name == "text" and bundle.uses_text:
+                exp = ["batch", "tokens", int(bundle.meta["text"]["dim"])]
+            if not _dims_ok(dims, exp):
+                problems.append(f"{name}: '{io_name}' has dims {dims}, expected {exp} (dynamic axes must be dim_param)")
+    if bundle.uses_text:
+        name = bundle.text_model().name
+        ins, outs = interface(protos[name])
+        if list(ins) != list(TEXT_MODEL_INPUTS) or list(outs) != [TEXT_MODEL_OUTPUT]:
+            problems.append(f"{name}: interface {list(ins)} -> {list(outs)}, expected "
+                            f"{list(TEXT_MODEL_INPUTS)} -> {[TEXT_MODEL_OUTPUT]}")
+        else:
+            for io_name, dims in [*ins.items(), *outs.items()]:
+                exp = expected_dims(io_name)
+                if io_name == TEXT_MODEL_OUTPUT:
+                    exp = ["batch", "tokens", int(bundle.meta["text"]["dim"])]
+                if not _dims_ok(dims, exp):
+                    problems.append(f"{name}: '{io_name}' has dims {dims}, expected {exp}")
+    detail = "; ".join(problems) if problems else "names and dynamic axes (batch, samples, tokens) match mos.json"
+    report.checks.append(Check("interface", not problems, detail))
+
+
+def _load_reference_model(bundle: Bundle, report: VerifyReport) -> Any:
+    """The checkpoint recorded in mos.json, when it still exists unchanged; else None (with a note)."""
+    from mos.export.manifest import resolve_checkpoint
+
+    training = bundle.meta.get("training") or {}
+    ref = training.get("checkpoint")
+    if not ref:
+        report.notes.append("no checkpoint recorded in mos.json: PyTorch parity (check 3) skipped")
+        return None
+    path = resolve_checkpoint(ref, bundle.root)
+    if not path.is_file():
+        report.notes.append(f"checkpoint {path} not found: PyTorch parity (check 3) skipped; "
+                            "ran checker, interface and padding checks only")
+        return None
+    if training.get("checkpoint_sha256") and sha256_file(path) != training["checkpoint_sha256"]:
+        report.notes.append(f"checkpoint {path} changed since export: PyTorch parity (check 3) skipped")
+        return None
+    from mos.trainer.checkpoint import load_model
+
+    model, _ = load_model(path)
+    report.notes.append(f"compared with PyTorch from {path}")
+    return model
+
+
+def _torch_scores(model: Any, clips: Sequence[np.ndarray], captions: Sequence[str] | None, encoder: Any) -> np.ndarray:
+    import torch
+
+    from mos.model.text_encoder import pad_token_features
+
+    rows = []
+    with torch.no_grad():
+        for i, clip in enumerate(clips):
+            wave = torch.from_numpy(clip)[None]
+            lengths = torch.tensor([len(clip)], dtype=torch.long)
+            if encoder is not None and captions is not None:
+                text, text_lengths = pad_token_features(encoder.encode([captions[i]]), encoder.dim)
+                rows.append(model.scores(wave, lengths, text, text_lengths)[0].numpy())
+            else:
+                rows.append(model.scores(wave, lengths)[0].numpy())
+    return np.stack(rows).astype(np.float32)
+
+
+def _check_tokenizer(ort_text: OrtText, encoder: Any, report: VerifyReport) -> None:
+    captions = [*CAPTIONS[:4], LONG_CAPTION, ""]
+    ours = ort_text.ids(captions)
+    batch = encoder.tokenize(captions)
+    theirs = [batch["input_ids"][i, : int(batch["attention_mask"][i].sum())].tolist() for i in range(len(captions))]
+    bad = [c for c, a, b in zip(captions, ours, theirs) if a != b]
+    detail = (f"tokenizer.json ids equal the transformers tokenizer's on {len(captions)} captions (incl. truncation)"
+              if not bad else f"tokenizer.json: ids differ from the transformers tokenizer for caption {bad[0][:60]!r}")
+    report.checks.append(Check("tokenizer", not bad, detail))
+
+
+def _check_parity(
+    bundle: Bundle, model: Any, encoder: Any, audio: OrtAudio, ort_text: OrtText | None,
+    clips: list[np.ndarray], captions: list[str], report: VerifyReport,
+) -> np.ndarray:
+    """(3) ORT vs PyTorch per single clip; returns the ORT scores [n, targets]."""
+    names = bundle.target_names
+    if list(model.cfg.target_names) != names or int(model.cfg.sample_rate) != bundle.sample_rate:
+        raise MosError(f"{bundle.root}: the PyTorch model ({model.cfg.target_names} at {model.cfg.sample_rate} Hz) "
+                       f"is not this bundle's ({names} at {bundle.sample_rate} Hz)")
+    ort_scores = np.stack([
+        audio.scores([c], ort_text.features([captions[i]]) if ort_text else None)[0] for i, c in enumerate(clips)
+    ])
+    ref = _torch_scores(model, clips, captions if ort_text else None, encoder)
+    diff = np.abs(ort_scores - ref)
+    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    worst = float(diff[i, j])
+    seconds = len(clips[i]) / bundle.sample_rate
+    name = bundle.audio_model().name
+    if worst <= PARITY_TOL:
+        detail = (f"{name}: ORT vs PyTorch on {len(clips)} clips "
+                  f"({', '.join(f'{len(c) / bundle.sample_rate:g}' for c in clips)} s): "
+                  f"max abs diff {_fmt(worst)} ({seconds:g} s, '{names[j]}'; tolerance {_fmt(PARITY_TOL)})")
+    else:
+        detail = (f"{name}: {seconds:.1f} s clip differs from PyTorch by {_fmt(worst)} on '{names[j]}' "
+                  f"(tolerance {_fmt(PARITY_TOL)})")
+    report.checks.append(Check("parity", worst <= PARITY_TOL, detail, worst, PARITY_TOL))
+    return ort_scores
+
+
+def _padding_case(
+    bundle: Bundle, audio: OrtAudio, ort_text: OrtText | None, label: str, tol: float, report: VerifyReport
+) -> None:
+    """(4)/(5) a padded batch of mixed lengths and captions: each clip vs itself alone, end to end."""
+    sr = bundle.sample_rate
+    clips = [synthetic_clip(s, sr, seed=100 + k) for k, s in enumerate(BATCH_SECONDS)]
+    captions = [CAPTIONS[k + 1] for k in range(len(clips))]
+    batched = audio.scores(clips, ort_text.features(captions) if ort_text else None)
+    alone = np.stack([
+        audio.scores([c], ort_text.features([captions[k]]) if ort_text else None)[0] for k, c in enumerate(clips)
+    ])
+    diff = np.abs(batched - alone)
+    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    worst = float(diff[i, j])
+    secs = f"{BATCH_SECONDS[i]:g} s"
+    if worst <= tol:
+        detail = (f"{label}: padded batch ({', '.join(f'{s:g}' for s in BATCH_SECONDS)} s, different captions) "
+                  f"vs alone: max abs diff {_fmt(worst)} (tolerance {_fmt(tol)})")
+    else:
+        detail = (f"{label}: the {secs} clip scores {_fmt(worst)} differently padded in a batch than alone "
+                  f"on '{bundle.target_names[j]}' (tolerance {_fmt(tol)})")
+    report.checks.append(Check(f"padding {label}", worst <= tol, detail, worst, tol))
+
+
+def _check_int8(
+    bundle: Bundle, ort_text: OrtText | None, clips: list[np.ndarray], captions: list[str],
+    fp32_scores: np.ndarray, report: VerifyReport,
+) -> None:
+    name = bundle.meta["variants"]["int8"]
+    int8 = OrtAudio(bundle.root / name)
+    _padding_case(bundle, int8, ort_text, name, INT8_PADDING_TOL, report)
+    got = np.stack([
+        int8.scores([c], ort_text.features([captions[i]]) if ort_text else None)[0] for i, c in enumerate(clips)
+    ])
+    mae = np.abs(got - fp32_scores).mean(axis=0)
+    widths = np.array([t.high - t.low for t in bundle.targets])
+    tol = INT8_MAE_FRACTION * widths
+    ratio = mae / tol
+    j = int(np.argmax(ratio))
+    ok = bool((mae <= tol).all())
+    per = ", ".join(f"'{n}' {m:.4f}" for n, m in zip(bundle.target_names, mae))
+    if ok:
+        detail = (f"{name}: MAE vs fp32 on {len(clips)} clips: {per} "
+                  f"(tolerance {INT8_MAE_FRACTION:g} x range width = {tol[j]:.3g} on '{bundle.target_names[j]}')")
+    else:
+        detail = (f"{name}: MAE vs audio.onnx {mae[j]:.4f} on '{bundle.target_names[j]}' over {len(clips)} clips "
+                  f"(tolerance {tol[j]:.3g} = {INT8_MAE_FRACTION:g} x range width)")
+    report.checks.append(Check(f"int8 accuracy", ok, detail, float(mae[j]), float(tol[j])))
+
+
+def _check_fp16(bundle: Bundle, ort_text: OrtText | None, clip: np.ndarray, caption: str,
+                fp32: np.ndarray, report: VerifyReport) -> None:
+    name = bundle.meta["variants"]["fp16"]
+    try:
+        fp16 = OrtAudio(bundle.root / name)
+        got = fp16.scores([clip], ort_text.features([caption]) if ort_text else None)[0]
+    except Exception as exc:  # no CPU kernel for an fp16 op: a GPU-only variant
+        report.notes.append(f"{name}: passes onnx.checker; ORT CPU cannot run it "
+                            f"({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__})")
+        return
+    report.notes.append(f"{name}: runs on ORT CPU; max abs diff to fp32 {_fmt(float(np.abs(got - fp32).max()))} "
+                        "on a 10 s clip (informational; meant for CUDA)")
+
+
+def verify_bundle(
+    bundle_dir: Path | str,
+    model: Any = None,
+    *,
+    use_checkpoint: bool = True,
+    text_encoder: Any = None,
+    raise_on_failure: bool = True,
+) -> VerifyReport:
+    """Verify a bundle; raises MosError naming the worst failure (unless raise_on_failure=False).
+
+    `model` (a MosModel) enables the PyTorch parity check; without it, the checkpoint recorded in
+    mos.json is used when it still exists unchanged (use_checkpoint), else parity is skipped.
+    `text_encoder` (a FrozenTextEncoder for the model's text encoder) saves loading it again.
+    """
+    start = time.perf_counter()
+    bundle = load_bundle(bundle_dir)
+    report = VerifyReport(bundle.root)
+    protos = _check_files(bundle, report)
+    _check_interface(bundle, protos, report)
+    del protos
+    if not report.ok:
+        report.seconds = time.perf_counter() - start
+        if raise_on_failure:
+            report.raise_if_failed()
+        return report
+
+    if model is None and use_checkpoint:
+        model = _load_reference_model(bundle, report)
+    elif model is None:
+        report.notes.append("no PyTorch model given: parity (check 3) skipped")
+    ort_text = None
+    encoder = None
+    if bundle.uses_text:
+        text_meta = bundle.meta["text"]
+        ort_text = OrtText(bundle.text_model(), bundle.tokenizer(), int(text_meta["max_tokens"]))
+        if model is not None:
+            from mos.model.text_encoder import FrozenTextEncoder
+
+            encoder = text_encoder or FrozenTextEncoder(model.cfg.text_encoder, max_tokens=model.cfg.max_text_tokens)
+            _check_tokenizer(ort_text, encoder, report)
+
+    sr = bundle.sample_rate
+    clips = [synthetic_clip(s, sr, seed=10 + k) for k, s in enumerate(SINGLE_SECONDS)]
+    captions = [CAPTIONS[k % len(CAPTIONS)] for k in range(len(clips))]
+    audio = OrtAudio(bundle.audio_model())
+    if model is not None:
+        report.compared_with_torch = True
+        fp32_scores = _check_parity(bundle, model.eval(), encoder, audio, ort_text, clips, captions, report)
+    else:
+        fp32_scores = np.stack([
+            audio.scores([c], ort_text.features([captions[i]]) if ort_text else None)[0] for i, c in enumerate(clips)
+        ])
+    _padding_case(bundle, audio, ort_text, bundle.audio_model().name, PADDING_TOL, report)
+    variants = bundle.meta.get("variants", {})
+    if "int8" in variants:
+        _check_int8(bundle, ort_text, clips, captions, fp32_scores, report)
+    if "fp16" in variants:
+        ten = SINGLE_SECONDS.index(10.0)
+        _check_fp16(bundle, ort_text, clips[ten], captions[ten], fp32_scores[ten], report)
+    report.seconds = time.perf_counter() - start
+    if raise_on_failure:
+        report.raise_if_failed()
+    return report

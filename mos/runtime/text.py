@@ -1,0 +1,100 @@
+"""Caption -> token features with the bundle's tokenizer.json and text.onnx, each caption once."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mos.errors import BundleError
+from mos.runtime.session import SessionRunner
+
+
+def load_tokenizer(path: Path, max_tokens: int):  # -> tokenizers.Tokenizer
+    """A `tokenizers.Tokenizer` truncating to `max_tokens`, without padding (padded per batch here)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+        raise BundleError(f"{path}: not a readable tokenizer.json ({' '.join(str(exc).split())[:160]})") from None
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_tokens)
+    return tok
+
+
+def pad_token_features(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-caption features [n_i, dim] -> text [B, max n_i, dim] (zeros past n_i) and lengths [B] int64."""
+    lengths = np.array([f.shape[0] for f in features], dtype=np.int64)
+    dim = features[0].shape[1]
+    out = np.zeros((len(features), max(1, int(lengths.max())), dim), dtype=np.float32)
+    for i, f in enumerate(features):
+        out[i, : f.shape[0]] = f
+    return out, lengths
+
+
+class TextEncoder:
+    """Encodes captions with text.onnx; a caption is encoded once and kept (LRU, `cache_bytes`).
+
+    Features are the first n_i token rows of the encoder output, n_i = the caption's token count.
+    """
+
+    def __init__(
+        self,
+        runner: SessionRunner,
+        tokenizer_path: Path,
+        max_tokens: int,
+        batch_size: int = 64,
+        cache_bytes: int = 256 << 20,
+    ) -> None:
+        self.runner = runner
+        self.tokenizer = load_tokenizer(tokenizer_path, max_tokens)
+        self.max_tokens = max_tokens
+        self.batch_size = max(1, batch_size)
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
+        self.encoded = 0  # captions run through text.onnx (cache misses)
+
+    def _remember(self, caption: str, features: np.ndarray) -> None:
+        self._cache[caption] = features
+        self._cached_bytes += features.nbytes
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= old.nbytes
+
+    def _run(self, ids: list[list[int]]) -> list[np.ndarray]:
+        """text.onnx on token id lists (padded here to the longest) -> features per list."""
+        width = max(1, max(len(i) for i in ids))
+        input_ids = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        (hidden,) = self.runner.run({"input_ids": input_ids, "attention_mask": mask})[:1]
+        return [np.ascontiguousarray(hidden[row, : max(1, len(seq))], dtype=np.float32) for row, seq in enumerate(ids)]
+
+    def encode(self, captions: Sequence[str]) -> list[np.ndarray]:
+        """Token features [n_i, dim] per caption; new distinct captions are encoded in batches."""
+        todo = [c for c in dict.fromkeys(captions) if c not in self._cache]
+        if todo:
+            # Group captions of similar token length so padding stays small.
+            ids = {c: e.ids for c, e in zip(todo, self.tokenizer.encode_batch(todo))}
+            todo.sort(key=lambda c: len(ids[c]))
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start : start + self.batch_size]
+                for caption, feats in zip(chunk, self._run([ids[c] for c in chunk])):
+                    self._remember(caption, feats)
+                    self.encoded += 1
+        out = []
+        for c in captions:
+            feats = self._cache.get(c)
+            if feats is None:  # evicted by this very call (cache smaller than one chunk)
+                feats = self._run([self.tokenizer.encode(c).ids])[0]
+                self._remember(c, feats)
+            else:
+                self._cache.move_to_end(c)
+            out.append(feats)
+        return out

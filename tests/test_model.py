@@ -1,0 +1,69 @@
+"""The PyTorch model: padding invariance, the DFT front end against torch.stft, heads and ranges."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mos.model import ModelConfig, MosModel, TargetSpec  # noqa: E402
+from mos.model.frontend import LogMel  # noqa: E402
+
+
+def _model(text: bool = True) -> MosModel:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        text_encoder="minilm" if text else "none",
+        targets=[TargetSpec("overall", 1, 5, 3.0, 0.8), TargetSpec("textual", 1, 5, 3.2, 0.9)],
+    )
+    return MosModel(cfg).eval()
+
+
+@pytest.mark.parametrize("text", [True, False])
+def test_padding_invariance_eager(text: bool) -> None:
+    model = _model(text)
+    lengths = [77, 4800, 16000, 52000, 399, 161]
+    gen = torch.Generator().manual_seed(1)
+    wav = torch.zeros(len(lengths), max(lengths))
+    clips = [torch.randn(n, generator=gen) * 0.3 for n in lengths]
+    for i, c in enumerate(clips):
+        wav[i, : len(c)] = c
+        wav[i, len(c):] = 5.0  # garbage past the length must not matter
+    tl = [12, 3, 9, 5, 7, 1]
+    tokens = torch.randn(len(lengths), max(tl), 384, generator=gen)
+    L = torch.tensor(lengths)
+    T = torch.tensor(tl)
+    with torch.no_grad():
+        batch = model.scores(wav, L, tokens if text else None, T if text else None)
+        for i, c in enumerate(clips):
+            alone = model.scores(c[None], L[i : i + 1], tokens[i : i + 1, : tl[i]] if text else None,
+                                 T[i : i + 1] if text else None)
+            assert torch.allclose(alone[0], batch[i], atol=1e-5), (lengths[i], alone, batch[i])
+
+
+def test_frontend_matches_torch_stft() -> None:
+    cfg = ModelConfig()
+    fe = LogMel(cfg)
+    x = torch.randn(1, 16000)
+    feats, frames = fe.log_mel(x, torch.tensor([16000]))
+    window = torch.hann_window(cfg.win_length, periodic=True)
+    # Our frame i starts at i*hop - win/2 with the window at the start of an n_fft frame.
+    padded = torch.nn.functional.pad(x, (cfg.win_length // 2, cfg.win_length // 2))
+    frames_ = padded.unfold(1, cfg.win_length, cfg.hop_length) * window
+    spec = torch.fft.rfft(frames_, n=cfg.n_fft).abs() ** 2  # [1, T, F]
+    mel = torch.log(spec @ fe.mel_fbank + 1e-6).transpose(1, 2)
+    assert int(frames[0]) == 16000 // cfg.hop_length + 1
+    assert torch.allclose(feats[..., : mel.shape[2]], mel, atol=2e-3)
+
+
+def test_scores_clamped_to_target_range() -> None:
+    model = _model(text=False)
+    with torch.no_grad():
+        big = model.to_scale(torch.tensor([[100.0, -100.0]]))
+    assert big.tolist() == [[5.0, 1.0]]
+
+
+def test_text_model_needs_text() -> None:
+    model = _model(text=True)
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 1600), torch.tensor([1600]))

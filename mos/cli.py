@@ -21,12 +21,16 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Learn to predict how people rate audio clips (MOS), export to ONNX, score without PyTorch.",
 )
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, never wrapped, never a traceback."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"error: {message}", markup=False)
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -120,7 +124,7 @@ def main() -> None:
     try:
         app()
     except MosError as exc:  # any user error that escaped a command
-        err_console.print(f"error: {exc}", markup=False)
+        print_error(str(exc))
         sys.exit(2)
 
 

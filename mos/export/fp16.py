@@ -26,6 +26,27 @@ class Fp16Report:
     note: str
 
 
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (the converter appends its
+    input casts at the end, which onnx.checker rejects)."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in ready for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError(f"graph has a cycle or a dangling input at node {rest[0].name!r}")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def convert_fp16(fp32: Path, out: Path, clip: np.ndarray, text: np.ndarray | None) -> Fp16Report:
     """Write `out` (keep_io_types=True) and try it on the ORT CPU provider against fp32."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -33,6 +54,7 @@ def convert_fp16(fp32: Path, out: Path, clip: np.ndarray, text: np.ndarray | Non
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         half = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    topological_sort(half.graph)
     onnx.save(half, str(out))
     onnx.checker.check_model(str(out))
     feats = [text] if text is not None else None

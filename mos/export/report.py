@@ -1,0 +1,58 @@
+"""ExportReport: what an export wrote, how long it took, and what verification measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mos.export.fp16 import Fp16Report
+from mos.export.quantize import Int8Report
+from mos.export.verify import VerifyReport
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+@dataclass
+class ExportReport:
+    bundle: Path
+    checkpoint: Path
+    opset: int
+    files: dict[str, int] = field(default_factory=dict)  # name -> bytes
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    verify: VerifyReport | None = None
+    int8: Int8Report | None = None
+    fp16: Fp16Report | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    def format(self) -> list[str]:
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        lines = [
+            f"exported {self.checkpoint} -> {self.bundle} (opset {self.opset}) in {self.total_seconds:.1f} s ({stages})",
+        ]
+        lines += [f"  {name:<18} {_mb(size)}" for name, size in self.files.items()]
+        if self.int8 is not None:
+            q = self.int8
+            mae = ", ".join(f"'{k}' {v:.4f} (max {q.max_abs[k]:.4f}, tolerance {q.mae_tolerance[k]:.3g})"
+                            for k, v in q.mae.items())
+            lines += [
+                f"int8 ({q.method})",
+                f"  size {_mb(q.fp32_bytes)} -> {_mb(q.int8_bytes)}; speed per 10 s clip (2 threads, median) "
+                f"{q.fp32_ms:.2f} ms -> {q.int8_ms:.2f} ms ({q.speedup:.2f}x)",
+                f"  MAE vs fp32 on {q.calibration_clips} calibration clips: {mae}",
+                f"  padding invariance: max abs diff {q.padding_gap:.1e} (tolerance 1e-4)",
+            ]
+            lines += [f"  note: {n}" for n in q.notes]
+        if self.fp16 is not None:
+            lines.append(f"fp16: {_mb(self.fp16.fp32_bytes)} -> {_mb(self.fp16.fp16_bytes)}; {self.fp16.note}")
+        if self.verify is not None:
+            lines += self.verify.format()
+        else:
+            lines.append("verification skipped (--no-verify)")
+        lines += [f"note: {n}" for n in self.notes]
+        return lines

@@ -1,0 +1,40 @@
+"""Batches of similar-length clips: sort a bounded chunk by length, pad with zeros, keep the order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices into `lengths` grouped into batches of at most `batch_size`, similar lengths together.
+
+    Every index appears exactly once; callers scatter results back by index, so input order is
+    restored whatever the grouping.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    size = max(1, int(batch_size))
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
+def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Waveforms -> zero-padded [B, max length] float32 and their lengths [B] int64."""
+    lengths = np.array([w.shape[0] for w in waves], dtype=np.int64)
+    out = np.zeros((len(waves), max(1, int(lengths.max()))), dtype=np.float32)
+    for i, w in enumerate(waves):
+        out[i, : w.shape[0]] = w
+    return out, lengths
+
+
+def split_windows(wave: np.ndarray, window: int) -> list[np.ndarray]:
+    """Cut an in-memory waveform into consecutive windows of `window` samples (last one shorter)."""
+    if wave.shape[0] <= window:
+        return [wave]
+    return [wave[start : start + window] for start in range(0, wave.shape[0], window)]
+
+
+def weighted_mean(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean of window scores [n, targets] weighted by valid length [n] -> [targets]."""
+    w = np.asarray(weights, dtype=np.float64)
+    return (np.asarray(scores, dtype=np.float64) * w[:, None]).sum(axis=0) / w.sum()

@@ -1,0 +1,154 @@
+"""The loaded bundle: audio (and text) sessions plus the caption cache; scores waveforms in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mos.bundle import Bundle, load_bundle
+from mos.errors import BundleError, MosError
+from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
+from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session
+from mos.runtime.text import TextEncoder, pad_token_features
+
+AUDIO_INPUTS = ("waveform", "lengths")
+TEXT_INPUTS = ("text", "text_lengths")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Device ('auto', 'cpu', 'cuda'), CPU threads (0 = ORT default), the int8 audio variant,
+    and the audio batch size (0 = 16 on CPU, 64 on CUDA)."""
+
+    device: str = "auto"
+    threads: int = 0
+    int8: bool = False
+    batch_size: int = 0
+    text_batch_size: int = 64
+
+
+def _check_interface(runner: SessionRunner, path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    missing_in = [n for n in inputs if n not in runner.input_names]
+    missing_out = [n for n in outputs if n not in runner.output_names]
+    if missing_in or missing_out:
+        parts = []
+        if missing_in:
+            parts.append(f"inputs {', '.join(missing_in)} missing (has {', '.join(runner.input_names)})")
+        if missing_out:
+            parts.append(f"outputs {', '.join(missing_out)} missing (has {', '.join(runner.output_names)})")
+        raise BundleError(f"{path}: does not match mos.json: {'; '.join(parts)}")
+
+
+class ScoreEngine:
+    """Sessions of one bundle. `score_arrays` scores float32 mono waveforms at `sample_rate`.
+
+    Scores come back [n, len(targets)] on each target's scale. Every clip scores the same alone
+    or in any batch (the model masks padding); clips longer than the window are scored in windows
+    and averaged weighted by valid length, as `mos score` does for files.
+    """
+
+    def __init__(self, bundle: Bundle, options: EngineOptions | None = None) -> None:
+        self.bundle = bundle
+        self.options = options or EngineOptions()
+        cfg = SessionConfig(device=self.options.device, threads=self.options.threads)
+        audio_path = bundle.audio_model("int8" if self.options.int8 else "fp32")
+        self.audio = SessionRunner(open_session(audio_path, cfg))
+        self.targets: list[str] = bundle.target_names
+        wanted = list(AUDIO_INPUTS) + (list(TEXT_INPUTS) if bundle.uses_text else [])
+        _check_interface(self.audio, audio_path, wanted, self.targets)
+        self._output_index = [self.audio.output_names.index(t) for t in self.targets]
+        self.text: TextEncoder | None = None
+        if bundle.uses_text:
+            text_meta = bundle.meta.get("text") or {}
+            text_path = bundle.text_model()
+            runner = SessionRunner(open_session(text_path, cfg))
+            _check_interface(runner, text_path, ("input_ids", "attention_mask"), ())
+            self.text = TextEncoder(
+                runner,
+                bundle.tokenizer(),
+                int(text_meta.get("max_tokens", 64)),
+                batch_size=self.options.text_batch_size,
+            )
+        self.provider: str = self.audio.provider
+        default_batch = 64 if self.provider == CUDA else 16
+        self.batch_size: int = self.options.batch_size if self.options.batch_size > 0 else default_batch
+
+    @classmethod
+    def load(cls, bundle_dir: Path | str, options: EngineOptions | None = None) -> ScoreEngine:
+        """load_bundle (schema, files, hashes) then open its sessions."""
+        return cls(load_bundle(bundle_dir), options)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.bundle.sample_rate
+
+    @property
+    def window_seconds(self) -> float:
+        return self.bundle.window_seconds
+
+    @property
+    def window_samples(self) -> int:
+        return max(1, int(round(self.window_seconds * self.sample_rate)))
+
+    @property
+    def uses_text(self) -> bool:
+        return self.text is not None
+
+    def _run_batch(self, waves: Sequence[np.ndarray], feats: Sequence[np.ndarray] | None) -> np.ndarray:
+        waveform, lengths = pad_waveforms(waves)
+        feeds = {"waveform": waveform, "lengths": lengths}
+        if feats is not None:
+            feeds["text"], feeds["text_lengths"] = pad_token_features(feats)
+        outputs = self.audio.run(feeds)
+        return np.stack([np.asarray(outputs[i], dtype=np.float32).reshape(-1) for i in self._output_index], axis=1)
+
+    def _caption_features(self, captions: Sequence[str | None]) -> list[np.ndarray] | None:
+        if self.text is None:
+            return None
+        if any(not c for c in captions):
+            raise MosError("this bundle's model needs a caption for every clip")
+        return self.text.encode([c for c in captions if c])
+
+    def score_segments(
+        self, waves: Sequence[np.ndarray], captions: Sequence[str | None], batch_size: int | None = None
+    ) -> np.ndarray:
+        """One score row per segment (no windowing): similar lengths batched, input order kept."""
+        n = len(waves)
+        out = np.zeros((n, len(self.targets)), dtype=np.float32)
+        if n == 0:
+            return out
+        feats = self._caption_features(captions)
+        for batch in plan_batches([w.shape[0] for w in waves], batch_size or self.batch_size):
+            out[batch] = self._run_batch([waves[i] for i in batch], None if feats is None else [feats[i] for i in batch])
+        return out
+
+    def score_arrays(self, waveforms: Sequence[np.ndarray], captions: Sequence[str | None]) -> np.ndarray:
+        """Scores [n, n_targets] (float64) for float32 mono waveforms at `sample_rate`.
+
+        `captions[i]` may be None only for an audio-only bundle. Waveforms longer than the window
+        are cut into windows and their scores averaged, weighted by each window's length.
+        """
+        if len(waveforms) != len(captions):
+            raise ValueError(f"{len(waveforms)} waveforms but {len(captions)} captions")
+        seg_waves: list[np.ndarray] = []
+        seg_caps: list[str | None] = []
+        owner: list[int] = []
+        for i, (wave, caption) in enumerate(zip(waveforms, captions)):
+            wave = np.ascontiguousarray(wave, dtype=np.float32)
+            if wave.ndim != 1 or wave.shape[0] == 0:
+                raise ValueError(f"waveform {i}: expected a non-empty 1-D array, got shape {wave.shape}")
+            for piece in split_windows(wave, self.window_samples):
+                seg_waves.append(piece)
+                seg_caps.append(caption)
+                owner.append(i)
+        seg_scores = self.score_segments(seg_waves, seg_caps)
+        owner_arr = np.array(owner, dtype=np.int64)
+        weights = np.array([w.shape[0] for w in seg_waves], dtype=np.float64)
+        out = np.zeros((len(waveforms), len(self.targets)), dtype=np.float64)
+        for i in range(len(waveforms)):
+            sel = owner_arr == i
+            out[i] = weighted_mean(seg_scores[sel], weights[sel])
+        return out

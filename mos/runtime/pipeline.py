@@ -1,0 +1,179 @@
+"""The scoring loop: decoded files -> windows -> length-sorted batches -> per-file results in order."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mos.runtime.engine import ScoreEngine
+from mos.runtime.inputs import Job
+from mos.runtime.reader import AudioSpec, BackgroundIterator, Decoded, decode_file, one_line, prefetch_ordered
+
+
+@dataclass
+class FileResult:
+    """A finished file: scores [n_targets] (float64) and duration, or a one-line error."""
+
+    job: Job
+    scores: np.ndarray | None
+    duration: float | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class PipelineOptions:
+    """Reader threads, batch size (windows per session run), and the look-ahead chunk (in batches)
+    sorted by length before batching; memory holds about (chunk_batches + 1) batches of windows."""
+
+    workers: int = 2
+    batch_size: int = 16
+    chunk_batches: int = 4
+
+
+@dataclass
+class _FileState:
+    job: Job
+    sum_scores: np.ndarray | None = None
+    sum_weights: float = 0.0
+    samples: int = 0
+    outstanding: int = 0  # windows handed to a batch, not scored yet
+    complete: bool = False  # every window has been handed out (or the file failed)
+    error: str | None = None
+    windows: int = 0
+
+    def fail(self, message: str) -> None:
+        if self.error is None:
+            self.error = message
+        self.complete = True
+
+    @property
+    def finished(self) -> bool:
+        return self.complete and (self.outstanding == 0 or self.error is not None)
+
+    def add(self, scores: np.ndarray, length: int) -> None:
+        self.outstanding -= 1
+        if self.error is not None:
+            return
+        if not np.all(np.isfinite(scores)):
+            self.fail(f"{self.job.path}: the model gave a non-finite score")
+            return
+        weighted = scores.astype(np.float64) * float(length)
+        self.sum_scores = weighted if self.sum_scores is None else self.sum_scores + weighted
+        self.sum_weights += float(length)
+
+    def result(self, sample_rate: int) -> FileResult:
+        duration = self.samples / sample_rate if self.samples else None
+        if self.error is not None or self.sum_scores is None:
+            return FileResult(self.job, None, duration, self.error or f"{self.job.path}: no audio scored")
+        return FileResult(self.job, self.sum_scores / self.sum_weights, duration, None)
+
+
+@dataclass
+class _Segment:
+    state: _FileState
+    wave: np.ndarray
+    caption: str | None = field(default=None)
+
+
+def _score_chunk(engine: ScoreEngine, segments: list[_Segment], batch_size: int) -> None:
+    """Score a chunk; if a batch fails, retry its clips one by one so only the culprit fails."""
+    waves = [s.wave for s in segments]
+    captions = [s.caption for s in segments]
+    try:
+        results = engine.score_segments(waves, captions, batch_size)
+    except Exception as exc:
+        if len(segments) == 1:
+            seg = segments[0]
+            seg.state.outstanding -= 1
+            seg.state.fail(f"{seg.state.job.path}: scoring failed: {one_line(exc)}")
+            return
+        for seg in segments:
+            _score_chunk(engine, [seg], 1)
+        return
+    for seg, row in zip(segments, results):
+        seg.state.add(row, seg.wave.shape[0])
+
+
+def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOptions) -> Iterator[FileResult]:
+    """Score every job; yield one FileResult per job, in input order, as soon as it is final.
+
+    A reader pool decodes files ahead; files longer than the bundle's window are read window by
+    window (a background thread keeps at most one batch of them ready). Windows of all files
+    are pooled into chunks, sorted by length, batched, and aggregated per file weighted by length.
+    """
+    spec = AudioSpec(engine.sample_rate, engine.window_seconds)
+    batch_size = max(1, options.batch_size)
+    chunk_size = batch_size * max(1, options.chunk_batches)
+
+    def decode(job: Job) -> Decoded:
+        if job.error is not None:
+            return Decoded(error=job.error)
+        return decode_file(job.path, spec)
+
+    decoded = prefetch_ordered(jobs, decode, options.workers, ahead=max(chunk_size, 2 * options.workers))
+    order: deque[_FileState] = deque()
+    long_iter: BackgroundIterator[np.ndarray] | None = None
+    long_state: _FileState | None = None
+    exhausted = False
+    try:
+        while True:
+            segments: list[_Segment] = []
+            while len(segments) < chunk_size:
+                if long_iter is not None and long_state is not None:
+                    try:
+                        wave = next(long_iter)
+                    except StopIteration:
+                        long_state.complete = True
+                        long_iter = long_state = None
+                        continue
+                    except Exception as exc:
+                        long_state.fail(one_line(exc, long_state.job.path))
+                        long_iter.close()
+                        long_iter = long_state = None
+                        continue
+                    long_state.outstanding += 1
+                    long_state.samples += wave.shape[0]
+                    long_state.windows += 1
+                    segments.append(_Segment(long_state, wave, long_state.job.caption))
+                    continue
+                nxt = next(decoded, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                job, dec = nxt
+                state = _FileState(job)
+                order.append(state)
+                if dec.error is not None:
+                    state.fail(dec.error)
+                elif dec.long:
+                    long_iter = spec.windows(job.path, prefetch=batch_size)
+                    long_state = state
+                else:
+                    assert dec.wave is not None
+                    state.outstanding = 1
+                    state.samples = dec.wave.shape[0]
+                    state.windows = 1
+                    state.complete = True
+                    segments.append(_Segment(state, dec.wave, job.caption))
+            if segments:
+                _score_chunk(engine, segments, batch_size)
+                del segments
+            while order and order[0].finished:
+                yield order.popleft().result(engine.sample_rate)
+            if exhausted and long_iter is None:
+                break
+        while order:  # only reached when every state is final
+            yield order.popleft().result(engine.sample_rate)
+    finally:
+        if long_iter is not None:
+            long_iter.close()
+        close = getattr(decoded, "close", None)
+        if close is not None:
+            close()

@@ -29,6 +29,9 @@ _META_COLUMNS = ("path", "caption", "duration", "status", "error")
 _LEVELS = ("utterance", "system")
 
 
+# The AudioMOS 2025 track-1 baseline prints its two targets under these names.
+DISPLAY_NAMES = {"overall": "OVERALL QUALITY", "textual": "TEXTUAL ALIGNMENT"}
+
 def clip_key(clip_id: str) -> str:
     """The name predictions and ratings join on: basename without a `.wav` suffix (`dir/x.wav` -> `x`)."""
     name = clip_id.strip().replace("\\", "/").rsplit("/", 1)[-1]
@@ -287,7 +290,7 @@ def format_report(results: dict[str, dict[str, Metrics]]) -> str:
             m = per_level.get(level)
             if m is None:
                 continue
-            lines.append(f"======{target.upper()}=======")
+            lines.append(f"======{DISPLAY_NAMES.get(target, target.upper())}=======")
             lines.append(f"[{tag}] Test error= {m.mse:f}")
             lines.append(f"[{tag}] Linear correlation coefficient= {m.lcc:f}")
             lines.append(f"[{tag}] Spearman rank correlation coefficient= {m.srcc:f}")

@@ -19,7 +19,8 @@ from mos.data.table import ColumnMap, load_table, load_table_groups, parse_colum
 from mos.data.xacle import load_xacle
 from mos.errors import ManifestError
 
-MUSHRA = Path("/work/shared/data/mushra-speech-codec/ratings.csv")
+# shared/ sits beside the repository (CI clones main with shared/ next to it).
+MUSHRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mushra-speech-codec" / "ratings.csv"
 
 
 # ------------------------------------------------------------------------------- fixtures

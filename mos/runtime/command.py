@@ -1,0 +1,119 @@
+"""The `mos score` command (typer): options, progress on stderr, summary, exit codes 0/2/3."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from mos.errors import MosError
+from mos.runtime.scorer import DEFAULT_BUNDLE, ScoreOptions, format_summary, run_score
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+class OutputFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+    xacle = "xacle"
+    audiomos = "audiomos"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def score(
+    inputs: Path = typer.Argument(
+        ...,
+        help="A folder of audio (recursive; .wav/.flac/.ogg), a list file (.txt/.lst: one path per line, "
+        "relative to the list), an XACLE or MusicEval dataset (tree, *_average.csv, sets/*_list.txt), or one file.",
+        show_default=False,
+    ),
+    captions: Optional[Path] = typer.Option(
+        None, "--captions", help="Captions: a CSV (wav_file_name,text as XACLE) or MusicEval prompt_info.txt."
+    ),
+    caption_columns: Optional[str] = typer.Option(
+        None, "--caption-columns", help="Columns of a --captions CSV as id_col,text_col (default wav_file_name,text)."
+    ),
+    bundle: Path = typer.Option(DEFAULT_BUNDLE, "--bundle", help="Exported bundle directory (mos export)."),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        help="Output file [default: scores.csv; scores.jsonl for jsonl; answer.txt for audiomos]. "
+        "For xacle/audiomos the rows also stream to <out stem>.rows.csv.",
+        show_default=False,
+    ),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.csv, "--format", help="csv/jsonl: one row per file; xacle/audiomos: challenge files."
+    ),
+    device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when onnxruntime-gpu and a GPU work."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per session (0: ONNX Runtime's default)."),
+    batch_size: int = typer.Option(0, "--batch-size", min=0, help="Clips (windows) per run (0: 16 on CPU, 64 on CUDA)."),
+    int8: bool = typer.Option(False, "--int8", help="Use the bundle's int8 audio model."),
+    resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok; score the rest."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Reader threads decoding and resampling ahead."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score audio files with an exported bundle (ONNX Runtime only; no PyTorch needed).
+
+    Example:
+
+        mos score data/wav --captions data/captions.csv --bundle runs/demo/bundle --out scores.csv
+
+    One row per file streams to the output as it finishes: id, path, caption, one column per
+    target, duration, status (ok|error), error. A file that cannot be scored gets an error row
+    and the run goes on. Exit code: 0 all scored, 3 some files failed, 2 bad usage, bundle or
+    captions file.
+    """
+    console = Console(stderr=True)
+    opts = ScoreOptions(
+        inputs=inputs,
+        bundle=bundle,
+        captions=captions,
+        caption_columns=caption_columns,
+        out=out,
+        format=output_format.value,
+        device=device.value,
+        threads=threads,
+        batch_size=batch_size,
+        int8=int8,
+        resume=resume,
+        workers=workers,
+        progress=not quiet,
+    )
+    try:
+        summary = run_score(opts, console)
+    except MosError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        console.print("interrupted: finished rows are saved; re-run with --resume to score the rest",
+                      markup=False, highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(format_summary(summary), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(summary.exit_code)
+
+
+def main() -> None:
+    """Run `score` as a stand-alone command (python -m mos.runtime.command ...)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command("score")(score)
+
+    @app.callback()
+    def _root() -> None:  # keeps `score` a named subcommand, as under `mos`
+        """mos runtime commands."""
+
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""`run_score`: resolve inputs and captions, load the bundle, stream rows, write challenge files."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from mos.bundle import load_bundle
+from mos.errors import MosError
+from mos.runtime.engine import EngineOptions, ScoreEngine
+from mos.runtime.inputs import InputSet, read_caption_file, resolve_inputs
+from mos.runtime.pipeline import FileResult, PipelineOptions, score_jobs
+from mos.runtime.writers import (
+    FORMATS,
+    Row,
+    RowWriter,
+    check_challenge_targets,
+    read_rows,
+    write_challenge,
+)
+
+DEFAULT_BUNDLE = Path("runs/demo/bundle")
+
+
+@dataclass
+class ScoreOptions:
+    """Everything `mos score` takes. `out` None means scores.csv (scores.jsonl for jsonl,
+    answer.txt for audiomos). For xacle/audiomos the rows stream to `<out stem>.rows.csv` and the
+    challenge file is written at the end."""
+
+    inputs: Path
+    bundle: Path = DEFAULT_BUNDLE
+    captions: Path | None = None
+    caption_columns: str | None = None
+    out: Path | None = None
+    format: str = "csv"
+    device: str = "auto"
+    threads: int = 0
+    batch_size: int = 0
+    int8: bool = False
+    resume: bool = False
+    workers: int = 2
+    progress: bool = True
+
+
+@dataclass
+class ScoreSummary:
+    """What a run did. `rtf` is audio seconds scored per wall second (higher is faster)."""
+
+    files: int
+    scored: int
+    failed: int
+    skipped: int
+    seconds: float
+    audio_seconds: float
+    provider: str
+    out: Path
+    challenge: Path | None = None
+    duplicate_ids: list[str] = field(default_factory=list)
+    first_errors: list[str] = field(default_factory=list)
+
+    @property
+    def clips_per_s(self) -> float:
+        return (self.scored + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def rtf(self) -> float:
+        return self.audio_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file has scores, 3 when some failed."""
+        return 3 if self.failed else 0
+
+
+def output_paths(out: Path | None, fmt: str) -> tuple[Path, Path | None]:
+    """(stream file, challenge file or None) for an --out and --format."""
+    if fmt not in FORMATS:
+        raise MosError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "jsonl":
+        return (out or Path("scores.jsonl")), None
+    if fmt == "csv":
+        return (out or Path("scores.csv")), None
+    challenge = out or Path("answer.txt" if fmt == "audiomos" else "scores.csv")
+    if challenge.is_dir():
+        challenge = challenge / ("answer.txt" if fmt == "audiomos" else "scores.csv")
+    stem = challenge.name[: -len(challenge.suffix)] if challenge.suffix else challenge.name
+    return challenge.with_name(f"{stem}.rows.csv"), challenge
+
+
+def _row(result: FileResult, targets: list[str]) -> Row:
+    job = result.job
+    if result.ok and result.scores is not None:
+        scores = {t: float(v) for t, v in zip(targets, result.scores)}
+        return Row(job.id, str(job.path), job.caption, scores, result.duration, "ok")
+    return Row(job.id, str(job.path), job.caption, None, result.duration, "error", result.error)
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("[red]{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummary:
+    """Score every input file and write the rows (and the challenge file). Bad files become error
+    rows; bad run inputs (bundle, captions file, --format for this bundle, inputs) raise MosError
+    before any scoring."""
+    console = console or Console(stderr=True)
+    stream_path, challenge_path = output_paths(opts.out, opts.format)
+    stream_fmt = "jsonl" if opts.format == "jsonl" else "csv"
+    bundle = load_bundle(opts.bundle)
+    targets = bundle.target_names
+    check_challenge_targets(opts.format, targets)
+    captions = read_caption_file(opts.captions, opts.caption_columns) if opts.captions is not None else None
+    inputs: InputSet = resolve_inputs(opts.inputs, captions, bundle.uses_text)
+    engine = ScoreEngine(
+        bundle, EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size)
+    )
+    if inputs.duplicate_ids:
+        console.print(f"[yellow]warning:[/] {len(inputs.duplicate_ids)} input(s) repeat an id and are scored once "
+                      f"(first: {inputs.duplicate_ids[0]})")
+
+    writer = RowWriter(stream_path, stream_fmt, targets, resume=opts.resume)
+    todo = [job for job in inputs.jobs if job.id not in writer.done]
+    skipped = len(inputs.jobs) - len(todo)
+    scored = failed = 0
+    audio_seconds = 0.0
+    first_errors: list[str] = []
+    start = time.perf_counter()
+    pipeline = PipelineOptions(workers=max(1, opts.workers), batch_size=engine.batch_size)
+    enabled = opts.progress and bool(todo)
+    try:
+        with writer, _progress(console, enabled) as progress:
+            task = progress.add_task("scoring", total=len(todo), rate="", failed="")
+            for result in score_jobs(engine, todo, pipeline):
+                writer.write(_row(result, targets))
+                if result.ok:
+                    scored += 1
+                    audio_seconds += result.duration or 0.0
+                else:
+                    failed += 1
+                    if len(first_errors) < 5:
+                        first_errors.append(result.error or "")
+                elapsed = time.perf_counter() - start
+                rate = (scored + failed) / elapsed if elapsed > 0 else 0.0
+                progress.update(
+                    task, advance=1, rate=f"{rate:.1f} clips/s", failed=f"{failed} failed" if failed else ""
+                )
+    finally:
+        seconds = time.perf_counter() - start
+    if challenge_path is not None:
+        order = {job.id: i for i, job in enumerate(inputs.jobs)}
+        rows = read_rows(stream_path, stream_fmt, targets)
+        rows.sort(key=lambda r: order.get(r.id, len(order)))
+        write_challenge(challenge_path, opts.format, rows, targets)
+    return ScoreSummary(
+        files=len(inputs.jobs),
+        scored=scored,
+        failed=failed,
+        skipped=skipped,
+        seconds=seconds,
+        audio_seconds=audio_seconds,
+        provider=engine.provider,
+        out=stream_path,
+        challenge=challenge_path,
+        duplicate_ids=inputs.duplicate_ids,
+        first_errors=first_errors,
+    )
+
+
+def format_summary(summary: ScoreSummary) -> str:
+    """The end-of-run lines: counts, speed, provider and where the rows went."""
+    parts = [f"scored {summary.scored}", f"failed {summary.failed}"]
+    if summary.skipped:
+        parts.append(f"skipped {summary.skipped} (already in {summary.out})")
+    lines = [
+        ", ".join(parts) + f" of {summary.files} files in {summary.seconds:.1f} s",
+        f"{summary.clips_per_s:.1f} clips/s, real-time factor {summary.rtf:.0f}x "
+        f"({summary.audio_seconds:.0f} s of audio), provider {summary.provider}",
+        f"rows: {summary.out}" + (f"; challenge file: {summary.challenge}" if summary.challenge else ""),
+    ]
+    if summary.first_errors:
+        more = summary.failed - len(summary.first_errors)
+        lines += [f"  {e}" for e in summary.first_errors]
+        if more > 0:
+            lines.append(f"  ... and {more} more (status=error rows in {summary.out})")
+    return "\n".join(lines)

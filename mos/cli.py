@@ -101,6 +101,58 @@ def train(
     console.print(f"run folder: {result.run_dir}")
 
 
+@app.command("export")
+def export_command(
+    source: Path = typer.Argument(Path("runs/demo"), help="A run folder (uses checkpoints/best.pt) or a checkpoint file; with --check, a bundle."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset; the file's opset import equals it exactly, or the export fails."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Bundle directory (default: <run>/bundle)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': add audio.int8.onnx (static QDQ on convolutions, calibrated on training clips)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Add audio.fp16.onnx for GPU use."),
+    check: bool = typer.Option(False, "--check", help="Re-run the verification on an existing bundle (SOURCE is the bundle)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip PyTorch-vs-ONNX Runtime verification (not recommended)."),
+) -> None:
+    """Export a trained model to a verified ONNX bundle (audio.onnx, text.onnx, tokenizer.json, mos.json).
+
+    Examples:\n
+      mos export runs/demo --opset 17 --quantize int8\n
+      mos export runs/demo/checkpoints/best.pt --out ./bundle --fp16\n
+      mos export --check runs/demo/bundle
+    """
+    try:
+        if check:
+            from mos.export import verify_bundle
+
+            report = verify_bundle(source, raise_on_failure=False)
+            for line in report.format():
+                console.print(line, markup=False)
+            report.raise_if_failed()
+            return
+        from mos.export import export_bundle
+        from mos.export.run_data import run_clips
+        from mos.trainer.checkpoint import find_checkpoint, load_model
+
+        if quantize not in (None, "int8"):
+            fail(f"--quantize {quantize}: only 'int8' is supported")
+        clips = None
+        if quantize:
+            model, _ = load_model(source)
+            run_dir = source if source.is_dir() else find_checkpoint(source).parent.parent
+            clips = run_clips(run_dir, model.cfg.sample_rate)
+            if clips is None:
+                console.print("int8: the run's training data is not available; calibrating on synthetic clips")
+        report = export_bundle(
+            source, out, opset=opset, quantize=quantize, fp16=fp16, verify=not no_verify,
+            calibration_clips=clips.calibration if clips else None,
+            calibration_captions=clips.calibration_captions if clips else None,
+            validation=clips.validation if clips else None,
+        )
+        for line in report.format():
+            console.print(line, markup=False)
+        console.print(f"bundle: {report.bundle}")
+    except MosError as exc:
+        fail(str(exc))
+
+
 @app.command("eval")
 def eval_command(
     pred: Path = typer.Argument(..., help="Predictions: mos score CSV, XACLE 'wav_file_name,pred_score' CSV, or AudioMOS answer.txt."),

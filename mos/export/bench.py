@@ -11,17 +11,22 @@ import numpy as np
 from mos.export.ort_side import OrtAudio
 
 
-def ms_per_clip(audio: OrtAudio, clip: np.ndarray, text: np.ndarray | None, repeats: int = 15) -> float:
-    """Median wall time (ms) of one batch-1 run, after two warm-up runs."""
+def ms_per_clip(
+    sessions: Sequence[OrtAudio], clip: np.ndarray, text: np.ndarray | None, repeats: int = 20
+) -> list[tuple[float, float]]:
+    """(median, fastest) ms of one batch-1 run per session, runs interleaved so that load from
+    other processes hits every session alike; two warm-up runs each."""
     feats = [text] if text is not None else None
-    for _ in range(2):
-        audio.scores([clip], feats)
-    times = []
+    for audio in sessions:
+        for _ in range(2):
+            audio.scores([clip], feats)
+    times: list[list[float]] = [[] for _ in sessions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        audio.scores([clip], feats)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+        for k, audio in enumerate(sessions):
+            start = time.perf_counter()
+            audio.scores([clip], feats)
+            times[k].append((time.perf_counter() - start) * 1000.0)
+    return [(statistics.median(t), min(t)) for t in times]
 
 
 def scores_alone(

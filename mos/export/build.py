@@ -56,6 +56,12 @@ def _trace_inputs(model: MosModel) -> tuple[torch.Tensor, ...]:
     return args
 
 
+def _caption_features(ort_text: OrtText, captions: list[str]) -> list[np.ndarray]:
+    """Features per caption, each distinct caption encoded once (alone, as the runtime may)."""
+    distinct = {c: ort_text.features([c])[0] for c in dict.fromkeys(captions)}
+    return [distinct[c] for c in captions]
+
+
 def _check_names(model: MosModel) -> None:
     names = model.cfg.target_names
     reserved = set(audio_input_names(model)) | set(TEXT_MODEL_INPUTS)
@@ -93,11 +99,14 @@ def export_bundle(
     calibration_clips: list[np.ndarray] | None = None,
     verify: bool = True,
     calibration_captions: Sequence[str] | None = None,
+    validation: tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray] | None = None,
 ) -> ExportReport:
     """Export a run folder or checkpoint to a bundle at `out` (default `<run dir>/bundle`).
 
     quantize: None or "int8" (static QDQ, calibrated on `calibration_clips` at the model rate,
-    paired with `calibration_captions`; synthetic noise+tones when None). Verification failure
+    paired with `calibration_captions`; synthetic noise+tones when None). `validation` =
+    (clips, captions or None, ratings [n, n_targets] on the target scales) adds the validation
+    SRCC of fp32 vs int8 to the int8 report. Verification failure
     raises MosError naming the worst case and leaves no bundle behind.
     """
     source = Path(source)
@@ -114,7 +123,7 @@ def export_bundle(
     stages["load"] = time.perf_counter() - t
     try:
         report = _export_into(work, out, model, ckpt, checkpoint, opset, quantize, fp16,
-                              calibration_clips, calibration_captions, verify, stages)
+                              calibration_clips, calibration_captions, validation, verify, stages)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -125,7 +134,7 @@ def export_bundle(
     for name in (AUDIO_MODEL, TEXT_MODEL, TOKENIZER, INT8_MODEL, FP16_MODEL, MANIFEST_NAME):
         if (out / name).is_file():
             report.files[name] = (out / name).stat().st_size
-    if report.int8 is not None:
+    if report.int8 is not None and not report.int8.dropped:
         report.int8.path = out / INT8_MODEL
     if report.fp16 is not None:
         report.fp16.path = out / FP16_MODEL
@@ -135,7 +144,9 @@ def export_bundle(
 def _export_into(
     work: Path, out: Path, model: MosModel, ckpt: dict[str, Any], checkpoint: Path, opset: int,
     quantize: str | None, fp16: bool, calibration_clips: list[np.ndarray] | None,
-    calibration_captions: Sequence[str] | None, verify: bool, stages: dict[str, float],
+    calibration_captions: Sequence[str] | None,
+    validation: tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray] | None,
+    verify: bool, stages: dict[str, float],
 ) -> ExportReport:
     cfg = model.cfg
     report = ExportReport(out, checkpoint, opset, seconds=stages)
@@ -176,23 +187,34 @@ def _export_into(
     if quantize == "int8":
         t = time.perf_counter()
         synthetic = calibration_clips is None
-        clips = pick_calibration(calibration_clips if calibration_clips is not None
-                                 else synthetic_clips(SYNTHETIC_CALIBRATION, WINDOW_SECONDS, sr), window)
+        clips, picked = pick_calibration(calibration_clips if calibration_clips is not None
+                                         else synthetic_clips(SYNTHETIC_CALIBRATION, WINDOW_SECONDS, sr), window)
         text = None
         if ort_text is not None:
             caps = list(calibration_captions) if calibration_captions else None
-            chosen = [caps[k % len(caps)] if caps else caption_for(k) for k in range(len(clips))]
-            distinct = {c: ort_text.features([c])[0] for c in dict.fromkeys(chosen)}
-            text = [distinct[c] for c in chosen]
+            text = _caption_features(ort_text, [caps[i % len(caps)] if caps else caption_for(i) for i in picked])
+        val = None
+        if validation is not None:
+            v_clips, v_caps, v_true = validation
+            v_text = None
+            if ort_text is not None:
+                if v_caps is None:
+                    raise MosError("validation: this model uses text; give the validation captions")
+                v_text = _caption_features(ort_text, list(v_caps))
+            val = (list(v_clips), v_text, np.asarray(v_true, dtype=np.float64).reshape(len(v_clips), -1))
         ranges = {tg.name: float(tg.high - tg.low) for tg in cfg.targets}
-        report.int8 = quantize_int8(work / AUDIO_MODEL, work / INT8_MODEL, clips, text, ranges, bench_clip, bench_text)
+        report.int8 = quantize_int8(work / AUDIO_MODEL, work / INT8_MODEL, clips, text, ranges, bench_clip, bench_text,
+                                    val)
         if synthetic:
             report.int8.notes.append("calibrated on synthetic noise+tones (no calibration clips given)")
-        if not report.int8.ok:
-            report.int8.notes.append("int8 exceeds its tolerance on the calibration clips")
-        variants["int8"] = INT8_MODEL
-        variant_info["int8"] = report.int8.summary()
-        files.append(INT8_MODEL)
+        if report.int8.ok:
+            variants["int8"] = INT8_MODEL
+            variant_info["int8"] = report.int8.summary()
+            files.append(INT8_MODEL)
+        else:  # keep what holds: the fp32 bundle, without a variant that misses its tolerance
+            (work / INT8_MODEL).unlink()
+            report.int8.dropped = True
+            report.notes.append(f"int8 variant NOT written: {report.int8.failure()}")
         stages["int8"] = time.perf_counter() - t
     if fp16:
         t = time.perf_counter()

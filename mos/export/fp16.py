@@ -1,4 +1,4 @@
-"""fp16 variant for GPU use: onnxruntime's float16 converter with fp32 inputs and outputs."""
+"""fp16 variant for GPU use: onnxruntime's float16 converter, fp32 inputs/outputs and log-mel front end."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from mos.export.graph import front_end
 from mos.export.ort_side import OrtAudio
 
 FP16_MODEL = "audio.fp16.onnx"
@@ -53,7 +54,9 @@ def convert_fp16(fp32: Path, out: Path, clip: np.ndarray, text: np.ndarray | Non
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        half = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+        model = onnx.load(str(fp32))
+        keep = front_end(model).nodes
+        half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
     topological_sort(half.graph)
     onnx.save(half, str(out))
     onnx.checker.check_model(str(out))

@@ -22,19 +22,15 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if value is None or isinstance(value, (bool, int, str)):
         return value
-    if isinstance(value, int):
-        return value
-    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+    if hasattr(value, "item"):  # numpy / torch scalar
         try:
-            value = value.item()
+            return jsonable(value.item())
         except (ValueError, TypeError):
             return str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, (int, str, bool)):
-        return value
     return str(value)
 
 

@@ -16,7 +16,9 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from mos.errors import MosError
 from mos.export.bench import ms_per_clip, padding_gap, scores_alone
+from mos.export.graph import front_end
 from mos.export.ort_side import OrtAudio, pad_batch
+from mos.metrics import compute_metrics
 
 INT8_MODEL = "audio.int8.onnx"
 MAX_CALIBRATION_CLIPS = 32
@@ -34,13 +36,19 @@ class Int8Report:
     calibration_clips: int
     fp32_bytes: int
     int8_bytes: int
-    fp32_ms: float
+    fp32_ms: float  # median ms per 10 s clip, batch 1, 2 threads
     int8_ms: float
+    fp32_ms_best: float  # fastest run: steadier than the median when the CPU is shared
+    int8_ms_best: float
     mae: dict[str, float]
     max_abs: dict[str, float]
     mae_tolerance: dict[str, float]
     padding_gap: float
     notes: list[str] = field(default_factory=list)
+    # target -> (fp32 SRCC, int8 SRCC) on the validation clips, when given
+    validation_srcc: dict[str, tuple[float, float]] = field(default_factory=dict)
+    validation_clips: int = 0
+    dropped: bool = False  # set by the exporter when the variant missed its tolerance
 
     @property
     def speedup(self) -> float:
@@ -51,38 +59,31 @@ class Int8Report:
         within = all(self.mae[k] <= self.mae_tolerance[k] for k in self.mae)
         return within and self.padding_gap <= INT8_PADDING_TOL
 
+    def failure(self) -> str:
+        """Why the variant misses its tolerance ('' when it holds)."""
+        bad = [f"MAE vs fp32 {self.mae[k]:.4f} on '{k}' > {self.mae_tolerance[k]:.3g}"
+               for k in self.mae if self.mae[k] > self.mae_tolerance[k]]
+        if self.padding_gap > INT8_PADDING_TOL:
+            bad.append(f"padding gap {self.padding_gap:.1e} > {INT8_PADDING_TOL:.0e}")
+        return "; ".join(bad)
+
     def summary(self) -> dict[str, object]:
         """What mos.json records about the variant."""
-        return {
+        out: dict[str, object] = {
             "method": self.method,
             "calibration_clips": self.calibration_clips,
             "mae_vs_fp32": {k: round(v, 6) for k, v in self.mae.items()},
             "mae_tolerance": self.mae_tolerance,
             "padding_gap": self.padding_gap,
         }
+        if self.validation_srcc:
+            out["validation_srcc"] = {k: {"fp32": round(a, 4), "int8": round(b, 4)}
+                                      for k, (a, b) in self.validation_srcc.items()}
+            out["validation_clips"] = self.validation_clips
+        return out
 
 
-def front_end_nodes(model: onnx.ModelProto, waveform: str = "waveform") -> tuple[list[str], list[str]]:
-    """(DFT conv names, front-end MatMul names): the Conv fed from the raw waveform without an
-    earlier Conv, and every MatMul between it and the next Conv (the mel projection)."""
-    nodes = list(model.graph.node)  # ONNX graphs are topologically sorted
-    from_wave = {waveform}
-    dft: list[str] = []
-    for node in nodes:
-        if any(i in from_wave for i in node.input):
-            if node.op_type == "Conv":
-                dft.append(node.name)
-            else:
-                from_wave.update(node.output)
-    region = {o for n in nodes if n.name in dft for o in n.output}
-    mel: list[str] = []
-    for node in nodes:
-        if node.op_type == "Conv" or not any(i in region for i in node.input):
-            continue
-        region.update(node.output)
-        if node.op_type == "MatMul":
-            mel.append(node.name)
-    return dft, mel
+ValidationData = tuple[Sequence[np.ndarray], Sequence[np.ndarray] | None, np.ndarray]
 
 
 class _Reader(CalibrationDataReader):
@@ -96,13 +97,13 @@ class _Reader(CalibrationDataReader):
         return next(self._it, None)
 
 
-
-def pick_calibration(clips: Sequence[np.ndarray], window: int) -> list[np.ndarray]:
-    """At most MAX_CALIBRATION_CLIPS clips, evenly spread, each cut to one window."""
-    if len(clips) > MAX_CALIBRATION_CLIPS:
-        idx = np.linspace(0, len(clips) - 1, MAX_CALIBRATION_CLIPS).round().astype(int)
-        clips = [clips[i] for i in idx]
-    return [np.asarray(c, dtype=np.float32)[:window] for c in clips if len(c) > 0]
+def pick_calibration(clips: Sequence[np.ndarray], window: int) -> tuple[list[np.ndarray], list[int]]:
+    """At most MAX_CALIBRATION_CLIPS non-empty clips, evenly spread, each cut to one window; with
+    their indices in `clips` (to pair them with their captions)."""
+    idx = [i for i, c in enumerate(clips) if len(c) > 0]
+    if len(idx) > MAX_CALIBRATION_CLIPS:
+        idx = [idx[int(k)] for k in np.linspace(0, len(idx) - 1, MAX_CALIBRATION_CLIPS).round()]
+    return [np.asarray(clips[i], dtype=np.float32)[:window] for i in idx], idx
 
 
 def quantize_int8(
@@ -113,12 +114,15 @@ def quantize_int8(
     ranges: dict[str, float],
     bench_clip: np.ndarray,
     bench_text: np.ndarray | None,
+    validation: ValidationData | None = None,
 ) -> Int8Report:
-    """Write `out` from `fp32` and measure it: size, speed (2 threads), MAE and padding gap."""
+    """Write `out` from `fp32` and measure it: size, speed (2 threads), MAE and padding gap, and
+    SRCC fp32 vs int8 on `validation` (clips, their caption features or None, ratings [n, targets])."""
     if not clips:
         raise MosError("int8: no calibration clips")
     model = onnx.load(str(fp32))
-    dft, mel = front_end_nodes(model)
+    fe = front_end(model)
+    dft, mel = fe.dft_convs, fe.matmuls
     if not dft:
         raise MosError(f"{fp32.name}: cannot find the front-end DFT Conv (a Conv fed by 'waveform') to keep in fp32")
     feeds = []
@@ -157,6 +161,13 @@ def quantize_int8(
     gap_clips = [clips[k % len(clips)][: max(1, len(clips[k % len(clips)]) // d)] for k, d in enumerate((1, 3, 7))]
     gap_text = [text[k % len(text)] for k in range(3)] if text is not None else None
     gap, _, _ = padding_gap(i8, gap_clips, gap_text)
+    fp32_ms, int8_ms = ms_per_clip([f32, i8], bench_clip, bench_text)
+    srcc: dict[str, tuple[float, float]] = {}
+    if validation is not None and len(validation[0]) >= 2:
+        v_clips, v_text, v_true = validation
+        v_ref, v_got = scores_alone(f32, v_clips, v_text), scores_alone(i8, v_clips, v_text)
+        for j, n in enumerate(names):
+            srcc[n] = (compute_metrics(v_ref[:, j], v_true[:, j]).srcc, compute_metrics(v_got[:, j], v_true[:, j]).srcc)
     return Int8Report(
         path=out,
         method=METHOD,
@@ -164,10 +175,14 @@ def quantize_int8(
         calibration_clips=len(clips),
         fp32_bytes=fp32.stat().st_size,
         int8_bytes=out.stat().st_size,
-        fp32_ms=ms_per_clip(f32, bench_clip, bench_text),
-        int8_ms=ms_per_clip(i8, bench_clip, bench_text),
+        fp32_ms=fp32_ms[0],
+        int8_ms=int8_ms[0],
+        fp32_ms_best=fp32_ms[1],
+        int8_ms_best=int8_ms[1],
         mae={n: float(diff[:, j].mean()) for j, n in enumerate(names)},
         max_abs={n: float(diff[:, j].max()) for j, n in enumerate(names)},
         mae_tolerance={n: INT8_MAE_FRACTION * ranges[n] for n in names},
         padding_gap=gap,
+        validation_srcc=srcc,
+        validation_clips=len(validation[0]) if srcc and validation is not None else 0,
     )

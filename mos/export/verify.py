@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -16,6 +16,10 @@ from mos.export.onnx_io import check_onnx, interface, read_metadata
 from mos.export.ort_side import OrtAudio, OrtText
 from mos.export.quantize import INT8_MAE_FRACTION, INT8_PADDING_TOL
 from mos.export.wrapper import TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT, expected_dims
+
+if TYPE_CHECKING:
+    from mos.model import MosModel
+    from mos.model.text_encoder import FrozenTextEncoder
 
 PARITY_TOL = 1e-4
 PADDING_TOL = 1e-4
@@ -203,7 +207,8 @@ def _check_parity(
 ) -> np.ndarray:
     """(3) ORT vs PyTorch per single clip; returns the ORT scores [n, targets]."""
     names = bundle.target_names
-    if list(model.cfg.target_names) != names or int(model.cfg.sample_rate) != bundle.sample_rate:
+    if (list(model.cfg.target_names) != names or int(model.cfg.sample_rate) != bundle.sample_rate
+            or bool(model.cfg.uses_text) != bundle.uses_text):
         raise MosError(f"{bundle.root}: the PyTorch model ({model.cfg.target_names} at {model.cfg.sample_rate} Hz) "
                        f"is not this bundle's ({names} at {bundle.sample_rate} Hz)")
     ort_scores = np.stack([
@@ -241,8 +246,9 @@ def _padding_case(
     i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
     worst = float(diff[i, j])
     secs = f"{BATCH_SECONDS[i]:g} s"
+    what = ", different captions" if ort_text else ""
     if worst <= tol:
-        detail = (f"{label}: padded batch ({', '.join(f'{s:g}' for s in BATCH_SECONDS)} s, different captions) "
+        detail = (f"{label}: padded batch ({', '.join(f'{s:g}' for s in BATCH_SECONDS)} s{what}) "
                   f"vs alone: max abs diff {_fmt(worst)} (tolerance {_fmt(tol)})")
     else:
         detail = (f"{label}: the {secs} clip scores {_fmt(worst)} differently padded in a batch than alone "
@@ -273,7 +279,7 @@ def _check_int8(
     else:
         detail = (f"{name}: MAE vs audio.onnx {mae[j]:.4f} on '{bundle.target_names[j]}' over {len(clips)} clips "
                   f"(tolerance {tol[j]:.3g} = {INT8_MAE_FRACTION:g} x range width)")
-    report.checks.append(Check(f"int8 accuracy", ok, detail, float(mae[j]), float(tol[j])))
+    report.checks.append(Check("int8 accuracy", ok, detail, float(mae[j]), float(tol[j])))
 
 
 def _check_fp16(bundle: Bundle, ort_text: OrtText | None, clip: np.ndarray, caption: str,
@@ -292,10 +298,10 @@ def _check_fp16(bundle: Bundle, ort_text: OrtText | None, clip: np.ndarray, capt
 
 def verify_bundle(
     bundle_dir: Path | str,
-    model: Any = None,
+    model: MosModel | None = None,
     *,
     use_checkpoint: bool = True,
-    text_encoder: Any = None,
+    text_encoder: FrozenTextEncoder | None = None,
     raise_on_failure: bool = True,
 ) -> VerifyReport:
     """Verify a bundle; raises MosError naming the worst failure (unless raise_on_failure=False).

@@ -1,0 +1,38 @@
+"""Find the log-mel front end in an exported audio graph (kept fp32 by the int8 and fp16 variants)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+
+@dataclass
+class FrontEnd:
+    dft_convs: list[str]  # Conv nodes fed by the raw waveform (the DFT as a strided conv)
+    nodes: list[str]  # every node from those convs up to (not including) the next Conv
+    matmuls: list[str]  # MatMul nodes among them (the mel projection)
+
+
+def front_end(model: onnx.ModelProto, waveform: str = "waveform") -> FrontEnd:
+    """The DFT conv is the first Conv reachable from `waveform` with no Conv in between; the front
+    end is that conv and every node downstream of it that does not pass through another Conv."""
+    nodes = list(model.graph.node)  # ONNX graphs are topologically sorted
+    from_wave = {waveform}
+    dft: list[str] = []
+    for node in nodes:
+        if any(i in from_wave for i in node.input):
+            if node.op_type == "Conv":
+                dft.append(node.name)
+            else:
+                from_wave.update(node.output)
+    region = {o for n in nodes if n.name in dft for o in n.output}
+    inside: list[str] = []
+    for node in nodes:
+        if node.op_type == "Conv" or not any(i in region for i in node.input):
+            continue
+        region.update(node.output)
+        inside.append(node.name)
+    by_name = {n.name: n for n in nodes}
+    matmuls = [n for n in inside if by_name[n].op_type == "MatMul"]
+    return FrontEnd(dft, dft + inside, matmuls)

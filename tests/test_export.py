@@ -1,0 +1,413 @@
+"""Tests for `mos export`: a verified, self-describing ONNX bundle (real ONNX Runtime sessions)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from fixtures_export import copy_bundle, make_model, make_run
+from tokenizers import Tokenizer
+
+from mos.bundle import SCHEMA, load_bundle
+from mos.errors import BundleError, MosError
+from mos.export import ExportReport, export_bundle, verify_bundle
+from mos.export import onnx_io
+from mos.export.build import TRACE_SECONDS
+from mos.export.clips import synthetic_clip
+from mos.export.graph import front_end
+from mos.export.quantize import INT8_MAE_FRACTION
+from mos.export.verify import BATCH_SECONDS, SINGLE_SECONDS
+from mos.model.text_encoder import FrozenTextEncoder, pad_token_features
+
+SR = 16000
+CAPS = ["a dog barks twice in the distance", "soft rain on a window", "an old radio plays jazz with crackles"]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, ExportReport]:
+    """MiniLM model exported to the default place (<run>/bundle) with an int8 variant."""
+    run, model = make_run(tmp_path_factory.mktemp("text"), "minilm")
+    report = export_bundle(run, quantize="int8")
+    return run, model, report
+
+
+@pytest.fixture(scope="module")
+def audio_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, ExportReport]:
+    """Audio-only model exported to an explicit --out, with int8 and fp16 variants."""
+    root = tmp_path_factory.mktemp("audio")
+    run, model = make_run(root, "none", seed=1)
+    calibration = [synthetic_clip(s, SR, seed=200 + k) for k, s in enumerate((12.0, 3.0, 0.5, 8.0, 10.0, 6.0))]
+    val_clips = [synthetic_clip(2.0, SR, seed=300 + k) for k in range(8)]
+    ratings = np.linspace(1.5, 4.5, 16).reshape(8, 2)
+    report = export_bundle(run / "checkpoints" / "best.pt", root / "out" / "bundle", quantize="int8", fp16=True,
+                           calibration_clips=calibration, validation=(val_clips, None, ratings))
+    return run, model, report
+
+
+@pytest.fixture(scope="module")
+def encoder() -> FrozenTextEncoder:
+    return FrozenTextEncoder("minilm")
+
+
+def _meta(bundle: Path) -> dict:
+    return json.loads((bundle / "mos.json").read_text())
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@functools.lru_cache(maxsize=2)
+def _text_session(path: Path) -> ort.InferenceSession:
+    return _session(path)  # text.onnx is 90 MB: open it once per bundle
+
+
+def _ort_text(bundle: Path, captions: list[str]) -> list[np.ndarray]:
+    """Caption features with plain tokenizers + onnxruntime, as a deployment would do it."""
+    meta = _meta(bundle)
+    tok = Tokenizer.from_file(str(bundle / meta["text"]["tokenizer"]))
+    tok.enable_truncation(max_length=meta["text"]["max_tokens"])
+    tok.no_padding()
+    ids = [e.ids for e in tok.encode_batch(captions)]
+    width = max(map(len, ids))
+    input_ids = np.zeros((len(ids), width), np.int64)
+    mask = np.zeros((len(ids), width), np.int64)
+    for i, row in enumerate(ids):
+        input_ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    (hidden,) = _text_session(bundle / meta["text"]["model"]).run(["text"], {"input_ids": input_ids, "attention_mask": mask})
+    return [hidden[i, : len(row)] for i, row in enumerate(ids)]
+
+
+def _ort_scores(session: ort.InferenceSession, clips: list[np.ndarray], text: list[np.ndarray] | None) -> np.ndarray:
+    lengths = np.array([len(c) for c in clips], np.int64)
+    wave = np.zeros((len(clips), lengths.max()), np.float32)
+    for i, c in enumerate(clips):
+        wave[i, : len(c)] = c
+    feeds = {"waveform": wave, "lengths": lengths}
+    if text is not None:
+        t_len = np.array([len(t) for t in text], np.int64)
+        feats = np.zeros((len(text), t_len.max(), text[0].shape[1]), np.float32)
+        for i, t in enumerate(text):
+            feats[i, : len(t)] = t
+        feeds.update(text=feats, text_lengths=t_len)
+    outs = session.run(None, feeds)
+    return np.stack(outs, axis=1)
+
+
+def _torch_scores(model, clips: list[np.ndarray], text: list[torch.Tensor] | None) -> np.ndarray:
+    with torch.no_grad():
+        rows = []
+        for i, c in enumerate(clips):
+            args = [torch.from_numpy(c)[None], torch.tensor([len(c)])]
+            if text is not None:
+                args += list(pad_token_features([text[i]], text[i].shape[1]))
+            rows.append(model.scores(*args)[0].numpy())
+    return np.stack(rows)
+
+
+# ------------------------------------------------------------------------------------- layout
+
+
+def test_default_out_and_report(text_run) -> None:
+    run, _, report = text_run
+    bundle = run / "bundle"
+    assert report.bundle == bundle
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(
+        ["audio.onnx", "audio.int8.onnx", "text.onnx", "tokenizer.json", "mos.json"])
+    assert not any(p.name.startswith(".") for p in run.iterdir())  # no work dir left behind
+    assert report.verify is not None and report.verify.ok and report.verify.compared_with_torch
+    text = "\n".join(report.format())
+    assert "parity" in text and "int8" in text and "audio.onnx" in text
+
+
+def test_trace_length_differs_from_checked_lengths() -> None:
+    assert not set(TRACE_SECONDS) & (set(SINGLE_SECONDS) | set(BATCH_SECONDS))
+
+
+def test_opset_17_by_default(text_run) -> None:
+    bundle = text_run[0] / "bundle"
+    for name in ("audio.onnx", "text.onnx", "audio.int8.onnx"):
+        model = onnx.load(str(bundle / name), load_external_data=False)
+        assert onnx_io.default_opset(model) == 17, name
+    assert _meta(bundle)["export"]["opset"] == 17
+
+
+def test_opset_18_when_asked(tmp_path: Path) -> None:
+    run, _ = make_run(tmp_path, "none", seed=2)
+    report = export_bundle(run, tmp_path / "b18", opset=18)
+    model = onnx.load(str(tmp_path / "b18" / "audio.onnx"))
+    assert onnx_io.default_opset(model) == 18
+    assert _meta(tmp_path / "b18")["export"]["opset"] == 18
+    assert report.verify is not None and report.verify.ok
+
+
+def test_opset_mismatch_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run, _ = make_run(tmp_path, "none")
+    monkeypatch.setattr(onnx_io, "default_opset", lambda model: 18)
+    with pytest.raises(BundleError, match=r"audio.onnx: asked for opset 17 but the exporter wrote opset 18"):
+        export_bundle(run, tmp_path / "b", verify=False)
+    assert not (tmp_path / "b").exists()
+
+
+def test_bad_options_refused(tmp_path: Path) -> None:
+    run, _ = make_run(tmp_path, "none")
+    with pytest.raises(MosError, match="only 'int8'"):
+        export_bundle(run, quantize="int4")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(MosError, match="not a mos bundle"):
+        export_bundle(run, tmp_path / "busy", verify=False)
+    with pytest.raises(MosError, match="no such checkpoint"):
+        export_bundle(tmp_path / "nope")
+
+
+# ----------------------------------------------------------------------------------- metadata
+
+
+def test_metadata_round_trips(text_run) -> None:
+    bundle = text_run[0] / "bundle"
+    meta = _meta(bundle)
+    assert meta["schema"] == SCHEMA
+    assert meta["sample_rate"] == SR and meta["window_seconds"] == 10.0
+    assert meta["targets"] == [{"name": "overall", "low": 1.0, "high": 5.0}, {"name": "textual", "low": 1.0, "high": 5.0}]
+    assert meta["audio"] == {"model": "audio.onnx", "inputs": ["waveform", "lengths", "text", "text_lengths"],
+                             "outputs": ["overall", "textual"]}
+    assert meta["text"]["model"] == "text.onnx" and meta["text"]["tokenizer"] == "tokenizer.json"
+    assert meta["text"]["dim"] == 384 and meta["text"]["max_tokens"] == 64 and "MiniLM" in meta["text"]["encoder"]
+    assert meta["variants"] == {"int8": "audio.int8.onnx"}
+    assert meta["training"]["data"] == "synthetic" and meta["training"]["epoch"] == 0
+    assert meta["training"]["checkpoint"] == "../checkpoints/best.pt"
+    assert meta["export"]["exporter"] == "torch.onnx (TorchScript)"
+    assert {"torch", "onnx", "onnxruntime", "created"} <= set(meta["export"])
+    assert set(meta["files"]) == {"audio.onnx", "audio.int8.onnx", "text.onnx", "tokenizer.json"}
+    expected = {k: v for k, v in meta.items() if k != "files"}
+    for name in ("audio.onnx", "audio.int8.onnx", "text.onnx"):
+        props = {p.key: p.value for p in onnx.load(str(bundle / name)).metadata_props}
+        assert json.loads(props["mos.json"]) == expected, name
+    # and ONNX Runtime exposes it to a deployment
+    custom = _session(bundle / "audio.onnx").get_modelmeta().custom_metadata_map
+    assert json.loads(custom["mos.json"]) == expected
+    loaded = load_bundle(bundle)
+    assert loaded.target_names == ["overall", "textual"] and loaded.uses_text
+
+
+def test_dynamic_axes_are_symbolic(text_run) -> None:
+    bundle = text_run[0] / "bundle"
+    ins, outs = onnx_io.interface(onnx.load(str(bundle / "audio.onnx")))
+    assert ins == {"waveform": ["batch", "samples"], "lengths": ["batch"],
+                   "text": ["batch", "tokens", 384], "text_lengths": ["batch"]}
+    assert outs == {"overall": ["batch"], "textual": ["batch"]}
+    ins, outs = onnx_io.interface(onnx.load(str(bundle / "text.onnx")))
+    assert ins == {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]}
+    assert outs == {"text": ["batch", "tokens", 384]}
+
+
+# ------------------------------------------------------------------------------------- parity
+
+
+def test_parity_with_plain_onnxruntime(text_run, encoder) -> None:
+    """Independent of mos.export's helpers: tokenizers + onnxruntime vs PyTorch, lengths and batch."""
+    run, model, _ = text_run
+    bundle = run / "bundle"
+    clips = [synthetic_clip(s, SR, seed=70 + k) for k, s in enumerate((0.3, 1.0, 7.3, 10.0, 30.0))]
+    caps = [CAPS[k % 3] for k in range(len(clips))]
+    ref = _torch_scores(model, clips, encoder.encode(caps))
+    session = _session(bundle / "audio.onnx")
+    alone = np.stack([_ort_scores(session, [c], _ort_text(bundle, [caps[i]]))[0] for i, c in enumerate(clips)])
+    np.testing.assert_allclose(alone, ref, atol=1e-4, rtol=0)
+    batched = _ort_scores(session, clips[:3], _ort_text(bundle, caps[:3]))  # padded audio and text
+    np.testing.assert_allclose(batched, alone[:3], atol=1e-4, rtol=0)
+    assert ref.shape == (5, 2) and np.all((ref >= 1.0) & (ref <= 5.0))
+
+
+def test_parity_audio_only(audio_run) -> None:
+    run, model, report = audio_run
+    bundle = run.parent / "out" / "bundle"
+    assert report.bundle == bundle and report.verify is not None and report.verify.ok
+    assert _meta(bundle)["text"] is None and _meta(bundle)["audio"]["inputs"] == ["waveform", "lengths"]
+    clips = [synthetic_clip(s, SR, seed=90 + k) for k, s in enumerate((0.3, 2.5, 12.0))]
+    session = _session(bundle / "audio.onnx")
+    alone = np.stack([_ort_scores(session, [c], None)[0] for c in clips])
+    np.testing.assert_allclose(alone, _torch_scores(model, clips, None), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(_ort_scores(session, clips, None), alone, atol=1e-4, rtol=0)
+
+
+def test_tokenizer_json_matches_transformers(text_run, encoder) -> None:
+    bundle = text_run[0] / "bundle"
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok.enable_truncation(max_length=64)
+    tok.no_padding()
+    long = " ".join(["strings swell and fade under a distant choir"] * 20)
+    for caption in [*CAPS, long]:
+        batch = encoder.tokenize([caption])
+        assert tok.encode(caption).ids == batch["input_ids"][0].tolist()
+    assert len(tok.encode(long).ids) == 64
+
+
+def test_verify_names_worst_case_when_model_differs(audio_run) -> None:
+    run, _, _ = audio_run
+    other = make_model("none", seed=7)
+    with pytest.raises(MosError, match=r"audio.onnx: .* s clip differs from PyTorch by .* on '(overall|textual)' \(tolerance 1.0e-04\)"):
+        verify_bundle(run.parent / "out" / "bundle", other)
+
+
+def test_verify_uses_recorded_checkpoint_or_says_it_skipped(tmp_path: Path) -> None:
+    run, _ = make_run(tmp_path, "none", seed=3)
+    bundle = tmp_path / "elsewhere" / "bundle"
+    export_bundle(run, bundle, verify=False)
+    assert _meta(bundle)["training"]["checkpoint"] == str((run / "checkpoints" / "best.pt").resolve())
+    report = verify_bundle(bundle)  # finds the checkpoint through mos.json
+    assert report.compared_with_torch and report.worst("parity") is not None
+    (run / "checkpoints" / "best.pt").rename(run / "moved.pt")
+    report = verify_bundle(bundle)
+    assert report.ok and not report.compared_with_torch
+    assert any("not found: PyTorch parity (check 3) skipped" in n for n in report.notes)
+    assert [c.name for c in report.checks] == ["audio.onnx checker+metadata", "interface", "padding audio.onnx"]
+
+
+# --------------------------------------------------------------------------------------- int8
+
+
+def test_int8_within_tolerance_and_padding_invariant(text_run, encoder) -> None:
+    run, model, report = text_run
+    bundle = run / "bundle"
+    q = report.int8
+    assert q is not None and q.ok
+    assert q.int8_bytes < q.fp32_bytes
+    assert all(v <= INT8_MAE_FRACTION * 4.0 for v in q.mae.values())
+    assert q.padding_gap <= 1e-4
+    clips = [synthetic_clip(s, SR, seed=50 + k) for k, s in enumerate((0.3, 2.5, 7.3))]
+    text = _ort_text(bundle, CAPS)
+    fp32 = _ort_scores(_session(bundle / "audio.onnx"), clips, text)
+    int8_session = _session(bundle / "audio.int8.onnx")
+    batched = _ort_scores(int8_session, clips, text)
+    alone = np.stack([_ort_scores(int8_session, [c], [text[i]])[0] for i, c in enumerate(clips)])
+    np.testing.assert_allclose(batched, alone, atol=1e-4, rtol=0)
+    assert np.abs(batched - fp32).mean() <= INT8_MAE_FRACTION * 4.0
+    checks = {c.name: c for c in report.verify.checks}
+    assert checks["int8 accuracy"].ok and checks["padding audio.int8.onnx"].ok
+
+
+def test_int8_with_given_clips_and_validation(audio_run) -> None:
+    q = audio_run[2].int8
+    assert q is not None and q.ok and not q.dropped and q.calibration_clips == 6
+    assert set(q.validation_srcc) == {"overall", "textual"} and q.validation_clips == 8
+    recorded = _meta(audio_run[2].bundle)["export"]["variants"]["int8"]
+    assert recorded["calibration_clips"] == 6 and set(recorded["validation_srcc"]) == {"overall", "textual"}
+    assert "validation SRCC fp32 -> int8 on 8 clips" in "\n".join(audio_run[2].format())
+
+
+def test_int8_dropped_when_it_misses_tolerance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mos.export import quantize
+
+    monkeypatch.setattr(quantize, "INT8_MAE_FRACTION", 0.0)  # nothing can pass: keep what holds
+    run, _ = make_run(tmp_path, "none", seed=4)
+    report = export_bundle(run, tmp_path / "b", quantize="int8")
+    assert report.int8 is not None and report.int8.dropped
+    assert not (tmp_path / "b" / "audio.int8.onnx").exists() and _meta(tmp_path / "b")["variants"] == {}
+    assert report.verify is not None and report.verify.ok
+    assert "int8 variant NOT written: MAE vs fp32" in "\n".join(report.format())
+
+
+def test_int8_keeps_front_end_fp32(text_run) -> None:
+    bundle = text_run[0] / "bundle"
+    fe = front_end(onnx.load(str(bundle / "audio.onnx")))
+    assert fe.dft_convs == ["/frontend/Conv"] and fe.matmuls == ["/frontend/MatMul"]
+    q = onnx.load(str(bundle / "audio.int8.onnx"))
+    produced_by = {o: n for n in q.graph.node for o in n.output}
+    convs = {n.name: n for n in q.graph.node if n.op_type == "Conv"}
+    dft = convs["/frontend/Conv"]
+    assert all(produced_by.get(i) is None or produced_by[i].op_type != "DequantizeLinear" for i in dft.input)
+    quantized = [n for n in convs.values()
+                 if any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear" for i in n.input)]
+    assert len(quantized) >= 4  # the encoder's convolutions are QDQ
+
+
+def test_fp16_variant(audio_run) -> None:
+    _, _, report = audio_run
+    assert report.fp16 is not None
+    bundle = report.bundle
+    assert _meta(bundle)["variants"] == {"int8": "audio.int8.onnx", "fp16": "audio.fp16.onnx"}
+    onnx.checker.check_model(str(bundle / "audio.fp16.onnx"))
+    inits = onnx.load(str(bundle / "audio.fp16.onnx")).graph.initializer
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in inits)
+    if report.fp16.runs_on_cpu:
+        assert report.fp16.max_abs_vs_fp32 is not None and report.fp16.max_abs_vs_fp32 < 0.05
+
+
+# -------------------------------------------------------------------------------- bad bundles
+
+
+def test_corrupted_file_refused(audio_run, tmp_path: Path) -> None:
+    bundle = copy_bundle(audio_run[2].bundle, tmp_path / "bundle")
+    path = bundle / "audio.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"audio\.onnx: corrupted"):
+        load_bundle(bundle)
+    with pytest.raises(BundleError, match=r"audio\.onnx: corrupted"):
+        verify_bundle(bundle)
+
+
+def test_missing_file_refused(text_run, tmp_path: Path) -> None:
+    bundle = copy_bundle(text_run[0] / "bundle", tmp_path / "bundle")
+    (bundle / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match=r"tokenizer\.json: missing"):
+        load_bundle(bundle)
+    with pytest.raises(BundleError, match=r"tokenizer\.json: missing"):
+        verify_bundle(bundle)
+
+
+def test_unknown_schema_refused(audio_run, tmp_path: Path) -> None:
+    bundle = copy_bundle(audio_run[2].bundle, tmp_path / "bundle")
+    meta = _meta(bundle)
+    meta["schema"] = "mos.bundle/99"
+    (bundle / "mos.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"unknown bundle schema 'mos.bundle/99'"):
+        verify_bundle(bundle)
+
+
+def test_interface_mismatch_refused(audio_run, tmp_path: Path) -> None:
+    bundle = copy_bundle(audio_run[2].bundle, tmp_path / "bundle")
+    meta = _meta(bundle)
+    meta["audio"]["outputs"] = ["textual", "overall"]
+    (bundle / "mos.json").write_text(json.dumps(meta))
+    report = verify_bundle(bundle, raise_on_failure=False)
+    bad = {c.name: c.detail for c in report.checks if not c.ok}
+    assert "interface" in bad and "outputs ['overall', 'textual'] != mos.json ['textual', 'overall']" in bad["interface"]
+    with pytest.raises(MosError):
+        verify_bundle(bundle)
+
+
+def test_reexport_replaces_bundle(audio_run) -> None:
+    run, _, report = audio_run
+    out = report.bundle
+    again = export_bundle(run, out, verify=False)
+    assert sorted(p.name for p in out.iterdir()) == ["audio.onnx", "mos.json"]  # old variants gone
+    assert again.verify is None and "verification skipped" in "\n".join(again.format())
+    load_bundle(out)
+
+
+def test_calibration_pick_keeps_clip_caption_pairing() -> None:
+    from mos.export.quantize import MAX_CALIBRATION_CLIPS, pick_calibration
+
+    clips = [np.full(SR * 12 if k % 10 == 0 else k + 1, k, np.float32) for k in range(100)]
+    clips[5] = np.zeros(0, np.float32)  # empty clips are skipped
+    picked, idx = pick_calibration(clips, window=SR * 10)
+    assert len(picked) == MAX_CALIBRATION_CLIPS and 5 not in idx and idx[0] == 0 and idx[-1] == 99
+    assert all(float(p[0]) == i for p, i in zip(picked, idx))  # clip i stays with caption i
+    assert max(len(p) for p in picked) == SR * 10
+
+
+def test_jsonable_metadata_values() -> None:
+    from mos.export.manifest import jsonable
+
+    raw = {"srcc": np.float32(0.5), "n": np.int64(3), "bad": float("nan"), "t": torch.tensor(2.0), "k": (1, 2)}
+    assert jsonable(raw) == {"srcc": 0.5, "n": 3, "bad": None, "t": 2.0, "k": [1, 2]}

@@ -127,25 +127,10 @@ def export_command(
                 console.print(line, markup=False)
             report.raise_if_failed()
             return
-        from mos.export import export_bundle
-        from mos.export.run_data import run_clips
-        from mos.trainer.checkpoint import find_checkpoint, load_model
+        from mos.export.run_data import export_run
 
-        if quantize not in (None, "int8"):
-            fail(f"--quantize {quantize}: only 'int8' is supported")
-        clips = None
-        if quantize:
-            model, _ = load_model(source)
-            run_dir = source if source.is_dir() else find_checkpoint(source).parent.parent
-            clips = run_clips(run_dir, model.cfg.sample_rate)
-            if clips is None:
-                console.print("int8: the run's training data is not available; calibrating on synthetic clips")
-        report = export_bundle(
-            source, out, opset=opset, quantize=quantize, fp16=fp16, verify=not no_verify,
-            calibration_clips=clips.calibration if clips else None,
-            calibration_captions=clips.calibration_captions if clips else None,
-            validation=clips.validation if clips else None,
-        )
+        report = export_run(source, out, opset, quantize, fp16, verify=not no_verify,
+                            log=lambda m: console.print(m, markup=False))
         for line in report.format():
             console.print(line, markup=False)
         console.print(f"bundle: {report.bundle}")
@@ -170,6 +155,38 @@ def eval_command(
         console.print(run_eval(pred, truth, json_out), markup=False)
     except MosError as exc:
         fail(str(exc))
+
+
+@app.command()
+def demo(
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the run folder runs/demo/ is written."),
+    demo_dir: Path = typer.Option(Path("data/demo"), "--demo-dir", help="Where the demo data set is generated."),
+    epochs: int = typer.Option(30, "--epochs", help="Maximum training epochs (early stopping usually ends sooner)."),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="Finish with a quick mos bench."),
+) -> None:
+    """The whole product on the built-in demo set: train, export (int8), score, eval, bench.
+
+    Example:\n
+      mos demo     # a few minutes on a 2-core CPU; prints where its outputs are
+    """
+    from mos.demo_job import run_demo
+
+    try:
+        run_demo(console, runs_dir, demo_dir, epochs, bench)
+    except MosError as exc:
+        fail(str(exc))
+
+
+def _register_runtime_commands() -> None:
+    """`score` and `bench` live with the torch-free runtime; they import no torch."""
+    from mos.bench.command import bench as bench_command
+    from mos.runtime.command import score as score_command
+
+    app.command("score")(score_command)
+    app.command("bench")(bench_command)
+
+
+_register_runtime_commands()
 
 
 def main() -> None:

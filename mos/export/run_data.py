@@ -55,3 +55,27 @@ def run_clips(run_dir: Path, sample_rate: int, n_calibration: int = 32, n_valida
         validation=(val, [it.caption or "" for it in val_items] if uses_text else None, ratings),
         source=str(data),
     )
+
+
+def export_run(source: Path, out: Path | None = None, opset: int = 17, quantize: str | None = None,
+               fp16: bool = False, verify: bool = True, log=print):  # -> ExportReport
+    """`mos export`: export a run or checkpoint; int8 is calibrated on the run's own training clips
+    and its accuracy change measured on the run's validation clips when that data is still there."""
+    from mos.export.build import export_bundle
+    from mos.trainer.checkpoint import find_checkpoint, load_model
+
+    if quantize not in (None, "int8"):
+        raise MosError(f"--quantize {quantize}: only 'int8' is supported")
+    clips = None
+    if quantize:
+        model, _ = load_model(source)
+        run_dir = source if source.is_dir() else find_checkpoint(source).parent.parent
+        clips = run_clips(run_dir, model.cfg.sample_rate)
+        if clips is None:
+            log("int8: the run's training data is not available; calibrating on synthetic clips")
+    return export_bundle(
+        source, out, opset=opset, quantize=quantize, fp16=fp16, verify=verify,
+        calibration_clips=clips.calibration if clips else None,
+        calibration_captions=clips.calibration_captions if clips else None,
+        validation=clips.validation if clips else None,
+    )

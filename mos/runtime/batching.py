@@ -18,10 +18,17 @@ def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[start : start + size] for start in range(0, len(order), size)]
 
 
-def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Waveforms -> zero-padded [B, max length] float32 and their lengths [B] int64."""
+def pad_waveforms(waves: Sequence[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Waveforms -> zero-padded [B, max length rounded up to `multiple`] float32 and lengths [B] int64.
+
+    Rounding up bounds the number of distinct input shapes (each new shape costs a cuDNN
+    algorithm search on CUDA); the model masks padding, so scores do not change.
+    """
     lengths = np.array([w.shape[0] for w in waves], dtype=np.int64)
-    out = np.zeros((len(waves), max(1, int(lengths.max()))), dtype=np.float32)
+    width = max(1, int(lengths.max()))
+    step = max(1, int(multiple))
+    width = -(-width // step) * step
+    out = np.zeros((len(waves), width), dtype=np.float32)
     for i, w in enumerate(waves):
         out[i, : w.shape[0]] = w
     return out, lengths

@@ -48,7 +48,7 @@ def score(
     out: Optional[Path] = typer.Option(
         None,
         "--out",
-        help="Output file [default: scores.csv; scores.jsonl for jsonl; answer.txt for audiomos]. "
+        help="Output file (default scores.csv; scores.jsonl for jsonl; answer.txt for audiomos). "
         "For xacle/audiomos the rows also stream to <out stem>.rows.csv.",
         show_default=False,
     ),
@@ -60,14 +60,16 @@ def score(
     batch_size: int = typer.Option(0, "--batch-size", min=0, help="Clips (windows) per run (0: 16 on CPU, 64 on CUDA)."),
     int8: bool = typer.Option(False, "--int8", help="Use the bundle's int8 audio model."),
     resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok; score the rest."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Reader threads decoding and resampling ahead."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Reader threads decoding ahead (0: 2 on CPU, up to 8 with CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score audio files with an exported bundle (ONNX Runtime only; no PyTorch needed).
 
-    Example:
+    Examples:
 
         mos score data/wav --captions data/captions.csv --bundle runs/demo/bundle --out scores.csv
+
+        mos score XACLE_dataset/wav/test --captions test.csv --format xacle --out submission.csv --resume
 
     One row per file streams to the output as it finishes: id, path, caption, one column per
     target, duration, status (ok|error), error. A file that cannot be scored gets an error row

@@ -75,6 +75,8 @@ class ScoreEngine:
         self.provider: str = self.audio.provider
         default_batch = 64 if self.provider == CUDA else 16
         self.batch_size: int = self.options.batch_size if self.options.batch_size > 0 else default_batch
+        # On CUDA, pad batches to whole seconds so few distinct shapes reach cuDNN's algorithm search.
+        self.pad_multiple: int = self.sample_rate if self.provider == CUDA else 1
 
     @classmethod
     def load(cls, bundle_dir: Path | str, options: EngineOptions | None = None) -> ScoreEngine:
@@ -98,7 +100,7 @@ class ScoreEngine:
         return self.text is not None
 
     def _run_batch(self, waves: Sequence[np.ndarray], feats: Sequence[np.ndarray] | None) -> np.ndarray:
-        waveform, lengths = pad_waveforms(waves)
+        waveform, lengths = pad_waveforms(waves, self.pad_multiple)
         feeds = {"waveform": waveform, "lengths": lengths}
         if feats is not None:
             feeds["text"], feeds["text_lengths"] = pad_token_features(feats)

@@ -30,16 +30,17 @@ class FileResult:
 @dataclass
 class PipelineOptions:
     """Reader threads, batch size (windows per session run), and the look-ahead chunk (in batches)
-    sorted by length before batching; memory holds about (chunk_batches + 1) batches of windows."""
+    sorted by length before batching; memory holds about 2 * chunk_batches batches of windows."""
 
     workers: int = 2
     batch_size: int = 16
-    chunk_batches: int = 4
+    chunk_batches: int = 2
 
 
 @dataclass
 class _FileState:
     job: Job
+    index: int = 0  # position in the job list
     sum_scores: np.ndarray | None = None
     sum_weights: float = 0.0
     samples: int = 0
@@ -69,10 +70,9 @@ class _FileState:
         self.sum_weights += float(length)
 
     def result(self, sample_rate: int) -> FileResult:
-        duration = self.samples / sample_rate if self.samples else None
         if self.error is not None or self.sum_scores is None:
-            return FileResult(self.job, None, duration, self.error or f"{self.job.path}: no audio scored")
-        return FileResult(self.job, self.sum_scores / self.sum_weights, duration, None)
+            return FileResult(self.job, None, None, self.error or f"{self.job.path}: no audio scored")
+        return FileResult(self.job, self.sum_scores / self.sum_weights, self.samples / sample_rate, None)
 
 
 @dataclass
@@ -101,6 +101,30 @@ def _score_chunk(engine: ScoreEngine, segments: list[_Segment], batch_size: int)
         seg.state.add(row, seg.wave.shape[0])
 
 
+class _CaptionsAhead:
+    """Encodes the captions of upcoming jobs in full text batches, whatever the audio batch size
+    (batch size 1 would otherwise run the text model on a handful of captions at a time)."""
+
+    def __init__(self, engine: ScoreEngine, jobs: list[Job]) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self.span = engine.options.text_batch_size if engine.text is not None else 0
+        self.next = 0
+
+    def ensure(self, upto: int) -> None:
+        """Captions of jobs [.. upto] are cached (plus the following ones, a text batch at a time)."""
+        if self.engine.text is None or upto < self.next:
+            return
+        end = max(upto + 1, self.next + self.span)
+        captions = [j.caption for j in self.jobs[self.next : end] if j.caption and j.error is None]
+        self.next = end
+        if captions:
+            try:
+                self.engine.text.encode(captions)
+            except Exception:  # scoring the chunk reports it, clip by clip
+                pass
+
+
 def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOptions) -> Iterator[FileResult]:
     """Score every job; yield one FileResult per job, in input order, as soon as it is final.
 
@@ -109,6 +133,8 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
     are pooled into chunks, sorted by length, batched, and aggregated per file weighted by length.
     """
     spec = AudioSpec(engine.sample_rate, engine.window_seconds)
+    jobs = list(jobs)
+    captions_ahead = _CaptionsAhead(engine, jobs)
     batch_size = max(1, options.batch_size)
     chunk_size = batch_size * max(1, options.chunk_batches)
 
@@ -117,11 +143,13 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
             return Decoded(error=job.error)
         return decode_file(job.path, spec)
 
-    decoded = prefetch_ordered(jobs, decode, options.workers, ahead=max(chunk_size, 2 * options.workers))
+    # The next chunk decodes while this one runs: memory is about two chunks of windows.
+    decoded = prefetch_ordered(jobs, decode, options.workers, ahead=chunk_size + 2 * options.workers)
     order: deque[_FileState] = deque()
     long_iter: BackgroundIterator[np.ndarray] | None = None
     long_state: _FileState | None = None
     exhausted = False
+    pulled = 0  # jobs taken from the reader so far
     try:
         while True:
             segments: list[_Segment] = []
@@ -148,7 +176,8 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
                     exhausted = True
                     break
                 job, dec = nxt
-                state = _FileState(job)
+                state = _FileState(job, index=pulled)
+                pulled += 1
                 order.append(state)
                 if dec.error is not None:
                     state.fail(dec.error)
@@ -163,6 +192,7 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
                     state.complete = True
                     segments.append(_Segment(state, dec.wave, job.caption))
             if segments:
+                captions_ahead.ensure(max(s.state.index for s in segments))
                 _score_chunk(engine, segments, batch_size)
                 del segments
             while order and order[0].finished:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mos.bundle import load_bundle
@@ -14,6 +16,7 @@ from mos.errors import MosError
 from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.runtime.inputs import InputSet, read_caption_file, resolve_inputs
 from mos.runtime.pipeline import FileResult, PipelineOptions, score_jobs
+from mos.runtime.session import CUDA
 from mos.runtime.writers import (
     FORMATS,
     Row,
@@ -43,7 +46,7 @@ class ScoreOptions:
     batch_size: int = 0
     int8: bool = False
     resume: bool = False
-    workers: int = 2
+    workers: int = 0
     progress: bool = True
 
 
@@ -75,6 +78,13 @@ class ScoreSummary:
     def exit_code(self) -> int:
         """0 when every file has scores, 3 when some failed."""
         return 3 if self.failed else 0
+
+
+def reader_workers(requested: int, provider: str) -> int:
+    """Reader threads: as asked, else 2 on CPU (the session wants the cores) and up to 8 with CUDA."""
+    if requested > 0:
+        return requested
+    return min(8, os.cpu_count() or 2) if provider == CUDA else 2
 
 
 def output_paths(out: Path | None, fmt: str) -> tuple[Path, Path | None]:
@@ -127,12 +137,17 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
     check_challenge_targets(opts.format, targets)
     captions = read_caption_file(opts.captions, opts.caption_columns) if opts.captions is not None else None
     inputs: InputSet = resolve_inputs(opts.inputs, captions, bundle.uses_text)
+    if bundle.uses_text and captions is None and inputs.jobs and not any(j.caption for j in inputs.jobs):
+        raise MosError(
+            f"{opts.inputs}: the bundle's model needs a caption per clip and these inputs carry none: "
+            "pass --captions FILE (CSV wav_file_name,text, or a MusicEval prompt_info.txt)"
+        )
     engine = ScoreEngine(
         bundle, EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size)
     )
     if inputs.duplicate_ids:
         console.print(f"[yellow]warning:[/] {len(inputs.duplicate_ids)} input(s) repeat an id and are scored once "
-                      f"(first: {inputs.duplicate_ids[0]})")
+                      f"(first: {escape(inputs.duplicate_ids[0])})")
 
     writer = RowWriter(stream_path, stream_fmt, targets, resume=opts.resume)
     todo = [job for job in inputs.jobs if job.id not in writer.done]
@@ -141,7 +156,7 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
     audio_seconds = 0.0
     first_errors: list[str] = []
     start = time.perf_counter()
-    pipeline = PipelineOptions(workers=max(1, opts.workers), batch_size=engine.batch_size)
+    pipeline = PipelineOptions(workers=reader_workers(opts.workers, engine.provider), batch_size=engine.batch_size)
     enabled = opts.progress and bool(todo)
     try:
         with writer, _progress(console, enabled) as progress:

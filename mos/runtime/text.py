@@ -47,7 +47,7 @@ class TextEncoder:
         tokenizer_path: Path,
         max_tokens: int,
         batch_size: int = 64,
-        cache_bytes: int = 256 << 20,
+        cache_bytes: int = 64 << 20,
     ) -> None:
         self.runner = runner
         self.tokenizer = load_tokenizer(tokenizer_path, max_tokens)

@@ -1,0 +1,51 @@
+"""Make a bundle to benchmark when no trained one is at hand: the default edge model
+(ModelConfig() defaults: DFT-conv log-mel, 4 conv blocks, all-MiniLM-L6-v2 text, cross-attention)
+with seeded random weights, saved as a checkpoint and exported with `mos export`'s code
+(opset 17, int8 static QDQ variant). Speed does not depend on the weight values; accuracy is
+measured elsewhere (benchmarks/mushra_accuracy.py, the export's own int8 report).
+
+    python benchmarks/make_bundle.py [--run runs/bench] [--text-encoder minilm|none] [--fp16]
+
+Writes <run>/checkpoints/best.pt and <run>/bundle/. A trained run works the same way:
+    mos train && mos export runs/demo --quantize int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, default=Path("runs/bench"))
+    p.add_argument("--text-encoder", default="minilm")
+    p.add_argument("--fp16", action="store_true", help="also export the fp16 variant (for GPUs)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from mos.export import export_bundle
+    from mos.model import ModelConfig, MosModel
+    from mos.trainer.checkpoint import save_checkpoint
+
+    torch.manual_seed(args.seed)
+    cfg = ModelConfig(text_encoder=args.text_encoder)
+    if cfg.uses_text:
+        from mos.model.text_encoder import load_text_encoder
+
+        enc = load_text_encoder(cfg.text_encoder, cfg.max_text_tokens)
+        cfg.text_dim = enc.dim
+    model = MosModel(cfg).eval()
+    ckpt = args.run / "checkpoints" / "best.pt"
+    save_checkpoint(ckpt, model, {"data": "random weights (benchmarks/make_bundle.py)", "validation_metrics": {},
+                                  "epoch": 0, "train_config": {}})
+    report = export_bundle(args.run, args.run / "bundle", opset=17, quantize="int8", fp16=args.fp16)
+    print("\n".join(report.format()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The `mos bench` command (typer). The lead registers it with `app.command("bench")(bench)`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from mos.errors import MosError
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def parse_int_list(text: Optional[str], flag: str) -> list[int] | None:
+    """'1,2,4' or '1-4' -> [1, 2, 4] / [1, 2, 3, 4]; None stays None."""
+    if text is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise MosError(f"{flag} {text!r}: expected comma-separated whole numbers, e.g. 1,8,32") from None
+    if not out or any(v < 1 for v in out):
+        raise MosError(f"{flag} {text!r}: expected numbers of at least 1")
+    return out
+
+
+def bench(
+    bundle: Path = typer.Option(Path("runs/demo/bundle"), "--bundle", help="Exported bundle directory (mos export)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="A folder of audio to measure on [default: generate 10 s 16 kHz wav clips with their own ~12-word captions]."),
+    captions: Optional[Path] = typer.Option(None, "--captions", help="Captions CSV for --data (default: a generated caption per file)."),
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Clips in the workload [default: 200; --quick 48]."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when onnxruntime-gpu and a GPU work."),
+    threads: Optional[str] = typer.Option(None, "--threads", help="Intra-op threads to try, e.g. 1,2 [default: 1..cores; --quick: cores]."),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Batch sizes to try, e.g. 1,8,32 [default: 1,8,32; --quick: 1,16]."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Timed repetitions per cell, after a warm-up [default: 3; --quick 1]."),
+    out: Path = typer.Option(Path("bench.json"), "--out", help="Where the JSON report goes, e.g. benchmarks/results/cpu.json."),
+    quick: bool = typer.Option(False, "--quick", help="A small run for a demo: 48 clips, 1 repeat, all cores, batches 1 and 16."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint for the PyTorch eager comparison [default: the bundle's own, from its run folder]."),
+    eager: bool = typer.Option(True, "--eager/--no-eager", help="Measure PyTorch eager too (when torch is importable)."),
+    peer: bool = typer.Option(True, "--peer/--no-peer", help="Measure DNSMOS on the same clips (when speechmos is installed)."),
+    memory: bool = typer.Option(False, "--memory", help="Also measure peak RSS scoring 100, 1,000 and 10,000 files (about a minute)."),
+    profile: bool = typer.Option(True, "--profile/--no-profile", help="Time each stage alone (decode, resample, text, model parts, writing)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines; just the tables."),
+) -> None:
+    """Measure scoring speed and memory of a bundle: end to end, model alone (ORT fp32/int8 vs
+    PyTorch eager), threads x batch sizes, latency, a stage profile, and the DNSMOS peer.
+
+    Example:
+
+        mos bench --bundle runs/demo/bundle --out benchmarks/results/cpu.json
+
+    Medians over --repeats runs with min-max; warm-up runs are excluded.
+    """
+    from mos.bench.run import BenchOptions, run_bench
+
+    import sys
+
+    # Piped output (a CI log, a file) gets wide tables instead of rich's 80-column default.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+    try:
+        opts = BenchOptions(
+            bundle=bundle, data=data, captions=captions, clips=clips, device=device.value,
+            threads=parse_int_list(threads, "--threads"), batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
+            repeats=repeats, out=out, quick=quick, checkpoint=checkpoint, eager=eager, peer=peer, memory=memory,
+            profile=profile, progress=not quiet,
+        )
+        run_bench(opts, console)
+    except MosError as exc:
+        Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None

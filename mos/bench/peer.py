@@ -1,0 +1,63 @@
+"""The peer: DNSMOS as the `speechmos` package ships it (ONNX Runtime, audio-only, 16 kHz),
+timed on the same clips, decode and resample included as for our engine."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mos.audio import read_audio
+from mos.bench.stats import percentile, spread
+
+DNSMOS_RATE = 16000
+
+
+def peer_missing() -> str | None:
+    """None when DNSMOS can run here, else why not (speechmos also needs librosa)."""
+    for module, hint in (("speechmos", "pip install speechmos"), ("librosa", "speechmos needs librosa: pip install librosa")):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed ({hint})"
+    return None
+
+
+def run_dnsmos(files: Sequence[Path]) -> dict[str, Any]:
+    """Per-clip seconds (decode + 16 kHz resample + DNSMOS) on `files`; the first call (librosa's
+    numba JIT, tens of seconds) runs on a separate warm-up clip and is excluded."""
+    from speechmos import dnsmos
+
+    warm = np.zeros(DNSMOS_RATE, dtype=np.float32)
+    t = time.perf_counter()
+    dnsmos.run(warm, DNSMOS_RATE)
+    warm_up = time.perf_counter() - t
+    per_clip: list[float] = []
+    scores: list[float] = []
+    audio_seconds = 0.0
+    start = time.perf_counter()
+    for f in files:
+        t = time.perf_counter()
+        x = np.clip(read_audio(f, DNSMOS_RATE), -1.0, 1.0)
+        r = dnsmos.run(x, DNSMOS_RATE)
+        per_clip.append(time.perf_counter() - t)
+        scores.append(float(r["ovrl_mos"]))
+        audio_seconds += x.shape[0] / DNSMOS_RATE
+    total = time.perf_counter() - start
+    try:
+        version = metadata.version("speechmos")
+    except metadata.PackageNotFoundError:
+        version = "?"
+    return {
+        "name": f"DNSMOS P.835 (speechmos {version}, ONNX Runtime, default threads)",
+        "clips": len(files),
+        "clips_per_s": round(len(files) / total, 3) if total > 0 else None,
+        "rtf": round(audio_seconds / total, 1) if total > 0 else None,
+        "ms_per_clip": spread([1000 * s for s in per_clip], 1),
+        "p95_ms": round(1000 * percentile(per_clip, 95), 1) if per_clip else None,
+        "warm_up_seconds": round(warm_up, 1),
+        "ovrl_mean": round(float(np.mean(scores)), 3) if scores else None,
+    }

@@ -1,0 +1,504 @@
+"""`run_bench`: the whole measurement, in order: workload, end to end (mos score's engine), the
+audio path with captions already encoded, the model alone (PyTorch eager vs ONNX Runtime fp32 vs
+int8, threads x batch sizes), batch-1 latency, a stage profile, the DNSMOS peer and memory.
+
+torch is never imported here at module level: it is optional, used only for the eager backend."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from mos.audio import read_audio
+from mos.bench import workload as wl
+from mos.bench.backends import build_backends, interleaved, make_batches, agreement
+from mos.bench.machine import load_average, machine_info, usable_cores
+from mos.bench.stats import percentile, spread
+from mos.bundle import Bundle, load_bundle
+from mos.errors import MosError
+from mos.runtime.batching import split_windows
+from mos.runtime.engine import EngineOptions, ScoreEngine
+from mos.runtime.scorer import ScoreOptions, run_score
+from mos.runtime.session import CUDA, import_onnxruntime
+
+SCHEMA = "mos.bench/1"
+DEFAULT_BUNDLE = Path("runs/demo/bundle")
+DEFAULT_OUT = Path("bench.json")
+
+# DESIGN.md, "Numbers we hold ourselves to" (2-core CPU; the GPU figure is for one H100).
+TARGETS = {
+    "e2e_fp32_clips_per_s": 100.0,
+    "e2e_int8_clips_per_s": 200.0,
+    "ort_vs_eager": 1.5,
+    "vs_dnsmos": 30.0,
+    "e2e_gpu_clips_per_s": 5000.0,
+}
+
+
+@dataclass
+class BenchOptions:
+    """What `mos bench` measures. None means: the default, or the --quick default."""
+
+    bundle: Path = DEFAULT_BUNDLE
+    data: Path | None = None  # a folder of audio; None: generate the workload
+    captions: Path | None = None  # captions for --data (default: a generated one per file)
+    clips: int | None = None  # workload size (200; quick 48)
+    clip_seconds: float = 10.0  # generated clip length
+    device: str = "auto"
+    threads: list[int] | None = None  # intra-op threads to try (1..cores; quick: cores)
+    batch_sizes: list[int] | None = None  # (1, 8, 32; quick 1, 16)
+    repeats: int | None = None  # timed repetitions (3; quick 1)
+    out: Path | None = DEFAULT_OUT
+    quick: bool = False
+    checkpoint: Path | None = None  # for PyTorch eager; None: the run folder holding the bundle
+    eager: bool = True
+    peer: bool = True
+    peer_clips: int | None = None  # DNSMOS clips (16; quick 4)
+    memory: bool = False  # peak RSS scoring 100 / 1,000 / 10,000 files (fresh process each)
+    memory_counts: tuple[int, ...] = (100, 1000, 10000)
+    memory_clip_seconds: float = 0.5
+    model_clips: int | None = None  # clips for the model-alone grid (64; quick 32)
+    latency_clips: int | None = None  # clips timed one at a time (100; quick 24)
+    profile: bool = True
+    workers: int = 2  # reader threads, as mos score's default
+    seed: int = 0
+    progress: bool = True
+
+    def resolved(self) -> BenchOptions:
+        cores = usable_cores()
+        q = self.quick
+
+        def pick(value: Any, full: Any, quick: Any) -> Any:
+            return value if value is not None else (quick if q else full)
+
+        return replace(
+            self,
+            clips=max(1, pick(self.clips, 200, 48)),
+            threads=sorted({max(1, int(t)) for t in pick(self.threads, list(range(1, cores + 1)), [cores])}),
+            batch_sizes=sorted({max(1, int(b)) for b in pick(self.batch_sizes, [1, 8, 32], [1, 16])}),
+            repeats=max(1, pick(self.repeats, 3, 1)),
+            peer_clips=max(1, pick(self.peer_clips, 16, 4)),
+            model_clips=max(1, pick(self.model_clips, 64, 32)),
+            latency_clips=max(1, pick(self.latency_clips, 100, 24)),
+            memory=self.memory and not q,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_checkpoint(bundle: Bundle, given: Path | None, notes: list[str]) -> Path | None:
+    """The checkpoint for the eager comparison: the one given, else the one mos.json names, else
+    <run dir>/checkpoints/best.pt beside the bundle. It must be the bundle's own (sha256)."""
+    training = bundle.meta.get("training") or {}
+    candidates: list[Path] = []
+    if given is not None:
+        candidates.append(Path(given))
+    else:
+        ref = training.get("checkpoint")
+        if ref:
+            p = Path(ref)
+            candidates.append(p if p.is_absolute() else (bundle.root / p).resolve())
+        candidates.append(bundle.root.resolve().parent / "checkpoints" / "best.pt")
+    for path in candidates:
+        if path.is_dir():
+            path = path / "checkpoints" / "best.pt"
+        if not path.is_file():
+            continue
+        want = training.get("checkpoint_sha256")
+        if want and _sha256(path) != want:
+            msg = f"{path}: not the checkpoint this bundle was exported from (sha256 differs from mos.json)"
+            if given is not None:
+                raise MosError(msg)
+            notes.append(f"PyTorch eager skipped: {msg}")
+            return None
+        return path
+    if given is not None:
+        raise MosError(f"--checkpoint {given}: no such checkpoint file or run folder")
+    notes.append("PyTorch eager skipped: no checkpoint found beside the bundle (pass --checkpoint)")
+    return None
+
+
+def resolve_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise MosError(f"--device {device!r}: choose auto, cpu or cuda")
+    ort = import_onnxruntime()
+    has_cuda = CUDA in ort.get_available_providers()
+    if device == "cuda" and not has_cuda:
+        raise MosError(f"--device cuda: this onnxruntime ({ort.__version__}) has no CUDAExecutionProvider")
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return device
+
+
+def _variants(bundle: Bundle, device: str) -> list[str]:
+    have = (bundle.meta.get("variants") or {}).keys()
+    out = ["fp32"]
+    if device == "cpu" and "int8" in have:
+        out.append("int8")
+    if device == "cuda" and "fp16" in have:
+        out.append("fp16")
+    return out
+
+
+class _Log:
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.start = time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(f"[dim][{time.perf_counter() - self.start:6.1f} s] {text}[/dim]", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# measurements
+# ---------------------------------------------------------------------------------------------
+
+
+def _score_once(opts: BenchOptions, work: wl.Workload, device: str, threads: int, batch: int, variant: str,
+                out: Path) -> tuple[float, float, str, int]:
+    """One `mos score` run (run_score) -> (clips/s, real-time factor, provider, failed)."""
+    if variant == "fp16":  # the runtime has no fp16 switch: score through the fp16 file's own bundle
+        raise MosError("fp16 end to end is not supported by mos score")
+    summary = run_score(
+        ScoreOptions(inputs=work.inputs, bundle=opts.bundle, captions=work.captions_csv, out=out,
+                     device=device, threads=threads, batch_size=batch, int8=variant == "int8",
+                     workers=opts.workers, progress=False),
+        Console(file=io.StringIO()),
+    )
+    return summary.clips_per_s, summary.rtf, summary.provider, summary.failed
+
+
+def end_to_end(opts: BenchOptions, work: wl.Workload, device: str, variants: list[str], threads: list[int],
+               log: _Log, tmp: Path) -> list[dict[str, Any]]:
+    out = tmp / "scores.csv"
+    log("end to end: warm-up run (page cache, sessions)")
+    _score_once(opts, work, device, threads[-1], opts.batch_sizes[-1], "fp32", out)
+    rows: list[dict[str, Any]] = []
+    cells = [(v, t, b) for t in threads for b in opts.batch_sizes for v in variants if v != "fp16"]
+    runs: dict[tuple[str, int, int], list[tuple[float, float]]] = {c: [] for c in cells}
+    provider = ""
+    failed = 0
+    for rep in range(opts.repeats):
+        for cell in cells:  # interleaved: outside load hits every cell alike
+            v, t, b = cell
+            cps, rtf, provider, f = _score_once(opts, work, device, t, b, v, out)
+            failed = max(failed, f)
+            runs[cell].append((cps, rtf))
+            log(f"end to end {v} threads {t} batch {b}: {cps:.1f} clips/s (repeat {rep + 1}/{opts.repeats})")
+    for (v, t, b), vals in runs.items():
+        rows.append({"variant": v, "provider": provider, "threads": t, "batch_size": b, "clips": len(work.files),
+                     "clips_per_s": spread([c for c, _ in vals], 1), "rtf": spread([r for _, r in vals], 0),
+                     "failed": failed})
+    return rows
+
+
+def audio_path(opts: BenchOptions, bundle: Bundle, work: wl.Workload, device: str, threads: int, batch: int,
+               log: _Log) -> dict[str, Any]:
+    """mos score's pipeline (reader pool, batching, model) with every caption already encoded:
+    what an audio-only model would cost end to end, writing excluded."""
+    from mos.runtime.inputs import Job
+    from mos.runtime.pipeline import PipelineOptions, score_jobs
+
+    engine = ScoreEngine(bundle, EngineOptions(device=device, threads=threads, batch_size=batch))
+    jobs = [Job(id=i, path=f, caption=work.captions.get(i)) for i, f in zip(work.ids, work.files)]
+    if engine.text is not None:
+        engine.text.cache_bytes = max(engine.text.cache_bytes, 1 << 30)
+        engine.text.encode([j.caption or "" for j in jobs])
+    pipe = PipelineOptions(workers=opts.workers, batch_size=engine.batch_size)
+    for _ in score_jobs(engine, jobs[: min(len(jobs), 2 * engine.batch_size)], pipe):  # warm-up
+        pass
+    rates = []
+    for _ in range(opts.repeats):
+        t = time.perf_counter()
+        n = sum(1 for _ in score_jobs(engine, jobs, pipe))
+        rates.append(n / (time.perf_counter() - t))
+    log(f"audio path (captions cached) fp32 threads {threads} batch {engine.batch_size}: {np.median(rates):.1f} clips/s")
+    return {"variant": "fp32", "threads": threads, "batch_size": engine.batch_size, "clips": len(jobs),
+            "clips_per_s": spread(rates, 1),
+            "what": "decode + resample + audio model (reader pool, batching); captions pre-encoded; no writing"}
+
+
+def decode_clips(bundle: Bundle, work: wl.Workload, count: int) -> tuple[list[np.ndarray], list[str | None]]:
+    """The first `count` clips decoded at the model rate, cut into windows as the engine does."""
+    window = max(1, int(round(bundle.window_seconds * bundle.sample_rate)))
+    waves: list[np.ndarray] = []
+    caps: list[str | None] = []
+    for i, f in zip(work.ids[:count], work.files[:count]):
+        for piece in split_windows(read_audio(f, bundle.sample_rate), window):
+            waves.append(piece)
+            caps.append(work.captions.get(i))
+    return waves, caps
+
+
+def model_alone(opts: BenchOptions, bundle: Bundle, work: wl.Workload, device: str, threads: list[int],
+                checkpoint: Path | None, notes: list[str], log: _Log) -> dict[str, Any]:
+    waves, caps = decode_clips(bundle, work, opts.model_clips)
+    text = None
+    if bundle.uses_text:
+        enc = ScoreEngine(bundle, EngineOptions(device=device, threads=threads[-1]))
+        assert enc.text is not None
+        text = enc.text.encode([c or "" for c in caps])
+        del enc
+    backends = build_backends(bundle, device, checkpoint if opts.eager else None, notes)
+    rows: list[dict[str, Any]] = []
+    try:
+        check = agreement(backends, make_batches(waves[:4], text[:4] if text else None, 4))
+        thread_list = threads if any(b.threaded for b in backends) else [0]
+        for t in thread_list:
+            for b in backends:
+                b.set_threads(t)
+            for bs in opts.batch_sizes:
+                batches = make_batches(waves, text, bs)
+                rates = interleaved(backends, batches, opts.repeats)
+                for be in backends:
+                    rows.append({"backend": be.name, "provider": be.provider, "threads": t if be.threaded else None,
+                                 "batch_size": bs, "clips": len(waves), "clips_per_s": spread(rates[be.name], 1)})
+                log("model alone threads {} batch {}: ".format(t, bs)
+                    + ", ".join(f"{k} {np.median(v):.1f}" for k, v in rates.items()) + " clips/s")
+    finally:
+        for b in backends:
+            b.close()
+    # Ratios against eager, same threads and batch.
+    ratios = []
+    eager = next((b.name for b in backends if b.name.startswith("torch-eager")), None)
+    if eager:
+        index = {(r["backend"], r["threads"], r["batch_size"]): r for r in rows}
+        for r in rows:
+            if r["backend"] == eager:
+                continue
+            e = index.get((eager, r["threads"], r["batch_size"]))
+            if e and e["clips_per_s"]["median"]:
+                ratios.append({"backend": r["backend"], "vs": eager, "threads": r["threads"],
+                               "batch_size": r["batch_size"],
+                               "ratio": round(r["clips_per_s"]["median"] / e["clips_per_s"]["median"], 2)})
+    return {"clip_seconds": round(float(np.mean([w.shape[0] for w in waves])) / bundle.sample_rate, 2),
+            "rows": rows, "ratios": ratios, "max_abs_diff_vs_ort_fp32": {k: float(f"{v:.3g}") for k, v in check.items()},
+            "backends": [{"name": b.name, "provider": b.provider} for b in backends]}
+
+
+def latency(opts: BenchOptions, bundle: Bundle, work: wl.Workload, device: str, threads: int, variants: list[str],
+            log: _Log) -> list[dict[str, Any]]:
+    """Per-clip wall time through the engine, one clip at a time: decode + resample + caption
+    (each clip's own, so never cached) + audio model. The first 2 clips warm up and are excluded."""
+    out = []
+    n = min(len(work.files), opts.latency_clips + 2)
+    for v in variants:
+        if v == "fp16":
+            continue
+        engine = ScoreEngine(bundle, EngineOptions(device=device, threads=threads, int8=v == "int8", batch_size=1))
+        times = []
+        for k in range(n):
+            t = time.perf_counter()
+            wave = read_audio(work.files[k], engine.sample_rate)
+            engine.score_arrays([wave], [work.captions.get(work.ids[k])])
+            if k >= 2 or n <= 2:
+                times.append(1000.0 * (time.perf_counter() - t))
+        out.append({"variant": v, "provider": engine.provider, "threads": threads, "batch_size": 1, "clips": len(times),
+                    "p50_ms": round(percentile(times, 50), 2), "p95_ms": round(percentile(times, 95), 2),
+                    "min_ms": round(min(times), 2), "max_ms": round(max(times), 2)})
+        log(f"latency {v} threads {threads}: p50 {out[-1]['p50_ms']:.1f} ms, p95 {out[-1]['p95_ms']:.1f} ms")
+    return out
+
+
+def memory_growth(opts: BenchOptions, bundle_sample_rate: int, device: str, threads: int, log: _Log,
+                  tmp: Path) -> dict[str, Any]:
+    from mos.bench.memory import measure
+
+    rows = []
+    for count in opts.memory_counts:
+        root = tmp / f"memory_{count}"
+        w = wl.generate(root, count, opts.memory_clip_seconds, bundle_sample_rate, seed=opts.seed + 7,
+                        distinct_audio=min(count, 100))
+        log(f"memory: scoring {count} files of {opts.memory_clip_seconds:g} s in a fresh process")
+        r = measure(opts.bundle, w.inputs, w.captions_csv, threads, 0, device=device)
+        rows.append(r)
+        log(f"memory {count} files: peak RSS {r['peak_rss_mb']:.0f} MB, {r['clips_per_s']:.0f} clips/s")
+    base = rows[0]["peak_rss_mb"] if rows else None
+    for r in rows:
+        r["growth_mb_vs_first"] = round(r["peak_rss_mb"] - base, 1) if base is not None else None
+    return {"clip_seconds": opts.memory_clip_seconds, "threads": threads, "batch_size": "default",
+            "captions": "one distinct caption per file", "rows": rows,
+            "audio": "100 distinct clips hard-linked under distinct names (each file decoded)"}
+
+
+def _best(rows: list[dict[str, Any]], key: str, **match: Any) -> dict[str, Any] | None:
+    cand = [r for r in rows if all(r.get(k) == v for k, v in match.items()) and r[key]["median"] is not None]
+    return max(cand, key=lambda r: r[key]["median"], default=None)
+
+
+def check_targets(report: dict[str, Any], max_threads: int, device: str) -> list[dict[str, Any]]:
+    """DESIGN.md's numbers vs what this run measured (the best cell of the grid for each figure)."""
+    out: list[dict[str, Any]] = []
+    e2e = report.get("end_to_end") or []
+
+    def add(name: str, target: float, measured: float | None, where: str) -> None:
+        out.append({"figure": name, "target": target, "measured": None if measured is None else round(measured, 2),
+                    "met": None if measured is None else measured >= target, "where": where})
+
+    if device == "cpu":
+        for v, key in (("fp32", "e2e_fp32_clips_per_s"), ("int8", "e2e_int8_clips_per_s")):
+            best = _best(e2e, "clips_per_s", variant=v)
+            add(f"end to end {v}, clips/s", TARGETS[key], best["clips_per_s"]["median"] if best else None,
+                f"threads {best['threads']}, batch {best['batch_size']}" if best else "not measured")
+    else:
+        best = _best(e2e, "clips_per_s", variant="fp32")
+        add("end to end on the GPU, clips/s", TARGETS["e2e_gpu_clips_per_s"],
+            best["clips_per_s"]["median"] if best else None, f"batch {best['batch_size']}" if best else "not measured")
+    ma = report.get("model_alone") or {}
+    rows = ma.get("rows") or []
+    eager = next((r for r in rows if r["backend"].startswith("torch-eager")), None)
+    fp32_name = next((r["backend"] for r in rows if r["backend"].startswith("ort-fp32")), "ort-fp32")
+    if eager:
+        # Conservative: the best eager cell of the whole grid (threads x batch) against the best
+        # ORT fp32 cell. Per-cell ratios (same threads, same batch) are in model_alone.ratios.
+        be = _best(rows, "clips_per_s", backend=eager["backend"])
+        bo = _best(rows, "clips_per_s", backend=fp32_name)
+        ratio = bo["clips_per_s"]["median"] / be["clips_per_s"]["median"] if be and bo else None
+        add("ORT fp32 / PyTorch eager (model alone, best cell of each)", TARGETS["ort_vs_eager"], ratio,
+            f"ORT threads {bo['threads']} batch {bo['batch_size']}; eager threads {be['threads']} batch {be['batch_size']}"
+            if be and bo else "")
+    else:
+        add("ORT fp32 / PyTorch eager", TARGETS["ort_vs_eager"], None, "eager not measured")
+    peer = report.get("peer") or {}
+    best = _best(e2e, "clips_per_s", variant="fp32")
+    if peer.get("clips_per_s") and best:
+        add("end to end fp32 / DNSMOS", TARGETS["vs_dnsmos"], best["clips_per_s"]["median"] / peer["clips_per_s"],
+            "same clips; DNSMOS decode + resample + model")
+    else:
+        add("end to end fp32 / DNSMOS", TARGETS["vs_dnsmos"], None, peer.get("skipped", "peer not measured"))
+    mem = (report.get("memory") or {}).get("rows") or []
+    if len(mem) >= 2:
+        first, last = mem[0], mem[-1]
+        growth = last["peak_rss_mb"] - first["peak_rss_mb"]
+        out.append({"figure": f"peak RSS growth {first['files']} -> {last['files']} files, MB",
+                    "target": "flat (within 10% of the first)", "measured": round(growth, 1),
+                    "met": growth <= 0.10 * first["peak_rss_mb"], "where": f"{first['peak_rss_mb']:.0f} -> {last['peak_rss_mb']:.0f} MB"})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+
+
+def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, Any]:
+    """Measure, print the tables on `console`, write JSON to `opts.out` (when set); return the report."""
+    from mos.bench.report import print_report
+
+    console = console or Console()
+    opts = opts.resolved()
+    log = _Log(console, opts.progress)
+    notes: list[str] = []
+    started = time.perf_counter()
+    device = resolve_device(opts.device)
+    bundle = load_bundle(opts.bundle)
+    threads = opts.threads if device == "cpu" else [0]
+    max_threads = threads[-1]
+    variants = _variants(bundle, device)
+    if device == "cpu" and "int8" not in variants:
+        notes.append("no int8 variant in the bundle (mos export --quantize int8): int8 not measured")
+    checkpoint = find_checkpoint(bundle, opts.checkpoint, notes) if opts.eager else None
+    info = machine_info()
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": " ".join(["mos", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else None,
+        "machine": info,
+        "device": device,
+        "bundle": {"path": str(opts.bundle), "targets": bundle.target_names, "uses_text": bundle.uses_text,
+                   "text_encoder": (bundle.meta.get("text") or {}).get("encoder"),
+                   "sample_rate": bundle.sample_rate, "variants": sorted((bundle.meta.get("variants") or {}).keys()),
+                   "audio_model_mb": round(bundle.audio_model().stat().st_size / 1e6, 2),
+                   "checkpoint": str(checkpoint) if checkpoint else None},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
+                     if k not in ("progress",)},
+    }
+    with tempfile.TemporaryDirectory(prefix="mos-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        if opts.data is None:
+            log(f"workload: writing {opts.clips} clips of {opts.clip_seconds:g} s at {bundle.sample_rate} Hz")
+            work = wl.generate(tmp / "workload", opts.clips, opts.clip_seconds, bundle.sample_rate, opts.seed)
+        else:
+            work = wl.from_folder(opts.data, tmp, opts.clips, opts.captions)
+        report["workload"] = work.describe()
+        audio_total = sum(_duration(f) for f in work.files)
+        report["workload"]["audio_seconds"] = round(audio_total, 1)
+
+        report["end_to_end"] = end_to_end(opts, work, device, variants, threads, log, tmp)
+        try:
+            report["audio_path"] = audio_path(opts, bundle, work, device, max_threads,
+                                              16 if device == "cpu" else 64, log)
+        except Exception as exc:  # a diagnostic: never fail the bench on it
+            notes.append(f"audio path not measured: {' '.join(str(exc).split())[:200]}")
+        report["model_alone"] = model_alone(opts, bundle, work, device, threads, checkpoint, notes, log)
+        report["latency"] = latency(opts, bundle, work, device, max_threads, variants, log)
+        if opts.profile and device == "cpu":
+            from mos.bench.profile import stage_profile
+
+            n = min(len(work.files), opts.model_clips)
+            caps = [work.captions.get(i) for i in work.ids[:n]]
+            report["profile"] = []
+            for v in (variants if not opts.quick else ["fp32"]):
+                report["profile"].append(stage_profile(bundle, work.files[:n], caps, max_threads, 16, v == "int8"))
+                log(f"profile {v}: " + ", ".join(f"{k} {x:.2f}" for k, x in report["profile"][-1]["ms_per_clip"].items())
+                    + " ms/clip")
+        if opts.peer:
+            from mos.bench.peer import peer_missing, run_dnsmos
+
+            why = peer_missing()
+            if why is None:
+                log(f"peer: DNSMOS on {min(opts.peer_clips, len(work.files))} clips (first call compiles; excluded)")
+                try:
+                    report["peer"] = run_dnsmos(work.files[: opts.peer_clips])
+                except Exception as exc:
+                    report["peer"] = {"skipped": f"DNSMOS failed: {' '.join(str(exc).split())[:200]}"}
+            else:
+                report["peer"] = {"skipped": why}
+        else:
+            report["peer"] = {"skipped": "--no-peer"}
+        if opts.memory:
+            report["memory"] = memory_growth(opts, bundle.sample_rate, device, max_threads, log, tmp)
+    report["targets"] = check_targets(report, max_threads, device)
+    report["notes"] = notes
+    report["machine"]["load_average_end"] = load_average()
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print_report(report, console)
+    if opts.out is not None:
+        out = Path(opts.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {out}", highlight=False)
+    return report
+
+
+def _duration(path: Path) -> float:
+    from mos.audio import audio_duration
+
+    try:
+        return audio_duration(path)
+    except MosError:
+        return 0.0

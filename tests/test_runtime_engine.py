@@ -1,0 +1,230 @@
+"""Runtime engine: ONNX Runtime scores equal PyTorch's, alone and in any batch; windows; sessions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures_runtime import audio_bundle, caption_for, clip, text_bundle, write_wav  # noqa: F401
+from mos.audio import iter_audio_windows
+from mos.errors import BundleError, MosError
+from mos.runtime import EngineOptions, ScoreEngine, SessionConfig, open_session
+from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
+from mos.runtime.reader import BackgroundIterator, prefetch_ordered
+from mos.runtime.session import SessionRunner
+
+LENGTHS_S = [0.3, 1.0, 2.5, 0.05, 4.0, 7.3, 10.0, 1.7]
+
+
+@pytest.fixture(scope="module")
+def engine(text_bundle) -> ScoreEngine:  # noqa: F811
+    return ScoreEngine.load(text_bundle.path, EngineOptions(device="cpu", threads=2, batch_size=4))
+
+
+@pytest.fixture(scope="module")
+def clips() -> tuple[list[np.ndarray], list[str]]:
+    waves = [clip(s, seed=i) for i, s in enumerate(LENGTHS_S)]
+    captions = [caption_for(i, words=3 + 3 * (i % 4)) for i in range(len(waves))]
+    return waves, captions
+
+
+@pytest.fixture(scope="module")
+def torch_scores(text_bundle, clips) -> np.ndarray:  # noqa: F811
+    """PyTorch model.scores for each clip alone (batch 1, no padding)."""
+    import torch
+
+    from mos.model.text_encoder import FrozenTextEncoder, pad_token_features
+    from mos.trainer.checkpoint import load_model
+
+    model, _ = load_model(text_bundle.checkpoint)
+    encoder = FrozenTextEncoder("minilm", max_tokens=model.cfg.max_text_tokens)
+    waves, captions = clips
+    out = []
+    with torch.no_grad():
+        for wave, caption in zip(waves, captions):
+            text, text_lengths = pad_token_features(encoder.encode([caption]), encoder.dim)
+            w = torch.from_numpy(wave)[None]
+            out.append(model.scores(w, torch.tensor([w.shape[1]]), text, text_lengths)[0].numpy())
+    return np.stack(out)
+
+
+def test_engine_matches_torch_alone_and_in_any_batch(engine, clips, torch_scores) -> None:
+    waves, captions = clips
+    assert engine.targets == ["overall", "textual"]
+    assert engine.provider == "CPUExecutionProvider"
+    alone = np.stack([engine.score_arrays([w], [c])[0] for w, c in zip(waves, captions)])
+    np.testing.assert_allclose(alone, torch_scores, atol=1e-4)
+    rng = np.random.default_rng(0)
+    for batch_size in (1, 2, 3, 8):
+        order = rng.permutation(len(waves))
+        got = engine.score_segments([waves[i] for i in order], [captions[i] for i in order], batch_size)
+        np.testing.assert_allclose(got, torch_scores[order], atol=1e-4)
+    # the whole set in one padded batch, in reverse order
+    got = engine.score_segments(waves[::-1], captions[::-1], 64)
+    np.testing.assert_allclose(got, torch_scores[::-1], atol=1e-4)
+    # padded to whole seconds, as on CUDA
+    engine.pad_multiple = 16000
+    try:
+        np.testing.assert_allclose(engine.score_segments(waves, captions, 3), torch_scores, atol=1e-4)
+    finally:
+        engine.pad_multiple = 1
+
+
+def test_each_distinct_caption_is_encoded_once(text_bundle) -> None:  # noqa: F811
+    eng = ScoreEngine.load(text_bundle.path, EngineOptions(device="cpu", threads=1))
+    assert eng.text is not None
+    waves = [clip(0.5, seed=i) for i in range(12)]
+    captions = [caption_for(i % 3) for i in range(12)]
+    first = eng.score_arrays(waves, captions)
+    assert eng.text.encoded == 3
+    again = eng.score_arrays(waves, captions)
+    assert eng.text.encoded == 3
+    np.testing.assert_array_equal(first, again)
+
+
+def test_long_array_is_the_length_weighted_mean_of_its_windows(engine) -> None:
+    wave = clip(25.0, seed=7)
+    caption = caption_for(5)
+    got = engine.score_arrays([wave], [caption])[0]
+    pieces = [wave[:160000], wave[160000:320000], wave[320000:]]
+    per_window = np.stack([engine.score_segments([p], [caption], 1)[0] for p in pieces]).astype(np.float64)
+    expected = (per_window * np.array([160000, 160000, 80000])[:, None]).sum(0) / 400000
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not np.allclose(per_window[0], per_window[2], atol=1e-6)  # windows really differ
+
+
+def test_long_file_windows_follow_mos_audio(engine, tmp_path: Path) -> None:
+    """The windows the runtime scores for a file are mos.audio.iter_audio_windows' windows."""
+    from mos.runtime.pipeline import PipelineOptions, score_jobs
+    from mos.runtime.inputs import Job
+
+    path = write_wav(tmp_path / "long.wav", 25.0, rate=22050, seed=3)
+    caption = caption_for(9)
+    windows = list(iter_audio_windows(path, 16000, 10.0))
+    assert len(windows) == 3
+    per_window = engine.score_segments(windows, [caption] * 3, 1).astype(np.float64)
+    expected = weighted_mean(per_window, np.array([len(w) for w in windows]))
+    [result] = list(score_jobs(engine, [Job("long.wav", path, caption)], PipelineOptions(batch_size=2)))
+    assert result.error is None
+    np.testing.assert_allclose(result.scores, expected, atol=1e-5)
+    assert result.duration == pytest.approx(25.0, abs=1e-3)
+
+
+def test_audio_only_bundle_and_int8_variant(audio_bundle) -> None:  # noqa: F811
+    fp32 = ScoreEngine.load(audio_bundle.path, EngineOptions(device="cpu", threads=1))
+    int8 = ScoreEngine.load(audio_bundle.path, EngineOptions(device="cpu", threads=1, int8=True))
+    assert fp32.text is None and fp32.targets == ["score"]
+    waves = [clip(s, seed=i) for i, s in enumerate((0.5, 2.0, 3.0))]
+    a = fp32.score_arrays(waves, [None] * 3)
+    b = int8.score_arrays(waves, [None] * 3)
+    assert a.shape == (3, 1) and np.all((a >= 0) & (a <= 10))
+    np.testing.assert_allclose(a, b, atol=0.25)
+
+
+def test_text_model_needs_captions(engine) -> None:
+    with pytest.raises(MosError, match="caption"):
+        engine.score_arrays([clip(0.5)], [None])
+
+
+def test_io_binding_path_gives_the_same_scores(engine, clips) -> None:
+    """The CUDA code path (io_binding) exercised on CPU gives identical outputs."""
+    waves, captions = clips
+    plain = engine.score_segments(waves, captions, 4)
+    bound = SessionRunner(engine.audio.session, use_binding=True)
+    saved = engine.audio
+    try:
+        engine.audio = bound
+        np.testing.assert_allclose(engine.score_segments(waves, captions, 4), plain, atol=1e-6)
+    finally:
+        engine.audio = saved
+
+
+def test_cuda_without_cuda_is_a_clear_error(text_bundle) -> None:  # noqa: F811
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(MosError, match="--device cuda"):
+        open_session(text_bundle.path / "audio.onnx", SessionConfig(device="cuda"))
+
+
+def test_auto_reports_the_provider_that_ran(text_bundle) -> None:  # noqa: F811
+    import onnxruntime as ort
+
+    session = open_session(text_bundle.path / "audio.onnx", SessionConfig(device="auto", threads=1))
+    runner = SessionRunner(session)
+    assert runner.provider == session.get_providers()[0]
+    assert runner.provider in ort.get_available_providers()
+
+
+def test_missing_onnxruntime_names_the_install(monkeypatch, text_bundle) -> None:  # noqa: F811
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MosError, match=r"pip install 'mos\[cpu\]'"):
+        open_session(text_bundle.path / "audio.onnx", SessionConfig(device="cpu"))
+
+
+def test_unloadable_model_is_a_bundle_error(tmp_path: Path) -> None:
+    bad = tmp_path / "audio.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(BundleError, match="audio.onnx"):
+        open_session(bad, SessionConfig(device="cpu"))
+
+
+# --- the small pieces ------------------------------------------------------------------------
+
+
+def test_plan_batches_covers_every_index_once_and_groups_lengths() -> None:
+    lengths = [5, 1, 9, 3, 3, 8, 2, 7, 6]
+    batches = plan_batches(lengths, 4)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 4 for b in batches)
+    spans = [max(lengths[i] for i in b) for b in batches]
+    assert spans == sorted(spans)
+
+
+def test_pad_and_split() -> None:
+    waves = [np.ones(3, np.float32), np.ones(5, np.float32)]
+    padded, lengths = pad_waveforms(waves)
+    assert padded.shape == (2, 5) and padded[0, 3:].sum() == 0 and lengths.dtype == np.int64
+    assert [len(p) for p in split_windows(np.zeros(25), 10)] == [10, 10, 5]
+    assert [len(p) for p in split_windows(np.zeros(10), 10)] == [10]
+
+
+def test_prefetch_keeps_order_and_bounds_the_work_ahead() -> None:
+    import threading
+    import time
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.001 * (i % 3))
+        return i * i
+
+    seen = []
+    for item, result in prefetch_ordered(range(50), work, workers=4, ahead=5):
+        assert result == item * item
+        with lock:
+            assert len(started) <= item + 5 + 1
+        seen.append(item)
+    assert seen == list(range(50))
+
+
+def test_background_iterator_passes_errors_and_stops() -> None:
+    def gen():
+        yield 1
+        yield 2
+        raise ValueError("boom")
+
+    it = BackgroundIterator(gen(), maxsize=1)
+    assert next(it) == 1 and next(it) == 2
+    with pytest.raises(ValueError, match="boom"):
+        next(it)
+    endless = BackgroundIterator(iter(range(10**9)), maxsize=2)
+    assert next(endless) == 0
+    endless.close()

@@ -67,6 +67,7 @@ def train(
     clip_tau: Optional[float] = typer.Option(None, "--clip-tau", help="Clipped MSE: errors below tau (normalised units) cost nothing (default 0 = plain MSE)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, or 'none' for audio-only."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    gain_db: Optional[float] = typer.Option(None, "--gain-db", help="Augmentation: random gain of up to +-N dB on training clips (default 0 = off)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Random crop of longer training clips (default 10)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out fraction when the data has no validation split (default 0.2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> from its last checkpoint."),
@@ -89,7 +90,7 @@ def train(
             data=str(data) if data else None, name=name, runs_dir=runs_dir, columns=columns, epochs=epochs,
             batch_size=batch_size, accumulate=accumulate, lr=lr, patience=patience, seed=seed,
             mse_weight=mse_weight, rank_weight=rank_weight, corr_weight=corr_weight, clip_tau=clip_tau,
-            text_encoder=text_encoder, device=device, max_seconds=max_seconds, val_fraction=val_fraction,
+            text_encoder=text_encoder, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
             resume=resume or None,
         )
         if name is None and data is not None and base.name == "demo":

@@ -83,6 +83,21 @@ def test_resume_without_run_is_a_clear_error(small_demo: Path, tmp_path: Path) -
 
 
 def test_gradient_accumulation_and_clipped_mse_run(small_demo: Path, tmp_path: Path) -> None:
-    result = run_training(_cfg(tmp_path, small_demo, epochs=1, accumulate=3, clip_tau=0.25, batch_size=8,
+    result = run_training(_cfg(tmp_path, small_demo, epochs=1, accumulate=3, clip_tau=0.25, batch_size=8, gain_db=6.0,
                                text_encoder="none"), Console(file=open(tmp_path / "log.txt", "w")))
     assert result.best_epoch == 1
+
+
+def test_config_file_json_and_toml(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps({"epochs": 3, "rank_weight": 0.0, "name": "x"}))
+    (tmp_path / "b.toml").write_text('epochs = 4\ntext_encoder = "none"\n')
+    a = TrainConfig.from_file(tmp_path / "a.json")
+    assert (a.epochs, a.rank_weight, a.name) == (3, 0.0, "x")
+    b = TrainConfig.from_file(tmp_path / "b.toml").with_overrides(epochs=9, lr=None)
+    assert (b.epochs, b.text_encoder, b.lr) == (9, "none", TrainConfig().lr)
+    (tmp_path / "c.json").write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(MosError, match="c.json: unknown config key"):
+        TrainConfig.from_file(tmp_path / "c.json")
+    (tmp_path / "d.json").write_text("{not json")
+    with pytest.raises(MosError, match="d.json: not a valid config file"):
+        TrainConfig.from_file(tmp_path / "d.json")

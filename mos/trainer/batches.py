@@ -43,12 +43,14 @@ class ClipDataset(Dataset):
         random_crop: bool = False,
         seed: int = 0,
         cache_limit_mb: int = 0,
+        gain_db: float = 0.0,
     ) -> None:
         self.items = manifest.items
         self.sample_rate = sample_rate
         self.captions = caption_features
         self.max_samples = max_samples
         self.random_crop = random_crop
+        self.gain_db = gain_db  # training augmentation: random gain in [-gain_db, +gain_db] dB
         self.rng = np.random.default_rng(seed)
         raw = np.array([[it.targets[n] for n in target_names] for it in self.items], dtype=np.float32)
         self.targets = (raw - target_mean) / target_std
@@ -74,6 +76,8 @@ class ClipDataset(Dataset):
         if self.max_samples and len(wav) > self.max_samples:
             start = int(self.rng.integers(0, len(wav) - self.max_samples + 1)) if self.random_crop else 0
             wav = wav[start : start + self.max_samples]
+        if self.gain_db > 0:
+            wav = wav * np.float32(10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20))
         text = None
         if self.captions is not None:
             text = self.captions[self.items[i].caption or ""]

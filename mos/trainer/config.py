@@ -31,6 +31,7 @@ class TrainConfig:
     corr_weight: float = 0.5
     clip_tau: float = 0.0  # > 0: clipped MSE (errors below tau, in normalised units, cost nothing)
     rank_margin: float = 0.1
+    gain_db: float = 0.0  # augmentation: random gain of up to +-gain_db dB on training clips
     max_seconds: float = 10.0  # random crop of longer training clips
     val_fraction: float = 0.2  # used when the data has no validation split
     text_encoder: str = "minilm"

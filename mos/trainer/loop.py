@@ -163,7 +163,8 @@ class Trainer:
         max_samples = int(cfg.max_seconds * model_cfg.sample_rate) if cfg.max_seconds > 0 else None
         cache = cfg.cache_limit_mb if cfg.cache_audio else 0
         self.train_ds = ClipDataset(splits.train, model_cfg.sample_rate, names, mean, std, captions,
-                                    max_samples, random_crop=True, seed=cfg.seed, cache_limit_mb=cache)
+                                    max_samples, random_crop=True, seed=cfg.seed, cache_limit_mb=cache,
+                                    gain_db=cfg.gain_db)
         self.val_ds = ClipDataset(splits.validation, model_cfg.sample_rate, names, mean, std, captions,
                                   max_samples, random_crop=False, cache_limit_mb=cache)
         gen = torch.Generator().manual_seed(cfg.seed)

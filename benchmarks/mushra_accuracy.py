@@ -54,6 +54,28 @@ def fold_metrics(pred: np.ndarray, true: np.ndarray, systems: list[str]) -> dict
     return {k: v.as_dict() for k, v in evaluate_levels(pred, true, systems).items()}
 
 
+def bootstrap_ci(pred: np.ndarray, true: np.ndarray, groups: list[str], systems: list[str],
+                 n: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+    """95% intervals of clip- and system-level SRCC, resampling utterances (not clips) with
+    replacement, so the interval reflects how few utterances there are."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    names = sorted(set(groups))
+    index = {g: [i for i, x in enumerate(groups) if x == g] for g in names}
+    sys_names = sorted(set(systems))
+    clip, system = [], []
+    for _ in range(n):
+        idx = np.concatenate([index[names[k]] for k in rng.integers(0, len(names), len(names))])
+        p, t = pred[idx], true[idx]
+        clip.append(spearmanr(p, t)[0])
+        sp = [p[[systems[i] == s for i in idx]].mean() for s in sys_names]
+        st = [t[[systems[i] == s for i in idx]].mean() for s in sys_names]
+        system.append(spearmanr(sp, st)[0])
+    q = lambda v: [round(float(np.nanpercentile(v, 2.5)), 3), round(float(np.nanpercentile(v, 97.5)), 3)]  # noqa: E731
+    return {"clip_srcc_95": q(clip), "system_srcc_95": q(system), "resamples": n}
+
+
 def train_fold(manifest, train_ids: set[str], test_ids: set[str], args, k: int, runs_dir: Path):
     """Train on `train_ids`, return (test items, last-epoch predictions on them, seconds)."""
     import torch
@@ -172,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     true = np.array([it.targets["mushra"] for it in items])
     systems = [it.system or "" for it in items]
     ours = np.array([pred_by_id[it.id] for it in items])
+    utts = [groups[it.id] for it in items]
     results = {"ours (audio-only edge CNN, out-of-fold)": fold_metrics(ours, true, systems)}
+    intervals = {"ours (audio-only edge CNN, out-of-fold)": bootstrap_ci(ours, true, utts, systems, seed=args.seed)}
     peer = None
     if not args.no_dnsmos:
         try:
@@ -183,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("ovrl_mos", "sig_mos", "p808_mos"):
                 vals = np.array([scores[it.id][key] for it in items])
                 results[f"DNSMOS {key} (speechmos {dn_version})"] = fold_metrics(vals, true, systems)
+                intervals[f"DNSMOS {key} (speechmos {dn_version})"] = bootstrap_ci(vals, true, utts, systems, seed=args.seed)
             peer = {"package": f"speechmos {dn_version}", "seconds_128_clips": round(dn_secs, 1),
                     "per_clip": {i: s for i, s in scores.items()}}
             # the same per-fold split for DNSMOS, to compare like with like
@@ -203,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                      "weights": "last epoch (fixed epochs, no selection on the test fold)",
                      "model": "default ModelConfig, text_encoder=none"},
         "results": results,
+        "bootstrap_over_utterances": intervals,
         "ours_per_fold_clip_srcc": {"values": per_fold_srcc, "mean": float(np.mean(per_fold_srcc)),
                                     "std": float(np.std(per_fold_srcc))},
         "folds": fold_info,
@@ -218,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in results.items():
         print(f"{name:48s} {m['utterance']['srcc']:9.3f} {m['utterance']['lcc']:9.3f} "
               f"{m['system']['srcc']:9.3f} {m['system']['lcc']:9.3f}")
+    for name, ci in intervals.items():
+        print(f"{name:48s} 95% interval (utterances resampled): clip SRCC {ci['clip_srcc_95']}, "
+              f"system SRCC {ci['system_srcc_95']}")
     print(f"\nper-fold clip SRCC (ours): {', '.join(f'{v:.3f}' for v in per_fold_srcc)}")
     print(f"total {report['seconds']['total']:.0f} s -> {args.out}")
     tmp.cleanup()

@@ -26,6 +26,36 @@ def _one_line(exc: BaseException) -> str:
     return text.rstrip(".")
 
 
+def wav_truncation(path: Path) -> str | None:
+    """For a RIFF/WAVE file whose data chunk declares more bytes than the file holds (a cut-off
+    copy or download, which decoders silently read short), the problem in words; else None."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "little" if head[:4] == b"RIFF" else "big"
+            pos = 12
+            for _ in range(64):  # a WAV has a handful of chunks before its data
+                f.seek(pos)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                length = int.from_bytes(chunk[4:8], order)
+                if chunk[:4] == b"data":
+                    if length in (0, 0xFFFFFFFF):  # streamed WAV: length unknown, not a truncation
+                        return None
+                    have = size - pos - 8
+                    if have < length:
+                        return f"{path}: truncated WAV: header declares {length} bytes of audio, the file holds {have}"
+                    return None
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
 def _check_file(path: Path) -> None:
     """Raise AudioError for a missing path, a directory or a zero-byte file."""
     try:
@@ -38,6 +68,9 @@ def _check_file(path: Path) -> None:
         raise AudioError(f"{path}: not a file")
     if st.st_size == 0:
         raise AudioError(f"{path}: empty audio file (0 bytes)")
+    truncated = wav_truncation(path)
+    if truncated is not None:
+        raise AudioError(truncated)
 
 
 def _mixdown(block: np.ndarray) -> np.ndarray:

@@ -211,3 +211,14 @@ def test_audio_duration_without_decoding(tmp_path: Path) -> None:
     path = tmp_path / "d.flac"
     sf.write(path, sine(440.0, 8000, 2.5), 8000, format="FLAC")
     assert audio_duration(path) == pytest.approx(2.5)
+
+
+def test_cut_off_wav_is_refused_by_both_read_paths(tmp_path: Path) -> None:
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.zeros(16000, dtype=np.float32) + 0.1, 16000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a copy cut off half-way: the header still declares 1 s
+    with pytest.raises(AudioError, match="truncated WAV"):
+        read_audio(path, 16000)
+    with pytest.raises(AudioError, match="truncated WAV"):
+        list(iter_audio_windows(path, 16000, 10.0))

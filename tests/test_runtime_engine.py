@@ -228,3 +228,37 @@ def test_background_iterator_passes_errors_and_stops() -> None:
     endless = BackgroundIterator(iter(range(10**9)), maxsize=2)
     assert next(endless) == 0
     endless.close()
+
+
+def test_long_file_failing_midway_is_one_error_and_the_next_file_scores(engine, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from mos.runtime.inputs import Job
+    from mos.runtime.pipeline import PipelineOptions, score_jobs
+
+    x = clip(25.0, seed=11)
+    x[16000 * 15] = np.nan  # in the second window
+    sf.write(tmp_path / "bad_long.wav", x, 16000, subtype="FLOAT")
+    good = write_wav(tmp_path / "after.wav", 12.0, seed=12)
+    jobs = [Job("bad_long.wav", tmp_path / "bad_long.wav", "x"), Job("after.wav", good, "y"),
+            Job("missing.wav", tmp_path / "missing.wav", "z")]
+    results = list(score_jobs(engine, jobs, PipelineOptions(batch_size=1, chunk_batches=1)))
+    assert [r.job.id for r in results] == ["bad_long.wav", "after.wav", "missing.wav"]
+    assert results[0].error is not None and "NaN" in results[0].error and results[0].duration is None
+    assert results[1].error is None and results[1].duration == pytest.approx(12.0)
+    expected = engine.score_arrays([np.concatenate(list(iter_audio_windows(good, 16000, 10.0)))], ["y"])[0]
+    np.testing.assert_allclose(results[1].scores, expected, atol=1e-5)
+    assert "file not found" in (results[2].error or "")
+
+
+def test_cuda_that_does_not_start_auto_falls_back_and_cuda_refuses(monkeypatch, text_bundle) -> None:  # noqa: F811
+    """As where onnxruntime-gpu is installed but no GPU works: auto reports the CPU it ran on,
+    --device cuda is an error rather than a silent fallback."""
+    import mos.runtime.session as session_mod
+
+    monkeypatch.setattr(session_mod, "_cuda_available", lambda ort: True)
+    path = text_bundle.path / "audio.onnx"
+    auto = open_session(path, SessionConfig(device="auto", threads=1))
+    assert SessionRunner(auto).provider == "CPUExecutionProvider"
+    with pytest.raises(MosError, match="--device cuda: the CUDA provider failed to start"):
+        open_session(path, SessionConfig(device="cuda", threads=1))

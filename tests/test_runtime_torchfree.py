@@ -52,11 +52,8 @@ def test_mos_score_runs_where_torch_is_not_installed(tmp_path: Path, text_bundle
 
     folder, captions = make_folder(tmp_path, 5)
     out = tmp_path / "scores.csv"
-    has_score = subprocess.run([str(mos_bin), "score", "--help"], capture_output=True, text=True).returncode == 0
-    # `mos score` once mos/cli.py registers the command; the runtime's own entry point until then.
-    head = [str(mos_bin), "score"] if has_score else [str(python), "-m", "mos.runtime.command", "score"]
     run = subprocess.run(
-        [*head, str(folder), "--bundle", str(text_bundle.path), "--captions", str(captions), "--out", str(out)],
+        [str(mos_bin), "score", str(folder), "--bundle", str(text_bundle.path), "--captions", str(captions), "--out", str(out)],
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr

@@ -140,43 +140,10 @@ class AudioSpec:
         return BackgroundIterator(iter_audio_windows(path, self.sample_rate, self.window_seconds), prefetch)
 
 
-def wav_truncation(path: Path) -> str | None:
-    """For a RIFF/WAVE file whose data chunk declares more bytes than the file holds (a cut-off
-    copy or download, which decoders silently read short), the problem in words; else None."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-                return None
-            order = "little" if head[:4] == b"RIFF" else "big"
-            pos = 12
-            for _ in range(64):  # a WAV has a handful of chunks before its data
-                f.seek(pos)
-                chunk = f.read(8)
-                if len(chunk) < 8:
-                    return None
-                length = int.from_bytes(chunk[4:8], order)
-                if chunk[:4] == b"data":
-                    if length in (0, 0xFFFFFFFF):  # streamed WAV: length unknown, not a truncation
-                        return None
-                    have = size - pos - 8
-                    if have < length:
-                        return f"{path}: truncated WAV: header declares {length} bytes of audio, the file holds {have}"
-                    return None
-                pos += 8 + length + (length & 1)
-    except OSError:
-        return None
-    return None
-
-
 def decode_file(path: Path, spec: AudioSpec) -> Decoded:
     """Decode a file no longer than one window whole (mos.audio.read_audio, as training does);
     mark longer ones for windowed reading. Never raises: problems come back as `error`."""
     try:
-        truncated = wav_truncation(path)
-        if truncated is not None:
-            return Decoded(error=truncated)
         if audio_duration(path) > spec.window_seconds:
             return Decoded(long=True)
         return Decoded(wave=read_audio(path, spec.sample_rate))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -62,6 +63,11 @@ def _session_options(ort: ModuleType, cfg: SessionConfig) -> Any:
     return so
 
 
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def open_session(path: Path, cfg: SessionConfig) -> Any:
     """An InferenceSession on the provider `cfg.device` asks for.
 
@@ -81,15 +87,24 @@ def open_session(path: Path, cfg: SessionConfig) -> Any:
     if want_cuda:
         _preload_cuda(ort)
         providers = [(CUDA, {"device_id": cfg.gpu_id}), CPU]
+    options = _session_options(ort, cfg)
+
+    def create(chosen: list[Any]) -> Any:
+        with warnings.catch_warnings():  # provider fallbacks are reported through get_providers()
+            warnings.simplefilter("ignore", UserWarning)
+            return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+
     try:
-        session = ort.InferenceSession(str(path), sess_options=_session_options(ort, cfg), providers=providers)
-    except Exception as exc:  # ORT raises its own exception types for a bad file
-        text = " ".join(str(exc).split())
-        if len(text) > 200:
-            text = text[:200] + "..."
-        if want_cuda and cfg.device == "cuda" and "CUDA" in text:
-            raise MosError(f"--device cuda: CUDA failed to start ({text})") from None
-        raise BundleError(f"{path}: not a loadable ONNX model ({text})") from None
+        session = create(providers)
+    except Exception as exc:  # ORT raises its own exception types
+        if not want_cuda:
+            raise BundleError(f"{path}: not a loadable ONNX model ({_short(exc)})") from None
+        try:  # is it the file or CUDA?
+            session = create([CPU])
+        except Exception as cpu_exc:
+            raise BundleError(f"{path}: not a loadable ONNX model ({_short(cpu_exc)})") from None
+        if cfg.device == "cuda":
+            raise MosError(f"--device cuda: the CUDA provider failed to start ({_short(exc)})") from None
     if cfg.device == "cuda" and session.get_providers()[0] != CUDA:
         raise MosError("--device cuda: the CUDA provider failed to start (no GPU, or CUDA/cuDNN libraries missing)")
     return session

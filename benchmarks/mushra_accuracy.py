@@ -120,6 +120,21 @@ def train_fold(manifest, train_ids: set[str], test_ids: set[str], args, k: int, 
     return test.items, pred[:, 0], time.perf_counter() - t0
 
 
+def _quiet_sessions(dnsmos_module) -> None:
+    """Reopen speechmos's two ORT sessions with thread spinning off (scores unchanged). With
+    ORT's default spinning, DNSMOS slows several-fold whenever other processes share the cores."""
+    import os
+
+    import onnxruntime as ort
+
+    model = dnsmos_module.dnsmos
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    p808 = os.path.join(os.path.dirname(os.path.abspath(dnsmos_module.__file__)), "dnsmos_models", "model_v8.onnx")
+    model.onnx_sess = ort.InferenceSession(model.primary_model_path, so, providers=["CPUExecutionProvider"])
+    model.p808_onnx_sess = ort.InferenceSession(p808, so, providers=["CPUExecutionProvider"])
+
+
 def dnsmos_scores(items) -> tuple[dict[str, dict[str, float]], float, str]:
     """DNSMOS sig/bak/ovrl/p808 per clip id (16 kHz via mos.audio), seconds, version string."""
     from importlib.metadata import version
@@ -131,6 +146,7 @@ def dnsmos_scores(items) -> tuple[dict[str, dict[str, float]], float, str]:
     out: dict[str, dict[str, float]] = {}
     warm = np.zeros(16000, dtype=np.float32)
     dnsmos.run(warm, 16000)  # first call JIT-compiles librosa's mel code (tens of seconds): not timed
+    _quiet_sessions(dnsmos)
     t0 = time.perf_counter()
     for it in items:
         x = np.clip(read_audio(it.path, 16000), -1.0, 1.0)

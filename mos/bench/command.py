@@ -47,7 +47,7 @@ def bench(
     clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Clips in the workload [default: 200; --quick 48]."),
     device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when onnxruntime-gpu and a GPU work."),
     threads: Optional[str] = typer.Option(None, "--threads", help="Intra-op threads to try, e.g. 1,2 [default: 1..cores; --quick: cores]."),
-    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Batch sizes to try, e.g. 1,8,32 [default: 1,8,32; --quick: 1,16]."),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Batch sizes to try, e.g. 1,8,32 [default: 1,8,16,32; --quick: 1,16]."),
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Timed repetitions per cell, after a warm-up [default: 3; --quick 1]."),
     out: Path = typer.Option(Path("bench.json"), "--out", help="Where the JSON report goes, e.g. benchmarks/results/cpu.json."),
     quick: bool = typer.Option(False, "--quick", help="A small run for a demo: 48 clips, 1 repeat, all cores, batches 1 and 16."),

@@ -19,8 +19,10 @@ DNSMOS_RATE = 16000
 
 
 def peer_missing() -> str | None:
-    """None when DNSMOS can run here, else why not (speechmos also needs librosa)."""
-    for module, hint in (("speechmos", "pip install speechmos"), ("librosa", "speechmos needs librosa: pip install librosa")):
+    """None when DNSMOS can run here, else why not (speechmos imports librosa and requests
+    without declaring them as dependencies)."""
+    for module, hint in (("speechmos", "pip install speechmos"), ("librosa", "speechmos needs librosa: pip install librosa"),
+                         ("requests", "speechmos needs requests: pip install requests")):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed ({hint})"
     return None

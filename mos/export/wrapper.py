@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -13,12 +15,40 @@ TEXT_MODEL_INPUTS = ("input_ids", "attention_mask")
 TEXT_MODEL_OUTPUT = "text"
 
 
+class Conv1dAs2d(nn.Module):
+    """The same convolution as an nn.Conv1d, run as a Conv2d with kernel (1, k): ONNX Runtime's
+    CPU kernels for 2-D convolutions are 1.4-1.6x faster on the encoder's shapes (measured in
+    benchmarks/), and the scores are identical."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+                              stride=(1, conv.stride[0]), padding=(0, conv.padding[0]), bias=conv.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight.unsqueeze(2))
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.unsqueeze(2)).squeeze(2)
+
+
+def with_2d_convs(model: MosModel) -> MosModel:
+    """A copy of the model whose audio-encoder Conv1d layers run as Conv2d (export only)."""
+    model = copy.deepcopy(model)
+    for module in list(model.audio_encoder.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Conv1d):
+                setattr(module, name, Conv1dAs2d(child))
+    return model
+
+
 class AudioExport(nn.Module):
     """forward(waveform, lengths[, text, text_lengths]) -> tuple of [batch] scores, one per target."""
 
     def __init__(self, model: MosModel) -> None:
         super().__init__()
-        self.model = model
+        self.model = with_2d_convs(model)
         self.n_targets = len(model.cfg.targets)
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor, *text: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -6,7 +6,6 @@ torch is never imported here at module level: it is optional, used only for the 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -25,7 +24,7 @@ from mos.bench import workload as wl
 from mos.bench.backends import build_backends, interleaved, make_batches, agreement
 from mos.bench.machine import load_average, machine_info, usable_cores
 from mos.bench.stats import percentile, spread
-from mos.bundle import Bundle, load_bundle
+from mos.bundle import Bundle, load_bundle, sha256_file
 from mos.errors import MosError
 from mos.runtime.batching import split_windows
 from mos.runtime.engine import EngineOptions, ScoreEngine
@@ -100,14 +99,6 @@ class BenchOptions:
 # ---------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def find_checkpoint(bundle: Bundle, given: Path | None, notes: list[str]) -> Path | None:
     """The checkpoint for the eager comparison: the one given, else the one mos.json names, else
     <run dir>/checkpoints/best.pt beside the bundle. It must be the bundle's own (sha256)."""
@@ -127,7 +118,7 @@ def find_checkpoint(bundle: Bundle, given: Path | None, notes: list[str]) -> Pat
         if not path.is_file():
             continue
         want = training.get("checkpoint_sha256")
-        if want and _sha256(path) != want:
+        if want and sha256_file(path) != want:
             msg = f"{path}: not the checkpoint this bundle was exported from (sha256 differs from mos.json)"
             if given is not None:
                 raise MosError(msg)

@@ -9,6 +9,7 @@ from mos.data.captions import Captions, load_prompt_file
 from mos.data.manifest import Item, Manifest, Target
 from mos.data.table import check_range, parse_number, read_text
 from mos.errors import ManifestError
+from mos.data.tree_search import find_trees
 
 MUSICEVAL_TARGETS = (Target("overall", 1.0, 5.0), Target("textual", 1.0, 5.0))
 _ALIASES = {"validation": "dev", "val": "dev", "valid": "dev"}
@@ -28,23 +29,7 @@ def is_musiceval_tree(path: Path) -> bool:
 
 def find_musiceval_roots(root: Path) -> list[Path]:
     """MusicEval trees at `root` or up to two levels below it (root first, then sorted)."""
-    root = Path(root)
-    found = [root] if is_musiceval_tree(root) else []
-    level = [root] if root.is_dir() else []
-    for _ in range(2):
-        nxt: list[Path] = []
-        for folder in level:
-            try:
-                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-            except OSError:
-                continue
-            for child in children:
-                if is_musiceval_tree(child):
-                    found.append(child)
-                elif child.name not in ("wav", "sets"):
-                    nxt.append(child)
-        level = nxt
-    return found
+    return find_trees(root, is_musiceval_tree, ("wav", "sets"))
 
 
 def split_clip_name(name: str) -> tuple[str | None, str | None]:

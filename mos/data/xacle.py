@@ -9,6 +9,7 @@ from mos.data.folder import load_folder
 from mos.data.manifest import Item, Manifest, Target
 from mos.data.table import check_range, parse_number, read_csv_rows
 from mos.errors import ManifestError
+from mos.data.tree_search import find_trees
 
 XACLE_SPLITS = ("train", "validation", "test")
 SCORE_LOW, SCORE_HIGH = 0.0, 10.0
@@ -25,25 +26,7 @@ def is_xacle_tree(path: Path) -> bool:
 
 def find_xacle_roots(root: Path) -> list[Path]:
     """XACLE trees at `root` or up to two levels below it (root first, then sorted)."""
-    root = Path(root)
-    found = [root] if is_xacle_tree(root) else []
-    if not root.is_dir():
-        return found
-    level = [root]
-    for _ in range(2):
-        nxt: list[Path] = []
-        for folder in level:
-            try:
-                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-            except OSError:
-                continue
-            for child in children:
-                if is_xacle_tree(child):
-                    found.append(child)
-                elif child.name not in ("wav", "meta_data"):
-                    nxt.append(child)
-        level = nxt
-    return found
+    return find_trees(root, is_xacle_tree, ("wav", "meta_data"))
 
 
 def split_files(tree: Path, split: str) -> tuple[Path | None, Path | None]:

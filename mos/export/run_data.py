@@ -4,13 +4,18 @@ accuracy check (validation clips with their ratings), read with the runtime's ow
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mos.audio import read_audio
 from mos.errors import MosError
+
+if TYPE_CHECKING:
+    from mos.export.report import ExportReport
 
 
 @dataclass
@@ -58,7 +63,7 @@ def run_clips(run_dir: Path, sample_rate: int, n_calibration: int = 32, n_valida
 
 
 def export_run(source: Path, out: Path | None = None, opset: int = 17, quantize: str | None = None,
-               fp16: bool = False, verify: bool = True, log=print):  # -> ExportReport
+               fp16: bool = False, verify: bool = True, log: Callable[[str], None] = print) -> "ExportReport":
     """`mos export`: export a run or checkpoint; int8 is calibrated on the run's own training clips
     and its accuracy change measured on the run's validation clips when that data is still there."""
     from mos.export.build import export_bundle

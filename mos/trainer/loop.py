@@ -140,12 +140,10 @@ class Trainer:
             model_cfg = build_model_config(cfg, splits.train)
         if model_cfg.target_names != splits.train.target_names:
             raise MosError(f"{self.run_dir}: checkpoint targets {model_cfg.target_names} differ from the data's")
-        self.model = MosModel(model_cfg)
         self.text_encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.max_text_tokens)
         if self.text_encoder is not None:
             model_cfg.text_dim = self.text_encoder.dim
-            if not resume_ckpt:
-                self.model = MosModel(model_cfg)
+        self.model = MosModel(model_cfg)
         names = model_cfg.target_names
         mean = np.array([t.mean for t in model_cfg.targets], dtype=np.float32)
         std = np.array([t.std for t in model_cfg.targets], dtype=np.float32)

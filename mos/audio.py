@@ -10,20 +10,25 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from mos.errors import AudioError
+from mos.errors import AudioError, one_line
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+def audio_stem(name: str) -> str:
+    """`dir/x.wav` -> `x`: the basename without a known audio extension (any case); other names
+    keep their extension (`x.json` stays `x.json`). Forward and back slashes both separate."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    lower = base.lower()
+    for ext in AUDIO_EXTENSIONS:
+        if lower.endswith(ext):
+            return base[: -len(ext)]
+    return base
+
 
 # Everything soundfile/libsndfile raises for a file it cannot read (LibsndfileError is a
 # RuntimeError subclass; TypeError/ValueError come from odd headers, EOFError/OSError from I/O).
 _DECODE_ERRORS = (RuntimeError, ValueError, TypeError, EOFError, OSError)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The shortest useful one-line description of a decode error (no traceback text)."""
-    text = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
-    text = " ".join(str(text).split())
-    return text.rstrip(".")
 
 
 def wav_truncation(path: Path) -> str | None:
@@ -63,7 +68,7 @@ def _check_file(path: Path) -> None:
     except FileNotFoundError:
         raise AudioError(f"{path}: file not found") from None
     except OSError as exc:
-        raise AudioError(f"{path}: cannot open: {_one_line(exc)}") from None
+        raise AudioError(f"{path}: cannot open: {one_line(exc)}") from None
     if not path.is_file():
         raise AudioError(f"{path}: not a file")
     if st.st_size == 0:
@@ -117,7 +122,7 @@ def read_audio(path: Path | str, sample_rate: int) -> np.ndarray:
     try:
         data, source_rate = sf.read(p, dtype="float32", always_2d=True)
     except _DECODE_ERRORS as exc:
-        raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+        raise AudioError(f"{path}: cannot decode audio: {one_line(exc)}") from None
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(f"{path}: empty audio file (0 frames)")
     return prepare_block(data, int(source_rate), sample_rate, path)
@@ -130,7 +135,7 @@ def audio_duration(path: Path | str) -> float:
     try:
         info = sf.info(p)
     except _DECODE_ERRORS as exc:
-        raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+        raise AudioError(f"{path}: cannot decode audio: {one_line(exc)}") from None
     if info.samplerate <= 0:
         raise AudioError(f"{path}: invalid sample rate {info.samplerate}")
     return float(info.frames) / float(info.samplerate)
@@ -150,7 +155,7 @@ def iter_audio_windows(path: Path | str, sample_rate: int, window_seconds: float
     try:
         handle = sf.SoundFile(p)
     except _DECODE_ERRORS as exc:
-        raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+        raise AudioError(f"{path}: cannot decode audio: {one_line(exc)}") from None
     with handle:
         source_rate = int(handle.samplerate)
         block_frames = max(1, int(round(window_seconds * source_rate)))
@@ -159,7 +164,7 @@ def iter_audio_windows(path: Path | str, sample_rate: int, window_seconds: float
             try:
                 block = handle.read(block_frames, dtype="float32", always_2d=True)
             except _DECODE_ERRORS as exc:
-                raise AudioError(f"{path}: cannot decode audio: {_one_line(exc)}") from None
+                raise AudioError(f"{path}: cannot decode audio: {one_line(exc)}") from None
             if block.shape[0] == 0 or block.shape[1] == 0:
                 break
             yielded = True

@@ -26,6 +26,11 @@ from typing import Any
 from mos.errors import BundleError
 
 SCHEMA = "mos.bundle/1"
+# The interface every bundle's ONNX files share (see the module docstring).
+AUDIO_INPUTS = ("waveform", "lengths")
+TEXT_INPUTS = ("text", "text_lengths")
+TEXT_MODEL_INPUTS = ("input_ids", "attention_mask")
+TEXT_MODEL_OUTPUT = "text"
 MANIFEST_NAME = "mos.json"
 
 

@@ -36,7 +36,7 @@ def torch_scores(text_bundle, clips) -> np.ndarray:  # noqa: F811
     """PyTorch model.scores for each clip alone (batch 1, no padding)."""
     import torch
 
-    from mos.model.text_encoder import FrozenTextEncoder, pad_token_features
+    from mos.model.text_encoder import FrozenTextEncoder
     from mos.trainer.checkpoint import load_model
 
     model, _ = load_model(text_bundle.checkpoint)
@@ -45,7 +45,8 @@ def torch_scores(text_bundle, clips) -> np.ndarray:  # noqa: F811
     out = []
     with torch.no_grad():
         for wave, caption in zip(waves, captions):
-            text, text_lengths = pad_token_features(encoder.encode([caption]), encoder.dim)
+            (feats,) = encoder.encode([caption])
+            text, text_lengths = feats[None], torch.tensor([feats.shape[0]])
             w = torch.from_numpy(wave)[None]
             out.append(model.scores(w, torch.tensor([w.shape[1]]), text, text_lengths)[0].numpy())
     return np.stack(out)

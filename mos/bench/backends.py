@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from mos.errors import one_line
 from mos.bundle import Bundle
 from mos.runtime.batching import pad_waveforms, plan_batches
 from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session
-from mos.runtime.text import pad_token_features
+from mos.runtime.batching import pad_token_features
 
 
 @dataclass
@@ -151,7 +152,7 @@ def build_backends(bundle: Bundle, device: str, checkpoint: Path | None,
             try:
                 backends.append(TorchBackend(checkpoint, device))
             except Exception as exc:  # a stale or foreign checkpoint: say so and go on
-                notes.append(f"PyTorch eager skipped: {checkpoint}: {' '.join(str(exc).split())[:200]}")
+                notes.append(f"PyTorch eager skipped: {checkpoint}: {one_line(exc, limit=200)}")
         else:
             notes.append(f"PyTorch eager skipped: {why}")
     variants = bundle.meta.get("variants") or {}

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from mos.errors import one_line
 from mos.audio import prepare_block
 from mos.bundle import Bundle
 from mos.runtime.batching import pad_waveforms, plan_batches
 from mos.runtime.engine import EngineOptions, ScoreEngine
-from mos.runtime.text import pad_token_features
+from mos.runtime.batching import pad_token_features
 from mos.runtime.writers import Row, RowWriter
 
 # Top-level modules of MosModel as the TorchScript exporter names nodes (/frontend/..., ...).
@@ -144,7 +145,7 @@ def stage_profile(bundle: Bundle, files: Sequence[Path], captions: Sequence[str 
         split = ort_module_split(model_path, feeds, threads)
     except Exception as exc:  # the profiler is a diagnostic: never fail the bench on it
         split = {}
-        out["note"] = f"ORT profiler split unavailable: {' '.join(str(exc).split())[:160]}"
+        out["note"] = f"ORT profiler split unavailable: {one_line(exc, limit=160)}"
     if split:
         merged: dict[str, float] = defaultdict(float)
         heads = set(engine.targets) | {"trunk", "heads"}

@@ -25,7 +25,7 @@ from mos.bench.backends import build_backends, interleaved, make_batches, agreem
 from mos.bench.machine import load_average, machine_info, usable_cores
 from mos.bench.stats import percentile, spread
 from mos.bundle import Bundle, load_bundle, sha256_file
-from mos.errors import MosError
+from mos.errors import MosError, one_line
 from mos.runtime.batching import split_windows
 from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.runtime.scorer import ScoreOptions, run_score
@@ -458,7 +458,7 @@ def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, A
         try:
             path = AudioPath(opts, bundle, work, device, max_threads, 16 if device == "cpu" else 64)
         except Exception as exc:  # a diagnostic: never fail the bench on it
-            notes.append(f"audio path not measured: {' '.join(str(exc).split())[:200]}")
+            notes.append(f"audio path not measured: {one_line(exc, limit=200)}")
         report["end_to_end"] = end_to_end(opts, work, device, variants, threads, log, tmp, path)
         if path is not None:
             report["audio_path"] = path.result()
@@ -484,7 +484,7 @@ def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, A
                 try:
                     report["peer"] = run_dnsmos(work.files[: opts.peer_clips])
                 except Exception as exc:
-                    report["peer"] = {"skipped": f"DNSMOS failed: {' '.join(str(exc).split())[:200]}"}
+                    report["peer"] = {"skipped": f"DNSMOS failed: {one_line(exc, limit=200)}"}
             else:
                 report["peer"] = {"skipped": why}
         else:

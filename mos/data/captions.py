@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mos.audio import AUDIO_EXTENSIONS
+from mos.audio import audio_stem
 from mos.data.table import read_csv_rows, read_text
 from mos.errors import ManifestError
 
@@ -31,11 +31,7 @@ class Captions:
 
     def _candidates(self, item_id: str) -> list[str]:
         base = item_id.replace("\\", "/").rsplit("/", 1)[-1]
-        stem = base
-        for ext in AUDIO_EXTENSIONS:
-            if base.lower().endswith(ext):
-                stem = base[: -len(ext)]
-                break
+        stem = audio_stem(base)
         keys = [item_id, base, stem, stem + ".wav"]
         if self.by_prompt and "_" in stem:
             keys.append(stem.rsplit("_", 1)[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mos.audio import AUDIO_EXTENSIONS
+from mos.audio import AUDIO_EXTENSIONS, audio_stem
 from mos.data.captions import Captions, load_prompt_file
 from mos.data.manifest import Item, Manifest, Target
 from mos.data.table import check_range, parse_number, read_text
@@ -34,20 +34,13 @@ def find_musiceval_roots(root: Path) -> list[Path]:
 
 def split_clip_name(name: str) -> tuple[str | None, str | None]:
     """(system, prompt) of `audiomos2025-track1-S002_P044.wav` -> ("S002", "P044")."""
-    stem = _strip_audio_ext(Path(name).name)
+    stem = audio_stem(name)
     if "_" not in stem:
         return None, None
     head, prompt = stem.rsplit("_", 1)
     system = head.rsplit("-", 1)[-1] if head else None
     return (system or None), (prompt or None)
 
-
-def _strip_audio_ext(name: str) -> str:
-    lower = name.lower()
-    for ext in AUDIO_EXTENSIONS:
-        if lower.endswith(ext):
-            return name[: -len(ext)]
-    return name
 
 
 def _clip_id(name: str) -> str:

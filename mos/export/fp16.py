@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from mos.errors import one_line
 from mos.export.graph import front_end
 from mos.export.ort_side import OrtAudio
 
@@ -64,9 +65,8 @@ def convert_fp16(fp32: Path, out: Path, clip: np.ndarray, text: np.ndarray | Non
     try:
         got = OrtAudio(out).scores([clip], feats)
     except Exception as exc:  # CPU kernels for some fp16 ops may be missing: GPU-only then
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, False, None,
-                          f"passes onnx.checker; ORT CPU cannot run it ({first}); meant for CUDA")
+                          f"passes onnx.checker; ORT CPU cannot run it ({one_line(exc, limit=200)}); meant for CUDA")
     ref = OrtAudio(fp32).scores([clip], feats)
     diff = float(np.abs(got - ref).max())
     return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, True, diff,

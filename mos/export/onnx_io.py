@@ -13,7 +13,7 @@ import onnx
 import torch
 from torch import nn
 
-from mos.errors import BundleError, MosError
+from mos.errors import BundleError, MosError, one_line
 
 EXPORTER = "torch.onnx (TorchScript)"
 METADATA_KEY = "mos.json"
@@ -57,8 +57,7 @@ def export_torchscript(
     except MosError:
         raise
     except Exception as exc:  # the exporter raises many types (unsupported op, opset out of range)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MosError(f"{path.name}: the TorchScript exporter failed at opset {opset}: {first}") from None
+        raise MosError(f"{path.name}: the TorchScript exporter failed at opset {opset}: {one_line(exc, limit=300)}") from None
     got = default_opset(onnx.load(str(path), load_external_data=False))
     if got != opset:
         raise BundleError(
@@ -107,5 +106,4 @@ def check_onnx(path: Path) -> onnx.ModelProto:
         onnx.checker.check_model(str(path))
         return onnx.load(str(path))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BundleError(f"{path}: fails onnx.checker ({first})") from None
+        raise BundleError(f"{path}: fails onnx.checker ({one_line(exc, limit=300)})") from None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from mos.bundle import Bundle, load_bundle, sha256_file
-from mos.errors import MosError
+from mos.errors import MosError, one_line
 from mos.export.clips import CAPTIONS, LONG_CAPTION, synthetic_clip
 from mos.export.onnx_io import check_onnx, interface, read_metadata
 from mos.export.ort_side import OrtAudio, OrtText
@@ -175,7 +175,7 @@ def _load_reference_model(bundle: Bundle, report: VerifyReport) -> Any:
 def _torch_scores(model: Any, clips: Sequence[np.ndarray], captions: Sequence[str] | None, encoder: Any) -> np.ndarray:
     import torch
 
-    from mos.model.text_encoder import pad_token_features
+    from mos.runtime.batching import pad_token_features
 
     rows = []
     with torch.no_grad():
@@ -183,7 +183,8 @@ def _torch_scores(model: Any, clips: Sequence[np.ndarray], captions: Sequence[st
             wave = torch.from_numpy(clip)[None]
             lengths = torch.tensor([len(clip)], dtype=torch.long)
             if encoder is not None and captions is not None:
-                text, text_lengths = pad_token_features(encoder.encode([captions[i]]), encoder.dim)
+                feats, feat_lengths = pad_token_features([f.numpy() for f in encoder.encode([captions[i]])])
+                text, text_lengths = torch.from_numpy(feats), torch.from_numpy(feat_lengths)
                 rows.append(model.scores(wave, lengths, text, text_lengths)[0].numpy())
             else:
                 rows.append(model.scores(wave, lengths)[0].numpy())
@@ -290,7 +291,7 @@ def _check_fp16(bundle: Bundle, ort_text: OrtText | None, clip: np.ndarray, capt
         got = fp16.scores([clip], ort_text.features([caption]) if ort_text else None)[0]
     except Exception as exc:  # no CPU kernel for an fp16 op: a GPU-only variant
         report.notes.append(f"{name}: passes onnx.checker; ORT CPU cannot run it "
-                            f"({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__})")
+                            f"({one_line(exc, limit=120)})")
         return
     report.notes.append(f"{name}: runs on ORT CPU; max abs diff to fp32 {_fmt(float(np.abs(got - fp32).max()))} "
                         "on a 10 s clip (informational; meant for CUDA)")

@@ -7,12 +7,9 @@ import copy
 import torch
 from torch import nn
 
+from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT
 from mos.model import MosModel
 
-AUDIO_INPUTS = ("waveform", "lengths")
-TEXT_INPUTS = ("text", "text_lengths")
-TEXT_MODEL_INPUTS = ("input_ids", "attention_mask")
-TEXT_MODEL_OUTPUT = "text"
 
 
 class Conv1dAs2d(nn.Module):

@@ -100,11 +100,3 @@ def load_text_encoder(spec: str, max_tokens: int = 64) -> FrozenTextEncoder | No
         return None
     return FrozenTextEncoder(spec, max_tokens=max_tokens)
 
-
-def pad_token_features(features: Sequence[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack per-caption features into [B, T, D] plus lengths [B] (zeros past each length)."""
-    lengths = torch.tensor([f.shape[0] for f in features], dtype=torch.long)
-    out = torch.zeros(len(features), int(lengths.max()) if len(features) else 1, dim)
-    for i, f in enumerate(features):
-        out[i, : f.shape[0]] = f
-    return out, lengths

@@ -34,6 +34,16 @@ def pad_waveforms(waves: Sequence[np.ndarray], multiple: int = 1) -> tuple[np.nd
     return out, lengths
 
 
+def pad_token_features(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-caption features [n_i, dim] -> text [B, max n_i, dim] (zeros past n_i) and lengths [B] int64."""
+    lengths = np.array([f.shape[0] for f in features], dtype=np.int64)
+    dim = features[0].shape[1]
+    out = np.zeros((len(features), max(1, int(lengths.max())), dim), dtype=np.float32)
+    for i, f in enumerate(features):
+        out[i, : f.shape[0]] = f
+    return out, lengths
+
+
 def split_windows(wave: np.ndarray, window: int) -> list[np.ndarray]:
     """Cut an in-memory waveform into consecutive windows of `window` samples (last one shorter)."""
     if wave.shape[0] <= window:

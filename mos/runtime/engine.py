@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mos.bundle import Bundle, load_bundle
+from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, Bundle, load_bundle
 from mos.errors import BundleError, MosError
-from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
+from mos.runtime.batching import pad_token_features, pad_waveforms, plan_batches, split_windows, weighted_mean
 from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session
-from mos.runtime.text import TextEncoder, pad_token_features
+from mos.runtime.text import TextEncoder
 
-AUDIO_INPUTS = ("waveform", "lengths")
-TEXT_INPUTS = ("text", "text_lengths")
 
 
 @dataclass(frozen=True)

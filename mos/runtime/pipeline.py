@@ -10,7 +10,8 @@ import numpy as np
 
 from mos.runtime.engine import ScoreEngine
 from mos.runtime.inputs import Job
-from mos.runtime.reader import AudioSpec, BackgroundIterator, Decoded, decode_file, one_line, prefetch_ordered
+from mos.errors import one_line
+from mos.runtime.reader import AudioSpec, BackgroundIterator, Decoded, decode_file, prefetch_ordered
 
 
 @dataclass

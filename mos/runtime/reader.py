@@ -14,19 +14,11 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from mos.audio import audio_duration, iter_audio_windows, read_audio
-from mos.errors import MosError
+from mos.errors import one_line
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-def one_line(exc: BaseException, path: Path | str | None = None) -> str:
-    """A one-line message for any exception: MosError text as is, others prefixed with their type."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, MosError):
-        return text
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return f"{path}: {text}" if path is not None else text
 
 
 def prefetch_ordered(

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mos.errors import BundleError, MosError
+from mos.errors import BundleError, MosError, one_line
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -63,10 +63,6 @@ def _session_options(ort: ModuleType, cfg: SessionConfig) -> Any:
     return so
 
 
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
-
 
 def open_session(path: Path, cfg: SessionConfig) -> Any:
     """An InferenceSession on the provider `cfg.device` asks for.
@@ -98,13 +94,13 @@ def open_session(path: Path, cfg: SessionConfig) -> Any:
         session = create(providers)
     except Exception as exc:  # ORT raises its own exception types
         if not want_cuda:
-            raise BundleError(f"{path}: not a loadable ONNX model ({_short(exc)})") from None
+            raise BundleError(f"{path}: not a loadable ONNX model ({one_line(exc, limit=200)})") from None
         try:  # is it the file or CUDA?
             session = create([CPU])
         except Exception as cpu_exc:
-            raise BundleError(f"{path}: not a loadable ONNX model ({_short(cpu_exc)})") from None
+            raise BundleError(f"{path}: not a loadable ONNX model ({one_line(cpu_exc, limit=200)})") from None
         if cfg.device == "cuda":
-            raise MosError(f"--device cuda: the CUDA provider failed to start ({_short(exc)})") from None
+            raise MosError(f"--device cuda: the CUDA provider failed to start ({one_line(exc, limit=200)})") from None
     if cfg.device == "cuda" and session.get_providers()[0] != CUDA:
         raise MosError("--device cuda: the CUDA provider failed to start (no GPU, or CUDA/cuDNN libraries missing)")
     return session

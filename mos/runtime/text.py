@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mos.errors import BundleError
+from mos.errors import BundleError, one_line
 from mos.runtime.session import SessionRunner
 
 
@@ -19,20 +19,11 @@ def load_tokenizer(path: Path, max_tokens: int):  # -> tokenizers.Tokenizer
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception for a bad file
-        raise BundleError(f"{path}: not a readable tokenizer.json ({' '.join(str(exc).split())[:160]})") from None
+        raise BundleError(f"{path}: not a readable tokenizer.json ({one_line(exc, limit=160)})") from None
     tok.no_padding()
     tok.enable_truncation(max_length=max_tokens)
     return tok
 
-
-def pad_token_features(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-caption features [n_i, dim] -> text [B, max n_i, dim] (zeros past n_i) and lengths [B] int64."""
-    lengths = np.array([f.shape[0] for f in features], dtype=np.int64)
-    dim = features[0].shape[1]
-    out = np.zeros((len(features), max(1, int(lengths.max())), dim), dtype=np.float32)
-    for i, f in enumerate(features):
-        out[i, : f.shape[0]] = f
-    return out, lengths
 
 
 class TextEncoder:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mos.audio import AUDIO_EXTENSIONS
+from mos.audio import audio_stem
 from mos.errors import MosError
 
 STREAM_FORMATS = ("csv", "jsonl")
@@ -202,14 +202,6 @@ class RowWriter:
         self.close()
 
 
-def strip_audio_ext(clip_id: str) -> str:
-    """`dir/x.wav` -> `x` (basename without an audio extension), the AudioMOS answer id."""
-    name = clip_id.replace("\\", "/").rsplit("/", 1)[-1]
-    for ext in AUDIO_EXTENSIONS:
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
-
 
 def xacle_target(targets: list[str]) -> str:
     """The target an XACLE file reports: `score`, or the bundle's only target."""
@@ -241,7 +233,7 @@ def write_challenge(path: Path, fmt: str, rows: list[Row], targets: list[str]) -
         )
     elif fmt == "audiomos":
         text = "".join(
-            f"{strip_audio_ext(r.id)},{_fmt(r.scores['overall'], 6)},{_fmt(r.scores['textual'], 6)}\n"  # type: ignore[index]
+            f"{audio_stem(r.id)},{_fmt(r.scores['overall'], 6)},{_fmt(r.scores['textual'], 6)}\n"  # type: ignore[index]
             for r in ok
         )
     else:

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from mos.audio import audio_duration, read_audio
 from mos.data.manifest import Manifest
-from mos.model.text_encoder import pad_token_features
+from mos.runtime.batching import pad_token_features
 
 
 @dataclass
@@ -91,7 +91,8 @@ def collate(samples: list[tuple[np.ndarray, torch.Tensor | None, np.ndarray, int
         waveform[i, : len(s[0])] = torch.from_numpy(s[0])
     text = text_lengths = None
     if samples[0][1] is not None:
-        text, text_lengths = pad_token_features([s[1] for s in samples], samples[0][1].shape[1])
+        feats, feat_lengths = pad_token_features([s[1].numpy() for s in samples])
+        text, text_lengths = torch.from_numpy(feats), torch.from_numpy(feat_lengths)
     targets = torch.from_numpy(np.stack([s[2] for s in samples]))
     index = torch.tensor([s[3] for s in samples], dtype=torch.long)
     return Batch(waveform, lengths, text, text_lengths, targets, index)

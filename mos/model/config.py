@@ -37,6 +37,11 @@ class ModelConfig:
     text_encoder: str = "minilm"
     text_dim: int = 384
     max_text_tokens: int = 64
+    # sha256 over the text encoder's weight and tokenizer files, recorded at training time so that
+    # export can refuse a changed encoder (None: audio-only, or a checkpoint from before it was recorded).
+    text_encoder_sha256: str | None = None
+    # Window length (s) the model was trained with: long audio is scored in windows of this length.
+    window_seconds: float = 10.0
     targets: list[TargetSpec] = field(default_factory=lambda: [TargetSpec("score", 0.0, 10.0)])
 
     @property

@@ -54,10 +54,15 @@ class MosModel(nn.Module):
         hidden = self.trunk(pooled)
         return torch.cat([self.heads[name](hidden) for name in self.cfg.target_names], dim=-1)
 
-    def to_scale(self, normalised: torch.Tensor) -> torch.Tensor:
-        """Normalised predictions -> target scale, clamped to each target's range."""
+    def to_scale(self, normalised: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Normalised predictions -> target scale, clamped to each target's range unless `clamp`
+        is False (windows of a long clip are averaged first and clamped after)."""
         raw = normalised * self.target_std + self.target_mean
-        return torch.maximum(torch.minimum(raw, self.target_high), self.target_low)
+        return self.clamp(raw) if clamp else raw
+
+    def clamp(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_targets] on the target scale, clamped to each target's range."""
+        return torch.maximum(torch.minimum(scores, self.target_high), self.target_low)
 
     def scores(
         self,
@@ -65,8 +70,10 @@ class MosModel(nn.Module):
         lengths: torch.Tensor,
         text: torch.Tensor | None = None,
         text_lengths: torch.Tensor | None = None,
+        clamp: bool = True,
     ) -> torch.Tensor:
-        return self.to_scale(self.forward(waveform, lengths, text, text_lengths))
+        """Scores [B, n_targets] on each target's scale (clamped to its range unless `clamp` is False)."""
+        return self.to_scale(self.forward(waveform, lengths, text, text_lengths), clamp)
 
 
 def count_parameters(model: nn.Module) -> int:

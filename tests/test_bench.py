@@ -203,3 +203,18 @@ def test_workload_is_deterministic(tmp_path: Path) -> None:
     linked = generate(tmp_path / "c", 5, 0.2, 16000, distinct_audio=2)
     assert linked.files[4].read_bytes() == linked.files[0].read_bytes()
     assert len(linked.files) == 5 and len(set(linked.captions.values())) == 5
+
+
+def test_bench_targets_are_the_ones_docs_design_states() -> None:
+    """`mos bench` checks runs against TARGETS; docs/design.md is where users read them."""
+    from mos.bench.run import TARGETS
+
+    design = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in design.splitlines()
+            if line.startswith("| ") and line.count("|") >= 3}
+    assert rows["end to end fp32, 2-core CPU"] == f"at least {TARGETS['e2e_fp32_clips_per_s']:g} clips/s"
+    assert rows["end to end int8, 2-core CPU"] == f"at least {TARGETS['e2e_int8_clips_per_s']:g} clips/s"
+    assert rows["ONNX Runtime fp32 vs PyTorch eager, same model, model alone"] == f"at least {TARGETS['ort_vs_eager']:g}x"
+    assert rows["end to end on one H100"] == f"at least {TARGETS['e2e_gpu_clips_per_s']:,.0f} clips/s"
+    dnsmos = next(v for k, v in rows.items() if k.startswith("end to end fp32 vs DNSMOS"))
+    assert dnsmos == f"at least {TARGETS['vs_dnsmos']:g}x"

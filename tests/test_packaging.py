@@ -1,9 +1,11 @@
 """The wheel that the README tells users to build (`pip wheel --no-deps .`) is the project's own:
 distribution `mos-toolkit` (PyPI's `mos` is someone else's project), the `mos` package and
-command, the Apache-2.0 licence text, and a runtime-only dependency list (no torch)."""
+command, the Apache-2.0 licence text, and a runtime-only dependency list (no torch). And the
+repository stands alone: the documents it refers to are in it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -42,3 +44,23 @@ def test_wheel_is_mos_toolkit_with_its_license_and_the_mos_command(tmp_path: Pat
     required = [r for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
     assert required and not any(r.split("<")[0].split(">")[0].split("=")[0].strip() in ("torch", "torchaudio", "transformers")
                                 for r in required)
+
+
+REPO = Path(__file__).resolve().parents[1]
+TEXT_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "benchmarks").rglob("*.md")),
+              *sorted((REPO / "mos").rglob("*.py")), *sorted((REPO / "benchmarks").rglob("*.py"))]
+
+
+def test_the_project_stands_alone() -> None:
+    """Every document the project points to is in it; nothing points at design notes or data
+    that only existed next to the repository."""
+    assert (REPO / "docs" / "design.md").is_file() and (REPO / "docs" / "onnx-notes.md").is_file()
+    missing, outside = [], []
+    for path in TEXT_FILES:
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(REPO).as_posix()
+        missing += [f"{rel}: {ref}" for ref in re.findall(r"\bdocs/[\w.-]+\.md", text) if not (REPO / ref).is_file()]
+        outside += [f"{rel}: {m}" for m in re.findall(r"DESIGN\.md|ONNX-FINDINGS\.md", text)]
+        if path.suffix == ".md" or rel.startswith("mos/"):
+            outside += [f"{rel}: {m}" for m in re.findall(r"\.\./shared\b", text)]
+    assert missing == [] and outside == []

@@ -84,7 +84,8 @@ def bench_tables(r: dict) -> str:
             out.append(f"| {x['files']:,} | {x['peak_rss_mb']:.0f} | {x['growth_mb_vs_first']:+.0f} | "
                        f"{x.get('rss_mb_at_10pct', 0):.0f} / {x.get('rss_mb_at_50pct', 0):.0f} / {x.get('rss_mb_at_100pct', 0):.0f} | "
                        f"{x['clips_per_s']:.0f} |")
-    out += ["", "**Against DESIGN.md** (best cell of the grid for each figure):", "",
+    out += ["", "**Against the project's targets** (docs/design.md; as recorded in the report when it was run; "
+                "best cell of the grid for each figure):", "",
             "| figure | target | measured | | where |", "|---|---:|---:|---|---|"]
     for t in r.get("targets", []):
         met = {True: "met", False: "**short**", None: "n/a"}[t["met"]]

@@ -48,6 +48,16 @@ def _opts(bundle: Path, out: Path | None, **kw) -> BenchOptions:
     return BenchOptions(**base)
 
 
+def _absolute_paths(value, key: str = "") -> list[str]:
+    """Every string in a report that is an absolute path of this machine (the command line as
+    typed is the user's own and is left out)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() if k != "command" for p in _absolute_paths(v, k)]
+    if isinstance(value, list):
+        return [p for v in value for p in _absolute_paths(v, key)]
+    return [f"{key}: {value}"] if isinstance(value, str) and Path(value).is_absolute() else []
+
+
 def _positive(spread_dict: dict) -> bool:
     return all(spread_dict[k] > 0 for k in ("median", "min", "max")) and spread_dict["min"] <= spread_dict["max"]
 
@@ -96,8 +106,15 @@ def test_quick_bench_report(tiny_bundle: Path, tmp_path: Path) -> None:
     figures = {t["figure"] for t in saved["targets"]}
     assert any("end to end fp32" in f for f in figures) and any("PyTorch eager" in f for f in figures)
 
+    # a report may be committed: paths relative to the current directory, none of this machine
+    assert _absolute_paths(saved) == []
+    assert saved["bundle"]["checkpoint"].endswith("checkpoints/best.pt")
+    assert Path(saved["bundle"]["checkpoint"]).resolve() == (tiny_bundle.parent / "checkpoints" / "best.pt").resolve()
+    assert saved["workload"]["inputs"] == "generated in a temporary folder (removed after the run)"
+
     text = buf.getvalue()
-    for title in ("End to end", "Model alone", "Latency", "Where a clip's time goes", "Against DESIGN.md"):
+    for title in ("End to end", "Model alone", "Latency", "Where a clip's time goes",
+                  "Against the project's targets (docs/design.md)"):
         assert title in text
     assert "ort-int8" in text and "torch-eager" in text and f"wrote {out}" in text
 
@@ -114,6 +131,7 @@ def test_bench_on_a_user_folder_without_eager(tiny_bundle: Path, tmp_path: Path)
     report = run_bench(_opts(tiny_bundle, None, data=folder, clips=4, eager=False, profile=False),
                        Console(file=io.StringIO()))
     assert report["workload"]["kind"] == "folder" and report["workload"]["clips"] == 4
+    assert _absolute_paths(report) == [] and Path(report["workload"]["inputs"]).resolve() == folder.resolve()
     assert all(r["clips"] == 4 for r in report["end_to_end"])
     assert {b["name"] for b in report["model_alone"]["backends"]} == {"ort-fp32", "ort-int8"}
     assert report["model_alone"]["ratios"] == []
@@ -185,3 +203,18 @@ def test_workload_is_deterministic(tmp_path: Path) -> None:
     linked = generate(tmp_path / "c", 5, 0.2, 16000, distinct_audio=2)
     assert linked.files[4].read_bytes() == linked.files[0].read_bytes()
     assert len(linked.files) == 5 and len(set(linked.captions.values())) == 5
+
+
+def test_bench_targets_are_the_ones_docs_design_states() -> None:
+    """`mos bench` checks runs against TARGETS; docs/design.md is where users read them."""
+    from mos.bench.run import TARGETS
+
+    design = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in design.splitlines()
+            if line.startswith("| ") and line.count("|") >= 3}
+    assert rows["end to end fp32, 2-core CPU"] == f"at least {TARGETS['e2e_fp32_clips_per_s']:g} clips/s"
+    assert rows["end to end int8, 2-core CPU"] == f"at least {TARGETS['e2e_int8_clips_per_s']:g} clips/s"
+    assert rows["ONNX Runtime fp32 vs PyTorch eager, same model, model alone"] == f"at least {TARGETS['ort_vs_eager']:g}x"
+    assert rows["end to end on one H100"] == f"at least {TARGETS['e2e_gpu_clips_per_s']:,.0f} clips/s"
+    dnsmos = next(v for k, v in rows.items() if k.startswith("end to end fp32 vs DNSMOS"))
+    assert dnsmos == f"at least {TARGETS['vs_dnsmos']:g}x"

@@ -4,7 +4,8 @@ ONNX Runtime's NCHWc convolution path applies. Whole audio model, ORT CPU, 10 s 
     python benchmarks/experiments/encoder_conv2d.py runs/bench/checkpoints/best.pt
 
 A change for mos/model/audio_encoder.py (MaskedConvBlock.conv/skip) or for the export wrapper;
-this script only measures it (nothing in the package changes).
+this script only measures it (nothing in the package changes). The two ONNX files go to
+benchmarks/out/experiments/.
 """
 import sys, time, statistics, numpy as np, torch
 from pathlib import Path
@@ -24,6 +25,8 @@ class Conv1dAs2d(nn.Module):
     def forward(self, x):
         return self.c(x.unsqueeze(2)).squeeze(2)
 
+OUT = Path(__file__).resolve().parents[1] / 'out' / 'experiments'
+OUT.mkdir(parents=True, exist_ok=True)
 ck = Path(sys.argv[1])
 m1, _ = load_model(ck); m2, _ = load_model(ck)
 for blk in m2.audio_encoder.blocks:
@@ -34,7 +37,7 @@ with torch.no_grad():
     print('torch diff', (m1.scores(*args) - m2.scores(*args)).abs().max().item())
 ins, outs = audio_input_names(m1), audio_output_names(m1)
 for name, m in (('conv1d', m1), ('conv2d', m2)):
-    export_torchscript(AudioExport(m), args, Path(f'/tmp/mos_exp_full_{name}.onnx'), 17, ins, outs, audio_dynamic_axes(ins, outs))
+    export_torchscript(AudioExport(m), args, OUT / f'encoder_{name}.onnx', 17, ins, outs, audio_dynamic_axes(ins, outs))
 def sess(p, t):
     so = ort.SessionOptions(); so.intra_op_num_threads = t; so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -43,7 +46,7 @@ def sess(p, t):
 rng = np.random.default_rng(0)
 n = 32
 for t in (1, 2):
-    ss = {k: sess(f'/tmp/mos_exp_full_{k}.onnx', t) for k in ('conv1d', 'conv2d')}
+    ss = {k: sess(str(OUT / f'encoder_{k}.onnx'), t) for k in ('conv1d', 'conv2d')}
     for bs in (1, 8):
         feeds = [{'waveform': (rng.standard_normal((bs, 160000)) * 0.1).astype(np.float32), 'lengths': np.full(bs, 160000, np.int64),
                   'text': rng.standard_normal((bs, 16, 384)).astype(np.float32), 'text_lengths': np.full(bs, 16, np.int64)} for _ in range(n // bs)]

@@ -2,12 +2,18 @@
 model): kernel time per op type and per node, per 10 s clip.
 
     python benchmarks/experiments/ort_op_profile.py runs/bench/bundle/audio.onnx [BATCH]
+
+ONNX Runtime's profile (JSON) goes to benchmarks/out/experiments/, not the current directory.
 """
 import onnxruntime as ort, numpy as np, json, sys
 from collections import defaultdict
+from pathlib import Path
+OUT = Path(__file__).resolve().parents[1] / 'out' / 'experiments'
+OUT.mkdir(parents=True, exist_ok=True)
 path = sys.argv[1]; bs = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 so = ort.SessionOptions(); so.intra_op_num_threads = 2; so.inter_op_num_threads = 1
 so.add_session_config_entry("session.intra_op.allow_spinning", "0"); so.enable_profiling = True
+so.profile_file_prefix = str(OUT / 'ort_op_profile')
 s = ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
 feeds = {i.name: None for i in s.get_inputs()}
 w = (np.random.randn(bs, 160000) * 0.1).astype(np.float32)

@@ -5,16 +5,20 @@ per-channel weights. Speed per caption and how close the features stay to fp32.
 
 Caveat: dynamic quantization picks activation scales per run, so a caption's features depend
 slightly on the other captions in its batch; a shipped variant should be static (calibrated on
-captions) or run one caption per call.
+captions) or run one caption per call. The int8 model goes to benchmarks/out/experiments/text.int8.onnx.
 """
 import sys
+from pathlib import Path
 import time, statistics, numpy as np, onnxruntime as ort
 from onnxruntime.quantization import quantize_dynamic, QuantType
 from mos.bench.workload import caption
 from mos.runtime.text import load_tokenizer
 BUNDLE = sys.argv[1] if len(sys.argv) > 1 else 'runs/bench/bundle'
 src = f'{BUNDLE}/text.onnx'
-quantize_dynamic(src, '/tmp/mos_exp_text_int8.onnx', op_types_to_quantize=['MatMul'], weight_type=QuantType.QInt8, per_channel=True)
+OUT = Path(__file__).resolve().parents[1] / 'out' / 'experiments'
+OUT.mkdir(parents=True, exist_ok=True)
+dst = str(OUT / 'text.int8.onnx')
+quantize_dynamic(src, dst, op_types_to_quantize=['MatMul'], weight_type=QuantType.QInt8, per_channel=True)
 tok = load_tokenizer('' + BUNDLE + '/tokenizer.json', 64)
 caps = [caption(k) for k in range(256)]
 enc = tok.encode_batch(caps)
@@ -27,7 +31,7 @@ def sess(p, t=2):
     so = ort.SessionOptions(); so.intra_op_num_threads = t; so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(p, so, providers=['CPUExecutionProvider'])
-ss = {'fp32': sess(src), 'int8-matmul': sess('/tmp/mos_exp_text_int8.onnx')}
+ss = {'fp32': sess(src), 'int8-matmul': sess(dst)}
 fs = [feeds(enc[i:i+64]) for i in range(0, 256, 64)]
 outs = {k: [s.run(None, f)[0] for f in fs] for k, s in ss.items()}
 # mean-pooled cosine per caption
@@ -46,4 +50,4 @@ for _ in range(5):
         for f in fs: s.run(None, f)
         res[k].append((time.perf_counter() - t0) / 256 * 1000)
 print({k: round(statistics.median(v), 2) for k, v in res.items()}, 'ms/caption (2 threads, batch 64)')
-import os; print({k: os.path.getsize(p)/1e6 for k, p in (('fp32', src), ('int8', '/tmp/mos_exp_text_int8.onnx'))})
+import os; print({k: os.path.getsize(p)/1e6 for k, p in (('fp32', src), ('int8', dst))})

@@ -116,7 +116,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
     tg = report.get("targets") or []
     if tg:
-        t = Table(title="Against DESIGN.md's numbers", title_justify="left")
+        t = Table(title="Against the project's targets (docs/design.md)", title_justify="left")
         for col in ("figure", "target", "measured", "", "where"):
             t.add_column(col)
         for r in tg:

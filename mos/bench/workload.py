@@ -69,9 +69,10 @@ class Workload:
     sample_rate: int | None
 
     def describe(self) -> dict[str, object]:
+        """What the report says about the workload (where it lies is the caller's to record:
+        `inputs` may be a temporary folder or list file)."""
         return {
             "kind": "generated" if self.generated else "folder",
-            "inputs": str(self.inputs),
             "clips": len(self.files),
             "clip_seconds": self.clip_seconds,
             "sample_rate": self.sample_rate,

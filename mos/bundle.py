@@ -5,7 +5,9 @@ A bundle is a directory:
   audio.onnx       inputs  waveform [batch, samples] float32, lengths [batch] int64,
                            (text [batch, tokens, dim] float32, text_lengths [batch] int64 when the
                            model uses text); outputs one [batch] float32 tensor per target, named by
-                           the target, already on the target's scale.
+                           the target, on the target's scale but NOT clamped to its range: average
+                           the windows of a long clip (weighted by length), then clamp each target
+                           to its [low, high] (schema 1 bundles clamped inside the graph).
   text.onnx        inputs  input_ids [batch, tokens] int64, attention_mask [batch, tokens] int64;
                    output  text [batch, tokens, dim] float32 (token features; use the first
                            n_i rows of caption i, n_i = its attention_mask sum).
@@ -25,13 +27,16 @@ from typing import Any
 
 from mos.errors import BundleError
 
-SCHEMA = "mos.bundle/1"
+# /2: audio.onnx outputs are unclamped (clamp after averaging a long clip's windows); /1 bundles
+# clamped each window inside the graph. Both read the same way.
+SCHEMA = "mos.bundle/2"
+SCHEMAS = ("mos.bundle/1", SCHEMA)
 # The interface every bundle's ONNX files share (see the module docstring).
 AUDIO_INPUTS = ("waveform", "lengths")
 TEXT_INPUTS = ("text", "text_lengths")
 TEXT_MODEL_INPUTS = ("input_ids", "attention_mask")
 TEXT_MODEL_OUTPUT = "text"
-MANIFEST_NAME = "mos.json"
+BUNDLE_META_FILE = "mos.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -92,11 +97,25 @@ class Bundle:
         return self.root / self.meta["text"]["tokenizer"]
 
 
+def bundle_from_meta(root: Path, meta: dict[str, Any], where: Path | None = None) -> Bundle:
+    """A Bundle for `root` described by `meta` (mos.json content): schema known, keys present.
+    Files are not looked at (export measures its files through this before mos.json is written)."""
+    where = where or root / BUNDLE_META_FILE
+    schema = meta.get("schema")
+    if schema not in SCHEMAS:
+        raise BundleError(f"{where}: unknown bundle schema {schema!r} (this mos reads {', '.join(map(repr, SCHEMAS))})")
+    for key in ("sample_rate", "targets", "audio", "files"):
+        if key not in meta:
+            raise BundleError(f"{where}: missing key {key!r}")
+    targets = [BundleTarget(t["name"], float(t["low"]), float(t["high"])) for t in meta["targets"]]
+    return Bundle(Path(root), meta, targets)
+
+
 def load_bundle(root: Path | str, verify_hashes: bool = True) -> Bundle:
     """Read and validate a bundle: schema known, every listed file present and, by default,
     matching its sha256. Raises BundleError naming the file and the problem."""
     root = Path(root)
-    meta_path = root / MANIFEST_NAME
+    meta_path = root / BUNDLE_META_FILE
     if not root.is_dir():
         raise BundleError(f"{root}: no such bundle directory")
     if not meta_path.is_file():
@@ -107,21 +126,14 @@ def load_bundle(root: Path | str, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{meta_path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise BundleError(f"{meta_path}: not a JSON object")
-    schema = meta.get("schema")
-    if schema != SCHEMA:
-        raise BundleError(f"{meta_path}: unknown bundle schema {schema!r} (this mos reads {SCHEMA!r})")
-    for key in ("sample_rate", "targets", "audio", "files"):
-        if key not in meta:
-            raise BundleError(f"{meta_path}: missing key {key!r}")
+    bundle = bundle_from_meta(root, meta, where=meta_path)
     files: dict[str, str] = meta["files"]
     for name, digest in files.items():
         path = root / name
         if not path.is_file():
             raise BundleError(f"{path}: missing from the bundle")
         if verify_hashes and sha256_file(path) != digest:
-            raise BundleError(f"{path}: corrupted (sha256 does not match mos.json)")
-    targets = [BundleTarget(t["name"], float(t["low"]), float(t["high"])) for t in meta["targets"]]
-    bundle = Bundle(root, meta, targets)
+            raise BundleError(f"{path}: corrupted (sha256 does not match {BUNDLE_META_FILE})")
     needed = [bundle.audio_model().name]
     if bundle.uses_text:
         needed += [bundle.text_model().name, bundle.tokenizer().name]
@@ -131,12 +143,12 @@ def load_bundle(root: Path | str, verify_hashes: bool = True) -> Bundle:
     return bundle
 
 
-def write_manifest(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
+def write_bundle_meta(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Hash every file named in meta['files'] (keys; values ignored) and write mos.json."""
     meta = dict(meta)
     meta["schema"] = SCHEMA
     meta["files"] = {name: sha256_file(root / name) for name in sorted(meta.get("files", {}))}
-    tmp = root / (MANIFEST_NAME + ".tmp")
+    tmp = root / (BUNDLE_META_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    tmp.replace(root / MANIFEST_NAME)
+    tmp.replace(root / BUNDLE_META_FILE)
     return meta

@@ -107,9 +107,10 @@ def export_command(
     source: Path = typer.Argument(Path("runs/demo"), help="A run folder (uses checkpoints/best.pt) or a checkpoint file; with --check, a bundle."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset; the file's opset import equals it exactly, or the export fails."),
     out: Optional[Path] = typer.Option(None, "--out", help="Bundle directory (default: <run>/bundle)."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': add audio.int8.onnx (static QDQ on convolutions, calibrated on training clips)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': add audio.int8.onnx (static QDQ on convolutions, calibrated on the run's training clips; written only if its validation SRCC drops at most 0.01)."),
     fp16: bool = typer.Option(False, "--fp16", help="Add audio.fp16.onnx for GPU use."),
-    check: bool = typer.Option(False, "--check", help="Re-run the verification on an existing bundle (SOURCE is the bundle)."),
+    force: bool = typer.Option(False, "--force", help="Write the int8 variant even when its validation SRCC drops more than 0.01 (the drop is recorded in mos.json)."),
+    check: bool = typer.Option(False, "--check", help="Re-run the verification on an existing bundle (SOURCE is the bundle); fails when the run's checkpoint changed since export."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip PyTorch-vs-ONNX Runtime verification (not recommended)."),
 ) -> None:
     """Export a trained model to a verified ONNX bundle (audio.onnx, text.onnx, tokenizer.json, mos.json).
@@ -131,7 +132,7 @@ def export_command(
         from mos.export.run_data import export_run
 
         report = export_run(source, out, opset, quantize, fp16, verify=not no_verify,
-                            log=lambda m: console.print(m, markup=False))
+                            log=lambda m: console.print(m, markup=False), force=force)
         for line in report.format():
             console.print(line, markup=False)
         console.print(f"bundle: {report.bundle}")

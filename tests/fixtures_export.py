@@ -34,3 +34,32 @@ def make_run(root: Path, text_encoder: str, seed: int = 0) -> tuple[Path, MosMod
 def copy_bundle(bundle: Path, dest: Path) -> Path:
     shutil.copytree(bundle, dest)
     return dest
+
+
+SMALL = dict(channels=(32, 48, 64, 64), hidden=64, attention_heads=4)
+
+
+def make_trained_run(runs: Path, data: str | None, data_dir: Path | None = None, name: str = "xacle",
+                     seed: int = 5) -> Path:
+    """`runs/<name>` laid out as `mos train --runs-dir runs` writes it: checkpoints/best.pt (a
+    small random-weight audio-only 'score' model, as the XACLE demo set rates) and config.json
+    recording `data` as given on the command line and, when given, the absolute `data_dir`."""
+    import json
+
+    from mos.model import ModelConfig
+    from mos.trainer.config import TrainConfig
+
+    torch.manual_seed(seed)
+    model = MosModel(ModelConfig(text_encoder="none", **SMALL))
+    with torch.no_grad():
+        model.frontend.feat_mean.uniform_(-8.0, -2.0)
+        model.frontend.feat_std.uniform_(1.0, 3.0)
+    run = runs / name
+    train = TrainConfig(data=data, name=name, runs_dir=str(runs.name), text_encoder="none")
+    save_checkpoint(run / "checkpoints" / "best.pt", model.eval(),
+                    {"data": str(data), "validation_metrics": {}, "epoch": 1, "train_config": train.to_dict()})
+    config = {"train": train.to_dict(), "model": model.cfg.to_dict(), "data": str(data)}
+    if data_dir is not None:
+        config["data_dir"] = str(data_dir)
+    (run / "config.json").write_text(json.dumps(config, indent=2))
+    return run

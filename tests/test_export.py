@@ -11,19 +11,24 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from fixtures_export import copy_bundle, make_model, make_run
+from fixtures_export import TARGETS, copy_bundle, make_model, make_run, make_trained_run
 from tokenizers import Tokenizer
+from typer.testing import CliRunner
 
 from mos.bundle import SCHEMA, load_bundle
+from mos.cli import app
 from mos.errors import BundleError, MosError
 from mos.export import ExportReport, export_bundle, verify_bundle
-from mos.export import onnx_io
+from mos.export import build, onnx_io
 from mos.export.build import TRACE_SECONDS
 from mos.export.clips import synthetic_clip
 from mos.export.graph import front_end
-from mos.export.quantize import INT8_MAE_FRACTION
+from mos.export.quantize import INT8_MAE_FRACTION, MAX_SRCC_DROP
+from mos.export.run_data import find_run_data
 from mos.export.verify import BATCH_SECONDS, SINGLE_SECONDS
+from mos.model import ModelConfig, MosModel, TargetSpec
 from mos.model.text_encoder import FrozenTextEncoder
+from mos.trainer.checkpoint import save_checkpoint
 
 SR = 16000
 CAPS = ["a dog barks twice in the distance", "soft rain on a window", "an old radio plays jazz with crackles"]
@@ -37,14 +42,33 @@ def text_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, Ex
     return run, model, report
 
 
+def _unclamped(model, clips: list[np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        return np.stack([model.scores(torch.from_numpy(c)[None], torch.tensor([len(c)]), clamp=False)[0].numpy()
+                         for c in clips]).astype(np.float64)
+
+
+def _well_separated(model, gap: float = 0.012) -> tuple[list[np.ndarray], np.ndarray]:
+    """Validation clips whose fp32 'overall' scores lie at least `gap` apart (several times the
+    int8 error of this model), rated by those scores; 'textual' rated flat (SRCC 0 either way)."""
+    candidates = [synthetic_clip(s, SR, seed=300 + k) for k, s in enumerate([1.0, 2.0, 3.0, 5.0] * 20)]
+    scores = _unclamped(model, candidates)
+    chosen: list[int] = []
+    for i in range(len(candidates)):
+        if all(abs(scores[i, 0] - scores[j, 0]) >= gap for j in chosen):
+            chosen.append(i)
+    ratings = scores[chosen].copy()
+    ratings[:, 1] = 3.0
+    return [candidates[i] for i in chosen], ratings
+
+
 @pytest.fixture(scope="module")
 def audio_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, ExportReport]:
     """Audio-only model exported to an explicit --out, with int8 and fp16 variants."""
     root = tmp_path_factory.mktemp("audio")
     run, model = make_run(root, "none", seed=1)
     calibration = [synthetic_clip(s, SR, seed=200 + k) for k, s in enumerate((12.0, 3.0, 0.5, 8.0, 10.0, 6.0))]
-    val_clips = [synthetic_clip(2.0, SR, seed=300 + k) for k in range(8)]
-    ratings = np.linspace(1.5, 4.5, 16).reshape(8, 2)
+    val_clips, ratings = _well_separated(model)
     report = export_bundle(run / "checkpoints" / "best.pt", root / "out" / "bundle", quantize="int8", fp16=True,
                            calibration_clips=calibration, validation=(val_clips, None, ratings))
     return run, model, report
@@ -101,13 +125,14 @@ def _ort_scores(session: ort.InferenceSession, clips: list[np.ndarray], text: li
 
 
 def _torch_scores(model, clips: list[np.ndarray], text: list[torch.Tensor] | None) -> np.ndarray:
+    """Unclamped, as the exported graph outputs them (contract: clamp after averaging windows)."""
     with torch.no_grad():
         rows = []
         for i, c in enumerate(clips):
             args = [torch.from_numpy(c)[None], torch.tensor([len(c)])]
             if text is not None:
                 args += [text[i][None], torch.tensor([text[i].shape[0]])]  # one caption: no padding
-            rows.append(model.scores(*args)[0].numpy())
+            rows.append(model.scores(*args, clamp=False)[0].numpy())
     return np.stack(rows)
 
 
@@ -126,8 +151,37 @@ def test_default_out_and_report(text_run) -> None:
     assert "parity" in text and "int8" in text and "audio.onnx" in text
 
 
-def test_trace_length_differs_from_checked_lengths() -> None:
-    assert not set(TRACE_SECONDS) & (set(SINGLE_SECONDS) | set(BATCH_SECONDS))
+def test_trace_lengths_are_checked_against_the_verified_lengths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trace length that is also a verified length, or verified lengths that do not lie on both
+    sides of the trace, would let a shape baked in by the tracer pass: export refuses to start."""
+    checked = set(SINGLE_SECONDS) | set(BATCH_SECONDS)
+    assert not set(TRACE_SECONDS) & checked
+    assert min(checked) < min(TRACE_SECONDS) and max(checked) > max(TRACE_SECONDS)
+    run, _ = make_run(tmp_path, "none")
+    monkeypatch.setattr(build, "TRACE_SECONDS", (10.0, 2.2))
+    with pytest.raises(MosError, match=r"trace length\(s\) 10 s are also verified lengths"):
+        export_bundle(run, tmp_path / "b", verify=False)
+    monkeypatch.setattr(build, "TRACE_SECONDS", (90.0, 2.2))
+    with pytest.raises(MosError, match=r"must lie on both sides of the trace lengths \(2.2-90 s\)"):
+        export_bundle(run, tmp_path / "b", verify=False)
+    assert not (tmp_path / "b").exists()
+
+
+def test_verification_catches_a_length_baked_in_by_the_tracer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrapper that turns the waveform length into a Python int gets the trace length frozen
+    into the graph; parity on lengths other than the trace's must catch it."""
+    from mos.export import wrapper
+
+    def frozen_length(self, waveform, lengths, *text):
+        keep = int(waveform.shape[1])  # a Python int: the tracer records the trace's length
+        scores = self.model.scores(waveform[:, :keep], lengths.clamp(max=keep), clamp=False)
+        return tuple(scores[:, j] for j in range(self.n_targets))
+
+    run, _ = make_run(tmp_path, "none", seed=6)
+    monkeypatch.setattr(wrapper.AudioExport, "forward", frozen_length)
+    with pytest.raises(MosError, match=r"audio.onnx: .* s clip differs from PyTorch by"):
+        export_bundle(run, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
 
 
 def test_opset_17_by_default(text_run) -> None:
@@ -173,11 +227,13 @@ def test_bad_options_refused(tmp_path: Path) -> None:
 def test_metadata_round_trips(text_run) -> None:
     bundle = text_run[0] / "bundle"
     meta = _meta(bundle)
-    assert meta["schema"] == SCHEMA
+    assert meta["schema"] == SCHEMA == "mos.bundle/2"
     assert meta["sample_rate"] == SR and meta["window_seconds"] == 10.0
     assert meta["targets"] == [{"name": "overall", "low": 1.0, "high": 5.0}, {"name": "textual", "low": 1.0, "high": 5.0}]
-    assert meta["audio"] == {"model": "audio.onnx", "inputs": ["waveform", "lengths", "text", "text_lengths"],
-                             "outputs": ["overall", "textual"]}
+    audio = dict(meta["audio"])
+    assert audio.pop("outputs_clamped") is False and "clamp each target to its [low, high]" in audio.pop("postprocess")
+    assert audio == {"model": "audio.onnx", "inputs": ["waveform", "lengths", "text", "text_lengths"],
+                     "outputs": ["overall", "textual"]}
     assert meta["text"]["model"] == "text.onnx" and meta["text"]["tokenizer"] == "tokenizer.json"
     assert meta["text"]["dim"] == 384 and meta["text"]["max_tokens"] == 64 and "MiniLM" in meta["text"]["encoder"]
     assert meta["variants"] == {"int8": "audio.int8.onnx"}
@@ -223,7 +279,7 @@ def test_parity_with_plain_onnxruntime(text_run, encoder) -> None:
     np.testing.assert_allclose(alone, ref, atol=1e-4, rtol=0)
     batched = _ort_scores(session, clips[:3], _ort_text(bundle, caps[:3]))  # padded audio and text
     np.testing.assert_allclose(batched, alone[:3], atol=1e-4, rtol=0)
-    assert ref.shape == (5, 2) and np.all((ref >= 1.0) & (ref <= 5.0))
+    assert ref.shape == (5, 2)
 
 
 def test_parity_audio_only(audio_run) -> None:
@@ -296,11 +352,56 @@ def test_int8_within_tolerance_and_padding_invariant(text_run, encoder) -> None:
 
 def test_int8_with_given_clips_and_validation(audio_run) -> None:
     q = audio_run[2].int8
-    assert q is not None and q.ok and not q.dropped and q.calibration_clips == 6
-    assert set(q.validation_srcc) == {"overall", "textual"} and q.validation_clips == 8
+    n = q.validation_clips if q is not None else 0
+    assert q is not None and q.ok and not q.dropped and not q.forced and q.calibration_clips == 6
+    assert set(q.validation_srcc) == {"overall", "textual"} and n >= 5
+    assert q.validation_srcc["overall"][0] == pytest.approx(1.0) and q.srcc_checked and not q.srcc_failure()
+    assert q.mae_on == "validation" and q.mae_clips == n  # measured on held-out clips, not its own calibration
     recorded = _meta(audio_run[2].bundle)["export"]["variants"]["int8"]
     assert recorded["calibration_clips"] == 6 and set(recorded["validation_srcc"]) == {"overall", "textual"}
-    assert "validation SRCC fp32 -> int8 on 8 clips" in "\n".join(audio_run[2].format())
+    assert recorded["max_srcc_drop"] == MAX_SRCC_DROP and "forced" not in recorded
+    assert recorded["validation_srcc"]["overall"]["drop"] <= MAX_SRCC_DROP
+    text = "\n".join(audio_run[2].format())
+    assert f"validation SRCC fp32 -> int8 on {n} clips" in text and f"MAE vs fp32 on {n} validation clips" in text
+    assert "WARNING" not in text
+
+
+def _nearly_identical(model) -> tuple[list[np.ndarray], np.ndarray]:
+    """Twelve clips that differ by a fraction of a percent of gain: their fp32 scores lie ~1e-4
+    apart, far below the int8 error, so int8 scrambles their ranking."""
+    base = synthetic_clip(2.0, SR, seed=77)
+    clips = [(base * (1.0 + 0.005 * k)).astype(np.float32) for k in range(12)]
+    return clips, _unclamped(model, clips)
+
+
+def test_int8_that_loses_validation_srcc_is_not_written(tmp_path: Path) -> None:
+    run, model = make_run(tmp_path, "none", seed=1)
+    clips, ratings = _nearly_identical(model)
+    report = export_bundle(run, tmp_path / "b", quantize="int8", validation=(clips, None, ratings))
+    q = report.int8
+    assert q is not None and q.ok and q.dropped and not q.forced  # within MAE: the SRCC rule drops it
+    worst = max(q.srcc_drop, key=q.srcc_drop.get)
+    assert q.srcc_drop[worst] > MAX_SRCC_DROP
+    assert not (tmp_path / "b" / "audio.int8.onnx").exists() and _meta(tmp_path / "b")["variants"] == {}
+    assert report.verify is not None and report.verify.ok  # the fp32 bundle is written and verified
+    text = "\n".join(report.format())
+    assert (f"int8 variant NOT written: validation SRCC of '{worst}' drops {q.srcc_drop[worst]:.4f}" in text
+            and f"more than the {MAX_SRCC_DROP:g} allowed" in text and "--force" in text)
+
+
+def test_int8_force_writes_it_and_records_the_drop(tmp_path: Path) -> None:
+    run, model = make_run(tmp_path, "none", seed=1)
+    clips, ratings = _nearly_identical(model)
+    report = export_bundle(run, tmp_path / "b", quantize="int8", validation=(clips, None, ratings), force=True)
+    q = report.int8
+    assert q is not None and q.forced and not q.dropped
+    assert (tmp_path / "b" / "audio.int8.onnx").is_file()
+    recorded = _meta(tmp_path / "b")["export"]["variants"]["int8"]
+    assert recorded["forced"].startswith("written with --force: validation SRCC of")
+    drops = {k: v["drop"] for k, v in recorded["validation_srcc"].items()}
+    assert max(drops.values()) > MAX_SRCC_DROP
+    assert "int8 variant written with --force although its validation SRCC" in "\n".join(report.format())
+    assert report.verify is not None and report.verify.ok
 
 
 def test_int8_dropped_when_it_misses_tolerance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -407,7 +508,185 @@ def test_calibration_pick_keeps_clip_caption_pairing() -> None:
 
 
 def test_jsonable_metadata_values() -> None:
-    from mos.export.manifest import jsonable
+    from mos.export.bundle_meta import jsonable
 
     raw = {"srcc": np.float32(0.5), "n": np.int64(3), "bad": float("nan"), "t": torch.tensor(2.0), "k": (1, 2)}
     assert jsonable(raw) == {"srcc": 0.5, "n": 3, "bad": None, "t": 2.0, "k": [1, 2]}
+
+
+# ------------------------------------------------------------------ contracts 1 and 2 (schema 2)
+
+
+def test_audio_graph_outputs_unclamped_scores(tmp_path: Path) -> None:
+    """A model whose raw scores lie above the range: audio.onnx gives them as they are (the
+    runtime clamps after averaging windows), equal to model.scores(..., clamp=False)."""
+    model = make_model("none", seed=8)
+    with torch.no_grad():
+        model.target_mean += 10.0  # every raw score now far above the 1-5 range
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", model,
+                    {"data": "synthetic", "validation_metrics": {}, "epoch": 0, "train_config": {}})
+    report = export_bundle(tmp_path / "run", tmp_path / "b")
+    assert report.verify is not None and report.verify.ok and report.verify.compared_with_torch
+    clips = [synthetic_clip(s, SR, seed=40 + k) for k, s in enumerate((0.5, 2.0, 12.0))]
+    got = np.stack([_ort_scores(_session(tmp_path / "b" / "audio.onnx"), [c], None)[0] for c in clips])
+    assert np.all(got > 5.0 + 5.0)
+    np.testing.assert_allclose(got, _torch_scores(model, clips, None), atol=1e-4, rtol=0)
+    meta = _meta(tmp_path / "b")
+    assert meta["schema"] == "mos.bundle/2" and meta["audio"]["outputs_clamped"] is False
+
+
+def test_window_seconds_comes_from_the_model(tmp_path: Path) -> None:
+    from mos.runtime import EngineOptions, ScoreEngine
+
+    torch.manual_seed(0)
+    model = MosModel(ModelConfig(targets=[TargetSpec(**vars(t)) for t in TARGETS], text_encoder="none",
+                                 window_seconds=4.0)).eval()
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", model,
+                    {"data": "synthetic", "validation_metrics": {}, "epoch": 0, "train_config": {}})
+    report = export_bundle(tmp_path / "run", tmp_path / "b", quantize="int8")
+    assert _meta(tmp_path / "b")["window_seconds"] == 4.0 and load_bundle(tmp_path / "b").window_seconds == 4.0
+    engine = ScoreEngine.load(tmp_path / "b", EngineOptions(device="cpu", threads=1))
+    assert engine.window_samples == 4 * SR
+    q = report.int8
+    assert q is not None and q.bench_seconds == 4.0 and "speed per 4 s clip" in "\n".join(report.format())
+
+
+def test_load_bundle_reads_schema_1_and_2(audio_run, tmp_path: Path) -> None:
+    from mos.bundle import SCHEMAS
+
+    assert SCHEMAS == ("mos.bundle/1", "mos.bundle/2")
+    old = copy_bundle(audio_run[2].bundle, tmp_path / "old")
+    meta = _meta(old)
+    meta["schema"] = "mos.bundle/1"
+    (old / "mos.json").write_text(json.dumps(meta))
+    assert load_bundle(old).target_names == ["overall", "textual"]
+    assert load_bundle(audio_run[2].bundle).meta["schema"] == "mos.bundle/2"
+
+
+# ------------------------------------------------------------------------- stale bundles (--check)
+
+
+def test_check_fails_when_the_run_was_retrained(tmp_path: Path) -> None:
+    run, _ = make_run(tmp_path, "none", seed=3)
+    export_bundle(run, verify=False)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["export", "--check", str(run / "bundle")])
+    assert ok.exit_code == 0, ok.output
+    checkpoint = run / "checkpoints" / "best.pt"
+    save_checkpoint(checkpoint, make_model("none", seed=11),  # `mos train --overwrite` on the same run
+                    {"data": "synthetic", "validation_metrics": {}, "epoch": 3, "train_config": {}})
+    stale = runner.invoke(app, ["export", "--check", str(run / "bundle")])
+    assert stale.exit_code != 0
+    message = f"stale bundle: {checkpoint.resolve()} changed since export; re-export"
+    assert message in " ".join(stale.output.split())
+    report = verify_bundle(run / "bundle", raise_on_failure=False)
+    assert not report.ok and [c.name for c in report.failures] == ["checkpoint"]
+    assert not report.compared_with_torch  # never compared with a model the bundle is not
+
+
+# ------------------------------------------------------------- int8 on the run's own data (mos export)
+
+
+def _table_project(root: Path, name: str = "xacle", data_dir: bool = False, n: int = 40) -> tuple[Path, Path]:
+    """root/data/ratings.csv (+ wavs) and root/runs/<name>, trained (per config.json) on
+    'data/ratings.csv' from root. The clips differ by fractions of a percent of gain and are rated
+    with the model's own fp32 scores: int8 scrambles their ranking (validation SRCC drops)."""
+    import soundfile as sf
+
+    from mos.trainer.checkpoint import load_model
+
+    data = root / "data"
+    (data / "wavs").mkdir(parents=True)
+    run = make_trained_run(root / "runs", "data/ratings.csv", data_dir=data / "ratings.csv" if data_dir else None,
+                           name=name)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["columns"] = "path=path,target:score=score,range:score=0:10"
+    (run / "config.json").write_text(json.dumps(config))
+    model, _ = load_model(run)
+    base = synthetic_clip(1.0, SR, seed=21)
+    clips = [(base * (1.0 + 0.005 * k)).astype(np.float32) for k in range(n)]
+    scores = _unclamped(model, clips)[:, 0]
+    rows = ["path,score"]
+    for k, (clip, score) in enumerate(zip(clips, scores)):
+        sf.write(data / "wavs" / f"{k:03d}.wav", clip, SR, subtype="FLOAT")
+        rows.append(f"wavs/{k:03d}.wav,{score:.6f}")
+    (data / "ratings.csv").write_text("\n".join(rows) + "\n")
+    return run, data
+
+
+def _export_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["export", *args])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_export_finds_the_run_data_from_another_directory_and_enforces_the_srcc_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, data = _table_project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # 'data/ratings.csv' does not resolve from here
+    code, out = _export_cli(str(run), "--quantize", "int8")
+    assert code == 0, out
+    table = (data / "ratings.csv").resolve()
+    source = (f"the run's training data {table} (from config.json train.data 'data/ratings.csv' resolved against "
+              f"the directory holding runs/xacle ({(tmp_path / 'project').resolve()}); config.json has no data_dir)")
+    assert f"int8: 32 calibration and 8 validation clips from {table}" in out
+    assert f"calibration: 32 clips from {source}" in out and "WARNING" not in out
+    assert "int8 variant NOT written: validation SRCC of 'score' drops" in out and "--force" in out
+    assert not (run / "bundle" / "audio.int8.onnx").exists() and (run / "bundle" / "audio.onnx").is_file()
+
+    code, out = _export_cli(str(run), "--quantize", "int8", "--force")
+    assert code == 0, out
+    assert "int8 variant written with --force although its validation SRCC of 'score' drops" in out
+    recorded = _meta(run / "bundle")["export"]["variants"]["int8"]
+    assert recorded["calibration"] == source
+    assert recorded["validation_clips"] == 8
+    assert recorded["validation_srcc"]["score"]["drop"] > MAX_SRCC_DROP and "forced" in recorded
+
+
+def test_run_data_from_data_dir_first(tmp_path: Path) -> None:
+    run, data = _table_project(tmp_path / "project", data_dir=True)
+    moved = tmp_path / "moved"
+    (tmp_path / "project" / "runs").rename(moved)  # the relative path no longer resolves from the run
+    path, how = find_run_data(moved / "xacle")
+    assert path == (data / "ratings.csv").resolve() and "config.json data_dir" in how
+    config = json.loads((moved / "xacle" / "config.json").read_text())
+    del config["data_dir"]
+    (moved / "xacle" / "config.json").write_text(json.dumps(config))
+    path, how = find_run_data(moved / "xacle")
+    assert path is None and "train.data 'data/ratings.csv'" in how and "does not resolve" in how
+
+
+def test_int8_falls_back_loudly_when_the_run_data_is_gone(tmp_path: Path) -> None:
+    run, data = _table_project(tmp_path / "project", n=6)
+    (data / "ratings.csv").rename(data / "old.csv")
+    code, out = _export_cli(str(run), "--quantize", "int8")
+    assert code == 0, out
+    assert "WARNING: int8 calibration FELL BACK to synthetic noise+tones: config.json train.data 'data/ratings.csv'" in out
+    assert "does not resolve" in out
+    assert "WARNING: validation SRCC not measured (no validation clips): the 0.01 SRCC rule was not applied" in out
+    warnings = _meta(run / "bundle")["export"]["variants"]["int8"]["warnings"]
+    assert warnings[0].startswith("int8 calibration FELL BACK to synthetic noise+tones")
+    assert _meta(run / "bundle")["export"]["variants"]["int8"]["calibration"] == "synthetic noise+tones"
+
+
+def test_unreadable_calibration_and_validation_files_are_skipped_and_named(tmp_path: Path) -> None:
+    from mos.data.table import parse_column_spec
+    from mos.trainer.splits import resolve_splits
+
+    run, data = _table_project(tmp_path / "project")
+    splits = resolve_splits(data / "ratings.csv", parse_column_spec("path=path,target:score=score,range:score=0:10"),
+                            0.2, 0)
+    broken = [it.path for it in splits.train.items[::4]] + [splits.validation.items[1].path]
+    for path in broken:
+        path.write_bytes(b"RIFF not really a wav file")
+    code, out = _export_cli(str(run), "--quantize", "int8", "--force")
+    assert code == 0, out
+    n_train = len(splits.train.items[::4])
+    assert n_train == 8 and f"WARNING: skipped {n_train} unreadable training clip(s): " in out
+    named = [p for p in broken[:-1] if f"{p}: cannot decode audio" in out]
+    assert len(named) == 5 and "; and 3 more" in out  # the first five named, the rest counted
+    assert f"WARNING: skipped 1 unreadable validation clip(s): {broken[-1]}: cannot decode audio" in out
+    assert f"int8: {len(splits.train) - n_train} calibration and 7 validation clips" in out
+    assert (run / "bundle" / "audio.int8.onnx").is_file()

@@ -152,13 +152,42 @@ def test_cuda_without_cuda_is_a_clear_error(text_bundle) -> None:  # noqa: F811
         open_session(text_bundle.path / "audio.onnx", SessionConfig(device="cuda"))
 
 
-def test_auto_reports_the_provider_that_ran(text_bundle) -> None:  # noqa: F811
+def test_auto_reports_the_provider_that_ran(monkeypatch, audio_bundle, tmp_path: Path) -> None:  # noqa: F811
+    """The provider the engine reports (and `mos score` prints) is the one onnxruntime's own
+    sessions say they run, also when onnxruntime-gpu offers CUDA but no GPU starts; and
+    `mos score --device cuda` without CUDA fails instead of running on the CPU."""
     import onnxruntime as ort
+    from typer.testing import CliRunner
 
-    session = open_session(text_bundle.path / "audio.onnx", SessionConfig(device="auto", threads=1))
-    runner = SessionRunner(session)
-    assert runner.provider == session.get_providers()[0]
-    assert runner.provider in ort.get_available_providers()
+    import mos.runtime.session as session_mod
+    from mos.cli import app
+
+    cuda_here = "CUDAExecutionProvider" in ort.get_available_providers()
+    engine = ScoreEngine.load(audio_bundle.path, EngineOptions(device="auto", threads=1))
+    ran = engine.audio.session.get_providers()
+    assert engine.provider == ran[0] == ("CUDAExecutionProvider" if cuda_here else "CPUExecutionProvider")
+
+    wav = write_wav(tmp_path / "a.wav", 1.0, seed=2)
+    result = CliRunner().invoke(app, ["score", str(wav), "--bundle", str(audio_bundle.path), "--out",
+                                      str(tmp_path / "s.csv"), "--device", "auto", "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"provider {ran[0]}" in result.output
+
+    cuda = CliRunner().invoke(app, ["score", str(wav), "--bundle", str(audio_bundle.path), "--out",
+                                    str(tmp_path / "c.csv"), "--device", "cuda", "-q"])
+    if cuda_here:
+        assert cuda.exit_code == 0 and "provider CUDAExecutionProvider" in cuda.output
+        return
+    assert cuda.exit_code != 0 and "--device cuda" in cuda.output and not (tmp_path / "c.csv").exists()
+
+    # onnxruntime-gpu installed, but CUDA does not start: auto runs on the CPU and says so
+    monkeypatch.setattr(session_mod, "_cuda_available", lambda ort: True)
+    fallback = ScoreEngine.load(audio_bundle.path, EngineOptions(device="auto", threads=1))
+    assert fallback.audio.session.get_providers() == ["CPUExecutionProvider"]
+    assert fallback.provider == "CPUExecutionProvider"
+    result = CliRunner().invoke(app, ["score", str(wav), "--bundle", str(audio_bundle.path), "--out",
+                                      str(tmp_path / "f.csv"), "--device", "auto", "-q"])
+    assert result.exit_code == 0 and "provider CPUExecutionProvider" in result.output
 
 
 def test_missing_onnxruntime_names_the_install(monkeypatch, text_bundle) -> None:  # noqa: F811

@@ -96,7 +96,8 @@ class OrtBackend(Backend):
 
 
 class TorchBackend(Backend):
-    """The checkpoint's MosModel in PyTorch eager mode (inference_mode), scores on the target scale."""
+    """The checkpoint's MosModel in PyTorch eager mode (inference_mode), scores on the target scale,
+    unclamped like the exported graph's."""
 
     def __init__(self, checkpoint: Path, device: str) -> None:
         import torch
@@ -123,7 +124,7 @@ class TorchBackend(Backend):
             args = [torch.from_numpy(wave).to(self.dev), torch.from_numpy(lengths).to(self.dev)]
             if text is not None and self.model.cfg.uses_text:
                 args += [torch.from_numpy(text).to(self.dev), torch.from_numpy(text_lengths).to(self.dev)]
-            out = self.model.scores(*args)
+            out = self.model.scores(*args, clamp=False)  # unclamped, as audio.onnx (bundle schema 2)
             if self.dev.type == "cuda":
                 torch.cuda.synchronize()
             return out.float().cpu().numpy()

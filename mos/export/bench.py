@@ -1,4 +1,5 @@
-"""Small ORT measurements shared by the int8 report and verification: speed, MAE, padding gap."""
+"""Small measurements on runtime engines, shared by the int8 report and verification: speed,
+scores of clips alone, and the padding gap."""
 
 from __future__ import annotations
 
@@ -8,41 +9,38 @@ from typing import Sequence
 
 import numpy as np
 
-from mos.export.ort_side import OrtAudio
+from mos.runtime.engine import ScoreEngine
 
 
 def ms_per_clip(
-    sessions: Sequence[OrtAudio], clip: np.ndarray, text: np.ndarray | None, repeats: int = 20
+    engines: Sequence[ScoreEngine], clip: np.ndarray, caption: str | None, repeats: int = 20
 ) -> list[tuple[float, float]]:
-    """(median, fastest) ms of one batch-1 run per session, runs interleaved so that load from
-    other processes hits every session alike; two warm-up runs each."""
-    feats = [text] if text is not None else None
-    for audio in sessions:
+    """(median, fastest) ms of one batch-1 run of the audio model per engine (caption features
+    cached after the warm-up), runs interleaved so that load from other processes hits every
+    engine alike; two warm-up runs each."""
+    for engine in engines:
         for _ in range(2):
-            audio.scores([clip], feats)
-    times: list[list[float]] = [[] for _ in sessions]
+            engine.score_segments([clip], [caption], 1)
+    times: list[list[float]] = [[] for _ in engines]
     for _ in range(repeats):
-        for k, audio in enumerate(sessions):
+        for k, engine in enumerate(engines):
             start = time.perf_counter()
-            audio.scores([clip], feats)
+            engine.score_segments([clip], [caption], 1)
             times[k].append((time.perf_counter() - start) * 1000.0)
     return [(statistics.median(t), min(t)) for t in times]
 
 
-def scores_alone(
-    audio: OrtAudio, clips: Sequence[np.ndarray], text: Sequence[np.ndarray] | None
-) -> np.ndarray:
-    """[n_clips, n_targets]: each clip scored as a batch of one."""
-    rows = [audio.scores([c], [text[i]] if text is not None else None)[0] for i, c in enumerate(clips)]
-    return np.stack(rows)
+def scores_alone(engine: ScoreEngine, clips: Sequence[np.ndarray], captions: Sequence[str | None]) -> np.ndarray:
+    """[n_clips, n_targets]: each clip scored as one segment in a batch of one (no windowing)."""
+    return engine.score_segments(list(clips), list(captions), 1)
 
 
 def padding_gap(
-    audio: OrtAudio, clips: Sequence[np.ndarray], text: Sequence[np.ndarray] | None
+    engine: ScoreEngine, clips: Sequence[np.ndarray], captions: Sequence[str | None]
 ) -> tuple[float, int, int]:
     """(max |batched - alone|, clip index, target index) over one zero-padded batch of `clips`."""
-    alone = scores_alone(audio, clips, text)
-    batched = audio.scores(clips, text)
+    alone = scores_alone(engine, clips, captions)
+    batched = engine.score_segments(list(clips), list(captions), len(clips))
     diff = np.abs(batched - alone)
     i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
     return float(diff[i, j]), int(i), int(j)

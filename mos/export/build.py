@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from mos.bundle import MANIFEST_NAME, sha256_file, write_manifest
+from mos.bundle import BUNDLE_META_FILE, bundle_from_meta, sha256_file, write_bundle_meta
 from mos.errors import MosError
+from mos.export.bundle_meta import build_meta
 from mos.export.clips import caption_for, synthetic_clip, synthetic_clips
 from mos.export.fp16 import FP16_MODEL, convert_fp16
-from mos.export.manifest import WINDOW_SECONDS, build_meta
 from mos.export.onnx_io import embed_metadata, export_torchscript
-from mos.export.ort_side import OrtText
-from mos.export.quantize import INT8_MODEL, pick_calibration, quantize_int8
+from mos.export.quantize import INT8_MODEL, MAX_SRCC_DROP, Int8Report, pick_calibration, quantize_int8
 from mos.export.report import ExportReport
 from mos.export.text import TEXT_MODEL, TOKENIZER, export_text
-from mos.export.verify import verify_bundle
+from mos.export.verify import BATCH_SECONDS, SINGLE_SECONDS, verify_bundle
 from mos.export.wrapper import (
     TEXT_MODEL_INPUTS,
     AudioExport,
@@ -29,13 +29,31 @@ from mos.export.wrapper import (
     audio_output_names,
 )
 from mos.model import MosModel
+from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.trainer.checkpoint import find_checkpoint, load_model
 
 AUDIO_MODEL = "audio.onnx"
-# Trace shapes: batch 2 (batch 1 would fix the batch axis) and lengths no check uses.
+# Trace shapes: batch 2 (batch 1 would fix the batch axis) and lengths no check uses, with checked
+# lengths on both sides of them, so a shape the tracer baked in as a constant fails verification.
 TRACE_SECONDS = (3.7, 2.2)
 TRACE_TOKENS = (9, 5)
 SYNTHETIC_CALIBRATION = 16
+# (clips, their captions or None, ratings [n, n_targets] on the target scales)
+Validation = tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray]
+
+
+def check_trace_lengths(trace: Sequence[float] | None = None, checked: Sequence[float] | None = None) -> None:
+    """MosError unless the verified clip lengths avoid every trace length and lie on both sides of
+    them: verification must run the graph on lengths the tracer never saw."""
+    trace = TRACE_SECONDS if trace is None else trace
+    checked = (*SINGLE_SECONDS, *BATCH_SECONDS) if checked is None else checked
+    same = sorted(set(trace) & set(checked))
+    if same:
+        raise MosError(f"trace length(s) {', '.join(f'{s:g} s' for s in same)} are also verified lengths: "
+                       "verification would not see a shape the tracer baked in")
+    if not (min(checked) < min(trace) and max(checked) > max(trace)):
+        raise MosError(f"verified lengths ({min(checked):g}-{max(checked):g} s) must lie on both sides of the "
+                       f"trace lengths ({min(trace):g}-{max(trace):g} s)")
 
 
 def run_dir_of(source: Path, checkpoint: Path) -> Path:
@@ -56,12 +74,6 @@ def _trace_inputs(model: MosModel) -> tuple[torch.Tensor, ...]:
     return args
 
 
-def _caption_features(ort_text: OrtText, captions: list[str]) -> list[np.ndarray]:
-    """Features per caption, each distinct caption encoded once (alone, as the runtime may)."""
-    distinct = {c: ort_text.features([c])[0] for c in dict.fromkeys(captions)}
-    return [distinct[c] for c in captions]
-
-
 def _check_names(model: MosModel) -> None:
     names = model.cfg.target_names
     reserved = set(audio_input_names(model)) | set(TEXT_MODEL_INPUTS)
@@ -74,7 +86,7 @@ def _prepare_out(out: Path) -> Path:
     """A fresh sibling work directory; `out` itself is only replaced when the export verified."""
     if out.exists() and not out.is_dir():
         raise MosError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / BUNDLE_META_FILE).is_file():
         raise MosError(f"{out}: exists, is not empty and is not a mos bundle; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.export-tmp"
@@ -99,19 +111,26 @@ def export_bundle(
     calibration_clips: list[np.ndarray] | None = None,
     verify: bool = True,
     calibration_captions: Sequence[str] | None = None,
-    validation: tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray] | None = None,
+    validation: Validation | None = None,
+    force: bool = False,
+    calibration_source: str | None = None,
+    calibration_warnings: Sequence[str] = (),
 ) -> ExportReport:
     """Export a run folder or checkpoint to a bundle at `out` (default `<run dir>/bundle`).
 
     quantize: None or "int8" (static QDQ, calibrated on `calibration_clips` at the model rate,
-    paired with `calibration_captions`; synthetic noise+tones when None). `validation` =
-    (clips, captions or None, ratings [n, n_targets] on the target scales) adds the validation
-    SRCC of fp32 vs int8 to the int8 report. Verification failure
-    raises MosError naming the worst case and leaves no bundle behind.
+    paired with `calibration_captions`; synthetic noise+tones, with a warning, when None).
+    `validation` = (clips, captions or None, ratings [n, n_targets] on the target scales): the
+    int8 variant is written only when its validation SRCC drops at most MAX_SRCC_DROP on every
+    target, unless `force` (the drop is then recorded in mos.json). `calibration_source` says
+    where the clips came from and `calibration_warnings` what went wrong finding them (both
+    recorded with the variant). Verification failure raises MosError naming the worst case and
+    leaves no bundle behind.
     """
     source = Path(source)
     if quantize not in (None, "int8"):
         raise MosError(f"--quantize {quantize!r}: only 'int8' is supported")
+    check_trace_lengths()
     stages: dict[str, float] = {}
     t = time.perf_counter()
     checkpoint = find_checkpoint(source)
@@ -122,8 +141,9 @@ def export_bundle(
     work = _prepare_out(out)
     stages["load"] = time.perf_counter() - t
     try:
-        report = _export_into(work, out, model, ckpt, checkpoint, opset, quantize, fp16,
-                              calibration_clips, calibration_captions, validation, verify, stages)
+        int8 = Int8Inputs(calibration_clips, calibration_captions, validation, force, calibration_source,
+                          list(calibration_warnings)) if quantize == "int8" else None
+        report = _export_into(work, out, model, ckpt, checkpoint, opset, int8, fp16, verify, stages)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -131,7 +151,7 @@ def export_bundle(
     report.bundle = out
     if report.verify is not None:
         report.verify.bundle = out
-    for name in (AUDIO_MODEL, TEXT_MODEL, TOKENIZER, INT8_MODEL, FP16_MODEL, MANIFEST_NAME):
+    for name in (AUDIO_MODEL, TEXT_MODEL, TOKENIZER, INT8_MODEL, FP16_MODEL, BUNDLE_META_FILE):
         if (out / name).is_file():
             report.files[name] = (out / name).stat().st_size
     if report.int8 is not None and not report.int8.dropped:
@@ -141,12 +161,62 @@ def export_bundle(
     return report
 
 
+@dataclass
+class Int8Inputs:
+    """What `--quantize int8` works from (see export_bundle)."""
+
+    clips: list[np.ndarray] | None
+    captions: Sequence[str] | None
+    validation: Validation | None
+    force: bool
+    source: str | None
+    warnings: list[str]
+
+
+def _int8_variant(work: Path, reference: ScoreEngine, inputs: Int8Inputs, bench_clip: np.ndarray,
+                  bench_caption: str | None, report: ExportReport) -> bool:
+    """Quantize, measure and decide; True when audio.int8.onnx stays in the bundle."""
+    cfg_sr, window_s = reference.sample_rate, reference.window_seconds
+    warnings = list(inputs.warnings)
+    raw = inputs.clips
+    if raw is None:
+        raw = synthetic_clips(SYNTHETIC_CALIBRATION, window_s, cfg_sr)
+        if not warnings:
+            warnings.append("calibrated on synthetic noise+tones: no calibration clips given")
+    clips, picked = pick_calibration(raw, reference.window_samples)
+    captions: list[str | None] = [None] * len(clips)
+    if reference.uses_text:
+        caps = list(inputs.captions) if inputs.captions else None
+        captions = [caps[i % len(caps)] if caps else caption_for(i) for i in picked]
+    val = None
+    if inputs.validation is not None:
+        v_clips, v_caps, v_true = inputs.validation
+        if reference.uses_text and v_caps is None:
+            raise MosError("validation: this model uses text; give the validation captions")
+        val = (list(v_clips), list(v_caps) if reference.uses_text and v_caps is not None else None,
+               np.asarray(v_true, dtype=np.float64).reshape(len(v_clips), -1))
+    q: Int8Report = quantize_int8(reference, work / INT8_MODEL, clips, captions, bench_clip, bench_caption, val)
+    q.calibration = inputs.source or ("synthetic noise+tones" if inputs.clips is None else f"{len(clips)} given clips")
+    q.warnings = warnings
+    if not q.srcc_checked:
+        why = "no validation clips" if not q.validation_srcc else "SRCC undefined (constant scores or ratings)"
+        q.warnings.append(f"validation SRCC not measured ({why}): the {MAX_SRCC_DROP:g} SRCC rule was not applied")
+    hard, srcc = q.failure(), q.srcc_failure()
+    if hard or (srcc and not inputs.force):
+        (work / INT8_MODEL).unlink()
+        q.dropped = True
+        why = hard or f"{srcc}; `mos export --force` writes it anyway"
+        report.notes.append(f"int8 variant NOT written: {why}")
+    elif srcc:
+        q.forced = True
+        report.notes.append(f"int8 variant written with --force although its {srcc}")
+    report.int8 = q
+    return not q.dropped
+
+
 def _export_into(
     work: Path, out: Path, model: MosModel, ckpt: dict[str, Any], checkpoint: Path, opset: int,
-    quantize: str | None, fp16: bool, calibration_clips: list[np.ndarray] | None,
-    calibration_captions: Sequence[str] | None,
-    validation: tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray] | None,
-    verify: bool, stages: dict[str, float],
+    int8: Int8Inputs | None, fp16: bool, verify: bool, stages: dict[str, float],
 ) -> ExportReport:
     cfg = model.cfg
     report = ExportReport(out, checkpoint, opset, seconds=stages)
@@ -159,7 +229,6 @@ def _export_into(
 
     encoder = None
     text_meta: dict[str, Any] | None = None
-    ort_text: OrtText | None = None
     files = [AUDIO_MODEL]
     if cfg.uses_text:
         from mos.model.text_encoder import FrozenTextEncoder
@@ -174,65 +243,44 @@ def _export_into(
                      "max_tokens": int(cfg.max_text_tokens), "dim": int(encoder.dim)}
         stages["text.onnx"] = time.perf_counter() - t
 
-    sr = cfg.sample_rate
-    window = int(WINDOW_SECONDS * sr)
-    bench_clip = synthetic_clip(WINDOW_SECONDS, sr, seed=999)
-    bench_text = None
-    if cfg.uses_text:
-        ort_text = OrtText(work / TEXT_MODEL, work / TOKENIZER, cfg.max_text_tokens)
-        bench_text = ort_text.features([caption_for(0)])[0]
+    checkpoint_sha256 = sha256_file(checkpoint)
+
+    def meta_for(variants: dict[str, str], variant_info: dict[str, Any]) -> dict[str, Any]:
+        return build_meta(model, ckpt, checkpoint, checkpoint_sha256, out, opset,
+                          {name: "" for name in files}, inputs, outputs, text_meta, variants, variant_info)
 
     variants: dict[str, str] = {}
     variant_info: dict[str, Any] = {}
-    if quantize == "int8":
-        t = time.perf_counter()
-        synthetic = calibration_clips is None
-        clips, picked = pick_calibration(calibration_clips if calibration_clips is not None
-                                         else synthetic_clips(SYNTHETIC_CALIBRATION, WINDOW_SECONDS, sr), window)
-        text = None
-        if ort_text is not None:
-            caps = list(calibration_captions) if calibration_captions else None
-            text = _caption_features(ort_text, [caps[i % len(caps)] if caps else caption_for(i) for i in picked])
-        val = None
-        if validation is not None:
-            v_clips, v_caps, v_true = validation
-            v_text = None
-            if ort_text is not None:
-                if v_caps is None:
-                    raise MosError("validation: this model uses text; give the validation captions")
-                v_text = _caption_features(ort_text, list(v_caps))
-            val = (list(v_clips), v_text, np.asarray(v_true, dtype=np.float64).reshape(len(v_clips), -1))
-        ranges = {tg.name: float(tg.high - tg.low) for tg in cfg.targets}
-        report.int8 = quantize_int8(work / AUDIO_MODEL, work / INT8_MODEL, clips, text, ranges, bench_clip, bench_text,
-                                    val)
-        if synthetic:
-            report.int8.notes.append("calibrated on synthetic noise+tones (no calibration clips given)")
-        if report.int8.ok:
-            variants["int8"] = INT8_MODEL
-            variant_info["int8"] = report.int8.summary()
-            files.append(INT8_MODEL)
-        else:  # keep what holds: the fp32 bundle, without a variant that misses its tolerance
-            (work / INT8_MODEL).unlink()
-            report.int8.dropped = True
-            report.notes.append(f"int8 variant NOT written: {report.int8.failure()}")
-        stages["int8"] = time.perf_counter() - t
-    if fp16:
-        t = time.perf_counter()
-        report.fp16 = convert_fp16(work / AUDIO_MODEL, work / FP16_MODEL, bench_clip, bench_text)
-        variants["fp16"] = FP16_MODEL
-        variant_info["fp16"] = {"method": "onnxruntime.transformers.float16 (keep_io_types)",
-                                "runs_on_cpu": report.fp16.runs_on_cpu}
-        files.append(FP16_MODEL)
-        stages["fp16"] = time.perf_counter() - t
+    if int8 is not None or fp16:
+        # The variants are measured with the runtime's engine on the files written so far.
+        reference = ScoreEngine(bundle_from_meta(work, meta_for({}, {})), EngineOptions(device="cpu", threads=2))
+        bench_clip = synthetic_clip(reference.window_seconds, reference.sample_rate, seed=999)
+        bench_caption = caption_for(0) if cfg.uses_text else None
+        if int8 is not None:
+            t = time.perf_counter()
+            if _int8_variant(work, reference, int8, bench_clip, bench_caption, report):
+                assert report.int8 is not None
+                variants["int8"] = INT8_MODEL
+                variant_info["int8"] = report.int8.summary()
+                files.append(INT8_MODEL)
+            stages["int8"] = time.perf_counter() - t
+        if fp16:
+            t = time.perf_counter()
+            report.fp16 = convert_fp16(reference, work / FP16_MODEL, bench_clip, bench_caption)
+            variants["fp16"] = FP16_MODEL
+            variant_info["fp16"] = {"method": "onnxruntime.transformers.float16 (keep_io_types)",
+                                    "runs_on_cpu": report.fp16.runs_on_cpu}
+            files.append(FP16_MODEL)
+            stages["fp16"] = time.perf_counter() - t
+        del reference
 
     t = time.perf_counter()
-    meta = build_meta(model, ckpt, checkpoint, sha256_file(checkpoint), out, opset,
-                      {name: "" for name in files}, inputs, outputs, text_meta, variants, variant_info)
+    meta = meta_for(variants, variant_info)
     mirrored = {k: v for k, v in meta.items() if k != "files"}
     for name in files:
         if name.endswith(".onnx"):
             embed_metadata(work / name, mirrored)
-    write_manifest(work, meta)
+    write_bundle_meta(work, meta)
     stages["metadata"] = time.perf_counter() - t
 
     if verify:

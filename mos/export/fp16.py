@@ -13,7 +13,7 @@ import onnx
 
 from mos.errors import one_line
 from mos.export.graph import front_end
-from mos.export.ort_side import OrtAudio
+from mos.runtime.engine import EngineOptions, ScoreEngine
 
 FP16_MODEL = "audio.fp16.onnx"
 
@@ -49,10 +49,12 @@ def topological_sort(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def convert_fp16(fp32: Path, out: Path, clip: np.ndarray, text: np.ndarray | None) -> Fp16Report:
-    """Write `out` (keep_io_types=True) and try it on the ORT CPU provider against fp32."""
+def convert_fp16(reference: ScoreEngine, out: Path, clip: np.ndarray, caption: str | None) -> Fp16Report:
+    """Write `out` from `reference`'s fp32 audio model (keep_io_types=True) and try it on the ORT
+    CPU provider, through the runtime's engine, against fp32 on `clip`."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    fp32 = reference.bundle.audio_model()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         model = onnx.load(str(fp32))
@@ -61,13 +63,14 @@ def convert_fp16(fp32: Path, out: Path, clip: np.ndarray, text: np.ndarray | Non
     topological_sort(half.graph)
     onnx.save(half, str(out))
     onnx.checker.check_model(str(out))
-    feats = [text] if text is not None else None
+    seconds = len(clip) / reference.sample_rate
     try:
-        got = OrtAudio(out).scores([clip], feats)
+        engine = ScoreEngine(reference.bundle, EngineOptions(device="cpu"), audio_path=out, text=reference.text)
+        got = engine.score_segments([clip], [caption], 1)
     except Exception as exc:  # CPU kernels for some fp16 ops may be missing: GPU-only then
         return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, False, None,
                           f"passes onnx.checker; ORT CPU cannot run it ({one_line(exc, limit=200)}); meant for CUDA")
-    ref = OrtAudio(fp32).scores([clip], feats)
+    ref = reference.score_segments([clip], [caption], 1)
     diff = float(np.abs(got - ref).max())
     return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, True, diff,
-                      f"runs on ORT CPU; max abs diff to fp32 {diff:.2e} on a 10 s clip")
+                      f"runs on ORT CPU; max abs diff to fp32 {diff:.2e} on a {seconds:g} s clip")

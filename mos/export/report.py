@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mos.export.fp16 import Fp16Report
-from mos.export.quantize import Int8Report
+from mos.export.quantize import INT8_PADDING_TOL, MAX_SRCC_DROP, Int8Report
 from mos.export.verify import VerifyReport
 
 
@@ -40,18 +40,21 @@ class ExportReport:
             q = self.int8
             mae = ", ".join(f"'{k}' {v:.4f} (max {q.max_abs[k]:.4f}, tolerance {q.mae_tolerance[k]:.3g})"
                             for k, v in q.mae.items())
+            state = " - NOT WRITTEN" if q.dropped else " - written with --force" if q.forced else ""
             lines += [
-                f"int8 ({q.method}){' - DROPPED: ' + q.failure() if q.dropped else ''}",
-                f"  size {_mb(q.fp32_bytes)} -> {_mb(q.int8_bytes)}; speed per 10 s clip (2 threads, median) "
-                f"{q.fp32_ms:.2f} ms -> {q.int8_ms:.2f} ms ({q.speedup:.2f}x; fastest run "
+                f"int8 ({q.method}){state}",
+                f"  calibration: {q.calibration_clips} clips from {q.calibration}",
+                *[f"  WARNING: {w}" for w in q.warnings],
+                f"  size {_mb(q.fp32_bytes)} -> {_mb(q.int8_bytes)}; speed per {q.bench_seconds:g} s clip (2 threads, "
+                f"median) {q.fp32_ms:.2f} ms -> {q.int8_ms:.2f} ms ({q.speedup:.2f}x; fastest run "
                 f"{q.fp32_ms_best:.2f} -> {q.int8_ms_best:.2f} ms)",
-                f"  MAE vs fp32 on {q.calibration_clips} calibration clips: {mae}",
-                f"  padding invariance: max abs diff {q.padding_gap:.1e} (tolerance 1e-4)",
+                f"  MAE vs fp32 on {q.mae_clips} {q.mae_on} clips: {mae}",
+                f"  padding invariance: max abs diff {q.padding_gap:.1e} (tolerance {INT8_PADDING_TOL:.0e})",
             ]
             if q.validation_srcc:
                 per = ", ".join(f"'{k}' {a:.4f} -> {b:.4f} ({b - a:+.4f})" for k, (a, b) in q.validation_srcc.items())
-                lines.append(f"  validation SRCC fp32 -> int8 on {q.validation_clips} clips: {per}")
-            lines += [f"  note: {n}" for n in q.notes]
+                lines.append(f"  validation SRCC fp32 -> int8 on {q.validation_clips} clips: {per} "
+                             f"(allowed drop {MAX_SRCC_DROP:g})")
         if self.fp16 is not None:
             lines.append(f"fp16: {_mb(self.fp16.fp32_bytes)} -> {_mb(self.fp16.fp16_bytes)}; {self.fp16.note}")
         if self.verify is not None:

@@ -1,86 +1,231 @@
-"""Clips from the data a run was trained on: int8 calibration (training clips) and the int8
-accuracy check (validation clips with their ratings), read with the runtime's own decoder."""
+"""Clips from the data a run was trained on, for `--quantize int8`: calibration (training clips)
+and the int8 accuracy rule (validation clips with their ratings), read with the runtime's decoder.
+
+The data is found from the run folder, whatever the current directory: config.json's `data_dir`
+(the absolute path the trainer records), else, for runs written before it, the recorded relative
+`train.data` resolved against the directory training ran in and the run folder's parents. When
+nothing resolves, export falls back to synthetic clips and says so loudly. Unreadable files are
+skipped and named.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mos.audio import read_audio
-from mos.errors import MosError
+from mos.audio import iter_audio_windows
+from mos.data.manifest import Item
+from mos.errors import MosError, one_line
 
 if TYPE_CHECKING:
     from mos.export.report import ExportReport
+    from mos.model import ModelConfig
+
+N_CALIBRATION = 32
+N_VALIDATION = 96
+# Validation clips are scored as `mos score` scores them (windows averaged), up to this long.
+VALIDATION_MAX_SECONDS = 60.0
+SHOW_SKIPPED = 5
 
 
 @dataclass
 class RunClips:
-    calibration: list[np.ndarray]
-    calibration_captions: list[str] | None
-    validation: tuple[list[np.ndarray], list[str] | None, np.ndarray] | None
-    source: str
+    """Calibration and validation clips of a run; `calibration` None means: use synthetic clips."""
+
+    calibration: list[np.ndarray] | None = None
+    calibration_captions: list[str] | None = None
+    validation: tuple[list[np.ndarray], list[str] | None, np.ndarray] | None = None
+    source: str = ""  # where the clips came from and how that was found
+    warnings: list[str] = field(default_factory=list)
+    data: Path | None = None  # the run's training data, when found
 
 
-def run_clips(run_dir: Path, sample_rate: int, n_calibration: int = 32, n_validation: int = 96,
-              max_seconds: float = 10.0) -> RunClips | None:
-    """None when the run folder does not say where its data is or the data is gone."""
-    config = run_dir / "config.json"
-    if not config.is_file():
-        return None
-    from mos.data.table import parse_column_spec
+def _shown(path: Path) -> str:
+    """A path as the user sees it: relative when it lies below the current directory."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _candidates(run_dir: Path, config: dict[str, Any]) -> tuple[list[tuple[Path, str]], str]:
+    """Where the run's training data may be, best first, each with how it was derived; and what
+    config.json recorded."""
+    if config.get("data_dir"):
+        return [(Path(config["data_dir"]), "config.json data_dir")], "config.json data_dir"
+    train = config.get("train") or {}
+    if train.get("data"):
+        recorded = Path(train["data"])
+        what = f"config.json train.data '{train['data']}'"
+    else:  # the built-in demo set, generated under demo_dir
+        recorded = Path(train.get("demo_dir") or "data/demo") / "XACLE_dataset"
+        what = f"the demo set under config.json train.demo_dir '{train.get('demo_dir')}'"
+    if recorded.is_absolute():
+        return [(recorded, what)], what
+    run_dir = run_dir.resolve()
+    bases: list[tuple[Path, str]] = []
+    runs_dir = Path(train.get("runs_dir") or "runs")
+    if not runs_dir.is_absolute() and ".." not in runs_dir.parts and run_dir.name == train.get("name"):
+        # training ran in the directory that holds <runs_dir>/<name>
+        base = run_dir.parent
+        for _ in runs_dir.parts:
+            base = base.parent
+        bases.append((base, f"the directory holding {runs_dir / run_dir.name}"))
+    bases += [(parent, "a parent of the run folder") for parent in run_dir.parents]
+    out: list[tuple[Path, str]] = []
+    for base, where in bases:
+        if all(base / recorded != p for p, _ in out):
+            shown = "the current directory" if base == Path.cwd().resolve() else str(base)
+            out.append((base / recorded, f"{what} resolved against {where} ({shown}); config.json has no data_dir"))
+    if all(Path.cwd() / recorded != p for p, _ in out):
+        out.append((Path.cwd() / recorded, f"{what} resolved against the current directory; config.json has no data_dir"))
+    return out, what
+
+
+def find_run_data(run_dir: Path) -> tuple[Path | None, str]:
+    """(the run's training data, how it was found) or (None, why not)."""
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        return None, f"{config_path} not found, so the run's data is unknown"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"{config_path}: not valid JSON ({one_line(exc, limit=80)})"
+    candidates, what = _candidates(run_dir, config)
+    for path, how in candidates:
+        if path.exists():
+            return path.resolve(), f"{_shown(path)} (from {how})"
+    looked = ", ".join(str(p) for p, _ in candidates[:4]) + (" ..." if len(candidates) > 4 else "")
+    return None, f"{what} does not resolve (looked at {looked})"
+
+
+def _read(items: Iterable[Item], sample_rate: int, seconds: float, window_seconds: float, want: int,
+          need_caption: bool, skipped: list[str]) -> tuple[list[np.ndarray], list[Item]]:
+    """Up to `want` clips (the first `seconds` of each) from `items` in order, skipping (and
+    naming in `skipped`) files that cannot be read and, for text models, clips without a caption."""
+    clips: list[np.ndarray] = []
+    kept: list[Item] = []
+    limit = max(1, int(round(seconds * sample_rate)))
+    for item in items:
+        if len(clips) >= want:
+            break
+        if need_caption and not item.caption:
+            skipped.append(f"{item.path} (no caption)")
+            continue
+        try:
+            pieces: list[np.ndarray] = []
+            got = 0
+            for window in iter_audio_windows(item.path, sample_rate, window_seconds):
+                pieces.append(window)
+                got += len(window)
+                if got >= limit:
+                    break
+            clip = np.concatenate(pieces)[:limit] if pieces else np.zeros(0, np.float32)
+        except Exception as exc:  # a bad file must not end the export: skip it and name it
+            skipped.append(one_line(exc, path=item.path, limit=120))
+            continue
+        if len(clip) == 0:
+            skipped.append(f"{item.path} (empty)")
+            continue
+        clips.append(clip)
+        kept.append(item)
+    return clips, kept
+
+
+def _skipped_line(what: str, skipped: list[str]) -> str:
+    shown = "; ".join(skipped[:SHOW_SKIPPED])
+    more = f"; and {len(skipped) - SHOW_SKIPPED} more" if len(skipped) > SHOW_SKIPPED else ""
+    return f"skipped {len(skipped)} unreadable {what} clip(s): {shown}{more}"
+
+
+def run_clips(run_dir: Path, cfg: ModelConfig, n_calibration: int = N_CALIBRATION,
+              n_validation: int = N_VALIDATION) -> RunClips:
+    """The run's clips for int8; without them, a RunClips with calibration None and the reason."""
+    data, how = find_run_data(run_dir)
+    fallback = "int8 calibration FELL BACK to synthetic noise+tones: "
+    if data is None:
+        return RunClips(warnings=[fallback + how])
     from mos.trainer.splits import resolve_splits
 
-    train = json.loads(config.read_text(encoding="utf-8"))["train"]
-    data = Path(train["data"]) if train.get("data") else Path(train["demo_dir"]) / "XACLE_dataset"
-    if not data.exists():
-        return None
-    columns = parse_column_spec(train["columns"]) if train.get("columns") else None
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    train = config.get("train") or {}
     try:
+        columns = None
+        if train.get("columns"):
+            from mos.data.table import parse_column_spec
+
+            columns = parse_column_spec(train["columns"])
         splits = resolve_splits(data, columns, train.get("val_fraction", 0.2), train.get("seed", 0))
-    except MosError:
-        return None
-    limit = int(max_seconds * sample_rate)
-    uses_text = train.get("text_encoder", "minilm") != "none"
-    rng = np.random.default_rng(0)
-    cal_items = [splits.train.items[i] for i in sorted(rng.choice(len(splits.train.items),
-                                                                   min(n_calibration, len(splits.train.items)), replace=False))]
-    val_items = splits.validation.items[:n_validation]
-    cal = [read_audio(it.path, sample_rate)[:limit] for it in cal_items]
-    val = [read_audio(it.path, sample_rate)[:limit] for it in val_items]
-    names = splits.validation.target_names
-    ratings = np.array([[it.targets[n] for n in names] for it in val_items], dtype=np.float64)
+    except MosError as exc:
+        return RunClips(warnings=[fallback + f"the run's data {data} cannot be split as in training ({one_line(exc, limit=200)})"])
+    sr, window = int(cfg.sample_rate), float(cfg.window_seconds)
+    uses_text = bool(cfg.uses_text)
+    warnings: list[str] = []
+
+    train_items = splits.train.items
+    order = np.random.default_rng(0).permutation(len(train_items))
+    skipped: list[str] = []
+    cal, cal_items = _read((train_items[i] for i in order), sr, window, window, n_calibration, uses_text, skipped)
+    if skipped:
+        warnings.append(_skipped_line("training", skipped))
+    if not cal:
+        return RunClips(warnings=warnings + [fallback + f"no readable training clip in {data}"])
+
+    val_all = splits.validation.items
+    spread = [int(k) for k in np.unique(np.linspace(0, len(val_all) - 1, min(n_validation, len(val_all))).round())]
+    skipped = []
+    val, val_items = _read((val_all[i] for i in spread), sr, VALIDATION_MAX_SECONDS, window, len(spread),
+                           uses_text, skipped)
+    if skipped:
+        warnings.append(_skipped_line("validation", skipped))
+    names = list(cfg.target_names)
+    missing = [n for n in names if n not in splits.validation.target_names]
+    validation = None
+    if missing:
+        warnings.append(f"the run's validation data has no ratings for {', '.join(missing)}: validation SRCC not measured")
+    elif val:
+        ratings = np.array([[it.targets[n] for n in names] for it in val_items], dtype=np.float64)
+        validation = (val, [it.caption or "" for it in val_items] if uses_text else None, ratings)
     return RunClips(
         calibration=cal,
         calibration_captions=[it.caption or "" for it in cal_items] if uses_text else None,
-        validation=(val, [it.caption or "" for it in val_items] if uses_text else None, ratings),
-        source=str(data),
+        validation=validation,
+        source=f"the run's training data {how}",
+        warnings=warnings,
+        data=data,
     )
 
 
 def export_run(source: Path, out: Path | None = None, opset: int = 17, quantize: str | None = None,
-               fp16: bool = False, verify: bool = True, log: Callable[[str], None] = print) -> "ExportReport":
+               fp16: bool = False, verify: bool = True, log: Callable[[str], None] = print,
+               force: bool = False) -> "ExportReport":
     """`mos export`: export a run or checkpoint; int8 is calibrated on the run's own training clips
-    and its accuracy change measured on the run's validation clips when that data is still there."""
-    from mos.export.build import export_bundle
+    and must keep its validation SRCC (unless `force`) when that data is still there."""
+    from mos.export.build import export_bundle, run_dir_of
     from mos.trainer.checkpoint import find_checkpoint, load_model
 
     if quantize not in (None, "int8"):
         raise MosError(f"--quantize {quantize}: only 'int8' is supported")
-    clips = None
+    source = Path(source)
+    clips = RunClips()
     if quantize:
         model, _ = load_model(source)
-        run_dir = source if source.is_dir() else find_checkpoint(source).parent.parent
-        clips = run_clips(run_dir, model.cfg.sample_rate)
-        if clips is None:
-            log("int8: the run's training data is not available; calibrating on synthetic clips")
+        clips = run_clips(run_dir_of(source, find_checkpoint(source)), model.cfg)
+        del model
+        if clips.calibration is not None and clips.data is not None:
+            n_val = len(clips.validation[0]) if clips.validation else 0
+            log(f"int8: {len(clips.calibration)} calibration and {n_val} validation clips from {_shown(clips.data)}")
     return export_bundle(
         source, out, opset=opset, quantize=quantize, fp16=fp16, verify=verify,
-        calibration_clips=clips.calibration if clips else None,
-        calibration_captions=clips.calibration_captions if clips else None,
-        validation=clips.validation if clips else None,
+        calibration_clips=clips.calibration,
+        calibration_captions=clips.calibration_captions,
+        validation=clips.validation,
+        force=force,
+        calibration_source=clips.source or None,
+        calibration_warnings=clips.warnings,
     )

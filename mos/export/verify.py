@@ -1,4 +1,6 @@
-"""Verify a bundle: onnx.checker, interface vs mos.json, ORT vs PyTorch parity, padding, variants."""
+"""Verify a bundle: onnx.checker, interface vs mos.json, the recorded checkpoint unchanged, ORT vs
+PyTorch parity, padding, variants. ONNX Runtime is driven through the runtime's own engine, so what
+is verified is what `mos score` runs."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import numpy as np
 
 from mos.bundle import Bundle, load_bundle, sha256_file
 from mos.errors import MosError, one_line
+from mos.export.bench import padding_gap, scores_alone
 from mos.export.clips import CAPTIONS, LONG_CAPTION, synthetic_clip
 from mos.export.onnx_io import check_onnx, interface, read_metadata
-from mos.export.ort_side import OrtAudio, OrtText
 from mos.export.quantize import INT8_MAE_FRACTION, INT8_PADDING_TOL
 from mos.export.wrapper import TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT, expected_dims
+from mos.runtime.engine import EngineOptions, ScoreEngine
+from mos.runtime.text import TextEncoder
 
 if TYPE_CHECKING:
     from mos.model import MosModel
@@ -149,8 +153,12 @@ def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyRepor
 
 
 def _load_reference_model(bundle: Bundle, report: VerifyReport) -> Any:
-    """The checkpoint recorded in mos.json, when it still exists unchanged; else None (with a note)."""
-    from mos.export.manifest import resolve_checkpoint
+    """The checkpoint recorded in mos.json, when it still exists unchanged; else None.
+
+    A checkpoint that is gone is a note (the bundle may have been copied elsewhere: parity is
+    skipped). One that changed since export is a failed check: the bundle is stale.
+    """
+    from mos.export.bundle_meta import resolve_checkpoint
 
     training = bundle.meta.get("training") or {}
     ref = training.get("checkpoint")
@@ -162,8 +170,9 @@ def _load_reference_model(bundle: Bundle, report: VerifyReport) -> Any:
         report.notes.append(f"checkpoint {path} not found: PyTorch parity (check 3) skipped; "
                             "ran checker, interface and padding checks only")
         return None
-    if training.get("checkpoint_sha256") and sha256_file(path) != training["checkpoint_sha256"]:
-        report.notes.append(f"checkpoint {path} changed since export: PyTorch parity (check 3) skipped")
+    recorded = training.get("checkpoint_sha256")
+    if recorded and sha256_file(path) != recorded:
+        report.checks.append(Check("checkpoint", False, f"stale bundle: {path} changed since export; re-export"))
         return None
     from mos.trainer.checkpoint import load_model
 
@@ -185,15 +194,15 @@ def _torch_scores(model: Any, clips: Sequence[np.ndarray], captions: Sequence[st
             if encoder is not None and captions is not None:
                 feats, feat_lengths = pad_token_features([f.numpy() for f in encoder.encode([captions[i]])])
                 text, text_lengths = torch.from_numpy(feats), torch.from_numpy(feat_lengths)
-                rows.append(model.scores(wave, lengths, text, text_lengths)[0].numpy())
+                rows.append(model.scores(wave, lengths, text, text_lengths, clamp=False)[0].numpy())
             else:
-                rows.append(model.scores(wave, lengths)[0].numpy())
+                rows.append(model.scores(wave, lengths, clamp=False)[0].numpy())
     return np.stack(rows).astype(np.float32)
 
 
-def _check_tokenizer(ort_text: OrtText, encoder: Any, report: VerifyReport) -> None:
+def _check_tokenizer(text: TextEncoder, encoder: Any, report: VerifyReport) -> None:
     captions = [*CAPTIONS[:4], LONG_CAPTION, ""]
-    ours = ort_text.ids(captions)
+    ours = text.ids(captions)
     batch = encoder.tokenize(captions)
     theirs = [batch["input_ids"][i, : int(batch["attention_mask"][i].sum())].tolist() for i in range(len(captions))]
     bad = [c for c, a, b in zip(captions, ours, theirs) if a != b]
@@ -203,19 +212,17 @@ def _check_tokenizer(ort_text: OrtText, encoder: Any, report: VerifyReport) -> N
 
 
 def _check_parity(
-    bundle: Bundle, model: Any, encoder: Any, audio: OrtAudio, ort_text: OrtText | None,
+    bundle: Bundle, model: Any, encoder: Any, engine: ScoreEngine,
     clips: list[np.ndarray], captions: list[str], report: VerifyReport,
 ) -> np.ndarray:
-    """(3) ORT vs PyTorch per single clip; returns the ORT scores [n, targets]."""
+    """(3) ORT vs PyTorch per single clip, both unclamped; returns the ORT scores [n, targets]."""
     names = bundle.target_names
     if (list(model.cfg.target_names) != names or int(model.cfg.sample_rate) != bundle.sample_rate
             or bool(model.cfg.uses_text) != bundle.uses_text):
         raise MosError(f"{bundle.root}: the PyTorch model ({model.cfg.target_names} at {model.cfg.sample_rate} Hz) "
                        f"is not this bundle's ({names} at {bundle.sample_rate} Hz)")
-    ort_scores = np.stack([
-        audio.scores([c], ort_text.features([captions[i]]) if ort_text else None)[0] for i, c in enumerate(clips)
-    ])
-    ref = _torch_scores(model, clips, captions if ort_text else None, encoder)
+    ort_scores = scores_alone(engine, clips, captions)
+    ref = _torch_scores(model, clips, captions if engine.uses_text else None, encoder)
     diff = np.abs(ort_scores - ref)
     i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
     worst = float(diff[i, j])
@@ -232,22 +239,14 @@ def _check_parity(
     return ort_scores
 
 
-def _padding_case(
-    bundle: Bundle, audio: OrtAudio, ort_text: OrtText | None, label: str, tol: float, report: VerifyReport
-) -> None:
+def _padding_case(bundle: Bundle, engine: ScoreEngine, label: str, tol: float, report: VerifyReport) -> None:
     """(4)/(5) a padded batch of mixed lengths and captions: each clip vs itself alone, end to end."""
     sr = bundle.sample_rate
     clips = [synthetic_clip(s, sr, seed=100 + k) for k, s in enumerate(BATCH_SECONDS)]
     captions = [CAPTIONS[k + 1] for k in range(len(clips))]
-    batched = audio.scores(clips, ort_text.features(captions) if ort_text else None)
-    alone = np.stack([
-        audio.scores([c], ort_text.features([captions[k]]) if ort_text else None)[0] for k, c in enumerate(clips)
-    ])
-    diff = np.abs(batched - alone)
-    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    worst = float(diff[i, j])
+    worst, i, j = padding_gap(engine, clips, captions)
     secs = f"{BATCH_SECONDS[i]:g} s"
-    what = ", different captions" if ort_text else ""
+    what = ", different captions" if engine.uses_text else ""
     if worst <= tol:
         detail = (f"{label}: padded batch ({', '.join(f'{s:g}' for s in BATCH_SECONDS)} s{what}) "
                   f"vs alone: max abs diff {_fmt(worst)} (tolerance {_fmt(tol)})")
@@ -258,15 +257,13 @@ def _padding_case(
 
 
 def _check_int8(
-    bundle: Bundle, ort_text: OrtText | None, clips: list[np.ndarray], captions: list[str],
+    bundle: Bundle, fp32: ScoreEngine, clips: list[np.ndarray], captions: list[str],
     fp32_scores: np.ndarray, report: VerifyReport,
 ) -> None:
     name = bundle.meta["variants"]["int8"]
-    int8 = OrtAudio(bundle.root / name)
-    _padding_case(bundle, int8, ort_text, name, INT8_PADDING_TOL, report)
-    got = np.stack([
-        int8.scores([c], ort_text.features([captions[i]]) if ort_text else None)[0] for i, c in enumerate(clips)
-    ])
+    int8 = ScoreEngine(bundle, EngineOptions(device="cpu", int8=True), text=fp32.text)
+    _padding_case(bundle, int8, name, INT8_PADDING_TOL, report)
+    got = scores_alone(int8, clips, captions)
     mae = np.abs(got - fp32_scores).mean(axis=0)
     widths = np.array([t.high - t.low for t in bundle.targets])
     tol = INT8_MAE_FRACTION * widths
@@ -283,18 +280,20 @@ def _check_int8(
     report.checks.append(Check("int8 accuracy", ok, detail, float(mae[j]), float(tol[j])))
 
 
-def _check_fp16(bundle: Bundle, ort_text: OrtText | None, clip: np.ndarray, caption: str,
-                fp32: np.ndarray, report: VerifyReport) -> None:
+def _check_fp16(bundle: Bundle, fp32: ScoreEngine, clip: np.ndarray, caption: str,
+                fp32_scores: np.ndarray, report: VerifyReport) -> None:
     name = bundle.meta["variants"]["fp16"]
     try:
-        fp16 = OrtAudio(bundle.root / name)
-        got = fp16.scores([clip], ort_text.features([caption]) if ort_text else None)[0]
+        fp16 = ScoreEngine(bundle, EngineOptions(device="cpu"), audio_path=bundle.audio_model("fp16"), text=fp32.text)
+        got = fp16.score_segments([clip], [caption], 1)[0]
     except Exception as exc:  # no CPU kernel for an fp16 op: a GPU-only variant
         report.notes.append(f"{name}: passes onnx.checker; ORT CPU cannot run it "
                             f"({one_line(exc, limit=120)})")
         return
-    report.notes.append(f"{name}: runs on ORT CPU; max abs diff to fp32 {_fmt(float(np.abs(got - fp32).max()))} "
-                        "on a 10 s clip (informational; meant for CUDA)")
+    seconds = len(clip) / bundle.sample_rate
+    report.notes.append(f"{name}: runs on ORT CPU; max abs diff to fp32 "
+                        f"{_fmt(float(np.abs(got - fp32_scores).max()))} on a {seconds:g} s clip "
+                        "(informational; meant for CUDA)")
 
 
 def verify_bundle(
@@ -327,11 +326,10 @@ def verify_bundle(
         model = _load_reference_model(bundle, report)
     elif model is None:
         report.notes.append("no PyTorch model given: parity (check 3) skipped")
-    ort_text = None
+    engine = ScoreEngine(bundle, EngineOptions(device="cpu"))
     encoder = None
-    if bundle.uses_text:
-        text_meta = bundle.meta["text"]
-        ort_text = OrtText(bundle.text_model(), bundle.tokenizer(), int(text_meta["max_tokens"]))
+    if engine.text is not None:
+        ort_text = engine.text
         if model is not None:
             from mos.model.text_encoder import FrozenTextEncoder
 
@@ -341,21 +339,18 @@ def verify_bundle(
     sr = bundle.sample_rate
     clips = [synthetic_clip(s, sr, seed=10 + k) for k, s in enumerate(SINGLE_SECONDS)]
     captions = [CAPTIONS[k % len(CAPTIONS)] for k in range(len(clips))]
-    audio = OrtAudio(bundle.audio_model())
     if model is not None:
         report.compared_with_torch = True
-        fp32_scores = _check_parity(bundle, model.eval(), encoder, audio, ort_text, clips, captions, report)
+        fp32_scores = _check_parity(bundle, model.eval(), encoder, engine, clips, captions, report)
     else:
-        fp32_scores = np.stack([
-            audio.scores([c], ort_text.features([captions[i]]) if ort_text else None)[0] for i, c in enumerate(clips)
-        ])
-    _padding_case(bundle, audio, ort_text, bundle.audio_model().name, PADDING_TOL, report)
+        fp32_scores = scores_alone(engine, clips, captions)
+    _padding_case(bundle, engine, bundle.audio_model().name, PADDING_TOL, report)
     variants = bundle.meta.get("variants", {})
     if "int8" in variants:
-        _check_int8(bundle, ort_text, clips, captions, fp32_scores, report)
+        _check_int8(bundle, engine, clips, captions, fp32_scores, report)
     if "fp16" in variants:
         ten = SINGLE_SECONDS.index(10.0)
-        _check_fp16(bundle, ort_text, clips[ten], captions[ten], fp32_scores[ten], report)
+        _check_fp16(bundle, engine, clips[ten], captions[ten], fp32_scores[ten], report)
     report.seconds = time.perf_counter() - start
     if raise_on_failure:
         report.raise_if_failed()

@@ -1,4 +1,5 @@
-"""The export wrapper: MosModel -> one on-scale [batch] output per target, with ONNX names and axes."""
+"""The export wrapper: MosModel -> one on-scale, unclamped [batch] output per target, with ONNX
+names and axes (the runtime clamps after averaging a long clip's windows)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from torch import nn
 
 from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT
 from mos.model import MosModel
-
 
 
 class Conv1dAs2d(nn.Module):
@@ -41,7 +41,8 @@ def with_2d_convs(model: MosModel) -> MosModel:
 
 
 class AudioExport(nn.Module):
-    """forward(waveform, lengths[, text, text_lengths]) -> tuple of [batch] scores, one per target."""
+    """forward(waveform, lengths[, text, text_lengths]) -> tuple of [batch] scores, one per target,
+    on the target's scale and not clamped to its range."""
 
     def __init__(self, model: MosModel) -> None:
         super().__init__()
@@ -50,7 +51,7 @@ class AudioExport(nn.Module):
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor, *text: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feats, feat_lengths = (text[0], text[1]) if text else (None, None)
-        scores = self.model.scores(waveform, lengths, feats, feat_lengths)
+        scores = self.model.scores(waveform, lengths, feats, feat_lengths, clamp=False)
         return tuple(scores[:, j] for j in range(self.n_targets))
 
 

@@ -48,18 +48,25 @@ class ScoreEngine:
     and averaged weighted by valid length, as `mos score` does for files.
     """
 
-    def __init__(self, bundle: Bundle, options: EngineOptions | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, options: EngineOptions | None = None, *,
+        audio_path: Path | None = None, text: TextEncoder | None = None,
+    ) -> None:
+        """`audio_path` replaces the bundle's audio model with a file of the same interface (export
+        measures a variant with it before mos.json lists it); `text` shares another engine's
+        caption encoder (and its cache) instead of opening text.onnx again."""
         self.bundle = bundle
         self.options = options or EngineOptions()
         cfg = SessionConfig(device=self.options.device, threads=self.options.threads)
-        audio_path = bundle.audio_model("int8" if self.options.int8 else "fp32")
+        if audio_path is None:
+            audio_path = bundle.audio_model("int8" if self.options.int8 else "fp32")
         self.audio = SessionRunner(open_session(audio_path, cfg))
         self.targets: list[str] = bundle.target_names
         wanted = list(AUDIO_INPUTS) + (list(TEXT_INPUTS) if bundle.uses_text else [])
         _check_interface(self.audio, audio_path, wanted, self.targets)
         self._output_index = [self.audio.output_names.index(t) for t in self.targets]
-        self.text: TextEncoder | None = None
-        if bundle.uses_text:
+        self.text: TextEncoder | None = text if bundle.uses_text else None
+        if bundle.uses_text and self.text is None:
             text_meta = bundle.meta.get("text") or {}
             text_path = bundle.text_model()
             runner = SessionRunner(open_session(text_path, cfg))

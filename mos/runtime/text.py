@@ -56,6 +56,10 @@ class TextEncoder:
             _, old = self._cache.popitem(last=False)
             self._cached_bytes -= old.nbytes
 
+    def ids(self, captions: Sequence[str]) -> list[list[int]]:
+        """Token ids per caption, truncated to `max_tokens`, unpadded."""
+        return [list(e.ids) for e in self.tokenizer.encode_batch(list(captions))]
+
     def _run(self, ids: list[list[int]]) -> list[np.ndarray]:
         """text.onnx on token id lists (padded here to the longest) -> features per list."""
         width = max(1, max(len(i) for i in ids))
@@ -72,7 +76,7 @@ class TextEncoder:
         todo = [c for c in dict.fromkeys(captions) if c not in self._cache]
         if todo:
             # Group captions of similar token length so padding stays small.
-            ids = {c: e.ids for c, e in zip(todo, self.tokenizer.encode_batch(todo))}
+            ids = dict(zip(todo, self.ids(todo)))
             todo.sort(key=lambda c: len(ids[c]))
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]

@@ -1,4 +1,5 @@
-"""Build the bundle's mos.json content (everything but the file hashes) from a model and checkpoint."""
+"""Bundle metadata: the content of a bundle's mos.json (everything but the file hashes), built
+from a model and its checkpoint, and where that checkpoint is as seen from the bundle."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from mos.bundle import SCHEMA
 from mos.export.onnx_io import EXPORTER
 from mos.model import MosModel
 
-WINDOW_SECONDS = 10.0
+# What a user of audio.onnx must do with its outputs (schema 2: the graph does not clamp).
+POSTPROCESS = ("outputs are on each target's scale but not clamped: average the windows of a long clip "
+               "(window_seconds each, weighted by length), then clamp each target to its [low, high]")
 
 
 def jsonable(value: Any) -> Any:
@@ -70,10 +73,11 @@ def build_meta(
     return jsonable({
         "schema": SCHEMA,
         "sample_rate": int(cfg.sample_rate),
-        "window_seconds": WINDOW_SECONDS,
+        "window_seconds": float(cfg.window_seconds),
         "targets": [{"name": t.name, "low": float(t.low), "high": float(t.high)} for t in cfg.targets],
         "text": text,
-        "audio": {"model": "audio.onnx", "inputs": audio_inputs, "outputs": audio_outputs},
+        "audio": {"model": "audio.onnx", "inputs": audio_inputs, "outputs": audio_outputs,
+                  "outputs_clamped": False, "postprocess": POSTPROCESS},
         "variants": variants,
         "training": {
             "data": ckpt.get("data"),

@@ -63,17 +63,24 @@ class PredictionRow:
     line: int
     values: dict[str, float]
     path: str | None = None
+    truth: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class Predictions:
-    """The rows of a prediction file (rows whose status is not "ok" left out)."""
+    """The rows of a prediction file (rows whose status is not "ok" left out).
+
+    `with_truth`: the file has `true_<target>` columns, as the trainer's prediction files for a
+    split do; it predicts part of the rated clips on purpose, and only those are evaluated.
+    """
 
     source: Path
     rows: list[PredictionRow] = field(default_factory=list)
+    with_truth: bool = False
     _keys: dict[str, PredictionRow] = field(default_factory=dict, repr=False)
 
-    def add(self, line: int, raw_id: str, values: dict[str, float], path: str | None = None) -> None:
+    def add(self, line: int, raw_id: str, values: dict[str, float], path: str | None = None,
+            truth: dict[str, float] | None = None) -> None:
         """Append a row, refusing an empty id and two rows that name the same clip."""
         raw_id = raw_id.strip()
         if not raw_id:
@@ -86,7 +93,7 @@ class Predictions:
             raise MosError(
                 f"{self.source}: line {line}: id {raw_id!r} and {first.id!r} (line {first.line}) both name clip {key!r}"
             )
-        row = PredictionRow(raw_id, line, values, path or None)
+        row = PredictionRow(raw_id, line, values, path or None, truth or {})
         self._keys[key] = row
         self.rows.append(row)
 
@@ -105,20 +112,22 @@ class Predictions:
 def _read_id_csv(path: Path, records: list[tuple[int, list[str]]]) -> Predictions:
     """A `mos score` CSV or a trainer prediction file: id, targets, and meta/true_* columns."""
     header = [c.strip() for c in records[0][1]]
-    out = Predictions(path)
     id_col = header.index("id")
     path_col = header.index("path") if "path" in header else None
     status_col = header.index("status") if "status" in header else None
     targets = [(i, name) for i, name in enumerate(header) if _is_target(name)]
+    truths = [(i, name[len("true_"):]) for i, name in enumerate(header) if name.startswith("true_")]
     if not targets:
         raise ManifestError(f"{path}: no target column besides {'/'.join(META_COLUMNS)} and true_*")
+    out = Predictions(path, with_truth=bool(truths))
     for line, row in records[1:]:
         if len(row) != len(header):
             raise ManifestError(f"{path}: line {line}: {len(row)} fields, header has {len(header)}")
         if status_col is not None and row[status_col].strip() != "ok":
             continue
         values = {name: _parse_value(path, line, name, row[i]) for i, name in targets}
-        out.add(line, row[id_col], values, row[path_col].strip() if path_col is not None else None)
+        truth = {name: _parse_value(path, line, f"true_{name}", row[i]) for i, name in truths if row[i].strip()}
+        out.add(line, row[id_col], values, row[path_col].strip() if path_col is not None else None, truth)
     return out
 
 
@@ -212,14 +221,16 @@ class EvalSummary:
     `joined` counts clips by how their prediction was found: "id" (same id), "path suffix"
     (one id is a path suffix of the other, unambiguously) or "path" (the prediction's audio
     path is the rated file). `system_truth` says where system-level truth came from.
+    A trainer's prediction file (`true_*` columns) is evaluated on its own clips only.
     """
 
     results: dict[str, dict[str, Metrics]]
-    clips: int
+    clips: int  # rated clips evaluated
     ignored: int
     targets: dict[str, str] = field(default_factory=dict)  # truth target -> prediction target
     joined: dict[str, int] = field(default_factory=dict)
     system_truth: dict[str, str] = field(default_factory=dict)
+    rated: int = 0  # rated clips in the ratings file (more than `clips` for a trainer's split file)
 
 
 def _pair_targets(
@@ -283,6 +294,19 @@ def _join_error(pred_path: Path, truth_path: Path, preds: Predictions, items: li
     return MosError(f"{pred_path}: no prediction for {len(missing)} of {len(items)} clips, e.g. {items[missing[0]].id}")
 
 
+def _check_own_truth(pred_path: Path, truth_path: Path, items: list[Item], rows: list[PredictionRow | None]) -> None:
+    """A trainer file's `true_*` values must be the ratings' (to the 4 decimals it writes):
+    otherwise it was made from other ratings, or the join paired the wrong clips."""
+    for item, row in zip(items, rows):
+        for name, value in (row.truth if row is not None else {}).items():
+            rated = item.targets.get(name)
+            if rated is not None and abs(rated - value) > 1e-3 * max(1.0, abs(rated)):
+                raise MosError(
+                    f"{pred_path}: line {row.line}: true_{name} {value:g} of '{row.id}' is not the rating "  # type: ignore[union-attr]
+                    f"{rated:g} of '{item.id}' in {truth_path}: predictions made from other ratings?"
+                )
+
+
 def _system_metrics(manifest: Manifest, truth_t: str, pred: np.ndarray, true: np.ndarray,
                     systems: list[str]) -> Metrics:
     """System level against the source's own system ratings (MusicEval `system_mos`): the mean
@@ -307,14 +331,19 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
 
     truth_targets = manifest.target_names or sorted({t for it in manifest.items for t in it.targets})
     pairing = _pair_targets(pred_path, truth_path, preds.targets, truth_targets)
-    rows, matches, joined = _join(preds, manifest.items)
+    items = manifest.items
+    rows, matches, joined = _join(preds, items)
+    if preds.with_truth and any(r is not None for r in rows):  # a split's predictions: its clips only
+        keep = [k for k, (r, m) in enumerate(zip(rows, matches)) if r is not None or m.how in ("ambiguous", "shared")]
+        items, rows, matches = [items[k] for k in keep], [rows[k] for k in keep], [matches[k] for k in keep]
     if any(r is None for r in rows):
-        raise _join_error(pred_path, truth_path, preds, manifest.items, rows, matches)
+        raise _join_error(pred_path, truth_path, preds, items, rows, matches)
+    _check_own_truth(pred_path, truth_path, items, rows)
 
     results: dict[str, dict[str, Metrics]] = {}
     system_truth: dict[str, str] = {}
     for truth_t, pred_t in pairing.items():
-        picked = [(it, row) for it, row in zip(manifest.items, rows) if truth_t in it.targets and row is not None]
+        picked = [(it, row) for it, row in zip(items, rows) if truth_t in it.targets and row is not None]
         if not picked:
             continue
         missing = [it.id for it, row in picked if pred_t not in row.values]
@@ -339,8 +368,8 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
         raise ManifestError(f"{truth_path}: no clip has a rating for {', '.join(pairing)}")
     used = {id(row) for row in rows}
     ignored = sum(1 for row in preds.rows if id(row) not in used)
-    return EvalSummary(results=results, clips=len(manifest.items), ignored=ignored, targets=pairing,
-                       joined=joined, system_truth=system_truth)
+    return EvalSummary(results=results, clips=len(items), ignored=ignored, targets=pairing,
+                       joined=joined, system_truth=system_truth, rated=len(manifest.items))
 
 
 def evaluate_files(pred_path: Path, truth_path: Path, columns: ColumnMap | None = None) -> dict[str, dict[str, Metrics]]:
@@ -375,6 +404,9 @@ def _notes(summary: EvalSummary, truth: Path) -> list[str]:
         notes.append(f"(system level: each system's true score from {summary.system_truth['file']})")
     elif summary.system_truth:
         notes.append(f"(system level: each system's true score is the mean rating of its clips in {truth})")
+    if summary.rated > summary.clips:
+        notes.append(f"(evaluated the {summary.clips} of {summary.rated} rated clips that the prediction file, "
+                     "a trainer's split, predicts)")
     if set(summary.joined) - {"id"}:
         how = ", ".join(f"{n} by {way}" for way, n in summary.joined.items())
         notes.append(f"(joined {summary.clips} clips: {how})")
@@ -395,6 +427,7 @@ def run_eval(pred: Path, truth: Path, json_out: Path | None = None, columns: str
             "predictions": str(pred),
             "truth": str(truth),
             "clips": summary.clips,
+            "rated_clips": summary.rated,
             "ignored_predictions": summary.ignored,
             "targets": summary.targets,
             "joined": summary.joined,

@@ -404,3 +404,30 @@ def test_musiceval_system_level_truth_from_system_mos_file(tmp_path: Path) -> No
                                                           if s != "S003"), encoding="utf-8")
     with pytest.raises(MosError, match=r"system_mos_phase2\.csv: no overall rating for system S003"):
         evaluate_summary(pred, truth)
+
+
+def test_a_trainer_split_file_is_evaluated_on_its_own_clips(tiny_mushra: Path) -> None:
+    """val_predictions.csv holds the held-out clips only: those are evaluated, and its true_*
+    values must be the ratings' (else it was made from other ratings)."""
+    rows = [r for r in read_table(tiny_mushra) if r["path"].split("/")[1] in ("stim_02", "stim_04")]
+    pred = tiny_mushra.parent / "val_predictions.csv"
+    values = [float(r["mean_score"]) + (7.0 if i % 2 else -4.0) * i for i, r in enumerate(rows)]
+    pred.write_text("id,mushra,true_mushra\n" + "".join(
+        f"{r['path']},{v:.4f},{float(r['mean_score']):.4f}\n" for r, v in zip(rows, values)), encoding="utf-8")
+    columns = parse_column_spec(MUSHRA_COLUMNS)
+    summary = evaluate_summary(pred, tiny_mushra, columns)
+    assert (summary.clips, summary.rated, summary.joined) == (6, 12, {"id": 6})
+    expected = evaluate_levels(values, [float(r["mean_score"]) for r in rows], [r["system"] for r in rows])
+    assert summary.results["mushra"]["utterance"].as_dict() == pytest.approx(expected["utterance"].as_dict())
+    assert summary.results["mushra"]["system"].as_dict() == pytest.approx(expected["system"].as_dict())
+    assert "(evaluated the 6 of 12 rated clips" in run_eval(pred, tiny_mushra, columns=MUSHRA_COLUMNS)
+    text = pred.read_text(encoding="utf-8").splitlines()
+    name, value, _ = text[2].split(",")
+    pred.write_text("\n".join([*text[:2], f"{name},{value},12.5", *text[3:]]) + "\n", encoding="utf-8")
+    with pytest.raises(MosError, match=r"line 3: true_mushra 12\.5 of 'audio/stim_02/codec_a\.wav' is not the rating"):
+        evaluate_summary(pred, tiny_mushra, columns)
+    # a mos score file for part of the clips is still an error: challenge files must be complete
+    scores = tiny_mushra.parent / "scores.csv"
+    scores.write_text("id,mushra\n" + "".join(f"{r['path']},{v}\n" for r, v in zip(rows, values)), encoding="utf-8")
+    with pytest.raises(MosError, match=r"no prediction for 6 of 12 clips, e\.g\. audio/stim_01/ref\.wav"):
+        evaluate_summary(scores, tiny_mushra, columns)

@@ -574,7 +574,7 @@ def test_folder_scan_lists_what_it_leaves_out(tmp_path: Path) -> None:
     assert "not a format the installed libsndfile reads" in scan.skipped[0].reason
     only_m4a = tmp_path / "phone"
     write_text(only_m4a / "memo.m4a", "x")
-    expect_error(lambda: open_inputs(only_m4a), "phone", "no audio files", "1 .m4a", "memo.m4a")
+    expect_error(lambda: open_inputs(only_m4a), "phone", "no audio files", "1 .m4a (e.g. memo.m4a)")
 
 
 # ------------------------------------------------------------------------------- system_mos

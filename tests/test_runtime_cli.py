@@ -414,8 +414,8 @@ def test_every_format_libsndfile_reads_is_scored_and_the_rest_is_listed(tmp_path
     rows = read_csv_dicts(out)
     assert [r["id"] for r in rows] == ["a.wav", "b.aiff"] + (["sub/c.mp3"] if mp3 else [])
     assert all(r["status"] == "ok" for r in rows)
-    assert "not scored: 3 file(s) in the folder: 2 .m4a (not a format the installed libsndfile reads; " \
-           "e.g. sub/memo.m4a), 1 .txt" in stderr, stderr
+    assert "not scored: 3 file(s) not read: not a format the installed libsndfile reads: 2 .m4a " \
+           "(e.g. sub/memo.m4a), 1 .txt (e.g. notes.txt)" in stderr, stderr
     # one file of a type it cannot read, or that does not decode: an error row, never a refusal
     (tmp_path / "blob.bin").write_bytes(bytes(range(256)))
     for name, path in (("talk.m4a", folder / "talk.m4a"), ("blob.bin", tmp_path / "blob.bin")):
@@ -495,6 +495,7 @@ def test_challenge_file_holds_only_the_current_inputs(tmp_path: Path, audio_bund
     code, _, stderr = run_score_cli(subset, "--bundle", audio_bundle.path, "--format", "xacle", "--out", answer,
                                     "--resume", *FAST)
     assert code == 0 and "skipped 2" in stderr, stderr
+    assert "no audio scored in this run" in stderr and "clips/s" not in stderr  # no speed made of nothing
     assert {r["wav_file_name"]: r["pred_score"] for r in read_csv_dicts(answer)} == {
         n: scores[n] for n in ("clip_001.wav", "clip_003.wav")}
 

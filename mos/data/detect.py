@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from mos.data.folder import FolderScan, Skipped, folder_manifest, load_list_file, scan_folder
+from mos.data.folder import FolderScan, Skipped, describe_skipped, folder_manifest, load_list_file, scan_folder, scan_folder_checked
 from mos.data.manifest import Item, Manifest
 from mos.data.musiceval import (
     canonical_split as musiceval_split,
@@ -148,7 +148,7 @@ def _load_split(path: Path, kind: Kind, split: str, check_audio: bool, captions:
 
 
 def _no_dataset_folder(scan: FolderScan) -> ManifestError:
-    held = f" (it holds {scan.skipped_text()})" if scan.skipped else ""
+    held = f" ({describe_skipped(scan.skipped)})" if scan.skipped else ""
     return ManifestError(f"{scan.root}: {NOT_A_DATASET}{held}")
 
 
@@ -230,10 +230,7 @@ def open_inputs(
     if kind in (Kind.XACLE_TREE, Kind.MUSICEVAL_TREE):
         return _tree_inputs(path, kind, split, captions)
     if kind is Kind.FOLDER:
-        scan = scan_folder(path)
-        if not scan.files:
-            held = f": it holds {scan.skipped_text()}" if scan.skipped else ""
-            raise ManifestError(f"{path}: no audio files (of the formats libsndfile reads) in this folder{held}")
+        scan = scan_folder_checked(path)
         return ScoreInputs(folder_manifest(scan), f"folder {path}", scan.skipped)
     if kind is Kind.XACLE_CSV:
         manifest = load_xacle_csv(path, check_audio=False, require_scores=False, require_text=False)

@@ -25,7 +25,16 @@ class Skipped:
     reason: str
 
     def describe(self) -> str:
-        return f"{self.count} {self.kind} ({self.reason}; e.g. {self.example})"
+        return f"{self.count} {self.kind} (e.g. {self.example})"
+
+
+def describe_skipped(skipped: list[Skipped]) -> str:
+    """`3 file(s) not read: not a format ...: 2 .m4a (e.g. a.m4a), 1 .txt (e.g. b.txt); hidden: ...`."""
+    by_reason: dict[str, list[str]] = {}
+    for s in skipped:
+        by_reason.setdefault(s.reason, []).append(s.describe())
+    count = sum(s.count for s in skipped)
+    return f"{count} file(s) not read: " + "; ".join(f"{reason}: {', '.join(kinds)}" for reason, kinds in by_reason.items())
 
 
 @dataclass
@@ -36,8 +45,6 @@ class FolderScan:
     files: list[Path]
     skipped: list[Skipped] = field(default_factory=list)
 
-    def skipped_text(self) -> str:
-        return ", ".join(s.describe() for s in self.skipped)
 
 
 def _kind(name: str) -> str:
@@ -84,7 +91,7 @@ def find_audio_files(root: Path) -> list[Path]:
 
 def no_audio_error(scan: FolderScan) -> ManifestError:
     """The error for a folder without a single file to read, naming what it does hold."""
-    held = f": it holds {scan.skipped_text()}" if scan.skipped else ""
+    held = f" ({describe_skipped(scan.skipped)})" if scan.skipped else ""
     return ManifestError(f"{scan.root}: no audio files (of the formats libsndfile reads) in this folder{held}")
 
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mos.bundle import MANIFEST_NAME, Bundle, load_bundle, sha256_file
 from mos.data.detect import open_inputs
-from mos.data.folder import Skipped
+from mos.data.folder import Skipped, describe_skipped
 from mos.data.table import parse_column_spec
 from mos.errors import MosError
 from mos.runtime.engine import EngineOptions, ScoreEngine
@@ -235,12 +235,12 @@ def format_summary(summary: ScoreSummary) -> str:
         parts.append(f"skipped {summary.skipped} (already in {summary.out})")
     lines = [f"inputs: {summary.inputs}"] if summary.inputs else []
     if summary.left_out:
-        count = sum(s.count for s in summary.left_out)
-        lines.append(f"not scored: {count} file(s) in the folder: " + ", ".join(s.describe() for s in summary.left_out))
+        lines.append(f"not scored: {describe_skipped(summary.left_out)}")
     lines += [
         ", ".join(parts) + f" of {summary.files} files in {summary.seconds:.1f} s",
-        f"{summary.clips_per_s:.1f} clips/s, real-time factor {summary.rtf:.0f}x "
-        f"({summary.audio_seconds:.0f} s of audio), provider {summary.provider}",
+        (f"{summary.clips_per_s:.1f} clips/s, real-time factor {summary.rtf:.0f}x "
+         f"({summary.audio_seconds:.0f} s of audio), provider {summary.provider}") if summary.scored
+        else f"no audio scored in this run, provider {summary.provider}",
         f"rows: {summary.out}" + (f"; challenge file: {summary.challenge}" if summary.challenge else ""),
     ]
     if summary.first_errors:

@@ -12,7 +12,54 @@ from scipy.signal import resample_poly
 
 from mos.errors import AudioError, one_line
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+# File name extensions of each libsndfile major format (soundfile.available_formats() names).
+# RAW is left out: a header-less file cannot be decoded without being told its layout.
+_FORMAT_EXTENSIONS = {
+    "WAV": (".wav",),
+    "WAVEX": (".wav",),
+    "FLAC": (".flac",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "MP3": (".mp3",),
+    "AIFF": (".aiff", ".aif", ".aifc"),
+    "AU": (".au", ".snd"),
+    "CAF": (".caf",),
+    "W64": (".w64",),
+    "RF64": (".rf64",),
+    "NIST": (".sph", ".nist"),
+    "IRCAM": (".sf",),
+    "VOC": (".voc",),
+    "SVX": (".iff", ".8svx", ".svx"),
+    "PAF": (".paf",),
+    "SD2": (".sd2",),
+    "AVR": (".avr",),
+    "HTK": (".htk",),
+    "SDS": (".sds",),
+    "MAT4": (".mat",),
+    "MAT5": (".mat",),
+    "PVF": (".pvf",),
+    "WVE": (".wve",),
+    "XI": (".xi",),
+    "MPC2K": (".mpc",),
+}
+
+
+def decodable_extensions(formats: dict[str, str] | None = None) -> tuple[str, ...]:
+    """Extensions (lower case, with the dot) of the formats the installed libsndfile reads."""
+    available = {name.upper() for name in (sf.available_formats() if formats is None else formats)}
+    out: list[str] = []
+    for name, extensions in _FORMAT_EXTENSIONS.items():
+        if name in available:
+            out += [ext for ext in extensions if ext not in out]
+    return tuple(out)
+
+
+# What a folder scan picks up and what `audio_stem` strips: every format libsndfile decodes here.
+AUDIO_EXTENSIONS = decodable_extensions()
+
+
+def is_audio_name(name: str) -> bool:
+    """True when the file name's extension (any case) is one the installed libsndfile reads."""
+    return name.lower().endswith(AUDIO_EXTENSIONS)
 
 
 def audio_stem(name: str) -> str:

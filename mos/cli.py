@@ -142,19 +142,23 @@ def export_command(
 
 @app.command("eval")
 def eval_command(
-    pred: Path = typer.Argument(..., help="Predictions: mos score CSV, XACLE 'wav_file_name,pred_score' CSV, or AudioMOS answer.txt."),
-    truth: Path = typer.Argument(..., help="Ground truth: XACLE *_average.csv, MusicEval *_mos_list.txt, or a ratings CSV."),
+    pred: Path = typer.Argument(..., help="Predictions: a mos score CSV/JSONL, a trainer's val_predictions.csv / oof_predictions.csv, an XACLE 'wav_file_name,pred_score' CSV, or an AudioMOS answer.txt."),
+    truth: Path = typer.Argument(..., help="Ratings: an XACLE *_average.csv, a MusicEval *_mos_list.txt, or a CSV/JSONL table read with --columns."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping of a generic ratings table, as for mos train, e.g. 'path=path,target:mushra=mean_score,system=system'."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
 ) -> None:
     """Utterance- and system-level MSE, LCC, SRCC and KTAU of predictions against ratings.
 
-    Example:\n
-      mos eval answer.txt MusicEval-phase1/sets/dev_mos_list.txt
+    Predictions join the ratings on the clip's path relative to the ratings file (or the id the trainer or mos score wrote); a shorter path or a bare file name only where it names one clip.
+
+    Examples:\n
+      mos eval answer.txt MusicEval-phase1/sets/dev_mos_list.txt\n
+      mos eval runs/mushra/val_predictions.csv ratings.csv --columns 'path=path,target:mushra=mean_score,system=system'
     """
     from mos.evaluate import run_eval
 
     try:
-        console.print(run_eval(pred, truth, json_out), markup=False)
+        console.print(run_eval(pred, truth, json_out, columns), markup=False)
     except MosError as exc:
         fail(str(exc))
 

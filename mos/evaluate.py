@@ -1,9 +1,7 @@
-"""`mos eval PRED TRUTH`: join a prediction file with ratings and report the challenges' metrics."""
+"""`mos eval PRED RATINGS`: join a prediction file with ratings and report the challenges' metrics."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -11,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mos.data.keys import KeyIndex, Match, clip_key, match_ids
+from mos.data.manifest import Item, Manifest
+from mos.data.table import ColumnMap, csv_records, parse_column_spec, read_text
 from mos.errors import ManifestError, MosError
-from mos.metrics import Metrics, evaluate_levels
+from mos.metrics import Metrics, compute_metrics, evaluate_levels, system_level
 
 __all__ = [
     "EvalSummary",
-    "clip_key",
+    "PredictionRow",
+    "Predictions",
     "read_predictions",
     "evaluate_summary",
     "evaluate_files",
@@ -24,29 +26,16 @@ __all__ = [
     "run_eval",
 ]
 
-# Columns of a `mos score` CSV that are not targets.
-_META_COLUMNS = ("path", "caption", "duration", "status", "error")
+# Columns of a `mos score` file or a trainer prediction file that are not targets (nor are `true_*`).
+META_COLUMNS = ("id", "path", "caption", "duration", "status", "error", "system", "group", "fold")
 _LEVELS = ("utterance", "system")
-
 
 # The AudioMOS 2025 track-1 baseline prints its two targets under these names.
 DISPLAY_NAMES = {"overall": "OVERALL QUALITY", "textual": "TEXTUAL ALIGNMENT"}
 
-def clip_key(clip_id: str) -> str:
-    """The name predictions and ratings join on: basename without a `.wav` suffix (`dir/x.wav` -> `x`)."""
-    name = clip_id.strip().replace("\\", "/").rsplit("/", 1)[-1]
-    return name[:-4] if name.lower().endswith(".wav") else name
 
-
-def _read_text(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise MosError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise MosError(f"{path}: cannot read ({e.strerror or e})") from None
+def _is_target(column: str) -> bool:
+    return bool(column) and column not in META_COLUMNS and not column.startswith("true_")
 
 
 def _parse_value(path: Path, line: int, column: str, text: str) -> float:
@@ -66,78 +55,105 @@ def _is_number(text: str) -> bool:
         return False
 
 
-class _Collector:
-    """Gathers id -> target -> value, refusing two rows that name the same clip."""
+@dataclass(frozen=True)
+class PredictionRow:
+    """One prediction: the id as written, its line, target -> value, and the audio path when given."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.values: dict[str, dict[str, float]] = {}
-        self._seen: dict[str, tuple[int, str]] = {}
+    id: str
+    line: int
+    values: dict[str, float]
+    path: str | None = None
+    truth: dict[str, float] = field(default_factory=dict)
 
-    def add(self, line: int, raw_id: str, values: dict[str, float]) -> None:
+
+@dataclass
+class Predictions:
+    """The rows of a prediction file (rows whose status is not "ok" left out).
+
+    `with_truth`: the file has `true_<target>` columns, as the trainer's prediction files for a
+    split do; it predicts part of the rated clips on purpose, and only those are evaluated.
+    """
+
+    source: Path
+    rows: list[PredictionRow] = field(default_factory=list)
+    with_truth: bool = False
+    _keys: dict[str, PredictionRow] = field(default_factory=dict, repr=False)
+
+    def add(self, line: int, raw_id: str, values: dict[str, float], path: str | None = None,
+            truth: dict[str, float] | None = None) -> None:
+        """Append a row, refusing an empty id and two rows that name the same clip."""
         raw_id = raw_id.strip()
         if not raw_id:
-            raise ManifestError(f"{self.path}: line {line}: empty id")
+            raise ManifestError(f"{self.source}: line {line}: empty id")
         key = clip_key(raw_id)
-        if key in self._seen:
-            first_line, first_id = self._seen[key]
-            if first_id == raw_id:
-                raise ManifestError(
-                    f"{self.path}: line {line}: duplicate id {raw_id!r} (first on line {first_line})"
-                )
+        first = self._keys.get(key)
+        if first is not None:
+            if first.id == raw_id:
+                raise ManifestError(f"{self.source}: line {line}: duplicate id {raw_id!r} (first on line {first.line})")
             raise MosError(
-                f"{self.path}: line {line}: id {raw_id!r} and {first_id!r} (line {first_line}) "
-                f"both name clip {key!r}"
+                f"{self.source}: line {line}: id {raw_id!r} and {first.id!r} (line {first.line}) both name clip {key!r}"
             )
-        self._seen[key] = (line, raw_id)
-        self.values[key] = values
+        row = PredictionRow(raw_id, line, values, path or None, truth or {})
+        self._keys[key] = row
+        self.rows.append(row)
+
+    @property
+    def targets(self) -> list[str]:
+        out: list[str] = []
+        for row in self.rows:
+            out += [name for name in row.values if name not in out]
+        return out
+
+    def by_key(self) -> dict[str, dict[str, float]]:
+        """Clip key (`mos.data.keys.clip_key`) -> target -> value."""
+        return {clip_key(r.id): r.values for r in self.rows}
 
 
-def _read_score_csv(path: Path, rows: list[tuple[int, list[str]]], header: list[str]) -> _Collector:
-    out = _Collector(path)
+def _read_id_csv(path: Path, records: list[tuple[int, list[str]]]) -> Predictions:
+    """A `mos score` CSV or a trainer prediction file: id, targets, and meta/true_* columns."""
+    header = [c.strip() for c in records[0][1]]
     id_col = header.index("id")
+    path_col = header.index("path") if "path" in header else None
     status_col = header.index("status") if "status" in header else None
-    targets = [(i, name) for i, name in enumerate(header) if name not in ("id", *_META_COLUMNS) and name]
+    targets = [(i, name) for i, name in enumerate(header) if _is_target(name)]
+    truths = [(i, name[len("true_"):]) for i, name in enumerate(header) if name.startswith("true_")]
     if not targets:
-        raise ManifestError(f"{path}: no target column besides id/{'/'.join(_META_COLUMNS)}")
-    for line, row in rows:
+        raise ManifestError(f"{path}: no target column besides {'/'.join(META_COLUMNS)} and true_*")
+    out = Predictions(path, with_truth=bool(truths))
+    for line, row in records[1:]:
         if len(row) != len(header):
             raise ManifestError(f"{path}: line {line}: {len(row)} fields, header has {len(header)}")
         if status_col is not None and row[status_col].strip() != "ok":
             continue
         values = {name: _parse_value(path, line, name, row[i]) for i, name in targets}
-        out.add(line, row[id_col], values)
+        truth = {name: _parse_value(path, line, f"true_{name}", row[i]) for i, name in truths if row[i].strip()}
+        out.add(line, row[id_col], values, row[path_col].strip() if path_col is not None else None, truth)
     return out
 
 
-def _read_xacle_csv(path: Path, rows: list[tuple[int, list[str]]], header: list[str]) -> _Collector:
-    out = _Collector(path)
+def _read_xacle_csv(path: Path, records: list[tuple[int, list[str]]]) -> Predictions:
+    header = [c.strip() for c in records[0][1]]
+    out = Predictions(path)
     id_col, score_col = header.index("wav_file_name"), header.index("pred_score")
-    for line, row in rows:
+    for line, row in records[1:]:
         if len(row) <= max(id_col, score_col):
             raise ManifestError(f"{path}: line {line}: {len(row)} fields, header has {len(header)}")
         out.add(line, row[id_col], {"score": _parse_value(path, line, "pred_score", row[score_col])})
     return out
 
 
-def _read_answer_txt(path: Path, rows: list[tuple[int, list[str]]]) -> _Collector:
-    out = _Collector(path)
-    for line, row in rows:
+def _read_answer_txt(path: Path, records: list[tuple[int, list[str]]]) -> Predictions:
+    out = Predictions(path)
+    for line, row in records:
         if len(row) != 3:
             raise ManifestError(f"{path}: line {line}: expected `id,overall,textual`, got {len(row)} fields")
-        out.add(
-            line,
-            row[0],
-            {
-                "overall": _parse_value(path, line, "overall", row[1]),
-                "textual": _parse_value(path, line, "textual", row[2]),
-            },
-        )
+        out.add(line, row[0], {"overall": _parse_value(path, line, "overall", row[1]),
+                               "textual": _parse_value(path, line, "textual", row[2])})
     return out
 
 
-def _read_score_jsonl(path: Path, text: str) -> _Collector:
-    out = _Collector(path)
+def _read_jsonl(path: Path, text: str) -> Predictions:
+    out = Predictions(path)
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -151,65 +167,70 @@ def _read_score_jsonl(path: Path, text: str) -> _Collector:
             continue
         values: dict[str, float] = {}
         for name, value in row.items():
-            if name == "id" or name in _META_COLUMNS:
+            if not _is_target(name):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ManifestError(f"{path}: line {line}: {name} {value!r} is not a number")
             values[name] = float(value)
         if not values:
             raise ManifestError(f"{path}: line {line}: no target value")
-        out.add(line, str(row["id"]), values)
+        given = row.get("path")
+        out.add(line, str(row["id"]), values, given if isinstance(given, str) else None)
     return out
 
 
-def read_predictions(path: Path) -> dict[str, dict[str, float]]:
-    """Read a prediction file into clip key (see `clip_key`) -> target -> value.
+def read_predictions(path: Path) -> Predictions:
+    """Read a prediction file. Formats, told apart by content:
 
-    Formats, told apart by content: a `mos score` CSV (header with `id`, one column per target,
-    optional path/caption/duration/status/error; rows whose status is not "ok" are skipped) or
-    its JSONL twin; an XACLE answer CSV `wav_file_name,pred_score` (target "score"); an AudioMOS
-    `answer.txt` of headerless `id,overall,textual` lines (targets "overall", "textual").
+    - a `mos score` CSV (`id`, one column per target, path/caption/duration/status/error; rows
+      whose status is not "ok" are skipped) or its JSONL twin;
+    - a trainer's `val_predictions.csv`/`oof_predictions.csv` (`id`, targets, `true_*`, and
+      optionally system/group/fold, none of which are targets);
+    - an XACLE answer CSV `wav_file_name,pred_score` (target "score");
+    - an AudioMOS `answer.txt` of headerless `id,overall,textual` lines.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     if text.lstrip().startswith("{"):
-        values = _read_score_jsonl(path, text).values
+        preds = _read_jsonl(path, text)
     else:
-        try:
-            rows = [
-                (line, [c.strip() for c in row])
-                for line, row in enumerate(csv.reader(io.StringIO(text)), start=1)
-                if row and any(c.strip() for c in row)
-            ]
-        except csv.Error as e:
-            raise ManifestError(f"{path}: not a valid CSV ({e})") from None
-        if not rows:
+        records = [(line, [c.strip() for c in row]) for line, row in csv_records(text, path)]
+        if not records:
             raise ManifestError(f"{path}: no predictions (file is empty)")
-        header = rows[0][1]
+        header = records[0][1]
         if "id" in header:
-            values = _read_score_csv(path, rows[1:], header).values
+            preds = _read_id_csv(path, records)
         elif "wav_file_name" in header and "pred_score" in header:
-            values = _read_xacle_csv(path, rows[1:], header).values
+            preds = _read_xacle_csv(path, records)
         elif len(header) == 3 and _is_number(header[1]) and _is_number(header[2]):
-            values = _read_answer_txt(path, rows).values
+            preds = _read_answer_txt(path, records)
         else:
             raise ManifestError(
-                f"{path}: unknown prediction format (expected a `mos score` CSV with an id column, "
-                "an XACLE `wav_file_name,pred_score` CSV or AudioMOS `id,overall,textual` lines)"
+                f"{path}: unknown prediction format (expected a `mos score` CSV or a trainer prediction "
+                "file with an id column, an XACLE `wav_file_name,pred_score` CSV or AudioMOS `id,overall,textual` lines)"
             )
-    if not values:
+    if not preds.rows:
         raise ManifestError(f"{path}: no predictions (every row was skipped or the file has only a header)")
-    return values
+    return preds
 
 
 @dataclass
 class EvalSummary:
-    """Metrics per target and level, plus how the prediction and rating files were joined."""
+    """Metrics per target and level, plus how the prediction and rating files were joined.
+
+    `joined` counts clips by how their prediction was found: "id" (same id), "path suffix"
+    (one id is a path suffix of the other, unambiguously) or "path" (the prediction's audio
+    path is the rated file). `system_truth` says where system-level truth came from.
+    A trainer's prediction file (`true_*` columns) is evaluated on its own clips only.
+    """
 
     results: dict[str, dict[str, Metrics]]
-    clips: int
+    clips: int  # rated clips evaluated
     ignored: int
     targets: dict[str, str] = field(default_factory=dict)  # truth target -> prediction target
+    joined: dict[str, int] = field(default_factory=dict)
+    system_truth: dict[str, str] = field(default_factory=dict)
+    rated: int = 0  # rated clips in the ratings file (more than `clips` for a trainer's split file)
 
 
 def _pair_targets(
@@ -226,56 +247,134 @@ def _pair_targets(
     )
 
 
-def evaluate_summary(pred_path: Path, truth_path: Path) -> EvalSummary:
+def _join(preds: Predictions, items: list[Item]) -> tuple[list[PredictionRow | None], list[Match], dict[str, int]]:
+    """The prediction row of each rated clip: same id, else an unambiguous path suffix, else
+    the prediction whose audio `path` is the rated file."""
+    matches = match_ids([it.id for it in items], KeyIndex([r.id for r in preds.rows]))
+    rows: list[PredictionRow | None] = [preds.rows[m.index] if m.index is not None else None for m in matches]
+    counts = {"id": sum(m.how == "exact" for m in matches if m.found),
+              "path suffix": sum(m.how == "suffix" for m in matches if m.found), "path": 0}
+    if any(r is None for r in rows):
+        used = {m.index for m in matches if m.index is not None}
+        by_path: dict[Path, list[int]] = {}
+        for i, row in enumerate(preds.rows):
+            if row.path and i not in used:
+                by_path.setdefault(Path(row.path).resolve(), []).append(i)
+        for k, item in enumerate(items):
+            hits = by_path.get(Path(item.path).resolve(), []) if rows[k] is None else []
+            if len(hits) == 1:
+                rows[k] = preds.rows[hits[0]]
+                counts["path"] += 1
+    return rows, matches, {k: v for k, v in counts.items() if v}
+
+
+def _join_error(pred_path: Path, truth_path: Path, preds: Predictions, items: list[Item],
+                rows: list[PredictionRow | None], matches: list[Match]) -> MosError:
+    missing = [k for k, row in enumerate(rows) if row is None]
+    unclear = [k for k in missing if matches[k].how in ("ambiguous", "shared")]
+    if len(missing) == len(items) and not unclear:
+        return MosError(
+            f"{pred_path}: no prediction names a clip of {truth_path}: rated clips are named like "
+            f"'{items[0].id}', predictions like '{preds.rows[0].id}' (ids must be the path relative to "
+            "the ratings file, a path ending it, or a file name found once on each side)"
+        )
+    if unclear:
+        k = unclear[0]
+        m = matches[k]
+        if m.how == "ambiguous":
+            shown = ", ".join(f"'{preds.rows[i].id}'" for i in m.candidates[:3])
+            why = f"fits {len(m.candidates)} predictions ({shown})"
+        else:
+            others = sum(1 for other in matches if other.candidates == m.candidates)
+            why = f"and {others - 1} other rated clip(s) all fit the one prediction '{preds.rows[m.candidates[0]].id}'"
+        return MosError(
+            f"{pred_path}: {len(unclear)} of {len(items)} rated clips have no unambiguous prediction, e.g. "
+            f"'{items[k].id}' {why}: name the clips by their path relative to {truth_path}"
+        )
+    return MosError(f"{pred_path}: no prediction for {len(missing)} of {len(items)} clips, e.g. {items[missing[0]].id}")
+
+
+def _check_own_truth(pred_path: Path, truth_path: Path, items: list[Item], rows: list[PredictionRow | None]) -> None:
+    """A trainer file's `true_*` values must be the ratings' (to the 4 decimals it writes):
+    otherwise it was made from other ratings, or the join paired the wrong clips."""
+    for item, row in zip(items, rows):
+        for name, value in (row.truth if row is not None else {}).items():
+            rated = item.targets.get(name)
+            if rated is not None and abs(rated - value) > 1e-3 * max(1.0, abs(rated)):
+                raise MosError(
+                    f"{pred_path}: line {row.line}: true_{name} {value:g} of '{row.id}' is not the rating "  # type: ignore[union-attr]
+                    f"{rated:g} of '{item.id}' in {truth_path}: predictions made from other ratings?"
+                )
+
+
+def _system_metrics(manifest: Manifest, truth_t: str, pred: np.ndarray, true: np.ndarray,
+                    systems: list[str]) -> Metrics:
+    """System level against the source's own system ratings (MusicEval `system_mos`): the mean
+    prediction of each system's clips against the file's rating of that system."""
+    sys_pred, _, names = system_level(pred, true, systems)
+    absent = [s for s in names if truth_t not in manifest.system_targets.get(s, {})]
+    if absent:
+        raise MosError(f"{manifest.system_source}: no {truth_t} rating for system {absent[0]} "
+                       f"({len(absent)} of {len(names)} systems missing)")
+    return compute_metrics(sys_pred, np.array([manifest.system_targets[s][truth_t] for s in names]))
+
+
+def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | None = None) -> EvalSummary:
     """`evaluate_files` plus the join's counts (clips rated, predictions for unknown clips)."""
     from mos.data.detect import open_ratings
 
     pred_path, truth_path = Path(pred_path), Path(truth_path)
     preds = read_predictions(pred_path)
-    manifest = open_ratings(truth_path)
+    manifest = open_ratings(truth_path, columns)
     if not manifest.items:
         raise ManifestError(f"{truth_path}: no rated clips")
 
-    truth_keys: dict[str, str] = {}
-    for item in manifest.items:
-        key = clip_key(item.id)
-        if key in truth_keys:
-            raise MosError(f"{truth_path}: ids {truth_keys[key]!r} and {item.id!r} both name clip {key!r}")
-        truth_keys[key] = item.id
-
-    pred_targets: list[str] = []
-    for values in preds.values():
-        for name in values:
-            if name not in pred_targets:
-                pred_targets.append(name)
     truth_targets = manifest.target_names or sorted({t for it in manifest.items for t in it.targets})
-    pairing = _pair_targets(pred_path, truth_path, pred_targets, truth_targets)
+    pairing = _pair_targets(pred_path, truth_path, preds.targets, truth_targets)
+    items = manifest.items
+    rows, matches, joined = _join(preds, items)
+    if preds.with_truth and any(r is not None for r in rows):  # a split's predictions: its clips only
+        keep = [k for k, (r, m) in enumerate(zip(rows, matches)) if r is not None or m.how in ("ambiguous", "shared")]
+        items, rows, matches = [items[k] for k in keep], [rows[k] for k in keep], [matches[k] for k in keep]
+    if any(r is None for r in rows):
+        raise _join_error(pred_path, truth_path, preds, items, rows, matches)
+    _check_own_truth(pred_path, truth_path, items, rows)
 
     results: dict[str, dict[str, Metrics]] = {}
+    system_truth: dict[str, str] = {}
     for truth_t, pred_t in pairing.items():
-        items = [it for it in manifest.items if truth_t in it.targets]
-        if not items:
+        picked = [(it, row) for it, row in zip(items, rows) if truth_t in it.targets and row is not None]
+        if not picked:
             continue
-        missing = [it.id for it in items if pred_t not in preds.get(clip_key(it.id), {})]
+        missing = [it.id for it, row in picked if pred_t not in row.values]
         if missing:
             raise MosError(
-                f"{pred_path}: no prediction for {len(missing)} of {len(items)} clips, e.g. {missing[0]}"
+                f"{pred_path}: no prediction for {len(missing)} of {len(picked)} clips, e.g. {missing[0]}"
             )
-        pred = np.array([preds[clip_key(it.id)][pred_t] for it in items], dtype=np.float64)
-        true = np.array([it.targets[truth_t] for it in items], dtype=np.float64)
+        pred = np.array([row.values[pred_t] for _, row in picked], dtype=np.float64)
+        true = np.array([it.targets[truth_t] for it, _ in picked], dtype=np.float64)
+        systems = [it.system for it, _ in picked]
         try:
-            results[truth_t] = evaluate_levels(pred, true, [it.system for it in items])
+            results[truth_t] = evaluate_levels(pred, true, systems)
         except ValueError as e:
             raise MosError(f"{truth_path}: {truth_t}: {e}") from None
+        if "system" in results[truth_t]:
+            if manifest.system_targets:
+                results[truth_t]["system"] = _system_metrics(manifest, truth_t, pred, true, systems)  # type: ignore[arg-type]
+                system_truth = {"from": "file", "file": str(manifest.system_source)}
+            else:
+                system_truth = {"from": "mean rating of each system's clips", "file": str(truth_path)}
     if not results:
         raise ManifestError(f"{truth_path}: no clip has a rating for {', '.join(pairing)}")
-    ignored = sum(1 for key in preds if key not in truth_keys)
-    return EvalSummary(results=results, clips=len(manifest.items), ignored=ignored, targets=pairing)
+    used = {id(row) for row in rows}
+    ignored = sum(1 for row in preds.rows if id(row) not in used)
+    return EvalSummary(results=results, clips=len(items), ignored=ignored, targets=pairing,
+                       joined=joined, system_truth=system_truth, rated=len(manifest.items))
 
 
-def evaluate_files(pred_path: Path, truth_path: Path) -> dict[str, dict[str, Metrics]]:
+def evaluate_files(pred_path: Path, truth_path: Path, columns: ColumnMap | None = None) -> dict[str, dict[str, Metrics]]:
     """Metrics per target ("score", "overall", ...) and level ("utterance", "system")."""
-    return evaluate_summary(pred_path, truth_path).results
+    return evaluate_summary(pred_path, truth_path, columns).results
 
 
 def format_report(results: dict[str, dict[str, Metrics]]) -> str:
@@ -298,20 +397,41 @@ def format_report(results: dict[str, dict[str, Metrics]]) -> str:
     return "\n".join(lines)
 
 
-def run_eval(pred: Path, truth: Path, json_out: Path | None = None) -> str:
-    """Evaluate `pred` against `truth`, optionally write the results as JSON, return the report."""
-    summary = evaluate_summary(pred, truth)
-    report = format_report(summary.results)
+def _notes(summary: EvalSummary, truth: Path) -> list[str]:
+    """The lines printed after the metrics: system-level truth, a join that was not by id, ignored rows."""
+    notes: list[str] = []
+    if summary.system_truth.get("from") == "file":
+        notes.append(f"(system level: each system's true score from {summary.system_truth['file']})")
+    elif summary.system_truth:
+        notes.append(f"(system level: each system's true score is the mean rating of its clips in {truth})")
+    if summary.rated > summary.clips:
+        notes.append(f"(evaluated the {summary.clips} of {summary.rated} rated clips that the prediction file, "
+                     "a trainer's split, predicts)")
+    if set(summary.joined) - {"id"}:
+        how = ", ".join(f"{n} by {way}" for way, n in summary.joined.items())
+        notes.append(f"(joined {summary.clips} clips: {how})")
     if summary.ignored:
         plural = "" if summary.ignored == 1 else "s"
-        report += f"\n(ignored {summary.ignored} prediction{plural} for clips not in {truth})"
+        notes.append(f"(ignored {summary.ignored} prediction{plural} for clips not in {truth})")
+    return notes
+
+
+def run_eval(pred: Path, truth: Path, json_out: Path | None = None, columns: str | ColumnMap | None = None) -> str:
+    """Evaluate `pred` against `truth` (a generic table read through `columns`, a spec as for
+    `mos train --columns`), optionally write the results as JSON, return the report."""
+    cmap = parse_column_spec(columns) if isinstance(columns, str) else columns
+    summary = evaluate_summary(pred, truth, cmap)
+    report = "\n".join([format_report(summary.results), *_notes(summary, truth)])
     if json_out is not None:
         doc = {
             "predictions": str(pred),
             "truth": str(truth),
             "clips": summary.clips,
+            "rated_clips": summary.rated,
             "ignored_predictions": summary.ignored,
             "targets": summary.targets,
+            "joined": summary.joined,
+            "system_truth": summary.system_truth or None,
             "results": {
                 target: {level: m.as_dict() for level, m in per_level.items()}
                 for target, per_level in summary.results.items()

@@ -126,3 +126,37 @@ def make_folder(root: Path, n: int, seconds: float = 1.0) -> tuple[Path, Path]:
 def read_csv_dicts(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def make_mean_bundle(root: Path, gain: float, low: float = 0.0, high: float = 10.0,
+                     window_seconds: float = 1.0, target: str = "score") -> Path:
+    """An audio-only bundle whose hand-built ONNX graph scores a clip `gain` x its mean sample,
+    unclamped (as contract 1 says the exported graph does): window scores are plain to predict."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mos.bundle import write_bundle_meta
+
+    root.mkdir(parents=True, exist_ok=True)
+    nodes = [
+        helper.make_node("ReduceSum", ["waveform", "axes"], ["total"], keepdims=0),
+        helper.make_node("Cast", ["lengths"], ["length"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["total", "length"], ["mean"]),
+        helper.make_node("Mul", ["mean", "gain"], [target]),
+    ]
+    graph = helper.make_graph(
+        nodes, "mean_score",
+        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["batch", "samples"]),
+         helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info(target, TensorProto.FLOAT, ["batch"])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1]), helper.make_tensor("gain", TensorProto.FLOAT, [], [gain])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, root / "audio.onnx")
+    write_bundle_meta(root, {
+        "sample_rate": 16000, "window_seconds": window_seconds, "text": None,
+        "targets": [{"name": target, "low": low, "high": high}],
+        "audio": {"model": "audio.onnx", "outputs": [target]}, "files": {"audio.onnx": ""},
+    })
+    return root

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mos.audio import AUDIO_EXTENSIONS, audio_duration, iter_audio_windows, read_audio
+from mos.audio import AUDIO_EXTENSIONS, audio_duration, audio_stem, decodable_extensions, is_audio_name, iter_audio_windows, read_audio
 from mos.errors import AudioError
 
 RATE = 16000
@@ -31,8 +31,36 @@ def assert_one_line_audio_error(excinfo: pytest.ExceptionInfo, name: str) -> Non
     assert "Traceback" not in message
 
 
-def test_extensions() -> None:
-    assert AUDIO_EXTENSIONS == (".wav", ".flac", ".ogg")
+def test_extensions_are_the_formats_libsndfile_reads(tmp_path: Path) -> None:
+    """Every listed extension decodes (a file written in that format here), every format this
+    libsndfile has is listed (mp3 included where it reads mp3), and no other name is audio."""
+    formats = sf.available_formats()
+    assert AUDIO_EXTENSIONS == decodable_extensions(formats)
+    written = 0
+    for fmt in formats:
+        for ext in decodable_extensions({fmt: ""}):
+            path = tmp_path / f"clip_{fmt}{ext.upper() if written % 2 else ext}"
+            sf.write(path, sine(440.0, 16000, 0.3), 16000, format=fmt, subtype=sf.default_subtype(fmt))
+            assert is_audio_name(path.name), path.name
+            assert read_audio(path, RATE).size > 0 and audio_stem(path.name) == f"clip_{fmt}"
+            written += 1
+    assert written >= len(AUDIO_EXTENSIONS) and {".wav", ".flac", ".ogg"} <= set(AUDIO_EXTENSIONS)
+    assert (".mp3" in AUDIO_EXTENSIONS) == ("MP3" in formats)
+    assert decodable_extensions({"WAV": "", "RAW": "header-less"}) == (".wav",)  # RAW needs its layout told
+    for name in ("talk.m4a", "clip.aac", "notes.txt", "clip.wav.json", "wav"):
+        assert not is_audio_name(name), name
+    assert audio_stem("dir/talk.m4a") == "talk.m4a"
+
+
+def test_mp3(tmp_path: Path) -> None:
+    if "MP3" not in sf.available_formats():
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} here does not read MP3")
+    path = tmp_path / "speech.mp3"
+    sf.write(path, sine(660.0, 22050, 1.0), 22050, format="MP3")
+    y = read_audio(path, RATE)
+    assert abs(len(y) - RATE) <= 1200  # mp3 frames pad the ends
+    assert abs(peak_hz(y, RATE) - 660.0) < 5.0
+    assert abs(audio_duration(path) - 1.0) < 0.06
 
 
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
+from mos.data.musiceval import split_clip_name
+from mos.metrics import Metrics, compute_metrics, system_level
 
 pytest.importorskip("torch")
 
@@ -25,16 +30,21 @@ def _tone(path: Path, i: int, seconds: float = 0.5, rate: int = 16000) -> None:
 
 
 def make_musiceval_tree(root: Path, n_train: int = 16, n_dev: int = 8) -> Path:
+    """MusicEval's layout and names (`audiomos2025-track1-S002_P044.wav`: system S002, prompt
+    P044): 4 systems, each with several clips in both splits, so system level means something."""
     (root / "sets").mkdir(parents=True)
-    prompts = {f"P{p:03d}": f"a calm piano piece number {p} with soft strings" for p in range(4)}
-    (root / "prompt_info.txt").write_text("".join(f"{k}\t{v}\n" for k, v in prompts.items()))
+    lines_by_split: dict[str, list[str]] = {}
+    prompts = {}
     for split, n, off in (("train", n_train, 0), ("dev", n_dev, 100)):
         lines = []
         for i in range(n):
-            name = f"audiomos2025-track1-S{(i % 4):03d}-{off + i}_P{(i % 4):03d}.wav"
+            name = f"audiomos2025-track1-S{(i % 4):03d}_P{off + i:03d}.wav"
+            prompts[f"P{off + i:03d}"] = f"a calm piano piece number {off + i} with soft strings"
             _tone(root / "wav" / name, off + i)
             lines.append(f"{name},{1 + (i % 5) * 0.9:.2f},{1 + ((i * 3) % 5) * 0.8:.2f}")
+        lines_by_split[split] = lines
         (root / "sets" / f"{split}_mos_list.txt").write_text("\n".join(lines) + "\n")
+    (root / "prompt_info.txt").write_text("".join(f"{k}\t{v}\n" for k, v in prompts.items()))
     return root
 
 
@@ -69,6 +79,22 @@ def test_train_on_xacle_tree(tmp_path: Path) -> None:
     assert "run folder: runs/x" in out.stdout
 
 
+def _expected_system_level(predictions: Path, truth: dict[str, tuple[float, float]] | None = None) -> dict[str, Metrics]:
+    """System-level metrics computed by hand from a trainer prediction file: mean prediction per
+    system against the mean rating of its clips (or `truth`: system -> (overall, textual))."""
+    rows = list(csv.DictReader(predictions.open(encoding="utf-8")))
+    systems = [split_clip_name(r["id"])[0] for r in rows]
+    out = {}
+    for col, target in enumerate(("overall", "textual")):
+        p = np.array([float(r[target]) for r in rows])
+        t = np.array([float(r[f"true_{target}"]) for r in rows])
+        sys_p, sys_t, names = system_level(p, t, systems)
+        if truth is not None:
+            sys_t = np.array([truth[s][col] for s in names])
+        out[target] = compute_metrics(sys_p, sys_t)
+    return out
+
+
 def test_train_on_musiceval_tree_audio_only_and_eval(tmp_path: Path) -> None:
     make_musiceval_tree(tmp_path / "me")
     out = mos("train", str(tmp_path / "me"), "--name", "me", "--epochs", "1", "--batch-size", "4",
@@ -76,13 +102,35 @@ def test_train_on_musiceval_tree_audio_only_and_eval(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr + out.stdout
     assert "overall: SRCC=" in out.stdout and "textual: SRCC=" in out.stdout
     assert "[SYSTEM]" in out.stdout  # MusicEval has systems: system-level metrics are reported
-    # mos eval on the run's validation predictions written as an AudioMOS answer file
-    rows = (tmp_path / "runs" / "me" / "val_predictions.csv").read_text().splitlines()[1:]
+    predictions = tmp_path / "runs" / "me" / "val_predictions.csv"
+    rows = list(csv.DictReader(predictions.open(encoding="utf-8")))
+    assert len({split_clip_name(r["id"])[0] for r in rows}) == 4  # 8 dev clips of 4 systems
+    dev_list = tmp_path / "me" / "sets" / "dev_mos_list.txt"
+    expected = _expected_system_level(predictions)
+    # the trainer's prediction file as it is, and the same written as an AudioMOS answer file
     answer = tmp_path / "answer.txt"
-    answer.write_text("".join(f"{r.split(',')[0][:-4]},{r.split(',')[1]},{r.split(',')[3]}\n" for r in rows))
-    ev = mos("eval", str(answer), str(tmp_path / "me" / "sets" / "dev_mos_list.txt"), cwd=tmp_path)
+    answer.write_text("".join(f"{r['id'][:-4]},{r['overall']},{r['textual']}\n" for r in rows))
+    for pred in (predictions, answer):
+        ev = mos("eval", str(pred), str(dev_list), "--json", str(tmp_path / "eval.json"), cwd=tmp_path)
+        assert ev.returncode == 0, ev.stderr
+        system = ev.stdout.split("==========SYSTEM===========")[1]
+        for target, name in (("overall", "OVERALL QUALITY"), ("textual", "TEXTUAL ALIGNMENT")):
+            m = expected[target]
+            block = system.split(f"======{name}=======")[1]
+            assert f"[SYSTEM] Test error= {m.mse:f}" in block and f"[SYSTEM] Linear correlation coefficient= {m.lcc:f}" in block
+            assert f"[SYSTEM] Spearman rank correlation coefficient= {m.srcc:f}" in block
+        assert "mean rating of its clips" in ev.stdout
+        doc = json.loads((tmp_path / "eval.json").read_text())
+        assert doc["results"]["overall"]["system"]["n"] == 4 and doc["results"]["overall"]["utterance"]["n"] == 8
+    # with the tree's system_mos file, system-level truth comes from it (as the baseline's predict.py)
+    truth = {"S000": (3.9, 2.1), "S001": (2.2, 3.3), "S002": (3.1, 4.6), "S003": (1.7, 2.8)}
+    system_mos = tmp_path / "me" / "system_mos" / "system_mos_phase1.csv"
+    system_mos.parent.mkdir()
+    system_mos.write_text("".join(f"{s},{o},{t}\n" for s, (o, t) in truth.items()))
+    ev = mos("eval", str(answer), str(dev_list), cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr
-    assert "==========UTTERANCE===========" in ev.stdout and "[SYSTEM] Spearman rank correlation coefficient=" in ev.stdout
+    m = _expected_system_level(predictions, truth)["overall"]
+    assert f"[SYSTEM] Test error= {m.mse:f}" in ev.stdout and "system_mos_phase1.csv" in ev.stdout
 
 
 def test_bad_data_is_one_line_error(tmp_path: Path) -> None:

@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from fixtures_mushra import REAL_MUSHRA, TINY_SYSTEMS, needs_real_mushra, read_table, tiny_mushra  # noqa: F401
 from mos.data.captions import Captions, load_captions
-from mos.data.detect import open_dataset, open_ratings
-from mos.data.folder import load_folder
+from mos.data.detect import Kind, identify, open_dataset, open_inputs, open_ratings
+from mos.data.folder import load_folder, scan_folder
 from mos.data.manifest import Target
-from mos.data.musiceval import load_musiceval, split_clip_name
+from mos.data.musiceval import find_system_mos, load_musiceval, load_system_mos, split_clip_name
 from mos.data.table import ColumnMap, load_table, load_table_groups, parse_column_spec
 from mos.data.xacle import load_xacle
 from mos.errors import ManifestError
 
-# shared/ sits beside the repository (CI clones main with shared/ next to it).
-MUSHRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mushra-speech-codec" / "ratings.csv"
 
 
 # ------------------------------------------------------------------------------- fixtures
@@ -283,15 +282,40 @@ def test_musiceval_prompt_errors(musiceval_root: Path) -> None:
 # ------------------------------------------------------------------------------- tables
 
 
+MUSHRA_MAP = ColumnMap(
+    path="path",
+    targets={"mushra": "mean_score"},
+    system="system",
+    ratings={"mushra": "ratings"},
+    ranges={"mushra": (0, 100)},
+)
+
+
+def test_mushra_layout_table(tiny_mushra: Path) -> None:
+    """The real table's columns and layout (ref.wav in every stim_XX folder), always here."""
+    m = load_table(tiny_mushra, MUSHRA_MAP)
+    rows = read_table(tiny_mushra)
+    assert len(m) == 12 and [it.id for it in m.items] == [r["path"] for r in rows]
+    assert sum(it.id.endswith("/ref.wav") for it in m.items) == 4  # the same name, four clips
+    assert {it.system for it in m.items} == {system for system, _ in TINY_SYSTEMS.values()}
+    assert all(it.path.is_file() for it in m.items) and m.targets == [Target("mushra", 0, 100)]
+    first = m.items[0]
+    assert first.id == "audio/stim_01/ref.wav" and first.path == tiny_mushra.parent / "audio" / "stim_01" / "ref.wav"
+    assert first.targets["mushra"] == pytest.approx(float(rows[0]["mean_score"]))
+    assert first.targets["mushra"] == pytest.approx(np.mean(first.ratings["mushra"]), abs=1e-3)
+    spec = parse_column_spec("path=path,target:mushra=mean_score,system=system,ratings:mushra=ratings,range:mushra=0:100")
+    assert spec == MUSHRA_MAP
+    groups = load_table_groups(tiny_mushra, "signal")
+    assert len(groups) == 12 and len(set(groups.values())) == 4
+    assert groups["audio/stim_02/codec_a.wav"] == rows[4]["signal"]
+    assert open_ratings(tiny_mushra, spec).items[3].id == "audio/stim_02/ref.wav"
+
+
+@needs_real_mushra
 def test_mushra_ratings_table() -> None:
-    columns = ColumnMap(
-        path="path",
-        targets={"mushra": "mean_score"},
-        system="system",
-        ratings={"mushra": "ratings"},
-        ranges={"mushra": (0, 100)},
-    )
-    m = load_table(MUSHRA, columns)
+    assert REAL_MUSHRA is not None
+    table = REAL_MUSHRA / "ratings.csv"
+    m = load_table(table, MUSHRA_MAP)
     assert len(m) == 128
     assert len({it.system for it in m.items}) == 8
     assert all(it.path.is_file() for it in m.items)
@@ -301,11 +325,10 @@ def test_mushra_ratings_table() -> None:
     assert first.targets["mushra"] == pytest.approx(55.545)
     assert len(first.ratings["mushra"]) == 11
     assert first.targets["mushra"] == pytest.approx(np.mean(first.ratings["mushra"]), abs=1e-3)
-    spec = parse_column_spec("path=path,target:mushra=mean_score,system=system,ratings:mushra=ratings,range:mushra=0:100")
-    assert spec == columns
-    groups = load_table_groups(MUSHRA, "signal")
+    groups = load_table_groups(table, "signal")
     assert len(groups) == 128 and len(set(groups.values())) == 16
     assert groups["audio/stim_01/prop_13.wav"] == "VCTK_p229_293"
+    assert sum(it.id.endswith("/ref.wav") for it in m.items) == 16
 
 
 def test_parse_column_spec() -> None:
@@ -487,3 +510,113 @@ def test_data_modules_are_torch_free() -> None:
         assert (module.__doc__ or "").strip().count("\n") == 0
         source = Path(module.__file__).read_text()
         assert "import torch" not in source and "from torch" not in source
+
+
+# ------------------------------------------------------------------------------- one decision
+
+
+def test_identify_decides_every_kind_once(xacle_parent: Path, musiceval_root: Path, tmp_path: Path) -> None:
+    write_wav(tmp_path / "clips" / "a.wav")
+    cases = {
+        xacle_parent: Kind.XACLE_TREE,
+        musiceval_root: Kind.MUSICEVAL_TREE,
+        tmp_path / "clips": Kind.FOLDER,
+        _meta(xacle_parent) / "train_average.csv": Kind.XACLE_CSV,
+        write_text(tmp_path / "answers.csv", "wav_file_name,pred_score\na.wav,1\n"): Kind.XACLE_CSV,
+        write_text(tmp_path / "g.csv", "file,mos\na.wav,3\n"): Kind.TABLE,
+        write_text(tmp_path / "g.jsonl", '{"file": "a.wav"}\n'): Kind.TABLE,
+        musiceval_root / "sets" / "test_list.txt": Kind.MUSICEVAL_LIST,
+        write_text(tmp_path / "gt" / "answer_mos_list.txt", "x,3,4\n"): Kind.MUSICEVAL_LIST,
+        write_text(tmp_path / "my_list.txt", "clips/a.wav\n"): Kind.LIST,  # not in sets/: paths
+        write_text(tmp_path / "files.lst", "clips/a.wav\n"): Kind.LIST,
+        tmp_path / "clips" / "a.wav": Kind.AUDIO,
+        write_text(tmp_path / "song.m4a", "not decodable here"): Kind.AUDIO,
+    }
+    for path, kind in cases.items():
+        assert identify(path) is kind, path
+    assert identify(tmp_path / "g.csv", ColumnMap(path="file")) is Kind.TABLE
+    assert identify(_meta(xacle_parent) / "train_average.csv", ColumnMap(path="wav_file_name")) is Kind.TABLE
+    expect_error(lambda: identify(tmp_path / "my_list.txt", ColumnMap()), "my_list.txt", "--columns", "list file")
+    expect_error(lambda: identify(tmp_path / "absent.wav"), "absent.wav", "no such file")
+    # train, eval and score read a list of paths the same way: never as a MusicEval list
+    expect_error(lambda: open_dataset(tmp_path / "my_list.txt"), "my_list.txt", "not a dataset")
+    assert [it.path for it in open_inputs(tmp_path / "my_list.txt").manifest.items] == [tmp_path / "clips" / "a.wav"]
+    expect_error(lambda: open_ratings(tmp_path / "my_list.txt"), "my_list.txt", "expected a ratings file")
+
+
+def test_open_inputs_trees_score_the_test_split_or_the_one_chosen(xacle_parent: Path, musiceval_root: Path) -> None:
+    default = open_inputs(xacle_parent)
+    assert [it.id for it in default.manifest.items] == ["00006.wav"]
+    assert default.description.startswith("XACLE tree test split at") and "--split" in default.description
+    chosen = open_inputs(xacle_parent, split="val")
+    assert [it.id for it in chosen.manifest.items] == ["00004.wav", "00005.wav"]
+    expect_error(lambda: open_inputs(xacle_parent, split="eval"), "no eval split", "train, validation, test")
+    music = open_inputs(musiceval_root)
+    assert [it.id for it in music.manifest.items] == ["audiomos2025-track1-S004_P045.wav"]
+    assert [it.caption for it in open_inputs(musiceval_root, split="validation").manifest.items] == [
+        "Upbeat electronic dance track"]
+    assert open_inputs(musiceval_root, split="dev", captions=False).manifest.items[0].caption is None
+    (musiceval_root / "sets" / "test_list.txt").unlink()
+    both = open_inputs(musiceval_root)
+    assert len(both.manifest.items) == 4 and "train+dev" in both.description and "no test split" in both.description
+    expect_error(lambda: open_inputs(musiceval_root / "sets" / "dev_mos_list.txt", split="dev"), "--split", "MusicEval list")
+
+
+def test_folder_scan_lists_what_it_leaves_out(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a.wav")
+    write_wav(tmp_path / "sub" / "b.flac")
+    for name in ("x.m4a", "sub/y.M4A", "sub/z.m4a", "notes.txt", ".DS_Store", "README"):
+        write_text(tmp_path / name, "not audio")
+    scan = scan_folder(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.files] == ["a.wav", "sub/b.flac"]
+    assert [(s.kind, s.count, s.example) for s in scan.skipped] == [
+        (".m4a", 3, "sub/y.M4A"), (".txt", 1, "notes.txt"), ("no extension", 1, "README"), ("hidden", 1, ".DS_Store")]
+    assert "not a format the installed libsndfile reads" in scan.skipped[0].reason
+    only_m4a = tmp_path / "phone"
+    write_text(only_m4a / "memo.m4a", "x")
+    expect_error(lambda: open_inputs(only_m4a), "phone", "no audio files", "1 .m4a (e.g. memo.m4a)")
+
+
+# ------------------------------------------------------------------------------- system_mos
+
+
+def test_system_mos_file(musiceval_root: Path) -> None:
+    assert find_system_mos(musiceval_root) is None
+    folder = musiceval_root / "system_mos"
+    write_text(folder / "system_mos_phase1.csv", "S001,3.5,4\nS002,2.25,1.5\n\n")
+    write_text(folder / "system_mos_phase10.csv", "sysID,overall,textual\nS001,3,3\n")
+    write_text(folder / "system_mos_notes.csv", "x")
+    assert find_system_mos(musiceval_root) == folder / "system_mos_phase10.csv"
+    assert load_system_mos(folder / "system_mos_phase1.csv") == {
+        "S001": {"overall": 3.5, "textual": 4.0}, "S002": {"overall": 2.25, "textual": 1.5}}
+    assert load_system_mos(folder / "system_mos_phase10.csv") == {"S001": {"overall": 3.0, "textual": 3.0}}
+    for content, parts in [
+        ("S001,3.5\n", ["phase1.csv:1:", "2 fields"]),
+        ("S001,3,4\nS001,2,2\n", ["phase1.csv:2:", "duplicate system 'S001'", "line 1"]),
+        ("S001,3,7\n", ["phase1.csv:1:", "outside 1..5"]),
+        ("S001,3,4\nS002,x,4\n", ["phase1.csv:2:", "overall 'x'"]),
+        ("", ["phase1.csv", "no system ratings"]),
+    ]:
+        write_text(folder / "system_mos_phase1.csv", content)
+        expect_error(lambda: load_system_mos(folder / "system_mos_phase1.csv"), *parts)
+    ratings = open_ratings(musiceval_root / "sets" / "dev_mos_list.txt")
+    assert ratings.system_source == str(folder / "system_mos_phase10.csv")
+    assert ratings.system_targets == {"S001": {"overall": 3.0, "textual": 3.0}}
+
+
+# ------------------------------------------------------------------------------- caption keys
+
+
+def test_captions_match_the_relative_path_first_and_a_file_name_only_when_unique(tmp_path: Path) -> None:
+    file = write_text(tmp_path / "c.csv", "wav_file_name,text\n001.wav,by name\nb/002.wav,b two\n"
+                                          "a/002.wav,a two\nwav/c/003.wav,deep three\n")
+    caps = load_captions(file)
+    ids = ["a/001.wav", "b/001.wav", "a/002.wav", "b/002.WAV", "c/003.wav", "d/004.wav"]
+    found = caps.match(ids)
+    assert [f.text for f in found] == [None, None, "a two", "b two", "deep three", None]
+    for f in found[:2]:  # the same file name in two folders never silently shares a caption
+        assert f.key == "001.wav" and "fits 2 inputs (a/001.wav, b/001.wav)" in (f.error or "")
+    assert found[5].error is None and found[5].key is None
+    assert caps.match(["a/001.wav", "c/005.wav"])[0].text == "by name"  # the one input with that name
+    assert caps.match(["002.wav"])[0].error.startswith("ambiguous caption: '002.wav' fits 2 keys")  # type: ignore[union-attr]
+    assert caps.lookup("001") == "by name" and caps.lookup("b/002") == "b two"

@@ -16,13 +16,18 @@ from fixtures_runtime import (  # noqa: F401
     audio_bundle,
     caption_for,
     make_folder,
+    make_mean_bundle,
     read_csv_dicts,
     text_bundle,
     write_captions,
     write_wav,
 )
+from fixtures_mushra import read_table, tiny_mushra  # noqa: F401
 from mos.audio import read_audio
-from mos.evaluate import read_predictions
+from mos.bundle import sha256_file
+from mos.data.table import parse_column_spec
+from mos.evaluate import evaluate_summary, read_predictions
+from mos.runtime.writers import meta_path
 from mos.runtime import EngineOptions, ScoreEngine
 from mos.runtime.command import score
 
@@ -290,15 +295,15 @@ def test_every_output_format_parses_back(tmp_path: Path, audio_bundle, text_bund
         assert float(overall) == pytest.approx(float(csv_rows[wav_id + ".wav"]["overall"]), abs=1e-6)
         assert float(textual) == pytest.approx(float(csv_rows[wav_id + ".wav"]["textual"]), abs=1e-6)
     assert (answer.parent / "answer.rows.csv").is_file()
-    assert set(read_predictions(answer)) == {g[:-4] for g in good}
+    assert set(read_predictions(answer).by_key()) == {g[:-4] for g in good}
 
     xacle = tmp_path / "xacle.csv"
     code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", xacle, "--format", "xacle", *FAST)
     assert code == 3, stderr
     rows = read_csv_dicts(xacle)
     assert [r["wav_file_name"] for r in rows] == good and all(0 <= float(r["pred_score"]) <= 10 for r in rows)
-    assert set(read_predictions(xacle)) == {g[:-4] for g in good}
-    assert set(read_predictions(base)) == set(read_predictions(jsonl)) == {g[:-4] for g in good}
+    assert set(read_predictions(xacle).by_key()) == {g[:-4] for g in good}
+    assert set(read_predictions(base).by_key()) == set(read_predictions(jsonl).by_key()) == {g[:-4] for g in good}
 
 
 # --- resume ----------------------------------------------------------------------------------
@@ -318,6 +323,7 @@ def test_resume_keeps_ok_rows_retries_errors_and_drops_a_torn_line(tmp_path: Pat
         {**json.loads(body[2]), "status": "error", "score": None, "error": "boom"}) + "\n"
     partial = tmp_path / f"partial.{fmt}"
     partial.write_text("".join(header + body[:2] + [failed, body[3][:17]]), encoding="utf-8")
+    shutil.copy(meta_path(clean), meta_path(partial))  # the same bundle wrote it
     code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", partial, "--format", fmt,
                                     "--resume", *FAST)
     assert code == 0, stderr
@@ -333,7 +339,218 @@ def test_resume_refuses_another_bundles_output(tmp_path: Path, audio_bundle) -> 
     assert code == 2 and "cannot resume" in error_line(stderr)
 
 
+def test_resume_refuses_another_bundle_variant_or_format_and_leaves_the_file(tmp_path: Path, audio_bundle) -> None:  # noqa: F811
+    folder, _ = make_folder(tmp_path, 4)
+    out = tmp_path / "scores.csv"
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", out, *FAST)
+    assert code == 0, stderr
+    meta = json.loads(meta_path(out).read_text(encoding="utf-8"))
+    assert meta["format"] == "csv" and meta["audio_model"] == "audio.onnx"
+    assert meta["bundle_sha256"] == sha256_file(audio_bundle.path / "mos.json")
+    assert meta["audio_model_sha256"] == sha256_file(audio_bundle.path / "audio.onnx")
+    lines = out.read_text(encoding="utf-8").splitlines()
+    out.write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")  # two rows done, as a killed run leaves
+    before = out.read_bytes()
+    # another bundle with the same targets (a re-export: same model files, another mos.json)
+    other = tmp_path / "other-bundle"
+    shutil.copytree(audio_bundle.path, other)
+    doc = json.loads((other / "mos.json").read_text(encoding="utf-8"))
+    (other / "mos.json").write_text(json.dumps({**doc, "exported_at": "another time"}), encoding="utf-8")
+    for extra, words in (
+        (["--bundle", other], "another bundle"),
+        (["--bundle", audio_bundle.path, "--int8"], "audio.int8.onnx"),
+        (["--bundle", audio_bundle.path, "--format", "jsonl"], "--format csv"),
+    ):
+        code, _, stderr = run_score_cli(folder, "--out", out, "--resume", *extra, *FAST)
+        line = error_line(stderr)
+        assert code == 2 and "cannot resume" in line and words in line and "left as it is" in line, line
+        assert out.read_bytes() == before  # never truncated or rewritten
+    # a file that does not parse is refused too, untouched
+    (tmp_path / "rows.jsonl").write_text('{"id": "clip_000.wav", "score": 1.0, "status": "ok"}\nnot json\n')
+    shutil.copy(meta_path(out), meta_path(tmp_path / "rows.jsonl"))
+    jsonl_meta = json.loads(meta_path(out).read_text(encoding="utf-8"))
+    meta_path(tmp_path / "rows.jsonl").write_text(json.dumps({**jsonl_meta, "format": "jsonl"}))
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", tmp_path / "rows.jsonl",
+                                    "--format", "jsonl", "--resume", *FAST)
+    assert code == 2 and "line 2 is not a JSON row" in error_line(stderr)
+    assert (tmp_path / "rows.jsonl").read_text().endswith("not json\n")
+    # without a record of the bundle that wrote it, no resume
+    meta_path(out).unlink()
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", out, "--resume", *FAST)
+    assert code == 2 and "scores.csv.meta.json" in error_line(stderr) and out.read_bytes() == before
+    # the same bundle resumes: two rows kept, two scored
+    shutil.copy(tmp_path / "scores.csv", tmp_path / "again.csv")
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", tmp_path / "again.csv", *FAST)
+    assert code == 0 and len(read_csv_dicts(tmp_path / "again.csv")) == 4
+    lines_again = (tmp_path / "again.csv").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "again.csv").write_text("\n".join(lines_again[:3]) + "\n", encoding="utf-8")
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", tmp_path / "again.csv",
+                                    "--resume", *FAST)
+    assert code == 0 and "skipped 2" in stderr and len(read_csv_dicts(tmp_path / "again.csv")) == 4
+
+
 def test_text_model_without_any_caption_source_is_exit_2(tmp_path: Path, text_bundle) -> None:  # noqa: F811
     folder, _ = make_folder(tmp_path, 2)
     code, _, stderr = run_score_cli(folder, "--bundle", text_bundle.path, "--out", tmp_path / "x.csv", *FAST)
     assert code == 2 and "--captions" in error_line(stderr)
+
+
+# --- formats, skipped files, caption keys, challenge names, splits, clamping ----------------------
+
+
+def test_every_format_libsndfile_reads_is_scored_and_the_rest_is_listed(tmp_path: Path, audio_bundle) -> None:  # noqa: F811
+    folder = tmp_path / "in"
+    write_wav(folder / "a.wav", 0.6, seed=1)
+    write_wav(folder / "b.aiff", 0.6, seed=2)
+    mp3 = "MP3" in sf.available_formats()
+    if mp3:  # libsndfile >= 1.1 reads and writes mp3
+        write_wav(folder / "sub" / "c.mp3", 0.6, seed=3, fmt="MP3")
+    (folder / "sub" / "memo.m4a").parent.mkdir(exist_ok=True)
+    for name in ("sub/memo.m4a", "talk.m4a", "notes.txt"):
+        (folder / name).write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    out = tmp_path / "scores.csv"
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--out", out, *FAST)
+    assert code == 0, stderr
+    rows = read_csv_dicts(out)
+    assert [r["id"] for r in rows] == ["a.wav", "b.aiff"] + (["sub/c.mp3"] if mp3 else [])
+    assert all(r["status"] == "ok" for r in rows)
+    assert "not scored: 3 file(s) not read: not a format the installed libsndfile reads: 2 .m4a " \
+           "(e.g. sub/memo.m4a), 1 .txt (e.g. notes.txt)" in stderr, stderr
+    # one file of a type it cannot read, or that does not decode: an error row, never a refusal
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)))
+    for name, path in (("talk.m4a", folder / "talk.m4a"), ("blob.bin", tmp_path / "blob.bin")):
+        single = tmp_path / f"{name}.csv"
+        code, _, stderr = run_score_cli(path, "--bundle", audio_bundle.path, "--out", single, *FAST)
+        assert code == 3, stderr
+        (row,) = read_csv_dicts(single)
+        assert row["id"] == name and row["status"] == "error" and "cannot decode audio" in row["error"]
+
+
+def test_caption_keys_match_paths_first_and_names_only_when_unique(tmp_path: Path, text_bundle, audio_bundle) -> None:  # noqa: F811
+    folder = tmp_path / "in"
+    for i, rel in enumerate(("a/001.wav", "b/001.wav", "b/002.wav")):
+        write_wav(folder / rel, 0.5, seed=i)
+    by_name = write_captions(tmp_path / "names.csv", [("001.wav", caption_for(1)), ("002.wav", caption_for(2))])
+    out = tmp_path / "names_out.csv"
+    code, _, stderr = run_score_cli(folder, "--captions", by_name, "--bundle", text_bundle.path, "--out", out, *FAST)
+    assert code == 3, stderr
+    rows = {r["id"]: r for r in read_csv_dicts(out)}
+    for rel in ("a/001.wav", "b/001.wav"):  # never the same caption for two files without a word
+        assert rows[rel]["status"] == "error" and rows[rel]["caption"] == ""
+        assert "ambiguous caption: key '001.wav'" in rows[rel]["error"] and "fits 2 inputs" in rows[rel]["error"]
+    assert rows["b/002.wav"]["status"] == "ok" and rows["b/002.wav"]["caption"] == caption_for(2)
+    by_path = write_captions(tmp_path / "paths.csv", [("b/001.wav", caption_for(4)), ("a/001.wav", caption_for(3)),
+                                                      ("002.wav", caption_for(2))])
+    code, _, stderr = run_score_cli(folder, "--captions", by_path, "--bundle", text_bundle.path, "--out", out, *FAST)
+    assert code == 0, stderr
+    assert [r["caption"] for r in read_csv_dicts(out)] == [caption_for(3), caption_for(4), caption_for(2)]
+    # no key fits any input: refused up front with the two forms, not an error row per file
+    elsewhere = write_captions(tmp_path / "other.csv", [("clips/x9.wav", "a caption"), ("clips/x8.wav", "another")])
+    code, _, stderr = run_score_cli(folder, "--captions", elsewhere, "--bundle", text_bundle.path,
+                                    "--out", tmp_path / "none.csv", *FAST)
+    line = error_line(stderr)
+    assert code == 2 and "no caption key matches any input" in line
+    assert "'clips/x9.wav'" in line and "'a/001.wav'" in line and not (tmp_path / "none.csv").exists()
+    # XACLE answers name clips by file name: two inputs named 001.wav cannot both be in one
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--format", "xacle",
+                                    "--out", tmp_path / "x.csv", *FAST)
+    assert code == 2 and "a/001.wav and b/001.wav" in error_line(stderr)
+    code, _, stderr = run_score_cli(folder / "b", "--bundle", audio_bundle.path, "--format", "xacle",
+                                    "--out", tmp_path / "x.csv", *FAST)
+    assert code == 0, stderr
+    assert [r["wav_file_name"] for r in read_csv_dicts(tmp_path / "x.csv")] == ["001.wav", "002.wav"]
+    listing = tmp_path / "list.txt"
+    listing.write_text("in/b/002.wav\nin/a/001.wav\n", encoding="utf-8")
+    code, _, stderr = run_score_cli(listing, "--bundle", audio_bundle.path, "--format", "xacle",
+                                    "--out", tmp_path / "y.csv", *FAST)
+    assert code == 0, stderr
+    assert [r["wav_file_name"] for r in read_csv_dicts(tmp_path / "y.csv")] == ["002.wav", "001.wav"]
+    assert [r["id"] for r in read_csv_dicts(tmp_path / "y.rows.csv")] == ["in/b/002.wav", "in/a/001.wav"]
+
+
+def test_audio_only_bundle_ignores_captions(tmp_path: Path, audio_bundle) -> None:  # noqa: F811
+    folder, _ = make_folder(tmp_path, 3)
+    clashing = write_captions(tmp_path / "clash.csv", [("clip_000.wav", "one text"), ("clip_000.wav", "another text")])
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"\xff\xfe not a csv")
+    for captions in (clashing, broken):
+        out = tmp_path / f"{captions.stem}.csv"
+        code, _, stderr = run_score_cli(folder, "--captions", captions, "--bundle", audio_bundle.path, "--out", out, *FAST)
+        assert code == 0, stderr
+        assert "is not read: this bundle's model is audio-only" in stderr
+        assert [(r["status"], r["caption"]) for r in read_csv_dicts(out)] == [("ok", "")] * 3
+
+
+def test_challenge_file_holds_only_the_current_inputs(tmp_path: Path, audio_bundle) -> None:  # noqa: F811
+    folder, _ = make_folder(tmp_path, 4)
+    answer = tmp_path / "submission.csv"
+    code, _, stderr = run_score_cli(folder, "--bundle", audio_bundle.path, "--format", "xacle", "--out", answer, *FAST)
+    assert code == 0, stderr
+    scores = {r["wav_file_name"]: r["pred_score"] for r in read_csv_dicts(answer)}
+    assert len(scores) == 4
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for name in ("clip_001.wav", "clip_003.wav"):
+        shutil.copy(folder / name, subset / name)
+    code, _, stderr = run_score_cli(subset, "--bundle", audio_bundle.path, "--format", "xacle", "--out", answer,
+                                    "--resume", *FAST)
+    assert code == 0 and "skipped 2" in stderr, stderr
+    assert "no audio scored in this run" in stderr and "clips/s" not in stderr  # no speed made of nothing
+    assert {r["wav_file_name"]: r["pred_score"] for r in read_csv_dicts(answer)} == {
+        n: scores[n] for n in ("clip_001.wav", "clip_003.wav")}
+
+
+def test_xacle_tree_split(tmp_path: Path, audio_bundle, small_demo: Path) -> None:  # noqa: F811
+    out = tmp_path / "val.csv"
+    code, _, stderr = run_score_cli(small_demo, "--bundle", audio_bundle.path, "--split", "validation", "--out", out,
+                                    "--batch-size", "32", *FAST)
+    assert code == 0, stderr
+    assert len(read_csv_dicts(out)) == 32 and "inputs: XACLE tree validation split at" in stderr
+    code, _, stderr = run_score_cli(small_demo, "--bundle", audio_bundle.path, "--split", "test", "--out", out, *FAST)
+    assert code == 2 and "no test split" in error_line(stderr)
+    test_wav = tmp_path / "tree" / "XACLE_dataset" / "wav"
+    shutil.copytree(small_demo / "meta_data", test_wav.parent / "meta_data")
+    for split, n in (("train", 2), ("validation", 2), ("test", 3)):
+        for i in range(n):
+            write_wav(test_wav / split / f"{split}_{i}.wav", 0.3, seed=i)
+    code, _, stderr = run_score_cli(tmp_path / "tree", "--bundle", audio_bundle.path, "--out", out, *FAST)
+    assert code == 0, stderr  # a full tree: its test split, not train+validation
+    assert [r["id"] for r in read_csv_dicts(out)] == ["test_0.wav", "test_1.wav", "test_2.wav"]
+    assert "XACLE tree test split at" in stderr
+
+
+def test_long_files_are_clamped_after_their_windows_are_averaged(tmp_path: Path) -> None:
+    """Contract 1: window scores (unclamped) are averaged weighted by length, then clamped."""
+    bundle = make_mean_bundle(tmp_path / "bundle", gain=20.0, low=0.0, high=10.0, window_seconds=1.0)
+    quiet, loud = np.full(16000, 0.125, np.float32), np.full(8000, 0.75, np.float32)
+    long = np.concatenate([quiet, loud])  # windows of 1 s -> 2.5 and 0.5 s -> 15.0 (above 10)
+    engine = ScoreEngine.load(bundle, EngineOptions(device="cpu", threads=1))
+    np.testing.assert_allclose(engine.score_segments([quiet, loud], [None, None])[:, 0], [2.5, 15.0], rtol=1e-6)
+    # (2.5 * 1 + 15 * 0.5) / 1.5 = 6.667; clamping each window first would give (2.5 + 10 * 0.5) / 1.5 = 5.0
+    expected = [(2.5 + 15.0 * 0.5) / 1.5, 10.0, 0.0]
+    got = engine.score_arrays([long, loud, -loud], [None, None, None])
+    np.testing.assert_allclose(got[:, 0], expected, rtol=1e-6)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, wave in (("a_long.wav", long), ("b_loud.wav", loud), ("c_neg.wav", -loud)):
+        sf.write(folder / name, wave, 16000, subtype="FLOAT")
+    out = tmp_path / "scores.csv"
+    code, _, stderr = run_score_cli(folder, "--bundle", bundle, "--out", out, *FAST)
+    assert code == 0, stderr
+    assert [float(r["score"]) for r in read_csv_dicts(out)] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_ratings_table_is_scored_through_its_column_mapping(tmp_path: Path, audio_bundle, tiny_mushra: Path) -> None:  # noqa: F811
+    """The same reading of a table as mos train and mos eval: ids are the path column as written,
+    so `mos eval` joins the rows back on them."""
+    out = tmp_path / "scores.csv"
+    code, _, stderr = run_score_cli(tiny_mushra, "--columns", "path=path,target:mushra=mean_score", "--bundle",
+                                    audio_bundle.path, "--out", out, *FAST)
+    assert code == 0, stderr
+    rows = read_csv_dicts(out)
+    assert [r["id"] for r in rows] == [r["path"] for r in read_table(tiny_mushra)]
+    assert "inputs: table " in stderr
+    summary = evaluate_summary(out, tiny_mushra, parse_column_spec("path=path,target:mushra=mean_score,system=system"))
+    assert summary.joined == {"id": 12} and summary.results["mushra"]["system"].n == 3
+    code, _, stderr = run_score_cli(tiny_mushra, "--bundle", audio_bundle.path, "--out", out, *FAST)
+    assert code == 2 and "column mapping (--columns)" in error_line(stderr)

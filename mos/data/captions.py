@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mos.audio import audio_stem
+from mos.data.keys import KeyIndex, match_ids
 from mos.data.table import read_csv_rows, read_text
 from mos.errors import ManifestError
 
@@ -13,6 +15,15 @@ _ID_COLUMNS = ("wav_file_name", "id", "path", "file", "filename")
 _TEXT_COLUMNS = ("text", "caption", "prompt", "description")
 _TXT_HEADER_IDS = {"id", "prompt_id", "wav", "wav_file_name", "name", "file"}
 _TXT_HEADER_TEXTS = {"text", "prompt", "caption", "description"}
+
+
+@dataclass(frozen=True)
+class CaptionLookup:
+    """The caption found for one clip id: `text` and the `key` it came from, or `error` (ambiguous)."""
+
+    text: str | None = None
+    key: str | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -28,28 +39,72 @@ class Captions:
     source: str
     by_prompt: bool = False
     lines: dict[str, int] = field(default_factory=dict)
+    _index: tuple[list[str], KeyIndex] | None = field(default=None, repr=False, compare=False)
 
-    def _candidates(self, item_id: str) -> list[str]:
-        base = item_id.replace("\\", "/").rsplit("/", 1)[-1]
-        stem = audio_stem(base)
-        keys = [item_id, base, stem, stem + ".wav"]
+    def _keys(self) -> tuple[list[str], KeyIndex]:
+        if self._index is None or len(self._index[0]) != len(self.texts) + len(self.duplicates):
+            keys = list(self.texts) + sorted(self.duplicates)
+            self._index = (keys, KeyIndex(keys))
+        return self._index
+
+    def _found(self, key: str) -> CaptionLookup:
+        if key in self.duplicates:
+            return CaptionLookup(key=key, error=(
+                f"ambiguous caption: '{key}' has two different texts in {self.source} (line {self.lines.get(key, 0)})"
+            ))
+        return CaptionLookup(text=self.texts[key], key=key)
+
+    def _prompt(self, item_id: str) -> CaptionLookup:
+        """MusicEval: `..._S002_P044.wav` -> the caption of prompt id `P044`, shared by design."""
+        stem = audio_stem(item_id)
         if self.by_prompt and "_" in stem:
-            keys.append(stem.rsplit("_", 1)[1])
-        return keys
+            prompt = stem.rsplit("_", 1)[1]
+            if prompt in self.texts or prompt in self.duplicates:
+                return self._found(prompt)
+        return CaptionLookup()
+
+    def match(self, ids: Sequence[str]) -> list[CaptionLookup]:
+        """The caption of each of `ids` (clip ids, e.g. paths relative to the folder scored).
+
+        A key with the same relative path wins (`.wav` or not); else a key that is a path suffix
+        of the id, or the id of the key (`001.wav` ~ `a/001.wav`), when it is the only such key
+        and no other of `ids` shares it; MusicEval prompt files also by prompt id (`P044`).
+        Clips found nowhere get an empty lookup; clips whose key is ambiguous get an `error`.
+        """
+        keys, index = self._keys()
+        matches = match_ids(ids, index)
+        sharing: dict[int, list[str]] = {}
+        for item_id, m in zip(ids, matches):
+            if len(m.candidates) == 1:
+                sharing.setdefault(m.candidates[0], []).append(item_id)
+        out: list[CaptionLookup] = []
+        for item_id, m in zip(ids, matches):
+            if m.index is not None:
+                out.append(self._found(keys[m.index]))
+            elif m.how == "none":
+                out.append(self._prompt(item_id))
+            elif m.how == "shared":
+                key = keys[m.candidates[0]]
+                others = sharing.get(m.candidates[0], [item_id])
+                names = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+                out.append(CaptionLookup(key=key, error=(
+                    f"ambiguous caption: key '{key}' in {self.source} fits {len(others)} inputs ({names}); "
+                    "key the captions by the path relative to the folder scored"
+                )))
+            else:
+                shown = ", ".join(f"'{keys[i]}'" for i in m.candidates[:3])
+                out.append(CaptionLookup(error=(
+                    f"ambiguous caption: '{item_id}' fits {len(m.candidates)} keys in {self.source} ({shown})"
+                )))
+        return out
 
     def resolve(self, item_id: str) -> str | None:
-        """The key `item_id` matches (id, basename, basename with/without .wav, prompt id)."""
-        for key in self._candidates(item_id):
-            if key in self.texts or key in self.duplicates:
-                return key
-        return None
+        """The key `item_id` matches (same path, a unique path suffix, or the prompt id), or None."""
+        return self.match([item_id])[0].key
 
     def lookup(self, item_id: str) -> str | None:
         """Caption text for a clip, or None when absent or ambiguous (see `is_duplicate`)."""
-        key = self.resolve(item_id)
-        if key is None or key in self.duplicates:
-            return None
-        return self.texts[key]
+        return self.match([item_id])[0].text
 
     def is_duplicate(self, item_id: str) -> bool:
         """True when the clip's caption key appears more than once with different texts."""

@@ -35,11 +35,17 @@ class Target:
 
 @dataclass
 class Manifest:
-    """A list of items plus what their targets mean; `source` names the file(s) read."""
+    """A list of items plus what their targets mean; `source` names the file(s) read.
+
+    `system_targets` maps system -> target -> rating when the source rates whole systems apart
+    from the clips (MusicEval's `system_mos/system_mos_phase1.csv`), read from `system_source`.
+    """
 
     items: list[Item]
     targets: list[Target]
     source: str
+    system_targets: dict[str, dict[str, float]] = field(default_factory=dict)
+    system_source: str | None = None
 
     def __len__(self) -> int:
         return len(self.items)

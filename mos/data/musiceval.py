@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mos.audio import AUDIO_EXTENSIONS, audio_stem
+from mos.audio import audio_stem, is_audio_name
 from mos.data.captions import Captions, load_prompt_file
 from mos.data.manifest import Item, Manifest, Target
 from mos.data.table import check_range, parse_number, read_text
@@ -45,7 +45,7 @@ def split_clip_name(name: str) -> tuple[str | None, str | None]:
 
 def _clip_id(name: str) -> str:
     """The wav name as the challenge writes it: `.wav` is added when the list omits it."""
-    return name if name.lower().endswith(AUDIO_EXTENSIONS) else name + ".wav"
+    return name if is_audio_name(name) else name + ".wav"
 
 
 def prompt_captions(tree: Path) -> tuple[Captions | None, Captions | None]:
@@ -66,19 +66,89 @@ def prompt_captions(tree: Path) -> tuple[Captions | None, Captions | None]:
     return out[0], out[1]
 
 
-def load_musiceval(root: Path, split: str, check_audio: bool = True) -> Manifest:
-    """Load one MusicEval split ("train", "dev", "test") from the tree at or below `root`."""
+def canonical_split(split: str) -> str:
+    """`validation`/`val`/`valid` -> `dev`; other names unchanged."""
+    return _ALIASES.get(split, split)
+
+
+def has_split(trees: list[Path], split: str) -> bool:
+    """True when one of the trees holds a list file for `split`."""
+    return any(c.is_file() for t in trees for c in list_candidates(t, canonical_split(split)))
+
+
+def load_musiceval(root: Path, split: str, check_audio: bool = True, captions: bool = True) -> Manifest:
+    """Load one MusicEval split ("train", "dev", "test") from the tree at or below `root`
+    (`captions=False`: the prompt files are not read)."""
     root = Path(root)
-    split = _ALIASES.get(split, split)
+    split = canonical_split(split)
     trees = find_musiceval_roots(root)
     if not trees:
         raise ManifestError(f"{root}: no MusicEval dataset here (expected sets/{split}_mos_list.txt)")
     for tree in trees:
         for candidate in list_candidates(tree, split):
             if candidate.is_file():
-                prompts, demo = prompt_captions(tree)
+                prompts, demo = prompt_captions(tree) if captions else (None, None)
                 return load_musiceval_list(candidate, tree / "wav", prompts, demo, check_audio=check_audio)
     raise ManifestError(f"{list_candidates(trees[0], split)[0]}: file not found")
+
+
+def list_tree(list_file: Path) -> Path:
+    """The tree a list file belongs to: `<tree>/sets/dev_mos_list.txt` -> `<tree>`."""
+    return Path(list_file).parent.parent
+
+
+def find_system_mos(tree: Path) -> Path | None:
+    """The tree's system-level ratings: `system_mos/system_mos_phase<N>.csv`, the highest phase
+    present (the AudioMOS 2025 track-1 baseline's predict.py reads `system_mos_phase1.csv`)."""
+    found: list[tuple[int, Path]] = []
+    folder = Path(tree) / "system_mos"
+    if folder.is_dir():
+        for file in folder.glob("system_mos_phase*.csv"):
+            phase = file.stem[len("system_mos_phase"):]
+            if phase.isdigit() and file.is_file():
+                found.append((int(phase), file))
+    return max(found)[1] if found else None
+
+
+def load_system_mos(path: Path) -> dict[str, dict[str, float]]:
+    """System -> {"overall", "textual"} from `<system>,<overall>,<textual>` lines (`S002,3.4,3.1`),
+    as the baseline's predict.py reads them; a first line that is not numbers is a header."""
+    path = Path(path)
+    out: dict[str, dict[str, float]] = {}
+    first_line: dict[str, int] = {}
+    for number, raw in enumerate(read_text(path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{number}"
+        fields = [f.strip() for f in raw.split(",")]
+        if len(fields) != 3:
+            raise ManifestError(f"{where}: expected '<system>,<overall>,<textual>', found {len(fields)} fields")
+        if not first_line and not out and not _numbers(fields[1:]):
+            first_line[""] = number  # a header line
+            continue
+        system = fields[0]
+        if not system:
+            raise ManifestError(f"{where}: empty system id")
+        if system in out:
+            raise ManifestError(f"{where}: duplicate system '{system}' (first on line {first_line[system]})")
+        first_line[system] = number
+        values: dict[str, float] = {}
+        for target, text in zip(MUSICEVAL_TARGETS, fields[1:]):
+            value = parse_number(text, where, target.name)
+            check_range(value, target.low, target.high, where, target.name)
+            values[target.name] = value
+        out[system] = values
+    if not out:
+        raise ManifestError(f"{path}: no system ratings in this file")
+    return out
+
+
+def _numbers(fields: list[str]) -> bool:
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return False
+    return True
 
 
 def load_musiceval_list(

@@ -48,6 +48,26 @@ class CsvRows:
     rows: list[tuple[int, dict[str, str]]]
 
 
+def csv_records(text: str, path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of each non-blank row of CSV text, fields as written.
+
+    Line numbers are 1-based and point at the first physical line of each row (quoted captions
+    may span lines). Malformed CSV is a ManifestError naming `path:line`.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            raise ManifestError(f"{path}:{start}: malformed CSV: {exc}") from None
+        if fields and any(f.strip() for f in fields):
+            records.append((start, fields))
+
+
 def read_csv_rows(path: Path, required: Sequence[str] = (), allow_no_rows: bool = False) -> CsvRows:
     """Parse a CSV with a header row; blank lines are skipped, ragged rows are errors.
 
@@ -55,40 +75,26 @@ def read_csv_rows(path: Path, required: Sequence[str] = (), allow_no_rows: bool 
     may span lines). `required` columns must be in the header.
     """
     path = Path(path)
-    text = read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header: list[str] | None = None
+    records = csv_records(read_text(path), path)
+    if not records:
+        raise ManifestError(f"{path}: empty CSV file (no header)")
+    start, fields = records[0]
+    header = [f.strip() for f in fields]
+    seen: set[str] = set()
+    for name in header:
+        if name in seen and name:
+            raise ManifestError(f"{path}:{start}: column '{name}' appears twice in the header")
+        seen.add(name)
+    for name in required:
+        if name not in header:
+            raise ManifestError(f"{path}:{start}: missing column '{name}' (header: {', '.join(header)})")
     rows: list[tuple[int, dict[str, str]]] = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise ManifestError(f"{path}:{start}: malformed CSV: {exc}") from None
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if header is None:
-            header = [f.strip() for f in fields]
-            seen: set[str] = set()
-            for name in header:
-                if name in seen and name:
-                    raise ManifestError(f"{path}:{start}: column '{name}' appears twice in the header")
-                seen.add(name)
-            for name in required:
-                if name not in header:
-                    raise ManifestError(
-                        f"{path}:{start}: missing column '{name}' (header: {', '.join(header)})"
-                    )
-            continue
+    for start, fields in records[1:]:
         if len(fields) != len(header):
             raise ManifestError(
                 f"{path}:{start}: expected {len(header)} fields like the header, found {len(fields)}"
             )
         rows.append((start, dict(zip(header, fields))))
-    if header is None:
-        raise ManifestError(f"{path}: empty CSV file (no header)")
     if not rows and not allow_no_rows:
         raise ManifestError(f"{path}: CSV file has a header but no rows")
     return CsvRows(path=path, header=header, rows=rows)

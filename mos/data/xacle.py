@@ -37,6 +37,22 @@ def split_files(tree: Path, split: str) -> tuple[Path | None, Path | None]:
     return (avg if avg.is_file() else None), (per if per.is_file() else None)
 
 
+def canonical_split(split: str) -> str:
+    """`val`/`valid`/`dev` -> `validation`; other names unchanged."""
+    return _ALIASES.get(split, split)
+
+
+def has_split(trees: list[Path], split: str) -> bool:
+    """True when one of the trees holds `split`: its `*_average.csv`, or for test a caption CSV
+    or just the `wav/test/` folder."""
+    split = canonical_split(split)
+    for tree in trees:
+        avg, per = split_files(tree, split)
+        if avg is not None or (split == "test" and (per is not None or (tree / "wav" / "test").is_dir())):
+            return True
+    return False
+
+
 def load_xacle(root: Path, split: str, check_audio: bool = True) -> Manifest:
     """Load one XACLE split from the XACLE_dataset dir or a parent up to two levels above it.
 
@@ -44,7 +60,7 @@ def load_xacle(root: Path, split: str, check_audio: bool = True) -> Manifest:
     adds per-listener ratings. test may be a caption CSV without scores, or just `wav/test/`.
     """
     root = Path(root)
-    split = _ALIASES.get(split, split)
+    split = canonical_split(split)
     if split not in XACLE_SPLITS:
         raise ManifestError(f"{root}: unknown XACLE split '{split}' (expected train, validation or test)")
     trees = find_xacle_roots(root)

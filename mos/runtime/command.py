@@ -34,15 +34,26 @@ class Device(str, Enum):
 def score(
     inputs: Path = typer.Argument(
         ...,
-        help="A folder of audio (recursive; .wav/.flac/.ogg), a list file (.txt/.lst: one path per line, "
-        "relative to the list), an XACLE or MusicEval dataset (tree, *_average.csv, sets/*_list.txt), or one file.",
+        help="A folder of audio (recursive; every format libsndfile reads: wav, flac, ogg, mp3, aiff, ...), "
+        "a list file (.txt/.lst: one path per line, relative to the list), an XACLE or MusicEval dataset "
+        "(tree, *_average.csv, sets/*_list.txt), a CSV/JSONL table with --columns, or one file.",
         show_default=False,
     ),
     captions: Optional[Path] = typer.Option(
-        None, "--captions", help="Captions: a CSV (wav_file_name,text as XACLE) or MusicEval prompt_info.txt."
+        None, "--captions", help="Captions: a CSV (wav_file_name,text as XACLE) or MusicEval prompt_info.txt; "
+        "keyed by the path relative to the folder scored, or by file name where only one input has it. "
+        "Not read for an audio-only bundle."
     ),
     caption_columns: Optional[str] = typer.Option(
         None, "--caption-columns", help="Columns of a --captions CSV as id_col,text_col (default wav_file_name,text)."
+    ),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="Split of an XACLE tree (train, validation, test) or a MusicEval tree (train, dev, "
+        "test) to score (default: test when the tree has it, else every split).", show_default=False,
+    ),
+    columns: Optional[str] = typer.Option(
+        None, "--columns", help="Score the clips of a CSV/JSONL table, as mos train reads it, e.g. "
+        "'path=path,caption=text'.", show_default=False,
     ),
     bundle: Path = typer.Option(DEFAULT_BUNDLE, "--bundle", help="Exported bundle directory (mos export)."),
     out: Optional[Path] = typer.Option(
@@ -59,7 +70,8 @@ def score(
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per session (0: ONNX Runtime's default)."),
     batch_size: int = typer.Option(0, "--batch-size", min=0, help="Clips (windows) per run (0: 16 on CPU, 64 on CUDA)."),
     int8: bool = typer.Option(False, "--int8", help="Use the bundle's int8 audio model."),
-    resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok; score the rest."),
+    resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok and score "
+                                "the rest; refused when another bundle, model variant or format wrote the output."),
     workers: int = typer.Option(0, "--workers", min=0, help="Reader threads decoding ahead (0: 2 on CPU, up to 8 with CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -73,8 +85,8 @@ def score(
 
     One row per file streams to the output as it finishes: id, path, caption, one column per
     target, duration, status (ok|error), error. A file that cannot be scored gets an error row
-    and the run goes on. Exit code: 0 all scored, 3 some files failed, 2 bad usage, bundle or
-    captions file.
+    and the run goes on; files of a folder that are not audio are listed as not scored. Exit
+    code: 0 all scored, 3 some files failed, 2 bad usage, bundle or captions file.
     """
     console = Console(stderr=True)
     opts = ScoreOptions(
@@ -82,6 +94,8 @@ def score(
         bundle=bundle,
         captions=captions,
         caption_columns=caption_columns,
+        columns=columns,
+        split=split,
         out=out,
         format=output_format.value,
         device=device.value,

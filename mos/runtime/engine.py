@@ -45,7 +45,8 @@ class ScoreEngine:
 
     Scores come back [n, len(targets)] on each target's scale. Every clip scores the same alone
     or in any batch (the model masks padding); clips longer than the window are scored in windows
-    and averaged weighted by valid length, as `mos score` does for files.
+    and averaged weighted by valid length, then clamped to the target's range, as `mos score`
+    does for files.
     """
 
     def __init__(
@@ -158,4 +159,12 @@ class ScoreEngine:
         for i in range(len(waveforms)):
             sel = owner_arr == i
             out[i] = weighted_mean(seg_scores[sel], weights[sel])
-        return out
+        return self.clamp(out)
+
+    def clamp(self, scores: np.ndarray) -> np.ndarray:
+        """Clamp scores [..., n_targets] to each target's [low, high] from the bundle: applied
+        after a clip's windows are averaged, never to single windows (the graph's outputs are
+        unclamped; for a bundle whose graph clamps itself this changes nothing)."""
+        low = np.array([t.low for t in self.bundle.targets], dtype=np.float64)
+        high = np.array([t.high for t in self.bundle.targets], dtype=np.float64)
+        return np.clip(np.asarray(scores, dtype=np.float64), low, high)

@@ -1,20 +1,13 @@
-"""What to score: a folder, a list file, a dataset tree or file, or one audio file, with captions."""
+"""Jobs from a manifest: each clip to score with its caption, or the caption problem known before decoding."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from mos.audio import AUDIO_EXTENSIONS
-from mos.data.captions import Captions, load_captions
-from mos.data.folder import find_audio_files
-from mos.data.manifest import Item
-from mos.data.musiceval import find_musiceval_roots, list_candidates, load_musiceval, load_musiceval_list, prompt_captions
-from mos.data.table import read_text
-from mos.data.xacle import find_xacle_roots, load_xacle, load_xacle_csv, split_files
+from mos.data.captions import CaptionLookup, Captions, load_captions
+from mos.data.manifest import Item, Manifest
 from mos.errors import ManifestError, MosError
-
-LIST_SUFFIXES = (".txt", ".lst")
 
 
 @dataclass(frozen=True)
@@ -29,11 +22,10 @@ class Job:
 
 
 @dataclass
-class InputSet:
-    """The resolved inputs: jobs in scoring order, what they came from, and ids seen twice."""
+class JobSet:
+    """Jobs in scoring order and the ids seen more than once (scored once)."""
 
     jobs: list[Job]
-    source: str
     duplicate_ids: list[str]
 
 
@@ -56,100 +48,47 @@ def read_caption_file(path: Path, columns: str | None = None) -> Captions:
     return load_captions(path, id_col, text_col)
 
 
-def _is_musiceval_list(path: Path) -> bool:
-    return path.name.endswith("_list.txt") and path.parent.name == "sets"
-
-
-def read_list_file(path: Path) -> list[Item]:
-    """One audio path per line (relative to the list's folder); blank lines and `#` comments skipped."""
-    items: list[Item] = []
-    for line in read_text(path).splitlines():
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        file = Path(entry)
-        items.append(Item(id=file.as_posix(), path=file if file.is_absolute() else path.parent / file))
-    if not items:
-        raise ManifestError(f"{path}: empty list file (expected one audio path per line)")
-    return items
-
-
-def _dataset_items(path: Path) -> tuple[list[Item], str] | None:
-    """Items of an XACLE or MusicEval tree (missing audio becomes an error row later), or None."""
-    xacle = find_xacle_roots(path)
-    if xacle:
-        splits = [s for s in ("train", "validation") if any(split_files(t, s)[0] for t in xacle)] or ["test"]
-        items = [it for s in splits for it in load_xacle(path, s, check_audio=False).items]
-        return items, f"XACLE {'+'.join(splits)} at {path}"
-    musiceval = find_musiceval_roots(path)
-    if musiceval:
-        splits = [
-            s for s in ("train", "dev") if any(c.is_file() for t in musiceval for c in list_candidates(t, s))
-        ] or ["test"]
-        items = [it for s in splits for it in load_musiceval(path, s, check_audio=False).items]
-        return items, f"MusicEval {'+'.join(splits)} at {path}"
-    return None
-
-
-def _items_for(path: Path) -> tuple[list[Item], str]:
-    if not path.exists():
-        raise ManifestError(f"{path}: no such file or directory")
-    if path.is_dir():
-        found = _dataset_items(path)
-        if found is not None:
-            return found
-        files = find_audio_files(path)
-        if not files:
-            raise ManifestError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
-        return [Item(id=f.relative_to(path).as_posix(), path=f) for f in files], f"folder {path}"
-    suffix = path.suffix.lower()
-    if suffix in AUDIO_EXTENSIONS:
-        return [Item(id=path.name, path=path)], f"file {path}"
-    if _is_musiceval_list(path):
-        prompts, demo = prompt_captions(path.parent.parent)
-        return load_musiceval_list(path, None, prompts, demo, check_audio=False).items, f"list {path}"
-    if suffix in LIST_SUFFIXES:
-        return read_list_file(path), f"list {path}"
-    if suffix == ".csv":
-        manifest = load_xacle_csv(path, check_audio=False, require_scores=False, require_text=False)
-        return manifest.items, f"table {path}"
-    raise ManifestError(
-        f"{path}: not something to score: expected a folder of audio, a list file (.txt/.lst, one path "
-        f"per line), an XACLE/MusicEval dataset (tree, *_average.csv, sets/*_list.txt) or an audio file"
+def _no_key_matches(captions: Captions, items: list[Item]) -> MosError:
+    keys = list(captions.texts) or sorted(captions.duplicates)
+    return MosError(
+        f"{captions.source}: no caption key matches any input: keys look like '{keys[0] if keys else ''}', "
+        f"the inputs' ids like '{items[0].id}' (an id is the path relative to the folder scored; a key "
+        "matches it by that path, or by file name where only one input has that name)"
     )
 
 
-def _caption_for(item: Item, captions: Captions | None, needs_text: bool) -> tuple[str | None, str | None]:
-    """(caption, error): --captions wins over the dataset's own caption."""
-    if captions is not None:
-        if captions.is_duplicate(item.id):
-            key = captions.resolve(item.id)
-            line = captions.lines.get(key or "", 0)
-            return None, f"{item.path}: ambiguous caption: '{key}' has two different texts in {captions.source} (line {line})"
-        text = captions.lookup(item.id)
-        if text:
-            return text, None
+def _caption_job(item: Item, found: CaptionLookup, captions: Captions | None) -> Job:
+    """--captions wins over the dataset's own caption; an ambiguous key is an error, never a guess."""
+    if found.error:
+        return Job(item.id, item.path, error=f"{item.path}: {found.error}")
+    if found.text:
+        return Job(item.id, item.path, caption=found.text)
     if item.caption:
-        return item.caption, None
-    if not needs_text:
-        return None, None
+        return Job(item.id, item.path, caption=item.caption)
     if captions is not None:
-        return None, f"{item.path}: no caption for '{item.id}' in {captions.source}"
-    return None, f"{item.path}: no caption (this model needs one: pass --captions FILE)"
+        return Job(item.id, item.path, error=f"{item.path}: no caption for '{item.id}' in {captions.source}")
+    return Job(item.id, item.path, error=f"{item.path}: no caption (this model needs one: pass --captions FILE)")
 
 
-def resolve_inputs(path: Path, captions: Captions | None, needs_text: bool) -> InputSet:
-    """Jobs for `path` in order, each with its caption or its caption error; ids are unique
-    (later repeats are dropped and listed in `duplicate_ids`)."""
-    items, source = _items_for(Path(path))
-    jobs: list[Job] = []
+def make_jobs(manifest: Manifest, captions: Captions | None, needs_text: bool) -> JobSet:
+    """Jobs for the manifest's clips in order (a repeated id is scored once and listed).
+
+    An audio-only model (`needs_text` False) takes no caption at all. Otherwise each clip gets
+    its caption from `captions` (see `Captions.match`) or its own; a clip with none, or with an
+    ambiguous key, gets an error row. When `captions` matches no input at all, MosError up front.
+    """
+    items: list[Item] = []
     seen: set[str] = set()
     duplicates: list[str] = []
-    for item in items:
+    for item in manifest.items:
         if item.id in seen:
             duplicates.append(item.id)
             continue
         seen.add(item.id)
-        caption, error = _caption_for(item, captions, needs_text)
-        jobs.append(Job(id=item.id, path=item.path, caption=caption, error=error))
-    return InputSet(jobs=jobs, source=source, duplicate_ids=duplicates)
+        items.append(item)
+    if not needs_text:
+        return JobSet([Job(it.id, it.path) for it in items], duplicates)
+    found = captions.match([it.id for it in items]) if captions is not None else [CaptionLookup()] * len(items)
+    if captions is not None and items and not any(f.key or f.error for f in found):
+        raise _no_key_matches(captions, items)
+    return JobSet([_caption_job(it, f, captions) for it, f in zip(items, found)], duplicates)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,10 +70,11 @@ class _FileState:
         self.sum_scores = weighted if self.sum_scores is None else self.sum_scores + weighted
         self.sum_weights += float(length)
 
-    def result(self, sample_rate: int) -> FileResult:
+    def result(self, sample_rate: int, clamp: Callable[[np.ndarray], np.ndarray]) -> FileResult:
+        """The file's scores: its windows' length-weighted mean, then clamped to each target's range."""
         if self.error is not None or self.sum_scores is None:
             return FileResult(self.job, None, None, self.error or f"{self.job.path}: no audio scored")
-        return FileResult(self.job, self.sum_scores / self.sum_weights, self.samples / sample_rate, None)
+        return FileResult(self.job, clamp(self.sum_scores / self.sum_weights), self.samples / sample_rate, None)
 
 
 @dataclass
@@ -131,7 +132,8 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
 
     A reader pool decodes files ahead; files longer than the bundle's window are read window by
     window (a background thread keeps at most one batch of them ready). Windows of all files
-    are pooled into chunks, sorted by length, batched, and aggregated per file weighted by length.
+    are pooled into chunks, sorted by length, batched, and aggregated per file weighted by length,
+    then clamped to each target's range (`ScoreEngine.clamp`).
     """
     spec = AudioSpec(engine.sample_rate, engine.window_seconds)
     jobs = list(jobs)
@@ -197,11 +199,11 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
                 _score_chunk(engine, segments, batch_size)
                 del segments
             while order and order[0].finished:
-                yield order.popleft().result(engine.sample_rate)
+                yield order.popleft().result(engine.sample_rate, engine.clamp)
             if exhausted and long_iter is None:
                 break
         while order:  # only reached when every state is final
-            yield order.popleft().result(engine.sample_rate)
+            yield order.popleft().result(engine.sample_rate, engine.clamp)
     finally:
         if long_iter is not None:
             long_iter.close()

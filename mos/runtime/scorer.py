@@ -1,4 +1,4 @@
-"""`run_score`: resolve inputs and captions, load the bundle, stream rows, write challenge files."""
+"""`run_score`: options -> manifest (mos.data) -> jobs -> rows: load the bundle, stream rows, write challenge files."""
 
 from __future__ import annotations
 
@@ -11,18 +11,24 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mos.bundle import load_bundle
+from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, sha256_file
+from mos.data.detect import open_inputs
+from mos.data.folder import Skipped, describe_skipped
+from mos.data.table import parse_column_spec
 from mos.errors import MosError
 from mos.runtime.engine import EngineOptions, ScoreEngine
-from mos.runtime.inputs import InputSet, read_caption_file, resolve_inputs
+from mos.runtime.inputs import make_jobs, read_caption_file
 from mos.runtime.pipeline import FileResult, PipelineOptions, score_jobs
 from mos.runtime.session import CUDA
 from mos.runtime.writers import (
     FORMATS,
+    OutputStamp,
     Row,
     RowWriter,
+    check_challenge_names,
     check_challenge_targets,
     read_rows,
+    resume_rows,
     write_challenge,
 )
 
@@ -39,6 +45,8 @@ class ScoreOptions:
     bundle: Path = DEFAULT_BUNDLE
     captions: Path | None = None
     caption_columns: str | None = None
+    columns: str | None = None
+    split: str | None = None
     out: Path | None = None
     format: str = "csv"
     device: str = "auto"
@@ -65,6 +73,8 @@ class ScoreSummary:
     challenge: Path | None = None
     duplicate_ids: list[str] = field(default_factory=list)
     first_errors: list[str] = field(default_factory=list)
+    inputs: str = ""
+    left_out: list[Skipped] = field(default_factory=list)
 
     @property
     def clips_per_s(self) -> float:
@@ -125,33 +135,52 @@ def _progress(console: Console, enabled: bool) -> Progress:
     )
 
 
+def output_stamp(bundle: Bundle, int8: bool, fmt: str, targets: list[str]) -> OutputStamp:
+    """What this run writes with: the stream format, the bundle (sha256 of its mos.json) and the
+    audio model file it scores with (its sha256 as mos.json lists it; load_bundle checked it)."""
+    model = bundle.audio_model("int8" if int8 else "fp32")
+    return OutputStamp(fmt, tuple(targets), str(bundle.root.resolve()), sha256_file(bundle.root / BUNDLE_META_FILE),
+                       model.name, str(bundle.meta["files"].get(model.name, "")))
+
+
 def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummary:
     """Score every input file and write the rows (and the challenge file). Bad files become error
-    rows; bad run inputs (bundle, captions file, --format for this bundle, inputs) raise MosError
-    before any scoring."""
+    rows; bad run inputs (bundle, captions file, --format for this bundle, inputs, an output
+    --resume must not touch) raise MosError before any scoring."""
     console = console or Console(stderr=True)
     stream_path, challenge_path = output_paths(opts.out, opts.format)
     stream_fmt = "jsonl" if opts.format == "jsonl" else "csv"
     bundle = load_bundle(opts.bundle)
     targets = bundle.target_names
     check_challenge_targets(opts.format, targets)
-    captions = read_caption_file(opts.captions, opts.caption_columns) if opts.captions is not None else None
-    inputs: InputSet = resolve_inputs(opts.inputs, captions, bundle.uses_text)
-    if bundle.uses_text and captions is None and inputs.jobs and not any(j.caption for j in inputs.jobs):
+    columns = parse_column_spec(opts.columns) if opts.columns else None
+    inputs = open_inputs(opts.inputs, columns, opts.split, captions=bundle.uses_text)
+    captions = None
+    if opts.captions is not None and bundle.uses_text:
+        captions = read_caption_file(opts.captions, opts.caption_columns)
+    elif opts.captions is not None:
+        console.print(f"note: --captions {opts.captions} is not read: this bundle's model is audio-only",
+                      markup=False, highlight=False, soft_wrap=True)
+    jobset = make_jobs(inputs.manifest, captions, bundle.uses_text)
+    if bundle.uses_text and captions is None and jobset.jobs and not any(j.caption for j in jobset.jobs):
         raise MosError(
             f"{opts.inputs}: the bundle's model needs a caption per clip and these inputs carry none: "
             "pass --captions FILE (CSV wav_file_name,text, or a MusicEval prompt_info.txt)"
         )
+    if challenge_path is not None:
+        check_challenge_names(opts.format, [job.id for job in jobset.jobs])
+    stamp = output_stamp(bundle, opts.int8, stream_fmt, targets)
+    keep = resume_rows(stream_path, stream_fmt, targets, stamp) if opts.resume else []
     engine = ScoreEngine(
         bundle, EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size)
     )
-    if inputs.duplicate_ids:
-        console.print(f"[yellow]warning:[/] {len(inputs.duplicate_ids)} input(s) repeat an id and are scored once "
-                      f"(first: {escape(inputs.duplicate_ids[0])})")
+    if jobset.duplicate_ids:
+        console.print(f"[yellow]warning:[/] {len(jobset.duplicate_ids)} input(s) repeat an id and are scored once "
+                      f"(first: {escape(jobset.duplicate_ids[0])})")
 
-    writer = RowWriter(stream_path, stream_fmt, targets, resume=opts.resume)
-    todo = [job for job in inputs.jobs if job.id not in writer.done]
-    skipped = len(inputs.jobs) - len(todo)
+    writer = RowWriter(stream_path, stream_fmt, targets, stamp=stamp, keep=keep)
+    todo = [job for job in jobset.jobs if job.id not in writer.done]
+    skipped = len(jobset.jobs) - len(todo)
     scored = failed = 0
     audio_seconds = 0.0
     first_errors: list[str] = []
@@ -178,12 +207,12 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
     finally:
         seconds = time.perf_counter() - start
     if challenge_path is not None:
-        order = {job.id: i for i, job in enumerate(inputs.jobs)}
-        rows = read_rows(stream_path, stream_fmt, targets)
-        rows.sort(key=lambda r: order.get(r.id, len(order)))
+        order = {job.id: i for i, job in enumerate(jobset.jobs)}
+        rows = [r for r in read_rows(stream_path, stream_fmt, targets) if r.id in order]
+        rows.sort(key=lambda r: order[r.id])
         write_challenge(challenge_path, opts.format, rows, targets)
     return ScoreSummary(
-        files=len(inputs.jobs),
+        files=len(jobset.jobs),
         scored=scored,
         failed=failed,
         skipped=skipped,
@@ -192,8 +221,10 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         provider=engine.provider,
         out=stream_path,
         challenge=challenge_path,
-        duplicate_ids=inputs.duplicate_ids,
+        duplicate_ids=jobset.duplicate_ids,
         first_errors=first_errors,
+        inputs=inputs.description,
+        left_out=inputs.skipped,
     )
 
 
@@ -202,10 +233,14 @@ def format_summary(summary: ScoreSummary) -> str:
     parts = [f"scored {summary.scored}", f"failed {summary.failed}"]
     if summary.skipped:
         parts.append(f"skipped {summary.skipped} (already in {summary.out})")
-    lines = [
+    lines = [f"inputs: {summary.inputs}"] if summary.inputs else []
+    if summary.left_out:
+        lines.append(f"not scored: {describe_skipped(summary.left_out)}")
+    lines += [
         ", ".join(parts) + f" of {summary.files} files in {summary.seconds:.1f} s",
-        f"{summary.clips_per_s:.1f} clips/s, real-time factor {summary.rtf:.0f}x "
-        f"({summary.audio_seconds:.0f} s of audio), provider {summary.provider}",
+        (f"{summary.clips_per_s:.1f} clips/s, real-time factor {summary.rtf:.0f}x "
+         f"({summary.audio_seconds:.0f} s of audio), provider {summary.provider}") if summary.scored
+        else f"no audio scored in this run, provider {summary.provider}",
         f"rows: {summary.out}" + (f"; challenge file: {summary.challenge}" if summary.challenge else ""),
     ]
     if summary.first_errors:

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from mos.audio import audio_stem
-from mos.errors import MosError
+from mos.data.keys import normalize_id
+from mos.data.table import csv_records
+from mos.errors import MosError, one_line
 
 STREAM_FORMATS = ("csv", "jsonl")
 CHALLENGE_FORMATS = ("xacle", "audiomos")
@@ -95,20 +97,29 @@ def _number(text: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class ResumeError(MosError):
+    """An output that --resume must not touch: another bundle's or format's, or not parseable."""
+
+
+def _refuse(path: Path, why: str) -> ResumeError:
+    return ResumeError(f"{path}: cannot resume: {why}; the file is left as it is (use another --out, "
+                       "or score again without --resume)")
+
+
 def _parse_csv(text: str, targets: list[str], path: Path) -> list[Row]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
+    try:
+        records = csv_records(text, path)
+    except MosError as exc:
+        raise _refuse(path, str(exc)) from None
+    if not records:
         return []
+    line, header = records[0]
     if header != columns(targets):
-        raise MosError(
-            f"{path}: cannot resume: its columns ({','.join(header)}) are not this bundle's "
-            f"({','.join(columns(targets))}); use another --out"
-        )
+        raise _refuse(path, f"its columns ({','.join(header)}) are not this bundle's ({','.join(columns(targets))})")
     rows = []
-    for values in reader:
+    for line, values in records[1:]:
         if len(values) != len(header):
-            continue  # a damaged row: dropped, its file is scored again
+            raise _refuse(path, f"line {line} has {len(values)} fields, the header {len(header)}")
         d = dict(zip(header, values))
         scores = {t: _number(d[t]) for t in targets}
         ok = d["status"] == "ok" and all(v is not None for v in scores.values())
@@ -127,12 +138,12 @@ def _parse_jsonl(text: str, targets: list[str], path: Path) -> list[Row]:
         try:
             d = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a damaged row: dropped, its file is scored again
+            raise _refuse(path, f"line {number} is not a JSON row") from None
         if not isinstance(d, dict) or "id" not in d:
-            raise MosError(f"{path}:{number}: cannot resume: not a `mos score` JSONL row; use another --out")
+            raise _refuse(path, f"line {number} is not a `mos score` JSONL row")
         missing = [t for t in targets if t not in d]
         if missing:
-            raise MosError(f"{path}:{number}: cannot resume: no {', '.join(missing)} (another bundle's output?); use another --out")
+            raise _refuse(path, f"line {number} has no {', '.join(missing)} (another bundle's output?)")
         scores = {t: _number(d.get(t)) for t in targets}
         ok = d.get("status") == "ok" and all(v is not None for v in scores.values())
         rows.append(
@@ -143,11 +154,14 @@ def _parse_jsonl(text: str, targets: list[str], path: Path) -> list[Row]:
 
 
 def read_rows(path: Path, fmt: str, targets: list[str]) -> list[Row]:
-    """Rows of a stream file; a torn last line (no trailing newline, as kill -9 leaves) is dropped."""
+    """Rows of a stream file; a torn last line (no trailing newline, as kill -9 leaves) is dropped.
+    Anything else that does not parse is a ResumeError: such a file is never rewritten."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         return []
+    except UnicodeDecodeError:
+        raise _refuse(path, "it is not UTF-8 text") from None
     except OSError as exc:
         raise MosError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if text and not text.endswith("\n"):
@@ -155,28 +169,92 @@ def read_rows(path: Path, fmt: str, targets: list[str]) -> list[Row]:
     return _parse_jsonl(text, targets, path) if fmt == "jsonl" else _parse_csv(text, targets, path)
 
 
+def meta_path(stream: Path) -> Path:
+    """The sidecar that records which bundle and format wrote a stream file: `<out>.meta.json`."""
+    return stream.with_name(stream.name + ".meta.json")
+
+
+@dataclass(frozen=True)
+class OutputStamp:
+    """What wrote a stream file: its format and targets, the bundle (sha256 of its mos.json, which
+    holds the sha256 of every model file) and the audio model file used (name and sha256)."""
+
+    format: str
+    targets: tuple[str, ...]
+    bundle: str
+    bundle_sha256: str
+    audio_model: str
+    audio_model_sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"written_by": "mos score", "format": self.format, "targets": list(self.targets),
+                "bundle": self.bundle, "bundle_sha256": self.bundle_sha256,
+                "audio_model": self.audio_model, "audio_model_sha256": self.audio_model_sha256}
+
+
+def _check_stamp(stream: Path, stamp: OutputStamp) -> None:
+    """ResumeError unless the sidecar says the same format, bundle and audio model wrote `stream`."""
+    sidecar = meta_path(stream)
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _refuse(stream, f"no {sidecar.name} beside it records which bundle wrote it") from None
+    except (OSError, ValueError) as exc:
+        raise _refuse(stream, f"{sidecar.name} is unreadable ({one_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise _refuse(stream, f"{sidecar.name} is not a JSON object")
+    if meta.get("format") != stamp.format:
+        raise _refuse(stream, f"it was written as {meta.get('format')} ({sidecar.name}), this run writes "
+                              f"{stamp.format}; resume it with --format {meta.get('format')}")
+    if meta.get("bundle_sha256") != stamp.bundle_sha256:
+        old = str(meta.get("bundle_sha256"))[:12]
+        raise _refuse(stream, f"it holds scores of another bundle ({meta.get('bundle')}, mos.json sha256 "
+                              f"{old}...; this bundle's is {stamp.bundle_sha256[:12]}...)")
+    if meta.get("audio_model_sha256") != stamp.audio_model_sha256:
+        raise _refuse(stream, f"it was scored with {meta.get('audio_model')}, this run uses {stamp.audio_model} "
+                              "(--int8 differs?)")
+
+
+def resume_rows(path: Path, fmt: str, targets: list[str], stamp: OutputStamp) -> list[Row]:
+    """For --resume: the ok rows already in `path` (first of each id), after checking that the
+    same bundle, audio model and format wrote it. Nothing is written here."""
+    if not path.exists():
+        return []
+    _check_stamp(path, stamp)
+    kept: list[Row] = []
+    seen: set[str] = set()
+    for row in read_rows(path, fmt, targets):
+        if row.status == "ok" and row.id not in seen:
+            seen.add(row.id)
+            kept.append(row)
+    return kept
+
+
 class RowWriter:
     """Appends rows to a CSV or JSONL file, flushing each one so a killed run loses at most the
-    line being written. With `resume`, rows already there with status ok are kept (`done`), error
-    rows and a torn last line are dropped (the file is rewritten without them), and new rows follow."""
+    line being written. It starts the file with the rows kept from a resumed run (`keep`, or with
+    `resume` those `resume_rows` finds: ok rows; error rows and a torn last line are dropped),
+    then records `stamp`, when given, in `<out>.meta.json`."""
 
-    def __init__(self, path: Path, fmt: str, targets: list[str], resume: bool = False) -> None:
+    def __init__(self, path: Path, fmt: str, targets: list[str], resume: bool = False,
+                 stamp: OutputStamp | None = None, keep: list[Row] | None = None) -> None:
         if fmt not in STREAM_FORMATS:
             raise MosError(f"unknown stream format {fmt!r}")
         self.path = Path(path)
         self.fmt = fmt
         self.targets = list(targets)
-        self.kept: list[Row] = []
-        if resume and self.path.exists():
-            seen: set[str] = set()
-            for row in read_rows(self.path, fmt, self.targets):
-                if row.status == "ok" and row.id not in seen:
-                    seen.add(row.id)
-                    self.kept.append(row)
+        if keep is None and resume:
+            if stamp is None:
+                raise MosError(f"{self.path}: cannot resume without knowing which bundle writes it")
+            keep = resume_rows(self.path, fmt, self.targets, stamp)
+        self.kept: list[Row] = list(keep or [])
         self.done: set[str] = {r.id for r in self.kept}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Rows first, then the stamp: a kill in between leaves a stamp that refuses, never one that lies.
             _atomic_write(self.path, self._header() + "".join(self._line(r) for r in self.kept))
+            if stamp is not None:
+                _atomic_write(meta_path(self.path), json.dumps(stamp.as_dict(), indent=2) + "\n")
             self._file: IO[str] = self.path.open("a", encoding="utf-8", newline="")
         except OSError as exc:
             raise MosError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
@@ -202,7 +280,6 @@ class RowWriter:
         self.close()
 
 
-
 def xacle_target(targets: list[str]) -> str:
     """The target an XACLE file reports: `score`, or the bundle's only target."""
     if "score" in targets:
@@ -222,6 +299,26 @@ def check_challenge_targets(fmt: str, targets: list[str]) -> None:
             raise MosError(f"--format audiomos needs targets overall and textual (this bundle has {', '.join(targets)})")
 
 
+def challenge_name(fmt: str, clip_id: str) -> str:
+    """How a challenge file names a clip: XACLE's `wav_file_name` is the file name (`a/00012.wav`
+    -> `00012.wav`, what the XACLE scorer joins on); AudioMOS drops the audio extension too."""
+    base = normalize_id(clip_id).rsplit("/", 1)[-1]
+    return base if fmt == "xacle" else audio_stem(base)
+
+
+def check_challenge_names(fmt: str, ids: list[str]) -> None:
+    """MosError before scoring when two inputs would get the same name in the challenge file."""
+    first: dict[str, str] = {}
+    for clip_id in ids:
+        name = challenge_name(fmt, clip_id)
+        if name in first:
+            raise MosError(
+                f"--format {fmt} names each clip by its file name, and inputs {first[name]} and {clip_id} "
+                f"both are '{name}': score them in separate runs (or use --format csv)"
+            )
+        first[name] = clip_id
+
+
 def write_challenge(path: Path, fmt: str, rows: list[Row], targets: list[str]) -> int:
     """Write the XACLE `wav_file_name,pred_score` CSV or the AudioMOS answer.txt atomically from
     the ok rows, in the order given; returns how many rows it holds."""
@@ -229,11 +326,11 @@ def write_challenge(path: Path, fmt: str, rows: list[Row], targets: list[str]) -
     if fmt == "xacle":
         target = xacle_target(targets)
         text = _csv_line(["wav_file_name", "pred_score"]) + "".join(
-            _csv_line([r.id, _fmt(r.scores[target], 6)]) for r in ok  # type: ignore[index]
+            _csv_line([challenge_name(fmt, r.id), _fmt(r.scores[target], 6)]) for r in ok  # type: ignore[index]
         )
     elif fmt == "audiomos":
         text = "".join(
-            f"{audio_stem(r.id)},{_fmt(r.scores['overall'], 6)},{_fmt(r.scores['textual'], 6)}\n"  # type: ignore[index]
+            f"{challenge_name(fmt, r.id)},{_fmt(r.scores['overall'], 6)},{_fmt(r.scores['textual'], 6)}\n"  # type: ignore[index]
             for r in ok
         )
     else:

@@ -115,6 +115,7 @@ def test_cross_validation_writes_out_of_fold_predictions_and_cv_json(table: Path
     assert "model choice: inner validation" in out
     assert "OUT-OF-FOLD (24 clips, 3 folds; 95% intervals from 2000 resamples of the 6 signal values)" in out
     assert "mushra [UTTERANCE] MSE=" in out and "mushra [SYSTEM] MSE=" in out
+    assert "mushra per fold (held-out clips, not pooled): SRCC mean" in out
     run = tmp_path / "runs" / "cv"
     rows = read_csv(run / "oof_predictions.csv")
     assert list(rows[0]) == ["id", "mushra", "true_mushra", "system", "group", "fold"]
@@ -133,6 +134,8 @@ def test_cross_validation_writes_out_of_fold_predictions_and_cv_json(table: Path
     assert low <= cv["levels"]["mushra"]["utterance"]["srcc"] <= high
     assert cv["bootstrap"]["unit"] == "signal" and cv["selection"].startswith("inner validation")
     assert [f["fold"] for f in cv["per_fold"]] == [1, 2, 3]
+    assert cv["per_fold_mean_utterance"]["mushra"]["srcc"] == pytest.approx(
+        np.mean([f["levels"]["mushra"]["utterance"]["srcc"] for f in cv["per_fold"]]))
     for f in cv["per_fold"]:
         inner = {r["group"] for r in read_csv(run / "folds" / f"fold{f['fold']}" / "val_predictions.csv")}
         assert inner and not inner & set(f["held_out_groups"])  # early stopping never saw the held-out fold

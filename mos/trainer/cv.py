@@ -57,8 +57,8 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
     folds = make_folds(data, columns, cfg.folds, cfg.seed, cfg.group_by)
     unit = f"{cfg.group_by} values" if cfg.group_by else "clips"
     selection = _selection(cfg, unit)
-    console.print(f"cross-validation: {folds.description}")
-    console.print(f"model choice: {selection}")
+    console.print(f"cross-validation: {folds.description}", markup=False)
+    console.print(f"model choice: {selection}", markup=False)
     clear_run_folder(run_dir, cfg, console)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(
@@ -77,7 +77,7 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
         splits, held = fold_splits(folds, k, cfg.val_fraction, cfg.seed)
         if done.is_file():
             info = json.loads(done.read_text(encoding="utf-8"))
-            console.print(f"fold {k + 1}/{cfg.folds}: finished earlier ({done})")
+            console.print(f"fold {k + 1}/{cfg.folds}: finished earlier ({done})", markup=False)
         else:
             fold_cfg = replace(cfg, name=f"fold{k + 1}", seed=cfg.seed + k, folds=0, overwrite=False,
                                resume=cfg.resume and (fold_dir / "checkpoints" / "last.pt").is_file())
@@ -107,7 +107,7 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
                              f"LCC={info['levels'][n]['utterance']['lcc']:.3f}" for n in names)
         console.print(f"fold {k + 1}/{cfg.folds}: {info['n_train']} train / {info['n_inner_validation']} inner-validation / "
                       f"{info['n_held_out']} held-out clips; best epoch {info['best_epoch']} ({info['stopped']}); "
-                      f"held out: {figures}  [log: {fold_dir / 'train.log'}]")
+                      f"held out: {figures} (log: {fold_dir / 'train.log'})", markup=False)
         per_fold.append({key: v for key, v in info.items() if key not in ("ids", "pred")})
 
     write_predictions(run_dir / "oof_predictions.csv", items, names, pred, true,
@@ -120,17 +120,25 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
     n_groups = len(set(group_list))
     bootstrap = {"resamples": RESAMPLES, "unit": cfg.group_by or "clip", "groups": n_groups, "seed": cfg.seed,
                  "confidence": 0.95}
+    # Each fold's held-out figures, averaged (the pooled figures above also pay for differences
+    # in calibration between the K models; these do not).
+    fold_mean = {n: {key: float(np.mean([f["levels"][n]["utterance"][key] for f in per_fold]))
+                     for key in ("mse", "lcc", "srcc", "ktau")} for n in names}
     report = {"folds": cfg.folds, "group_by": cfg.group_by, "split": folds.description, "selection": selection,
               "clips": len(items), "levels": levels, "intervals_95": intervals, "bootstrap": bootstrap,
-              "per_fold": per_fold}
+              "per_fold_mean_utterance": fold_mean, "per_fold": per_fold}
     write_text_atomic(run_dir / "cv.json", json.dumps(report, indent=2))
     plot_scatter(pred, true, names, [(t.low, t.high) for t in folds.manifest.targets], run_dir / "scatter.png")
 
     console.print(f"OUT-OF-FOLD ({len(items)} clips, {cfg.folds} folds; 95% intervals from {RESAMPLES} resamples of "
-                  f"the {n_groups} {unit}):")
+                  f"the {n_groups} {unit}):", markup=False)
     for n in names:
         for level, m in levels[n].items():
-            console.print(f"  {n} [{level.upper()}] {_fmt(m, intervals[n][level])}")
-    console.print(f"cross-validation: {run_dir / 'cv.json'}, {run_dir / 'oof_predictions.csv'}")
+            console.print(f"  {n} [{level.upper()}] {_fmt(m, intervals[n][level])}", markup=False)
+    for n in names:
+        values = ", ".join(f"{f['levels'][n]['utterance']['srcc']:.3f}" for f in per_fold)
+        console.print(f"  {n} per fold (held-out clips, not pooled): SRCC mean {fold_mean[n]['srcc']:.4f} ({values})",
+                      markup=False)
+    console.print(f"cross-validation: {run_dir / 'cv.json'}, {run_dir / 'oof_predictions.csv'}", markup=False)
     return CvResult(run_dir, levels, intervals, per_fold)
 

@@ -259,7 +259,7 @@ class Trainer:
             t0 = time.perf_counter()
             captions = dict(zip(distinct, self.text_encoder.encode(distinct)))
             console.print(f"text: {len(distinct)} distinct captions encoded once with {self.text_encoder.name} "
-                          f"in {time.perf_counter() - t0:.1f} s")
+                          f"in {time.perf_counter() - t0:.1f} s", markup=False)
         self._captions = captions
         self._target_stats = (names, mean, std)
         max_samples = window_samples(model_cfg.window_seconds, model_cfg.sample_rate)
@@ -288,7 +288,7 @@ class Trainer:
         if resume_ckpt is not None:
             self._restore(resume_ckpt, last)
         elif cfg.resume:
-            console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1")
+            console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
 
     def eval_loader(self, manifest: Manifest) -> Any:
         """Whole clips (no crop, no augmentation), in manifest order."""
@@ -386,21 +386,21 @@ class Trainer:
         cfg, console = self.cfg, self.console
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        console.print(f"data: {self.splits.description}")
+        console.print(f"data: {self.splits.description}", markup=False)
         console.print(f"model: {count_parameters(self.model):,} trainable parameters; targets "
                       + ", ".join(f"{t.name} [{t.low:g}, {t.high:g}]" for t in self.model.cfg.targets)
-                      + f"; {self.model.cfg.window_seconds:g} s training window; device {self.device}")
+                      + f"; {self.model.cfg.window_seconds:g} s training window; device {self.device}", markup=False)
         metrics_log = self.run_dir / "metrics.jsonl"
         if not self.history:
             metrics_log.write_text("")
             untrained, vloss, _, _ = self.validate()
             self.history.append({"epoch": 0, "train_loss": None, "val_loss": vloss, "val": untrained})
             self._append_metrics(self.history[-1])
-            console.print(format_epoch("0 (untrained)", None, untrained))
+            console.print(format_epoch("0 (untrained)", None, untrained), markup=False)
         else:
             write_text_atomic(metrics_log, "".join(json.dumps(h) + "\n" for h in self.history))
             console.print(f"resuming {self.run_dir} at epoch {self.start_epoch} (best so far: epoch {self.best_epoch}, "
-                          f"mean SRCC {self.best_srcc:.4f})")
+                          f"mean SRCC {self.best_srcc:.4f})", markup=False)
         untrained = self.history[0]["val"]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=Console(stderr=True), transient=True)
@@ -416,7 +416,7 @@ class Trainer:
                 entry = {"epoch": epoch, "train_loss": train_loss, "val_loss": vloss, "val": val,
                          "lr": lr, "steps": self.steps, "seconds": round(time.perf_counter() - t0, 2)}
                 self.history.append(entry)
-                console.print(format_epoch(epoch, train_loss, val))
+                console.print(format_epoch(epoch, train_loss, val), markup=False)
                 score = mean_srcc(val)
                 improved = score > self.best_srcc
                 if improved:
@@ -425,16 +425,16 @@ class Trainer:
                     self.bad_epochs += 1
                 self._commit(epoch, entry, improved)
                 if improved:
-                    console.print(f"BEST SAVED (mean SRCC {score:.4f}) -> {self.ckpt_dir / 'best.pt'}")
+                    console.print(f"BEST SAVED (mean SRCC {score:.4f}) -> {self.ckpt_dir / 'best.pt'}", markup=False)
                 else:
-                    console.print(f"Patience: {self.bad_epochs}/{cfg.patience}")
-                console.print("-" * 40)
+                    console.print(f"Patience: {self.bad_epochs}/{cfg.patience}", markup=False)
+                console.print("-" * 40, markup=False)
         last_epoch = self.history[-1]["epoch"]
         if stopped == EARLY_STOPPING:
             console.print(f"EARLY STOPPING: no better mean validation SRCC in {cfg.patience} epochs "
-                          f"(stopped after epoch {last_epoch} of {cfg.epochs})")
+                          f"(stopped after epoch {last_epoch} of {cfg.epochs})", markup=False)
         else:
-            console.print(f"EPOCH BUDGET REACHED: all {cfg.epochs} epochs trained (--epochs to train longer)")
+            console.print(f"EPOCH BUDGET REACHED: all {cfg.epochs} epochs trained (--epochs to train longer)", markup=False)
         return self._finish(untrained, stopped)
 
     def _finish(self, untrained: dict[str, dict[str, float]], stopped: str) -> RunResult:
@@ -454,11 +454,11 @@ class Trainer:
         plot_curves(self.history, names, self.run_dir / "curves.png")
         plot_scatter(pred, true, names, [(t.low, t.high) for t in self.model.cfg.targets], self.run_dir / "scatter.png")
         self.console.print(f"best epoch {self.best_epoch}: mean validation SRCC {self.best_srcc:.4f} "
-                           f"(untrained {mean_srcc(untrained):.4f})")
+                           f"(untrained {mean_srcc(untrained):.4f})", markup=False)
         for n in names:
             for level, m in levels[n].items():
                 self.console.print(f"  {n} [{level.upper()}] MSE={m['mse']:.4f} LCC={m['lcc']:.4f} "
-                                   f"SRCC={m['srcc']:.4f} KTAU={m['ktau']:.4f}")
+                                   f"SRCC={m['srcc']:.4f} KTAU={m['ktau']:.4f}", markup=False)
         return RunResult(self.run_dir, self.best_epoch, self.best_srcc, untrained, best["validation_metrics"], stopped)
 
     def predict_manifest(self, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ def demo_data(cfg: TrainConfig, console: Console) -> Path:
     from mos.data.demo import build_demo
 
     root = build_demo(Path(cfg.demo_dir))
-    console.print(f"demo data: {root}")
+    console.print(f"demo data: {root}", markup=False)
     return root
 
 
@@ -73,7 +73,7 @@ def resumed_config(cfg: TrainConfig, explicit: Collection[str], console: Console
         setattr(saved, name, new)
     saved.resume, saved.overwrite, saved.runs_dir, saved.name = True, False, cfg.runs_dir, cfg.name
     console.print(f"resume: the run's own config ({saved_path})"
-                  + (f"; overrides: {', '.join(changes)}" if changes else "; no overrides"))
+                  + (f"; overrides: {', '.join(changes)}" if changes else "; no overrides"), markup=False)
     return saved
 
 
@@ -97,7 +97,7 @@ def clear_run_folder(run_dir: Path, cfg: TrainConfig, console: Console) -> None:
     if cfg.overwrite and not cfg.resume and run_dir.exists() and any(run_dir.iterdir()):
         check_run_folder(run_dir, cfg)
         shutil.rmtree(run_dir)
-        console.print(f"--overwrite: removed the previous run folder {run_dir}")
+        console.print(f"--overwrite: removed the previous run folder {run_dir}", markup=False)
 
 
 def data_sources(data: Path, val_data: Path | None) -> dict[str, str]:

@@ -68,7 +68,7 @@ def train(
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, or 'none' for audio-only."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     gain_db: Optional[float] = typer.Option(None, "--gain-db", help="Augmentation: random gain of up to +-N dB on training clips (default 0 = off)."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Random crop of longer training clips (default 10)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Training window in seconds: random crop of longer clips; scoring cuts long files into windows of this length (default 10)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out fraction when the data has no validation split (default 0.2)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out (or fold) whole groups: a column of the ratings table, e.g. signal (default: by clip)."),
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of DATA."),

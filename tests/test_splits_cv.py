@@ -18,7 +18,7 @@ from mos.data.table import load_table_groups, parse_column_spec  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.metrics import bootstrap_levels  # noqa: E402
 from mos.trainer.config import TrainConfig  # noqa: E402
-from mos.trainer.run import run_training  # noqa: E402
+from mos.trainer.run import run_splits, run_training  # noqa: E402
 from mos.trainer.splits import fold_splits, make_folds, resolve_splits  # noqa: E402
 
 COLUMNS = parse_column_spec(TABLE_COLUMNS)
@@ -80,6 +80,7 @@ def test_val_data_file_is_the_validation_set(table: Path, tmp_path: Path) -> Non
     assert predicted == [r.split(",")[0] for r in rows[17:]]
     saved = json.loads((tmp_path / "v" / "config.json").read_text())
     assert saved["val_data_dir"] == str(val_csv.resolve()) and saved["data_dir"] == str(train_csv.resolve())
+    assert [it.id for it in run_splits(saved).validation.items] == predicted  # the run's split, made again
     with pytest.raises(MosError, match="validation clip\\(s\\) are also in the training data"):
         resolve_splits(table, COLUMNS, 0.2, 0, val_data=val_csv)
 

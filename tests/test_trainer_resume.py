@@ -221,3 +221,25 @@ def test_checkpoints_load_weights_only(tmp_path: Path, straight: Path) -> None:
     checkpoint_module.save_checkpoint(old, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                                    "trainer_state": {"torch_rng": torch.get_rng_state()}})
     assert load_checkpoint(old)["scheduler"]["total_steps"] == 10
+
+
+def test_a_run_saved_by_the_previous_version_resumes(straight: Path, tmp_path: Path) -> None:
+    """last.pt of the previous trainer: a OneCycleLR state and two generator states, no step count."""
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(straight, run)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    st = ckpt["trainer_state"]
+    steps = st.pop("optimizer_steps")
+    rng = st.pop("rng")
+    st.update(torch_rng=rng["torch"], loader_rng=rng["loader"])
+    ckpt["scheduler"] = {"last_epoch": steps, "total_steps": steps}
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["train"]["data"] = cfg.pop("data_dir")  # and no data_dir in its config.json
+    (run / "config.json").write_text(json.dumps(cfg))
+    run_training(_cfg(tmp_path, Path("unused"), epochs=5, resume=True), quiet()[0], explicit={"epochs"})
+    lines = _metrics(run)
+    assert [x["epoch"] for x in lines] == [0, 1, 2, 3, 4, 5]
+    assert lines[5]["steps"] == steps + lines[1]["steps"]

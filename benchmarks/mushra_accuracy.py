@@ -176,12 +176,20 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": {"command": f"mos train {args.data.name}/ratings.csv --columns '{COLUMNS}' --folds {args.folds} "
                                 f"--group-by signal --text-encoder none --seed {args.seed} --device cpu"
                                 + "".join(f" --{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None),
-                     "training": {k: getattr(cfg, k) for k in ("epochs", "patience", "max_seconds", "batch_size", "lr")},
+                     "folds": args.folds, "split_by": "signal (utterance)", "seed": args.seed,
+                     "epochs": cfg.epochs, "patience": cfg.patience, "train_crop_seconds": cfg.max_seconds,
+                     "batch_size": cfg.batch_size, "lr": cfg.lr,
+                     "weights": "best checkpoint on an inner validation split of the training folds' utterances",
                      "split": cv["split"].replace(str(table), f"{args.data.name}/ratings.csv"),
                      "selection": cv["selection"],
                      "model": "default ModelConfig, text_encoder=none"},
         "results": results,
-        "bootstrap_over_utterances": {"intervals_95": intervals, **cv["bootstrap"]},
+        # name -> clip/system SRCC intervals (the layout benchmarks/summarize.py reads) and every
+        # metric's interval per level
+        "bootstrap_over_utterances": {
+            name: {"clip_srcc_95": ci["utterance"]["srcc"], "system_srcc_95": ci["system"]["srcc"],
+                   "resamples": cv["bootstrap"]["resamples"], "levels_95": ci}
+            for name, ci in intervals.items()},
         "ours_per_fold_clip_srcc": {"values": per_fold_srcc, "mean": float(np.mean(per_fold_srcc)),
                                     "std": float(np.std(per_fold_srcc))},
         "folds": cv["per_fold"],

@@ -1,33 +1,38 @@
-"""Accuracy on real ratings: leave-utterances-out cross-validation on the MUSHRA speech-codec set.
+"""Accuracy on real ratings: `mos train --folds` on the MUSHRA speech-codec set, split by utterance.
 
-    python benchmarks/mushra_accuracy.py [--folds 4] [--epochs 12] [--seed 0] [--no-dnsmos]
+    python benchmarks/mushra_accuracy.py DATA [--runs-dir runs] [--folds 4] [--no-dnsmos]
 
-Data: ../shared/data/mushra-speech-codec (128 clips = 16 utterances x 8 codec conditions, mean
-MUSHRA 0-100 from 8-11 listeners, no captions). See its README for source and licence.
+DATA is the mushra-speech-codec folder (`ratings.csv` + `audio/`: 128 clips = 16 utterances x
+8 codec conditions, mean MUSHRA 0-100 from 8-11 listeners, no captions; see its README for the
+source and licence).
 
-Protocol (fixed before looking at any test figure):
-- the 16 utterances (`signal`) are shuffled with `--seed` and cut into `--folds` folds; each
-  fold's clips are scored by a model trained only on the other folds' utterances, so no
-  utterance is ever in both train and test;
-- the model is the default edge model, audio-only (`text_encoder="none"`), trained with
-  mos.trainer's loop for a fixed number of epochs; the test fold's predictions come from the
-  LAST epoch's weights. The trainer also keeps a "best" checkpoint chosen on its validation
-  manifest, which here is the test fold: we ignore it, since choosing on the test fold leaks;
-- the out-of-fold predictions of all 128 clips are pooled and scored at utterance level (clip)
-  and system level (the 8 conditions, mean over their 16 clips) with mos.metrics.evaluate_levels;
-- DNSMOS (the `speechmos` package, ONNX, P.835 overall score `ovrl_mos`) scores the same 128
-  clips, decoded and resampled to 16 kHz by mos.audio.read_audio. It needs no training, so its
-  figures are on the same clips with no folds. Skipped (and said so) when speechmos is absent.
+Protocol (the trainer's own cross-validation, `mos.trainer.cv`, fixed before looking at figures):
+- the 16 utterances (`signal`) are shuffled with `--seed` and dealt to `--folds` folds; each
+  fold's clips are scored by a model trained only on the other folds' utterances;
+- inside a fold, early stopping and the best checkpoint are chosen on an inner validation split
+  of the training folds (20% of their utterances); the held-out fold is scored once, by that
+  checkpoint, in windows as `mos score` scores;
+- the model is the default edge model, audio-only (`--text-encoder none`), trained with
+  `mos train`'s defaults unless `--epochs`, `--crop` (training window, s), `--batch-size` or
+  `--lr` are given: the figures are what `mos train ... --folds 4 --group-by signal` prints;
+- the out-of-fold predictions of all 128 clips are pooled and scored at clip level and system
+  level (the 8 conditions), with 95% intervals from resampling utterances (not clips);
+- DNSMOS (the `speechmos` package, P.835 `ovrl_mos` and others) scores the same clips, decoded
+  and resampled to 16 kHz by mos.audio.read_audio; it needs no training, so its figures are on
+  the same clips with no folds. Without speechmos: `--no-dnsmos`, or `--dnsmos-from FILE` to
+  reuse the per-clip DNSMOS scores an earlier results file recorded (said so in the output).
 
-Writes benchmarks/results/mushra_accuracy.json. 128 clips is tiny: a clip-level SRCC has a
-standard error around 0.08 here, and a system-level SRCC over 8 systems moves by 0.1-0.2 with
-one swapped pair. Read the figures as "does it learn anything that transfers across utterances".
+The fold runs go to `<runs-dir>/<name>/` (a normal `mos train --folds` run folder, replaced on
+each run); the results go to benchmarks/results/mushra_accuracy.json, which holds no absolute
+paths. 128 clips is tiny: a clip-level SRCC has a standard error around 0.08 here, and a
+system-level SRCC over 8 systems moves by 0.1-0.2 with one swapped pair. Read the figures as
+"does it learn anything that transfers across utterances".
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import csv
 import json
 import platform
 import sys
@@ -37,87 +42,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "mushra-speech-codec"
 COLUMNS = "path=path,target:mushra=mean_score,system=system,range:mushra=0:100"
+OURS = "ours (audio-only edge CNN, out-of-fold)"
 
 
-def make_folds(groups: dict[str, str], n_folds: int, seed: int) -> list[list[str]]:
-    """Utterance names split into `n_folds` folds of (nearly) equal size, shuffled by `seed`."""
-    names = sorted(set(groups.values()))
-    order = np.random.default_rng(seed).permutation(len(names))
-    return [sorted(names[i] for i in order[k::n_folds]) for k in range(n_folds)]
-
-
-def fold_metrics(pred: np.ndarray, true: np.ndarray, systems: list[str]) -> dict:
+def _levels(pred: np.ndarray, true: np.ndarray, systems: list[str]) -> dict:
     from mos.metrics import evaluate_levels
 
     return {k: v.as_dict() for k, v in evaluate_levels(pred, true, systems).items()}
-
-
-def bootstrap_ci(pred: np.ndarray, true: np.ndarray, groups: list[str], systems: list[str],
-                 n: int = 2000, seed: int = 0) -> dict[str, list[float]]:
-    """95% intervals of clip- and system-level SRCC, resampling utterances (not clips) with
-    replacement, so the interval reflects how few utterances there are."""
-    from scipy.stats import spearmanr
-
-    rng = np.random.default_rng(seed)
-    names = sorted(set(groups))
-    index = {g: [i for i, x in enumerate(groups) if x == g] for g in names}
-    sys_names = sorted(set(systems))
-    clip, system = [], []
-    for _ in range(n):
-        idx = np.concatenate([index[names[k]] for k in rng.integers(0, len(names), len(names))])
-        p, t = pred[idx], true[idx]
-        clip.append(spearmanr(p, t)[0])
-        sp = [p[[systems[i] == s for i in idx]].mean() for s in sys_names]
-        st = [t[[systems[i] == s for i in idx]].mean() for s in sys_names]
-        system.append(spearmanr(sp, st)[0])
-    q = lambda v: [round(float(np.nanpercentile(v, 2.5)), 3), round(float(np.nanpercentile(v, 97.5)), 3)]  # noqa: E731
-    return {"clip_srcc_95": q(clip), "system_srcc_95": q(system), "resamples": n}
-
-
-def train_fold(manifest, train_ids: set[str], test_ids: set[str], args, k: int, runs_dir: Path):
-    """Train on `train_ids`, return (test items, last-epoch predictions on them, seconds)."""
-    import torch
-    from rich.console import Console
-
-    from mos.data.manifest import Manifest
-    from mos.trainer.batches import ClipDataset, collate
-    from mos.trainer.checkpoint import load_checkpoint
-    from mos.trainer.config import TrainConfig
-    from mos.trainer.loop import Trainer, predict
-    from mos.trainer.splits import Splits
-
-    train = Manifest([it for it in manifest.items if it.id in train_ids], manifest.targets, manifest.source)
-    test = Manifest([it for it in manifest.items if it.id in test_ids], manifest.targets, manifest.source)
-    cfg = TrainConfig(
-        data=str(DATA / "ratings.csv"),
-        columns=COLUMNS,
-        text_encoder="none",
-        name=f"mushra_fold{k}",
-        runs_dir=str(runs_dir),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        max_seconds=args.crop,
-        patience=args.epochs + 1,  # fixed epochs: no early stopping on the test fold
-        seed=args.seed + k,
-        device="cpu",
-    )
-    splits = Splits(train, test, f"mushra fold {k}: {len(train)} train / {len(test)} test clips")
-    log = io.StringIO()
-    t0 = time.perf_counter()
-    trainer = Trainer(cfg, splits, Console(file=log, width=200))
-    trainer.fit()
-    last = load_checkpoint(trainer.ckpt_dir / "last.pt")
-    trainer.model.load_state_dict(last["state_dict"])
-    names = trainer.model.cfg.target_names
-    mean = np.array([t.mean for t in trainer.model.cfg.targets], dtype=np.float32)
-    std = np.array([t.std for t in trainer.model.cfg.targets], dtype=np.float32)
-    ds = ClipDataset(test, trainer.model.cfg.sample_rate, names, mean, std, None, None)
-    loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False, collate_fn=collate)
-    pred, _, _ = predict(trainer.model, loader, torch.device("cpu"), False)
-    return test.items, pred[:, 0], time.perf_counter() - t0
 
 
 def _quiet_sessions(dnsmos_module) -> None:
@@ -135,7 +67,7 @@ def _quiet_sessions(dnsmos_module) -> None:
     model.p808_onnx_sess = ort.InferenceSession(p808, so, providers=["CPUExecutionProvider"])
 
 
-def dnsmos_scores(items) -> tuple[dict[str, dict[str, float]], float, str]:
+def dnsmos_scores(data: Path, ids: list[str]) -> tuple[dict[str, dict[str, float]], float | None, str]:
     """DNSMOS sig/bak/ovrl/p808 per clip id (16 kHz via mos.audio), seconds, version string."""
     from importlib.metadata import version
 
@@ -144,128 +76,146 @@ def dnsmos_scores(items) -> tuple[dict[str, dict[str, float]], float, str]:
     from mos.audio import read_audio
 
     out: dict[str, dict[str, float]] = {}
-    warm = np.zeros(16000, dtype=np.float32)
-    dnsmos.run(warm, 16000)  # first call JIT-compiles librosa's mel code (tens of seconds): not timed
+    dnsmos.run(np.zeros(16000, dtype=np.float32), 16000)  # first call JIT-compiles librosa's mel code: not timed
     _quiet_sessions(dnsmos)
     t0 = time.perf_counter()
-    for it in items:
-        x = np.clip(read_audio(it.path, 16000), -1.0, 1.0)
+    for clip_id in ids:
+        x = np.clip(read_audio(data / clip_id, 16000), -1.0, 1.0)
         r = dnsmos.run(x, 16000)
-        out[it.id] = {k: float(r[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
-    return out, time.perf_counter() - t0, version("speechmos")
+        out[clip_id] = {k: float(r[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
+    return out, time.perf_counter() - t0, f"speechmos {version('speechmos')}"
+
+
+def dnsmos_from_file(path: Path, ids: list[str]) -> tuple[dict[str, dict[str, float]], float | None, str]:
+    """The per-clip DNSMOS scores an earlier results file recorded (same clips, same ids)."""
+    peer = json.loads(path.read_text(encoding="utf-8")).get("peer") or {}
+    scores = peer.get("per_clip") or {}
+    missing = [i for i in ids if i not in scores]
+    if missing:
+        sys.exit(f"{path}: holds no DNSMOS scores for {len(missing)} clip(s), e.g. {missing[0]}")
+    return {i: scores[i] for i in ids}, peer.get("seconds_128_clips"), f"{peer.get('package', 'speechmos')}, per-clip scores from {path.name}"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("data", type=Path, help="the mushra-speech-codec folder (ratings.csv and audio/)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="where the cross-validation run folder goes (default: runs/, which git ignores)")
+    p.add_argument("--name", default="mushra-accuracy", help="run folder name under --runs-dir")
     p.add_argument("--folds", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--crop", type=float, default=2.0, help="random training crop in seconds (clips are ~2.7 s)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=None, help="default: mos train's")
+    p.add_argument("--crop", type=float, default=None, help="training window in seconds (clips are ~2.7 s; default: mos train's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: mos train's")
+    p.add_argument("--lr", type=float, default=None, help="default: mos train's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--no-dnsmos", action="store_true", help="skip the DNSMOS peer")
-    p.add_argument("--runs-dir", type=Path, default=None, help="where fold runs go (default: a temp dir)")
+    p.add_argument("--dnsmos-from", type=Path, default=None,
+                   help="reuse the per-clip DNSMOS scores of an earlier results file instead of running speechmos")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mushra_accuracy.json")
     args = p.parse_args(argv)
 
-    import tempfile
-
     import torch
+    from rich.console import Console
 
-    from mos.data.table import load_table, load_table_groups, parse_column_spec
+    from mos.metrics import bootstrap_levels
+    from mos.trainer.config import TrainConfig
+    from mos.trainer.run import run_training
 
+    table = args.data / "ratings.csv"
+    if not table.is_file():
+        sys.exit(f"{args.data}: no ratings.csv here (expected the mushra-speech-codec folder)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    table = args.data / "ratings.csv"
-    cmap = parse_column_spec(COLUMNS)
-    manifest = load_table(table, cmap)
-    groups = load_table_groups(table, "signal", cmap)
-    folds = make_folds(groups, args.folds, args.seed)
+    given = {"epochs": args.epochs, "max_seconds": args.crop, "batch_size": args.batch_size, "lr": args.lr}
+    cfg = TrainConfig(data=str(table), columns=COLUMNS, text_encoder="none", folds=args.folds, group_by="signal",
+                      seed=args.seed, device="cpu", runs_dir=str(args.runs_dir), name=args.name,
+                      overwrite=True).with_overrides(**given)
     started = time.perf_counter()
-
-    tmp = tempfile.TemporaryDirectory(prefix="mushra_cv_")
-    runs_dir = args.runs_dir or Path(tmp.name)
-    pred_by_id: dict[str, float] = {}
-    fold_of: dict[str, int] = {}
-    fold_info = []
-    for k, test_utts in enumerate(folds):
-        test_ids = {i for i, g in groups.items() if g in test_utts}
-        train_ids = {i for i, g in groups.items() if g not in test_utts}
-        assert not test_ids & train_ids
-        items, pred, secs = train_fold(manifest, train_ids, test_ids, args, k, runs_dir)
-        for it, v in zip(items, pred):
-            pred_by_id[it.id] = float(v)
-            fold_of[it.id] = k
-        true = np.array([it.targets["mushra"] for it in items])
-        m = fold_metrics(pred, true, [it.system or "" for it in items])
-        fold_info.append({"fold": k, "test_utterances": test_utts, "n_test": len(items),
-                          "n_train": len(train_ids), "seconds": round(secs, 1), "metrics": m})
-        print(f"fold {k}: {len(train_ids)} train / {len(items)} test clips, {secs:.0f} s, "
-              f"clip SRCC {m['utterance']['srcc']:.3f} LCC {m['utterance']['lcc']:.3f}", flush=True)
+    result = run_training(cfg, Console(highlight=False, soft_wrap=True))
     train_seconds = time.perf_counter() - started
+    cv = json.loads((result.run_dir / "cv.json").read_text(encoding="utf-8"))
+    with (result.run_dir / "oof_predictions.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    ids = [r["id"] for r in rows]
+    true = np.array([float(r["true_mushra"]) for r in rows])
+    systems = [r["system"] for r in rows]
+    utts = [r["group"] for r in rows]
+    ours = np.array([float(r["mushra"]) for r in rows])
 
-    items = manifest.items
-    true = np.array([it.targets["mushra"] for it in items])
-    systems = [it.system or "" for it in items]
-    ours = np.array([pred_by_id[it.id] for it in items])
-    utts = [groups[it.id] for it in items]
-    results = {"ours (audio-only edge CNN, out-of-fold)": fold_metrics(ours, true, systems)}
-    intervals = {"ours (audio-only edge CNN, out-of-fold)": bootstrap_ci(ours, true, utts, systems, seed=args.seed)}
+    results = {OURS: cv["levels"]["mushra"]}
+    intervals = {OURS: cv["intervals_95"]["mushra"]}
     peer = None
-    if not args.no_dnsmos:
+    scores = None
+    if args.dnsmos_from is not None:
+        scores, dn_secs, dn_source = dnsmos_from_file(args.dnsmos_from, ids)
+    elif not args.no_dnsmos:
         try:
-            scores, dn_secs, dn_version = dnsmos_scores(items)
+            scores, dn_secs, dn_source = dnsmos_scores(args.data, ids)
         except ImportError as exc:
-            print(f"DNSMOS skipped: {exc} (pip install speechmos librosa)")
-        else:
-            for key in ("ovrl_mos", "sig_mos", "p808_mos"):
-                vals = np.array([scores[it.id][key] for it in items])
-                results[f"DNSMOS {key} (speechmos {dn_version})"] = fold_metrics(vals, true, systems)
-                intervals[f"DNSMOS {key} (speechmos {dn_version})"] = bootstrap_ci(vals, true, utts, systems, seed=args.seed)
-            peer = {"package": f"speechmos {dn_version}", "seconds_128_clips": round(dn_secs, 1),
-                    "per_clip": {i: s for i, s in scores.items()}}
-            # the same per-fold split for DNSMOS, to compare like with like
-            for info in fold_info:
-                ids = [it.id for it in items if fold_of[it.id] == info["fold"]]
-                idx = [i for i, it in enumerate(items) if it.id in set(ids)]
-                info["dnsmos_ovrl_metrics"] = fold_metrics(
-                    np.array([scores[items[i].id]["ovrl_mos"] for i in idx]), true[idx], [systems[i] for i in idx])
+            print(f"DNSMOS skipped: {exc} (pip install speechmos librosa, or --dnsmos-from an earlier results file)")
+    if scores is not None:
+        for key in ("ovrl_mos", "sig_mos", "p808_mos"):
+            vals = np.array([scores[i][key] for i in ids])
+            name = f"DNSMOS {key} ({dn_source.split(',')[0]})"
+            results[name] = _levels(vals, true, systems)
+            intervals[name] = bootstrap_levels(vals, true, utts, systems, seed=args.seed)
+        peer = {"package": dn_source.split(",")[0], "source": dn_source, "seconds_128_clips": dn_secs,
+                "per_clip": {i: scores[i] for i in ids}}
+        for fold in cv["per_fold"]:  # the same per-fold split for DNSMOS, to compare like with like
+            idx = [k for k, r in enumerate(rows) if r["fold"] == str(fold["fold"])]
+            fold["dnsmos_ovrl_metrics"] = _levels(np.array([scores[ids[k]]["ovrl_mos"] for k in idx]), true[idx],
+                                                  [systems[k] for k in idx])
 
-    per_fold_srcc = [f["metrics"]["utterance"]["srcc"] for f in fold_info]
+    per_fold_srcc = [f["levels"]["mushra"]["utterance"]["srcc"] for f in cv["per_fold"]]
     report = {
-        "data": str(args.data.relative_to(REPO.parent)) if args.data.is_relative_to(REPO.parent) else str(args.data),
-        "clips": len(items),
-        "utterances": len(set(groups.values())),
+        "data": args.data.name,
+        "clips": len(rows),
+        "utterances": len(set(utts)),
         "systems": sorted(set(systems)),
-        "protocol": {"folds": args.folds, "split_by": "signal (utterance)", "seed": args.seed,
-                     "epochs": args.epochs, "train_crop_seconds": args.crop, "batch_size": args.batch_size, "lr": args.lr,
-                     "weights": "last epoch (fixed epochs, no selection on the test fold)",
+        "protocol": {"command": f"mos train {args.data.name}/ratings.csv --columns '{COLUMNS}' --folds {args.folds} "
+                                f"--group-by signal --text-encoder none --seed {args.seed} --device cpu"
+                                + "".join(f" --{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None),
+                     "folds": args.folds, "split_by": "signal (utterance)", "seed": args.seed,
+                     "epochs": cfg.epochs, "patience": cfg.patience, "train_crop_seconds": cfg.max_seconds,
+                     "batch_size": cfg.batch_size, "lr": cfg.lr,
+                     "weights": "best checkpoint on an inner validation split of the training folds' utterances",
+                     "split": cv["split"].replace(str(table), f"{args.data.name}/ratings.csv"),
+                     "selection": cv["selection"],
                      "model": "default ModelConfig, text_encoder=none"},
         "results": results,
-        "bootstrap_over_utterances": intervals,
+        # name -> clip/system SRCC intervals (the layout benchmarks/summarize.py reads) and every
+        # metric's interval per level
+        "bootstrap_over_utterances": {
+            name: {"clip_srcc_95": ci["utterance"]["srcc"], "system_srcc_95": ci["system"]["srcc"],
+                   "resamples": cv["bootstrap"]["resamples"], "levels_95": ci}
+            for name, ci in intervals.items()},
         "ours_per_fold_clip_srcc": {"values": per_fold_srcc, "mean": float(np.mean(per_fold_srcc)),
                                     "std": float(np.std(per_fold_srcc))},
-        "folds": fold_info,
-        "out_of_fold_predictions": {it.id: round(pred_by_id[it.id], 3) for it in items},
+        "folds": cv["per_fold"],
+        "out_of_fold_predictions": {i: round(float(v), 3) for i, v in zip(ids, ours)},
         "peer": peer,
-        "seconds": {"train_and_predict": round(train_seconds, 1), "total": round(time.perf_counter() - started, 1)},
+        "seconds": {"cross_validation": round(train_seconds, 1), "total": round(time.perf_counter() - started, 1)},
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "cpu_threads": torch.get_num_threads(), "platform": platform.platform()},
     }
+    text = json.dumps(report, indent=2) + "\n"
+    for local in {str(args.data.resolve()), str(Path.cwd()), str(REPO)}:
+        if local in text:  # committed results name no folder of this machine
+            sys.exit(f"refusing to write {args.out.name}: it would record the local path {local}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(text)
     print(f"\n{'predictor':48s} {'clip SRCC':>9s} {'clip LCC':>9s} {'sys SRCC':>9s} {'sys LCC':>9s}")
     for name, m in results.items():
         print(f"{name:48s} {m['utterance']['srcc']:9.3f} {m['utterance']['lcc']:9.3f} "
               f"{m['system']['srcc']:9.3f} {m['system']['lcc']:9.3f}")
     for name, ci in intervals.items():
-        print(f"{name:48s} 95% interval (utterances resampled): clip SRCC {ci['clip_srcc_95']}, "
-              f"system SRCC {ci['system_srcc_95']}")
+        print(f"{name:48s} 95% interval (utterances resampled): clip SRCC {np.round(ci['utterance']['srcc'], 3).tolist()}, "
+              f"system SRCC {np.round(ci['system']['srcc'], 3).tolist()}")
     print(f"\nper-fold clip SRCC (ours): {', '.join(f'{v:.3f}' for v in per_fold_srcc)}")
-    print(f"total {report['seconds']['total']:.0f} s -> {args.out}")
-    tmp.cleanup()
+    out = args.out.resolve()
+    shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+    print(f"total {report['seconds']['total']:.0f} s -> {shown}")
     return 0
 
 

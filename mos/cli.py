@@ -68,9 +68,13 @@ def train(
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, or 'none' for audio-only."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     gain_db: Optional[float] = typer.Option(None, "--gain-db", help="Augmentation: random gain of up to +-N dB on training clips (default 0 = off)."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Random crop of longer training clips (default 10)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Training window in seconds: random crop of longer clips; scoring cuts long files into windows of this length (default 10)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out fraction when the data has no validation split (default 0.2)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> from its last checkpoint."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out (or fold) whole groups: a column of the ratings table, e.g. signal (default: by clip)."),
+    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of DATA."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation: K models, out-of-fold metrics in cv.json."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> with its own settings; given flags override them."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name."),
 ) -> None:
     """Train a MOS model. With no data it trains on the built-in demo set (made on first use).
 
@@ -78,25 +82,31 @@ def train(
       mos train                                   # demo set -> runs/demo/\n
       mos train ./XACLE_dataset --name xacle --epochs 50\n
       mos train ./MusicEval-phase1 --name musiceval --accumulate 4\n
-      mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --text-encoder none
+      mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --group-by signal --text-encoder none\n
+      mos train ratings.csv --columns '...' --group-by signal --folds 4 --text-encoder none   # cross-validation\n
+      mos train --resume --name xacle --epochs 80   # continue a run, with more epochs
     """
     from mos.trainer.run import run_training
     from mos.trainer.config import TrainConfig
 
     data = data or data_opt
     try:
-        base = TrainConfig.from_file(config) if config else TrainConfig()
+        from_file = TrainConfig.read_file(config) if config else {}
+        base = TrainConfig(**from_file)
         overrides = dict(
             data=str(data) if data else None, name=name, runs_dir=runs_dir, columns=columns, epochs=epochs,
             batch_size=batch_size, accumulate=accumulate, lr=lr, patience=patience, seed=seed,
             mse_weight=mse_weight, rank_weight=rank_weight, corr_weight=corr_weight, clip_tau=clip_tau,
             text_encoder=text_encoder, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
-            resume=resume or None,
+            group_by=group_by, val_data=str(val_data) if val_data else None, folds=folds,
+            resume=resume or None, overwrite=overwrite or None,
         )
         if name is None and data is not None and base.name == "demo":
             overrides["name"] = Path(data).stem
         cfg = base.with_overrides(**overrides)
-        result = run_training(cfg, console)
+        # What the user asked for (flags given, keys of --config): on --resume only these may override the run's own.
+        explicit = set(from_file) | {k for k, v in overrides.items() if v is not None}
+        result = run_training(cfg, console, explicit)
     except MosError as exc:
         fail(str(exc))
     console.print(f"run folder: {result.run_dir}")

@@ -34,7 +34,9 @@ def run_demo(console: Console, runs_dir: Path = Path("runs"), demo_dir: Path = P
         console.rule(f"[bold]{title}[/bold]  ({time.perf_counter() - start:.0f} s)")
 
     step("1/5 mos train (built-in demo set)")
-    result = run_training(TrainConfig(name="demo", runs_dir=str(runs_dir), demo_dir=str(demo_dir), epochs=epochs), console)
+    # The demo's run folder is the demo's own output, made again on every `mos demo`: replace it.
+    result = run_training(TrainConfig(name="demo", runs_dir=str(runs_dir), demo_dir=str(demo_dir), epochs=epochs,
+                                      overwrite=True), console)
     run = Path(result.run_dir)
 
     step("2/5 mos export runs/demo --opset 17 --quantize int8")

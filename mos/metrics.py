@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["Metrics", "compute_metrics", "system_level", "evaluate_levels"]
+__all__ = ["Metrics", "compute_metrics", "system_level", "evaluate_levels", "bootstrap_levels"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,44 @@ def evaluate_levels(
             sys_pred, sys_true, _ = system_level(pred, true, systems)  # type: ignore[arg-type]
             results["system"] = compute_metrics(sys_pred, sys_true)
     return results
+
+
+def bootstrap_levels(
+    pred: Sequence[float] | np.ndarray,
+    true: Sequence[float] | np.ndarray,
+    groups: Sequence[str],
+    systems: Sequence[str | None] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, dict[str, list[float]]]:
+    """Percentile intervals of each metric of `evaluate_levels`, resampling whole groups.
+
+    Each resample draws as many groups as there are, with replacement, and keeps every clip of
+    each drawn group, so clips that share a source (an utterance, a speaker) move together and the
+    interval reflects how few independent groups there are, not how many clips. Returns
+    level -> metric -> [low, high] (metrics mse, lcc, srcc, ktau).
+    """
+    p = _as_vector(pred, "pred")
+    t = _as_vector(true, "true")
+    if not (p.size == t.size == len(groups)):
+        raise ValueError(f"pred, true and groups differ in length ({p.size}, {t.size}, {len(groups)})")
+    names = sorted(set(groups))
+    members = {g: [] for g in names}
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    index = [np.array(members[g], dtype=np.int64) for g in names]
+    use_systems = systems is not None and all(s is not None for s in systems)
+    sys_arr = np.array(systems, dtype=object) if use_systems else None
+    rng = np.random.default_rng(seed)
+    draws: dict[str, dict[str, list[float]]] = {}
+    for _ in range(n_resamples):
+        idx = np.concatenate([index[k] for k in rng.integers(0, len(names), len(names))])
+        levels = evaluate_levels(p[idx], t[idx], list(sys_arr[idx]) if sys_arr is not None else None)
+        for level, m in levels.items():
+            for key in ("mse", "lcc", "srcc", "ktau"):
+                draws.setdefault(level, {}).setdefault(key, []).append(getattr(m, key))
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    return {level: {key: [float(np.percentile(v, tail)), float(np.percentile(v, 100.0 - tail))]
+                    for key, v in by_metric.items()}
+            for level, by_metric in draws.items()}

@@ -67,3 +67,20 @@ def test_text_model_needs_text() -> None:
     model = _model(text=True)
     with pytest.raises(ValueError):
         model(torch.zeros(1, 1600), torch.tensor([1600]))
+
+
+def test_frontend_stays_float32_under_autocast() -> None:
+    """Training's bf16 autocast must not reach the front end: every exported variant computes it
+    in float32, so training must too (CPU autocast stands in for CUDA's here)."""
+    model = _model(text=False)
+    wav = torch.randn(2, 16000, generator=torch.Generator().manual_seed(3)) * 0.3
+    lengths = torch.tensor([16000, 9000])
+    with torch.no_grad():
+        plain, frames = model.frontend(wav, lengths)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed, mixed_frames = model.frontend(wav, lengths)
+            raw, _ = model.frontend.log_mel(wav, lengths)
+            out = model(wav, lengths)  # the encoder after it still runs in bf16
+    assert mixed.dtype == torch.float32 and raw.dtype == torch.float32
+    assert torch.equal(mixed, plain) and torch.equal(mixed_frames, frames)
+    assert out.dtype == torch.bfloat16

@@ -234,7 +234,7 @@ def _export_into(
         from mos.model.text_encoder import FrozenTextEncoder
 
         t = time.perf_counter()
-        encoder = FrozenTextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens)
+        encoder = FrozenTextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, expected_sha256=cfg.text_encoder_sha256)
         if encoder.dim != cfg.text_dim:
             raise MosError(f"text encoder {cfg.text_encoder!r} gives {encoder.dim}-d features; the model expects {cfg.text_dim}")
         export_text(encoder, work, opset)

@@ -150,17 +150,11 @@ def run_clips(run_dir: Path, cfg: ModelConfig, n_calibration: int = N_CALIBRATIO
     fallback = "int8 calibration FELL BACK to synthetic noise+tones: "
     if data is None:
         return RunClips(warnings=[fallback + how])
-    from mos.trainer.splits import resolve_splits
+    from mos.trainer.run import run_splits
 
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    train = config.get("train") or {}
     try:
-        columns = None
-        if train.get("columns"):
-            from mos.data.table import parse_column_spec
-
-            columns = parse_column_spec(train["columns"])
-        splits = resolve_splits(data, columns, train.get("val_fraction", 0.2), train.get("seed", 0))
+        splits = run_splits(config, data)
     except MosError as exc:
         return RunClips(warnings=[fallback + f"the run's data {data} cannot be split as in training ({one_line(exc, limit=200)})"])
     sr, window = int(cfg.sample_rate), float(cfg.window_seconds)

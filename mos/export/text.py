@@ -1,8 +1,7 @@
-"""Export the frozen text encoder to text.onnx and copy its tokenizer.json."""
+"""Export the frozen text encoder to text.onnx and write its tokenizer.json beside it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from mos.export.clips import CAPTIONS
@@ -29,5 +28,5 @@ def export_text(encoder: FrozenTextEncoder, out: Path, opset: int) -> tuple[Path
         text_dynamic_axes(),
     )
     tokenizer_path = out / TOKENIZER
-    shutil.copyfile(encoder.tokenizer_file(), tokenizer_path)
+    encoder.save_tokenizer(tokenizer_path)
     return model_path, tokenizer_path

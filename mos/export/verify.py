@@ -333,7 +333,8 @@ def verify_bundle(
         if model is not None:
             from mos.model.text_encoder import FrozenTextEncoder
 
-            encoder = text_encoder or FrozenTextEncoder(model.cfg.text_encoder, max_tokens=model.cfg.max_text_tokens)
+            encoder = text_encoder or FrozenTextEncoder(model.cfg.text_encoder, max_tokens=model.cfg.max_text_tokens,
+                                                         expected_sha256=model.cfg.text_encoder_sha256)
             _check_tokenizer(ort_text, encoder, report)
 
     sr = bundle.sample_rate

@@ -1,8 +1,11 @@
 """In-graph log-mel front end: a real DFT as a strided Conv1d (fast in ONNX Runtime, opset-17
-exportable, no complex STFT), zero padding only, frame counts tracked from sample lengths."""
+exportable, no complex STFT), zero padding only, frame counts tracked from sample lengths.
+It always computes in float32, also under mixed-precision autocast in training, as every
+exported variant does."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -10,6 +13,14 @@ import torchaudio
 from torch import nn
 
 from mos.model.config import ModelConfig
+
+
+def float32_region(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off when it is on (training with --amp); a no-op otherwise, so export
+    traces see no autocast at all."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class LogMel(nn.Module):
@@ -43,19 +54,23 @@ class LogMel(nn.Module):
         return torch.div(lengths, self.hop, rounding_mode="floor") + 1
 
     def log_mel(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Un-normalised log-mel [B, n_mels, T] and frame lengths (padded frames are zero)."""
-        idx = torch.arange(waveform.shape[1], device=waveform.device)
-        waveform = waveform * (idx[None, :] < lengths[:, None]).to(waveform.dtype)
-        spec = nn.functional.conv1d(waveform.unsqueeze(1), self.dft_basis, stride=self.hop, padding=self.win // 2)
-        re = spec[:, : self.n_freqs]
-        im = spec[:, self.n_freqs :]
-        power = re * re + im * im  # [B, F, T]
-        mel = torch.matmul(power.transpose(1, 2), self.mel_fbank).transpose(1, 2)  # [B, M, T]
-        frames = self.frame_lengths(lengths)
-        return torch.log(mel + 1e-6), frames
+        """Un-normalised log-mel [B, n_mels, T] float32 and frame lengths (padded frames are zero)."""
+        with float32_region(waveform.device.type):
+            if waveform.dtype != torch.float32:
+                waveform = waveform.float()
+            idx = torch.arange(waveform.shape[1], device=waveform.device)
+            waveform = waveform * (idx[None, :] < lengths[:, None]).to(waveform.dtype)
+            spec = nn.functional.conv1d(waveform.unsqueeze(1), self.dft_basis, stride=self.hop, padding=self.win // 2)
+            re = spec[:, : self.n_freqs]
+            im = spec[:, self.n_freqs :]
+            power = re * re + im * im  # [B, F, T]
+            mel = torch.matmul(power.transpose(1, 2), self.mel_fbank).transpose(1, 2)  # [B, M, T]
+            frames = self.frame_lengths(lengths)
+            return torch.log(mel + 1e-6), frames
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, frames = self.log_mel(waveform, lengths)
-        feats = (feats - self.feat_mean) / self.feat_std
-        mask = torch.arange(feats.shape[2], device=feats.device)[None, :] < frames[:, None]
-        return feats * mask[:, None, :].to(feats.dtype), frames
+        with float32_region(waveform.device.type):
+            feats, frames = self.log_mel(waveform, lengths)
+            feats = (feats - self.feat_mean) / self.feat_std
+            mask = torch.arange(feats.shape[2], device=feats.device)[None, :] < frames[:, None]
+            return feats * mask[:, None, :].to(feats.dtype), frames

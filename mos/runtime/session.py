@@ -15,7 +15,8 @@ from mos.errors import BundleError, MosError, one_line
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
-INSTALL_HINT = "onnxruntime is not installed: pip install 'mos[cpu]' (or 'mos[gpu]' for CUDA)"
+INSTALL_HINT = ("onnxruntime is not installed: pip install onnxruntime (onnxruntime-gpu for CUDA), "
+                "or the [cpu]/[gpu] extra of mos-toolkit")
 
 
 def import_onnxruntime() -> ModuleType:
@@ -76,7 +77,7 @@ def open_session(path: Path, cfg: SessionConfig) -> Any:
     if cfg.device == "cuda" and not _cuda_available(ort):
         raise MosError(
             f"--device cuda: this onnxruntime ({ort.__version__}) has no CUDAExecutionProvider "
-            f"(providers: {', '.join(ort.get_available_providers())}); pip install 'mos[gpu]' for CUDA"
+            f"(providers: {', '.join(ort.get_available_providers())}); pip install onnxruntime-gpu (instead of onnxruntime) for CUDA"
         )
     want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and _cuda_available(ort))
     providers: list[Any] = [CPU]

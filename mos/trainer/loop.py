@@ -37,7 +37,7 @@ from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkp
 from mos.trainer.config import TrainConfig
 from mos.trainer.losses import combined_loss
 from mos.trainer.plots import plot_curves, plot_scatter
-from mos.trainer.schedule import OneCycle
+from mos.trainer.schedule import advance, one_cycle
 from mos.trainer.splits import Splits
 
 EARLY_STOPPING = "early stopping"
@@ -278,7 +278,6 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accumulate)
-        self.schedule = OneCycle(cfg.lr, max(1, cfg.epochs * self.steps_per_epoch))
         self.steps = 0  # optimiser steps taken so far
         self.start_epoch = 1
         self.best_srcc = -float("inf")
@@ -289,6 +288,7 @@ class Trainer:
             self._restore(resume_ckpt, last)
         elif cfg.resume:
             console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
+        self.scheduler = one_cycle(self.optimizer, cfg.lr, cfg.epochs * self.steps_per_epoch, self.steps)
 
     def eval_loader(self, manifest: Manifest) -> Any:
         """Whole clips (no crop, no augmentation), in manifest order."""
@@ -325,7 +325,7 @@ class Trainer:
         self.model.train()
         task = progress.add_task(f"epoch {epoch}", total=len(self.train_loader)) if progress else None
         total, n = 0.0, 0
-        lr = self.schedule.lr_at(self.steps)
+        lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(self.train_loader, start=1):
             batch: Batch = batch.to(self.device)
@@ -336,10 +336,11 @@ class Trainer:
             (loss / cfg.accumulate).backward()
             if step % cfg.accumulate == 0 or step == len(self.train_loader):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-                lr = self.schedule.apply(self.optimizer, self.steps)
+                lr = self.optimizer.param_groups[0]["lr"]
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.steps += 1
+                advance(self.scheduler)
             total += loss.item() * len(batch.index)
             n += len(batch.index)
             if progress is not None and task is not None:

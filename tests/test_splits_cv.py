@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from fixtures_mushra import REAL_MUSHRA, needs_real_mushra  # noqa: E402
 from fixtures_train import TABLE_COLUMNS, make_table, quiet, read_csv  # noqa: E402
 
 from mos.data.table import load_table_groups, parse_column_spec  # noqa: E402
@@ -22,8 +23,6 @@ from mos.trainer.run import run_splits, run_training  # noqa: E402
 from mos.trainer.splits import fold_splits, make_folds, resolve_splits  # noqa: E402
 
 COLUMNS = parse_column_spec(TABLE_COLUMNS)
-# shared/ sits beside the repository (as in tests/test_data.py).
-MUSHRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mushra-speech-codec" / "ratings.csv"
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +161,12 @@ def test_bootstrap_resamples_groups_not_clips() -> None:
     assert set(both) == {"utterance", "system"} and set(both["system"]) == {"mse", "lcc", "srcc", "ktau"}
 
 
-@pytest.mark.skipif(not MUSHRA.is_file(), reason="the shared MUSHRA ratings are not on this machine")
+@needs_real_mushra
 def test_mushra_split_by_signal_keeps_utterances_apart() -> None:
-    splits = resolve_splits(MUSHRA, COLUMNS, 0.2, 0, group_by="signal")
-    groups = load_table_groups(MUSHRA, "signal", COLUMNS)
+    assert REAL_MUSHRA is not None
+    table = REAL_MUSHRA / "ratings.csv"
+    splits = resolve_splits(table, COLUMNS, 0.2, 0, group_by="signal")
+    groups = load_table_groups(table, "signal", COLUMNS)
     val = {groups[it.id] for it in splits.validation.items}
     assert val and not val & {groups[it.id] for it in splits.train.items}
     assert len(splits.train) + len(splits.validation) == 128 and len(splits.validation) == 8 * len(val)

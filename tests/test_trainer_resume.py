@@ -133,6 +133,15 @@ def test_stop_reason_is_the_true_one(demo: Path, tmp_path: Path) -> None:
     assert "EARLY STOPPING: no better mean validation SRCC in 1 epochs (stopped after epoch 2 of 5)" in out.getvalue()
     assert [x["epoch"] for x in _metrics(tmp_path / "patience")] == [0, 1, 2]
     assert json.loads((tmp_path / "patience" / "best_metrics.json").read_text())["stopped"] == "early stopping"
+    # resuming either run trains nothing, and says why instead of claiming a stop reason
+    console, out = quiet()
+    run_training(_cfg(tmp_path, demo, name="patience", epochs=9, patience=1, lr=0.0, resume=True), console,
+                 explicit={"epochs"})
+    assert "NOTHING TO TRAIN: it had already stopped early" in out.getvalue() and "EARLY STOPPING" not in out.getvalue()
+    console, out = quiet()
+    run_training(_cfg(tmp_path, demo, name="budget", epochs=1, patience=1, lr=0.0, resume=True), console,
+                 explicit={"epochs"})
+    assert "NOTHING TO TRAIN: it already has 2 epochs" in out.getvalue() and "EPOCH BUDGET" not in out.getvalue()
 
 
 def mos(*args: str, cwd: Path):

@@ -431,7 +431,12 @@ class Trainer:
                     console.print(f"Patience: {self.bad_epochs}/{cfg.patience}", markup=False)
                 console.print("-" * 40, markup=False)
         last_epoch = self.history[-1]["epoch"]
-        if stopped == EARLY_STOPPING:
+        if last_epoch < self.start_epoch:  # a resume that trained nothing: say why
+            why = (f"it had already stopped early (no better mean validation SRCC in {cfg.patience} epochs; "
+                   "--patience to continue)" if stopped == EARLY_STOPPING
+                   else f"it already has {last_epoch} epochs (--epochs more than that to train longer)")
+            console.print(f"NOTHING TO TRAIN: {why}", markup=False)
+        elif stopped == EARLY_STOPPING:
             console.print(f"EARLY STOPPING: no better mean validation SRCC in {cfg.patience} epochs "
                           f"(stopped after epoch {last_epoch} of {cfg.epochs})", markup=False)
         else:

@@ -11,7 +11,7 @@ import numpy as np
 
 from mos.data.keys import KeyIndex, Match, clip_key, match_ids
 from mos.data.manifest import Item, Manifest
-from mos.data.table import ColumnMap, csv_records, parse_column_spec, read_text
+from mos.data.table import ColumnMap, csv_records, parse_column_spec, parse_number, read_text
 from mos.errors import ManifestError, MosError
 from mos.metrics import Metrics, compute_metrics, evaluate_levels, system_level
 
@@ -37,15 +37,6 @@ DISPLAY_NAMES = {"overall": "OVERALL QUALITY", "textual": "TEXTUAL ALIGNMENT"}
 def _is_target(column: str) -> bool:
     return bool(column) and column not in META_COLUMNS and not column.startswith("true_")
 
-
-def _parse_value(path: Path, line: int, column: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ManifestError(f"{path}: line {line}: {column} {text.strip()!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ManifestError(f"{path}: line {line}: {column} is {text.strip()}")
-    return value
 
 
 def _is_number(text: str) -> bool:
@@ -125,8 +116,8 @@ def _read_id_csv(path: Path, records: list[tuple[int, list[str]]]) -> Prediction
             raise ManifestError(f"{path}: line {line}: {len(row)} fields, header has {len(header)}")
         if status_col is not None and row[status_col].strip() != "ok":
             continue
-        values = {name: _parse_value(path, line, name, row[i]) for i, name in targets}
-        truth = {name: _parse_value(path, line, f"true_{name}", row[i]) for i, name in truths if row[i].strip()}
+        values = {name: parse_number(row[i], f"{path}: line {line}", name) for i, name in targets}
+        truth = {name: parse_number(row[i], f"{path}: line {line}", f"true_{name}") for i, name in truths if row[i].strip()}
         out.add(line, row[id_col], values, row[path_col].strip() if path_col is not None else None, truth)
     return out
 
@@ -138,7 +129,7 @@ def _read_xacle_csv(path: Path, records: list[tuple[int, list[str]]]) -> Predict
     for line, row in records[1:]:
         if len(row) <= max(id_col, score_col):
             raise ManifestError(f"{path}: line {line}: {len(row)} fields, header has {len(header)}")
-        out.add(line, row[id_col], {"score": _parse_value(path, line, "pred_score", row[score_col])})
+        out.add(line, row[id_col], {"score": parse_number(row[score_col], f"{path}: line {line}", "pred_score")})
     return out
 
 
@@ -147,8 +138,8 @@ def _read_answer_txt(path: Path, records: list[tuple[int, list[str]]]) -> Predic
     for line, row in records:
         if len(row) != 3:
             raise ManifestError(f"{path}: line {line}: expected `id,overall,textual`, got {len(row)} fields")
-        out.add(line, row[0], {"overall": _parse_value(path, line, "overall", row[1]),
-                               "textual": _parse_value(path, line, "textual", row[2])})
+        out.add(line, row[0], {"overall": parse_number(row[1], f"{path}: line {line}", "overall"),
+                               "textual": parse_number(row[2], f"{path}: line {line}", "textual")})
     return out
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mos.errors import BundleError
+from mos.files import write_text_atomic
 
 # /2: audio.onnx outputs are unclamped (clamp after averaging a long clip's windows); /1 bundles
 # clamped each window inside the graph. Both read the same way.
@@ -148,7 +149,5 @@ def write_bundle_meta(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
     meta = dict(meta)
     meta["schema"] = SCHEMA
     meta["files"] = {name: sha256_file(root / name) for name in sorted(meta.get("files", {}))}
-    tmp = root / (BUNDLE_META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    tmp.replace(root / BUNDLE_META_FILE)
+    write_text_atomic(root / BUNDLE_META_FILE, json.dumps(meta, indent=2))
     return meta

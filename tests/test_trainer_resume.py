@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 from fixtures_train import quiet, tiny_demo  # noqa: E402
 
+import mos.files as files_module  # noqa: E402
 import mos.trainer.checkpoint as checkpoint_module  # noqa: E402
 import mos.trainer.loop as loop_module  # noqa: E402
 from mos.errors import MosError  # noqa: E402
@@ -92,7 +93,7 @@ KILL_POINTS = {
     # mid-epoch: during epoch 3's validation
     "mid-epoch": (loop_module.Trainer, "validate", lambda self: len(self.history) == 3),
     # last.pt half written (its temporary file is never renamed)
-    "writing last.pt": (checkpoint_module, "_sync_and_replace", lambda tmp, path: path.name == "last.pt"
+    "writing last.pt": (files_module, "_sync_and_replace", lambda tmp, path: path.name == "last.pt"
                         and load_checkpoint(tmp)["epoch"] == 2),
     # last.pt written, best.pt not yet (epoch 2 or the next epoch that improves)
     "before best.pt": (loop_module, "copy_checkpoint", lambda src, dest: load_checkpoint(src)["epoch"] >= 2),

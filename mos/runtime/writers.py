@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +14,7 @@ from mos.audio import audio_stem
 from mos.data.keys import normalize_id
 from mos.data.table import csv_records
 from mos.errors import MosError, one_line
+from mos.files import write_text_atomic
 
 STREAM_FORMATS = ("csv", "jsonl")
 CHALLENGE_FORMATS = ("xacle", "audiomos")
@@ -47,14 +47,6 @@ def _clean(text: str | None) -> str:
 def _fmt(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _csv_line(values: list[str]) -> str:
@@ -252,9 +244,9 @@ class RowWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Rows first, then the stamp: a kill in between leaves a stamp that refuses, never one that lies.
-            _atomic_write(self.path, self._header() + "".join(self._line(r) for r in self.kept))
+            write_text_atomic(self.path, self._header() + "".join(self._line(r) for r in self.kept))
             if stamp is not None:
-                _atomic_write(meta_path(self.path), json.dumps(stamp.as_dict(), indent=2) + "\n")
+                write_text_atomic(meta_path(self.path), json.dumps(stamp.as_dict(), indent=2) + "\n")
             self._file: IO[str] = self.path.open("a", encoding="utf-8", newline="")
         except OSError as exc:
             raise MosError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
@@ -337,7 +329,7 @@ def write_challenge(path: Path, fmt: str, rows: list[Row], targets: list[str]) -
         raise MosError(f"unknown challenge format {fmt!r}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, text)
+        write_text_atomic(path, text)
     except OSError as exc:
         raise MosError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return len(ok)

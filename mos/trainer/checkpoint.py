@@ -1,13 +1,12 @@
 """Checkpoints: model weights + the configs needed to rebuild, export or resume a run.
 
-Writes are atomic (a temporary file in the same folder, flushed to disk, then renamed), so a
+Writes are atomic (mos.files: a temporary file beside it, flushed to disk, then renamed), so a
 kill leaves either the old file or the new one. Reads use `torch.load(weights_only=True)`:
 a checkpoint holds only tensors, numbers, strings and containers of them.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -16,39 +15,21 @@ from typing import Any
 import torch
 
 from mos.errors import MosError
+from mos.files import replace_atomically
 from mos.model import ModelConfig, MosModel
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def _sync_and_replace(tmp: Path, path: Path) -> None:
-    with tmp.open("rb+") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def save_checkpoint(path: Path, model: MosModel, extra: dict[str, Any]) -> None:
     """Atomically write {model_config, state_dict, **extra} to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    torch.save({"model_config": model.cfg.to_dict(), "state_dict": model.state_dict(), **extra}, tmp)
-    _sync_and_replace(tmp, path)
+    payload = {"model_config": model.cfg.to_dict(), "state_dict": model.state_dict(), **extra}
+    replace_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def copy_checkpoint(src: Path, dest: Path) -> None:
     """Atomically make `dest` a copy of `src`."""
-    tmp = _tmp_path(dest)
-    shutil.copyfile(src, tmp)
-    _sync_and_replace(tmp, dest)
+    replace_atomically(dest, lambda tmp: shutil.copyfile(src, tmp))
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Atomically replace a small text file (run logs rewritten on resume)."""
-    tmp = _tmp_path(path)
-    tmp.write_text(text, encoding="utf-8")
-    _sync_and_replace(tmp, path)
 
 
 def find_checkpoint(path: Path) -> Path:

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from mos.data.table import ColumnMap
 from mos.metrics import bootstrap_levels
-from mos.trainer.checkpoint import write_text_atomic
+from mos.files import write_text_atomic
 from mos.trainer.config import TrainConfig
 from mos.trainer.loop import Trainer, level_metrics, write_predictions
 from mos.trainer.plots import plot_scatter

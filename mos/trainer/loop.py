@@ -33,7 +33,8 @@ from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
 from mos.runtime.batching import pad_waveforms, split_windows, weighted_mean
 from mos.trainer.batches import Batch, ClipDataset, make_loader
-from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint, write_text_atomic
+from mos.files import write_text_atomic
+from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from mos.trainer.config import TrainConfig
 from mos.trainer.losses import combined_loss
 from mos.trainer.plots import plot_curves, plot_scatter

@@ -1,0 +1,29 @@
+"""Atomic file writes, shared by the trainer (checkpoints, run logs), the bundle writer and the
+runtime (score files): the new content goes to a temporary file beside the target, is flushed to
+disk, then renamed over it, so a kill at any moment leaves the old file or the new one, never a
+mix. Torch-free."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _sync_and_replace(tmp: Path, path: Path) -> None:
+    with tmp.open("rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Make `path` what `write(tmp)` writes into `.<name>.tmp` beside it (a kill leaves at most
+    that temporary file, which the next write of `path` replaces)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    _sync_and_replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Atomically replace a text file (UTF-8, newlines written as given)."""
+    replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))

@@ -21,6 +21,22 @@ class TargetSpec:
 class ModelConfig:
     """Everything needed to rebuild a `MosModel` (weights come from the checkpoint)."""
 
+    # The audio encoder: "conv" (the built-in edge encoder, trained from scratch), "aisfx" (the
+    # sound-effects CNN that PyPI package aisfx ships) or a local transformers directory (CLAP, AST,
+    # wav2vec2, HuBERT, WavLM, data2vec-audio). The fields below it are recorded from the encoder.
+    audio_encoder: str = "conv"
+    audio_encoder_kind: str = "conv"  # what the spec resolved to: conv, aisfx, clap, ast, wav2vec2, ...
+    # sha256 of the pretrained encoder's files (None for conv): a changed encoder is refused.
+    audio_encoder_sha256: str | None = None
+    audio_dim: int = 0  # frame feature size the encoder gives (0: computed from `channels`)
+    finetune_audio: bool = False  # False: the pretrained encoder is frozen (its outputs can be cached)
+    # False for encoders whose output changes with zero padding (wav2vec2/HuBERT base: GroupNorm over
+    # time): such clips are batched only with clips of the same length, never padded.
+    padding_invariant: bool = True
+    # "fusion": frames attend to caption tokens (cross-attention), then pooling; "pooled": the
+    # masked-mean audio embedding (concatenated with the mean text embedding) into an MLP.
+    head: str = "fusion"
+    head_layers: tuple[int, ...] = (256, 64)  # the pooled head's hidden layer sizes
     sample_rate: int = 16000
     n_fft: int = 400  # = the window: no zero-padded DFT bins to compute (22% less front-end work than 512)
     win_length: int = 400
@@ -49,6 +65,10 @@ class ModelConfig:
         return self.text_encoder != "none"
 
     @property
+    def pretrained_audio(self) -> bool:
+        return self.audio_encoder_kind != "conv"
+
+    @property
     def target_names(self) -> list[str]:
         return [t.name for t in self.targets]
 
@@ -56,6 +76,7 @@ class ModelConfig:
         d = asdict(self)
         d["channels"] = list(self.channels)
         d["strides"] = list(self.strides)
+        d["head_layers"] = list(self.head_layers)
         return d
 
     @classmethod
@@ -64,5 +85,6 @@ class ModelConfig:
         d["targets"] = [TargetSpec(**t) for t in d.get("targets", [])]
         d["channels"] = tuple(d.get("channels", cls.channels))
         d["strides"] = tuple(d.get("strides", cls.strides))
+        d["head_layers"] = tuple(d.get("head_layers", cls.head_layers))
         known = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in d.items() if k in known})

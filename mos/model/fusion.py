@@ -59,3 +59,19 @@ class AudioOnlyPooling(nn.Module):
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
         return masked_mean(torch.nn.functional.gelu(self.proj(audio)), audio_lengths)
+
+
+class PooledEmbeddings(nn.Module):
+    """The pooled head's input: the masked-mean audio embedding, concatenated with the masked-mean
+    caption embedding when the model uses text ([B, audio_dim + text_dim])."""
+
+    def __init__(self, audio_dim: int, text_dim: int = 0) -> None:
+        super().__init__()
+        self.out_dim = audio_dim + text_dim
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor,
+                text: torch.Tensor | None = None, text_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = masked_mean(audio, audio_lengths)
+        if text is None or text_lengths is None:
+            return pooled
+        return torch.cat([pooled, masked_mean(text, text_lengths)], dim=-1)

@@ -1,50 +1,92 @@
-"""The MOS model: waveform + lengths (+ caption token features) -> one score per named target."""
+"""The MOS model: waveform + lengths (+ caption token features) -> one score per named target.
+
+Audio: the built-in conv encoder behind its log-mel front end, or a pretrained encoder
+(mos.model.encoders) that takes the waveform itself. Then a head: cross-attention fusion with the
+caption tokens ("fusion") or pooled embeddings into an MLP ("pooled"); one linear output per target.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from mos.errors import MosError
 from mos.model.audio_encoder import ConvAudioEncoder
 from mos.model.config import ModelConfig
+from mos.model.encoders import PretrainedAudioEncoder, build_audio_encoder
 from mos.model.frontend import LogMel
-from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion
+from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion, PooledEmbeddings
+
+BACKBONE_PREFIX = "audio_encoder.backbone."
+
+
+def mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+    """Linear -> GELU -> Dropout for each consecutive pair of `sizes`."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.GELU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
 
 
 class MosModel(nn.Module):
-    """Front end -> audio encoder -> (cross-attention with text) -> masked pooling -> heads.
+    """Audio encoder -> head (fusion or pooled) -> one linear output per target.
 
-    `forward` returns normalised predictions [B, n_targets] (what the losses see);
-    `scores` maps them back to each target's scale and clamps to its range.
+    `forward` returns normalised predictions [B, n_targets] (what the losses see); `scores` maps
+    them back to each target's scale. `encode_audio` and `head` are the two halves of `forward`
+    (the trainer caches a frozen encoder's output and trains the head alone).
+    `audio_encoder`: a pretrained encoder already built (else built from cfg.audio_encoder).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, audio_encoder: PretrainedAudioEncoder | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.frontend = LogMel(cfg)
-        self.audio_encoder = ConvAudioEncoder(cfg)
-        if cfg.uses_text:
-            self.fusion: nn.Module = CrossAttentionFusion(
-                self.audio_encoder.out_dim, cfg.text_dim, cfg.hidden, cfg.attention_heads, cfg.dropout
-            )
+        if cfg.pretrained_audio:
+            self.frontend: LogMel | None = None
+            encoder = audio_encoder or build_audio_encoder(cfg.audio_encoder, cfg.audio_encoder_sha256)
+            encoder.freeze(not cfg.finetune_audio)
+            self.audio_encoder: nn.Module = encoder
+            audio_dim = encoder.out_dim
         else:
-            self.fusion = AudioOnlyPooling(self.audio_encoder.out_dim, cfg.hidden)
-        self.trunk = nn.Sequential(nn.Linear(self.fusion.out_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout))
-        self.heads = nn.ModuleDict({t.name: nn.Linear(cfg.hidden, 1) for t in cfg.targets})
+            self.frontend = LogMel(cfg)
+            self.audio_encoder = ConvAudioEncoder(cfg)
+            audio_dim = self.audio_encoder.out_dim
+        cfg.audio_dim = int(audio_dim)
+        if cfg.head == "pooled":
+            self.fusion: nn.Module = PooledEmbeddings(audio_dim, cfg.text_dim if cfg.uses_text else 0)
+            sizes = [self.fusion.out_dim, *cfg.head_layers]
+        elif cfg.head == "fusion":
+            if cfg.uses_text:
+                self.fusion = CrossAttentionFusion(audio_dim, cfg.text_dim, cfg.hidden, cfg.attention_heads, cfg.dropout)
+            else:
+                self.fusion = AudioOnlyPooling(audio_dim, cfg.hidden)
+            sizes = [self.fusion.out_dim, cfg.hidden]
+        else:
+            raise MosError(f"head {cfg.head!r}: expected 'fusion' or 'pooled'")
+        self.trunk = mlp(sizes, cfg.dropout)
+        self.heads = nn.ModuleDict({t.name: nn.Linear(sizes[-1], 1) for t in cfg.targets})
         self.register_buffer("target_mean", torch.tensor([t.mean for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_std", torch.tensor([t.std for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_low", torch.tensor([t.low for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_high", torch.tensor([t.high for t in cfg.targets], dtype=torch.float32))
 
-    def forward(
+    # -- the two halves of forward ---------------------------------------------------------------
+    def encode_audio(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waveform [B, N] + lengths [B] -> frames [B, T, D] + frame lengths [B]."""
+        if self.frontend is not None:
+            feats, frames = self.frontend(waveform, lengths)
+            return self.audio_encoder(feats, frames)
+        return self.audio_encoder(waveform, lengths)
+
+    def head(
         self,
-        waveform: torch.Tensor,
-        lengths: torch.Tensor,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
         text: torch.Tensor | None = None,
         text_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        feats, frames = self.frontend(waveform, lengths)
-        audio, audio_lengths = self.audio_encoder(feats, frames)
+        """Audio frames (+ caption token features) -> normalised predictions [B, n_targets]."""
         if self.cfg.uses_text:
             if text is None or text_lengths is None:
                 raise ValueError("this model needs caption features (text, text_lengths)")
@@ -54,6 +96,17 @@ class MosModel(nn.Module):
         hidden = self.trunk(pooled)
         return torch.cat([self.heads[name](hidden) for name in self.cfg.target_names], dim=-1)
 
+    def forward(
+        self,
+        waveform: torch.Tensor,
+        lengths: torch.Tensor,
+        text: torch.Tensor | None = None,
+        text_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        audio, audio_lengths = self.encode_audio(waveform, lengths)
+        return self.head(audio, audio_lengths, text, text_lengths)
+
+    # -- scales ----------------------------------------------------------------------------------
     def to_scale(self, normalised: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Normalised predictions -> target scale, clamped to each target's range unless `clamp`
         is False (windows of a long clip are averaged first and clamped after)."""
@@ -74,6 +127,26 @@ class MosModel(nn.Module):
     ) -> torch.Tensor:
         """Scores [B, n_targets] on each target's scale (clamped to its range unless `clamp` is False)."""
         return self.to_scale(self.forward(waveform, lengths, text, text_lengths), clamp)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    @property
+    def saves_backbone(self) -> bool:
+        """A frozen pretrained backbone is not saved: it is loaded again from its (pinned) source."""
+        return not self.cfg.pretrained_audio or self.cfg.finetune_audio
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The state dict a checkpoint holds (without a frozen pretrained backbone)."""
+        state = self.state_dict()
+        if self.saves_backbone:
+            return state
+        return {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+
+    def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
+        """Load what `checkpoint_state` wrote; anything else missing or unexpected is an error."""
+        result = self.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if self.saves_backbone or not k.startswith(BACKBONE_PREFIX)]
+        if missing or result.unexpected_keys:
+            raise MosError(f"checkpoint does not fit this model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
 
 
 def count_parameters(model: nn.Module) -> int:

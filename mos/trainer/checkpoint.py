@@ -22,7 +22,7 @@ from mos.model import ModelConfig, MosModel
 def save_checkpoint(path: Path, model: MosModel, extra: dict[str, Any]) -> None:
     """Atomically write {model_config, state_dict, **extra} to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"model_config": model.cfg.to_dict(), "state_dict": model.state_dict(), **extra}
+    payload = {"model_config": model.cfg.to_dict(), "state_dict": model.checkpoint_state(), **extra}
     replace_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -63,5 +63,8 @@ def load_model(path: Path, map_location: str | torch.device = "cpu") -> tuple[Mo
     """Rebuild the model of a checkpoint (eval mode) and return it with the checkpoint dict."""
     ckpt = load_checkpoint(find_checkpoint(path), map_location)
     model = MosModel(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_checkpoint_state(ckpt["state_dict"])
+    except MosError as exc:
+        raise MosError(f"{path}: {exc}") from None
     return model.eval(), ckpt

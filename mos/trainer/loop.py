@@ -299,7 +299,7 @@ class Trainer:
         return make_loader(ds, self.cfg.batch_size, False, self.cfg.num_workers)
 
     def _restore(self, ckpt: dict[str, Any], last: Path) -> None:
-        self.model.load_state_dict(ckpt["state_dict"])
+        self.model.load_checkpoint_state(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         st = ckpt["trainer_state"]
         self.start_epoch = st["epoch"] + 1
@@ -449,7 +449,7 @@ class Trainer:
         if not best_path.is_file():
             raise MosError(f"{self.run_dir}: training produced no checkpoint")
         best = load_checkpoint(best_path)
-        self.model.load_state_dict(best["state_dict"])
+        self.model.load_checkpoint_state(best["state_dict"])
         pred, true, _ = predict(self.model, self.val_loader, self.device, self.amp)
         names = self.model.cfg.target_names
         items = self.splits.validation.items

@@ -1,0 +1,113 @@
+"""What every pretrained audio encoder provides: `EncoderInfo` (rate, window, size, padding
+behaviour, where its weights come from) and the `PretrainedAudioEncoder` module contract.
+
+Contract (waveform in, frames out, feature extraction inside, so it exports to ONNX whole):
+
+    features(waveform [B, N] float32 at info.sample_rate, zero past each length, lengths [B] int64)
+        -> (feats [B, T, ...] float32, frame_lengths [B] int64)     the frozen, cacheable part
+    mix(feats) -> frames [B, T, D = info.out_dim]                    the trainable part after it
+    forward(waveform, lengths) = (mix(features(...)), frame_lengths)
+
+The pretrained weights live under the attribute `backbone` (frozen unless fine-tuned; a frozen
+backbone is not written into checkpoints, it is loaded again from its source and checked by
+sha256); trainable layers that must follow the cache (e.g. the learned weighting of hidden
+layers) live under `mixer` and are always trained and saved. Frames past `frame_lengths` are zero.
+A clip must give the same frames alone or zero-padded in a batch, unless `info.padding_invariant`
+is False (then callers batch only equal lengths).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mos.errors import MosError
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a resolved encoder spec is, without building it."""
+
+    kind: str  # "aisfx", "clap", "ast", "wav2vec2", "hubert", "wavlm", "data2vec-audio"
+    name: str  # for printouts and mos.json, e.g. "aisfx 0.1.2 (PyPI), sound-effects CNN"
+    source: str  # the directory or file the weights come from
+    sample_rate: int
+    out_dim: int
+    sha256: str  # over the weight/config files: pins the encoder
+    # Fixed input length the encoder was trained with (CLAP 10 s, AST 1024 frames), or None when
+    # any length works (the training window then comes from --max-seconds).
+    window_seconds: float | None = None
+    padding_invariant: bool = True
+    parameters: int = 0  # pretrained parameters (0 when unknown before building)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PretrainedAudioEncoder(nn.Module):
+    """Base class; subclasses set `info`, `backbone` (and `mixer` when needed) and implement
+    `features` (and `mix`, identity by default)."""
+
+    info: EncoderInfo
+    backbone: nn.Module
+
+    @property
+    def out_dim(self) -> int:
+        return self.info.out_dim
+
+    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def mix(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, frame_lengths = self.features(waveform, lengths)
+        return self.mix(feats), frame_lengths
+
+    def freeze(self, frozen: bool = True) -> "PretrainedAudioEncoder":
+        """Freeze (or unfreeze) the backbone's parameters; `mixer` stays trainable."""
+        self.frozen = frozen
+        for p in self.backbone.parameters():
+            p.requires_grad_(not frozen)
+        return self
+
+    def train(self, mode: bool = True) -> "PretrainedAudioEncoder":
+        """A frozen backbone stays in eval mode (no dropout, BatchNorm statistics kept); a fine-tuned
+        one trains, except its BatchNorm layers, whose statistics small MOS batches would spoil."""
+        super().train(mode)
+        if getattr(self, "frozen", True):
+            self.backbone.eval()
+        else:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+
+def read_model_type(model_dir: Path) -> str:
+    """`model_type` from a transformers directory's config.json, or a one-line MosError."""
+    config = model_dir / "config.json"
+    if not model_dir.is_dir():
+        raise MosError(f"{model_dir}: no such directory (an audio encoder is 'conv', 'aisfx' or a local transformers model directory)")
+    if not config.is_file():
+        raise MosError(f"{model_dir}: not a transformers model directory (no config.json); nothing is downloaded, "
+                       "save the model there first (e.g. model.save_pretrained(DIR))")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise MosError(f"{config}: not a readable config.json ({type(exc).__name__})") from None
+    if not model_type:
+        raise MosError(f"{config}: has no model_type")
+    return str(model_type)
+
+
+def check_weights_present(model_dir: Path) -> None:
+    """A one-line MosError when a transformers directory has no weight file (a partial copy)."""
+    if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
+        raise MosError(f"{model_dir}: no weights (*.safetensors or *.bin) in this model directory; it is incomplete")

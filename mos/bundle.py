@@ -11,6 +11,8 @@ A bundle is a directory:
   text.onnx        inputs  input_ids [batch, tokens] int64, attention_mask [batch, tokens] int64;
                    output  text [batch, tokens, dim] float32 (token features; use the first
                            n_i rows of caption i, n_i = its attention_mask sum).
+                   audio.padding_invariant false: zero padding changes the output, so batch
+                   only clips of equal length (the runtime does).
   tokenizer.json   for the `tokenizers` library (truncate to text.max_tokens).
   audio.int8.onnx / audio.fp16.onnx   optional variants with the same interface.
   mos.json         this module's schema; mirrored into each ONNX file's metadata_props["mos.json"]
@@ -70,6 +72,12 @@ class Bundle:
     @property
     def window_seconds(self) -> float:
         return float(self.meta.get("window_seconds", 10.0))
+
+    @property
+    def padding_invariant(self) -> bool:
+        """False when zero padding changes the audio model's output (GroupNorm-over-time encoders):
+        such clips are batched only with clips of the same length."""
+        return bool(self.meta["audio"].get("padding_invariant", True))
 
     @property
     def uses_text(self) -> bool:

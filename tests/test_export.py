@@ -232,6 +232,9 @@ def test_metadata_round_trips(text_run) -> None:
     assert meta["targets"] == [{"name": "overall", "low": 1.0, "high": 5.0}, {"name": "textual", "low": 1.0, "high": 5.0}]
     audio = dict(meta["audio"])
     assert audio.pop("outputs_clamped") is False and "clamp each target to its [low, high]" in audio.pop("postprocess")
+    assert audio.pop("padding_invariant") is True
+    assert audio.pop("encoder") == {"kind": "conv", "name": "built-in conv encoder, trained from scratch",
+                                    "sample_rate": SR, "out_dim": 256}
     assert audio == {"model": "audio.onnx", "inputs": ["waveform", "lengths", "text", "text_lengths"],
                      "outputs": ["overall", "textual"]}
     assert meta["text"]["model"] == "text.onnx" and meta["text"]["tokenizer"] == "tokenizer.json"

@@ -215,6 +215,15 @@ def test_plan_batches_covers_every_index_once_and_groups_lengths() -> None:
     assert spans == sorted(spans)
 
 
+def test_plan_batches_with_equal_lengths_never_pads() -> None:
+    """For encoders that zero padding changes (bundle padding_invariant false)."""
+    lengths = [5, 3, 5, 3, 5, 9, 5, 3]
+    batches = plan_batches(lengths, 3, equal_lengths=True)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len({lengths[i] for i in b}) == 1 and len(b) <= 3 for b in batches)
+    assert sorted(len(b) for b in batches) == [1, 1, 3, 3]
+
+
 def test_pad_and_split() -> None:
     waves = [np.ones(3, np.float32), np.ones(5, np.float32)]
     padded, lengths = pad_waveforms(waves)

@@ -28,10 +28,12 @@ class Batches:
     clips: int
 
 
-def make_batches(waves: Sequence[np.ndarray], text: Sequence[np.ndarray] | None, batch_size: int) -> Batches:
-    """Similar-length batches as the engine forms them (plan_batches), padded once."""
+def make_batches(waves: Sequence[np.ndarray], text: Sequence[np.ndarray] | None, batch_size: int,
+                 equal_lengths: bool = False) -> Batches:
+    """Similar-length batches as the engine forms them (plan_batches; equal lengths only for a
+    bundle that is not padding invariant), padded once."""
     feeds = []
-    for idx in plan_batches([w.shape[0] for w in waves], batch_size):
+    for idx in plan_batches([w.shape[0] for w in waves], batch_size, equal_lengths):
         wave, lengths = pad_waveforms([waves[i] for i in idx])
         t = tl = None
         if text is not None:

@@ -118,7 +118,7 @@ def stage_profile(bundle: Bundle, files: Sequence[Path], captions: Sequence[str 
         feats = engine.text.encode(caps)
         ms["text (tokenize + text.onnx)"] = _ms_per_clip(time.perf_counter() - t, n)
 
-    batches = plan_batches([w.shape[0] for w in waves], batch_size)
+    batches = plan_batches([w.shape[0] for w in waves], batch_size, not bundle.padding_invariant)
     feeds = []
     for idx in batches:
         wave, lengths = pad_waveforms([waves[i] for i in idx])

@@ -280,13 +280,14 @@ def model_alone(opts: BenchOptions, bundle: Bundle, work: wl.Workload, device: s
     backends = build_backends(bundle, device, checkpoint if opts.eager else None, notes)
     rows: list[dict[str, Any]] = []
     try:
-        check = agreement(backends, make_batches(waves[:4], text[:4] if text else None, 4))
+        equal = not bundle.padding_invariant
+        check = agreement(backends, make_batches(waves[:4], text[:4] if text else None, 4, equal))
         thread_list = threads if any(b.threaded for b in backends) else [0]
         for t in thread_list:
             for b in backends:
                 b.set_threads(t)
             for bs in opts.batch_sizes:
-                batches = make_batches(waves, text, bs)
+                batches = make_batches(waves, text, bs, equal)
                 rates = interleaved(backends, batches, opts.repeats)
                 for be in backends:
                     rows.append({"backend": be.name, "provider": be.provider, "threads": t if be.threaded else None,

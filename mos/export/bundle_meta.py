@@ -37,6 +37,18 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def encoder_meta(model: MosModel) -> dict[str, Any]:
+    """What mos.json says about the audio encoder (no local paths)."""
+    cfg = model.cfg
+    if not cfg.pretrained_audio:
+        return {"kind": "conv", "name": "built-in conv encoder, trained from scratch", "sample_rate": int(cfg.sample_rate),
+                "out_dim": int(cfg.audio_dim)}
+    info = model.audio_encoder.info
+    return {"kind": info.kind, "name": info.name, "sample_rate": int(info.sample_rate), "out_dim": int(info.out_dim),
+            "fixed_window_seconds": info.window_seconds, "parameters": int(info.parameters),
+            "sha256": info.sha256, "finetuned": bool(cfg.finetune_audio)}
+
+
 def checkpoint_reference(checkpoint: Path, bundle: Path) -> str:
     """Where the checkpoint is, as seen from the bundle: relative when both sit in one run folder."""
     checkpoint, bundle = checkpoint.resolve(), bundle.resolve()
@@ -77,7 +89,8 @@ def build_meta(
         "targets": [{"name": t.name, "low": float(t.low), "high": float(t.high)} for t in cfg.targets],
         "text": text,
         "audio": {"model": "audio.onnx", "inputs": audio_inputs, "outputs": audio_outputs,
-                  "outputs_clamped": False, "postprocess": POSTPROCESS},
+                  "outputs_clamped": False, "postprocess": POSTPROCESS,
+                  "padding_invariant": bool(cfg.padding_invariant), "encoder": encoder_meta(model)},
         "variants": variants,
         "training": {
             "data": ckpt.get("data"),

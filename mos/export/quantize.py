@@ -36,7 +36,16 @@ INT8_MAE_FRACTION = 0.02
 INT8_PADDING_TOL = 1e-4
 # int8 may lose at most this much validation SRCC on any target (fp32 SRCC - int8 SRCC).
 MAX_SRCC_DROP = 0.01
-METHOD = "onnxruntime quantize_static, QDQ, per-channel, Conv only, MinMax; front end (DFT conv, mel MatMul) fp32"
+# Conv-only for the CNN encoders (conv, aisfx); transformer encoders also quantize their MatMuls.
+CNN_ENCODERS = ("conv", "aisfx")
+
+
+def method(op_types: Sequence[str]) -> str:
+    return (f"onnxruntime quantize_static, QDQ, per-channel, {' and '.join(op_types)} only, MinMax; "
+            "front end (DFT conv, mel MatMul) fp32")
+
+
+METHOD = method(["Conv"])
 
 
 @dataclass
@@ -182,7 +191,9 @@ def quantize_int8(
     model = onnx.load(str(fp32))
     fe = front_end(model)
     dft, mel = fe.dft_convs, fe.matmuls
-    if not dft:
+    kind = (reference.bundle.meta["audio"].get("encoder") or {}).get("kind", "conv")
+    op_types = ["Conv"] if kind in CNN_ENCODERS else ["Conv", "MatMul"]
+    if not dft and kind == "conv":
         raise MosError(f"{fp32.name}: cannot find the front-end DFT Conv (a Conv fed by 'waveform') to keep in fp32")
     reader = _Reader(_calibration_feeds(reference, clips, captions))
     log = logging.getLogger()
@@ -196,7 +207,7 @@ def quantize_int8(
                 str(out),
                 reader,
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["Conv"],
+                op_types_to_quantize=op_types,
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
@@ -231,7 +242,7 @@ def quantize_int8(
     ranges = {t.name: t.high - t.low for t in reference.bundle.targets}
     return Int8Report(
         path=out,
-        method=METHOD,
+        method=method(op_types),
         excluded_nodes=dft + mel,
         calibration_clips=len(clips),
         fp32_bytes=fp32.stat().st_size,

@@ -31,7 +31,10 @@ class Conv1dAs2d(nn.Module):
 
 
 def with_2d_convs(model: MosModel) -> MosModel:
-    """A copy of the model whose audio-encoder Conv1d layers run as Conv2d (export only)."""
+    """A copy of the model whose audio-encoder Conv1d layers run as Conv2d (export only); the
+    built-in conv encoder only (a pretrained encoder is exported as it is)."""
+    if model.cfg.pretrained_audio:
+        return model
     model = copy.deepcopy(model)
     for module in list(model.audio_encoder.modules()):
         for name, child in list(module.named_children()):

@@ -7,15 +7,24 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices into `lengths` grouped into batches of at most `batch_size`, similar lengths together.
+def plan_batches(lengths: Sequence[int], batch_size: int, equal_lengths: bool = False) -> list[list[int]]:
+    """Indices into `lengths` grouped into batches of at most `batch_size`, similar lengths together
+    (with `equal_lengths`, only equal lengths together: nothing is ever padded).
 
     Every index appears exactly once; callers scatter results back by index, so input order is
     restored whatever the grouping.
     """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     size = max(1, int(batch_size))
-    return [order[start : start + size] for start in range(0, len(order), size)]
+    if not equal_lengths:
+        return [order[start : start + size] for start in range(0, len(order), size)]
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < size and lengths[batches[-1][0]] == lengths[i]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def pad_waveforms(waves: Sequence[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:

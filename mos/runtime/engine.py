@@ -81,8 +81,10 @@ class ScoreEngine:
         self.provider: str = self.audio.provider
         default_batch = 64 if self.provider == CUDA else 16
         self.batch_size: int = self.options.batch_size if self.options.batch_size > 0 else default_batch
+        # Encoders that zero padding changes see only batches of equal length, never padded.
+        self.equal_lengths: bool = not bundle.padding_invariant
         # On CUDA, pad batches to whole seconds so few distinct shapes reach cuDNN's algorithm search.
-        self.pad_multiple: int = self.sample_rate if self.provider == CUDA else 1
+        self.pad_multiple: int = self.sample_rate if self.provider == CUDA and not self.equal_lengths else 1
 
     @classmethod
     def load(cls, bundle_dir: Path | str, options: EngineOptions | None = None) -> ScoreEngine:
@@ -123,13 +125,14 @@ class ScoreEngine:
     def score_segments(
         self, waves: Sequence[np.ndarray], captions: Sequence[str | None], batch_size: int | None = None
     ) -> np.ndarray:
-        """One score row per segment (no windowing): similar lengths batched, input order kept."""
+        """One score row per segment (no windowing): similar lengths batched (equal lengths only
+        when the bundle is not padding invariant), input order kept."""
         n = len(waves)
         out = np.zeros((n, len(self.targets)), dtype=np.float32)
         if n == 0:
             return out
         feats = self._caption_features(captions)
-        for batch in plan_batches([w.shape[0] for w in waves], batch_size or self.batch_size):
+        for batch in plan_batches([w.shape[0] for w in waves], batch_size or self.batch_size, self.equal_lengths):
             out[batch] = self._run_batch([waves[i] for i in batch], None if feats is None else [feats[i] for i in batch])
         return out
 

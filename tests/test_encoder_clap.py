@@ -231,6 +231,9 @@ def test_text_encoder_gives_one_clap_text_embedding_per_caption(clap_dir: Path, 
 
 
 def test_text_onnx_and_tokenizer_json_through_the_torch_free_runtime(clap_dir: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from mos.export.onnx_io import interface
     from mos.export.text import export_text
     from mos.runtime.session import SessionRunner
     from mos.runtime.text import TextEncoder
@@ -238,6 +241,10 @@ def test_text_onnx_and_tokenizer_json_through_the_torch_free_runtime(clap_dir: P
     max_tokens = 8  # the longest caption is truncated: both sides must agree on where
     enc = FrozenTextEncoder(str(clap_dir), max_tokens=max_tokens)
     model_path, tokenizer_path = export_text(enc, tmp_path, 17)
+    # The interface export's verifier asks of every text.onnx: [batch, tokens, dim] with dim fixed.
+    ins, outs = interface(onnx.load(str(model_path)))
+    assert outs == {"text": ["batch", "tokens", PROJECTION]}
+    assert ins == {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]}
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     runtime = TextEncoder(SessionRunner(session), tokenizer_path, max_tokens)
     captions = [*CAPTIONS, "the sound of a cat"]

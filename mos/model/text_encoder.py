@@ -77,6 +77,12 @@ class TokenFeatures(nn.Module):
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """x / max(||x||, eps) over the last dim, as torch.nn.functional.normalize, written so that the
+    ONNX graph keeps the last dim's fixed size (normalize's expand_as makes it symbolic)."""
+    return x / torch.clamp(torch.linalg.vector_norm(x, dim=-1, keepdim=True), min=eps)
+
+
 class PooledTextFeatures(nn.Module):
     """CLAP's text tower + projection: (input_ids, attention_mask) -> the L2-normalised text
     embedding as one token [B, 1, D] (what ClapModel.get_text_features(...).pooler_output gives)."""
@@ -88,7 +94,7 @@ class PooledTextFeatures(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
-        return nn.functional.normalize(self.text_projection(pooled), dim=-1).unsqueeze(1)
+        return l2_normalize(self.text_projection(pooled)).unsqueeze(1)
 
 
 def load_clap_text(model_dir: Path) -> PooledTextFeatures:

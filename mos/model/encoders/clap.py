@@ -24,7 +24,7 @@ from torch import nn
 from mos.errors import MosError, one_line
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, check_weights_present
 from mos.model.frontend import dft_basis, float32_region, power_spectrogram
-from mos.model.text_encoder import text_encoder_sha256
+from mos.model.text_encoder import l2_normalize, text_encoder_sha256
 
 KIND = "clap"
 PREPROCESSOR = "preprocessor_config.json"
@@ -162,7 +162,7 @@ class ClapAudioTower(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         pooled = self.audio_model(input_features=mel).pooler_output
-        return nn.functional.normalize(self.audio_projection(pooled), dim=-1)
+        return l2_normalize(self.audio_projection(pooled))
 
 
 class ClapAudioEncoder(PretrainedAudioEncoder):

@@ -299,3 +299,31 @@ def test_changed_extractor_settings_are_refused(clap_dir: Path, tmp_path: Path) 
     pre = json.loads((other / "preprocessor_config.json").read_text())
     (other / "preprocessor_config.json").write_text(json.dumps({**pre, "frequency_min": 0}))
     one_line_error(build_audio_encoder, str(other), pinned, match="differ from the ones the model was trained with")
+
+
+def test_mos_model_with_clap_audio_and_text(clap_dir: Path) -> None:
+    """A pooled head over the CLAP audio and text embeddings: the frozen tower is built from the
+    config (sha256-checked) and left out of the checkpoint state, which loads back."""
+    from mos.model import ModelConfig, MosModel, TargetSpec
+
+    info = resolve_audio_encoder(str(clap_dir))
+    text = FrozenTextEncoder(str(clap_dir))
+    cfg = ModelConfig(audio_encoder=str(clap_dir), audio_encoder_kind=info.kind, audio_encoder_sha256=info.sha256,
+                      sample_rate=info.sample_rate, window_seconds=info.window_seconds, head="pooled",
+                      text_encoder=str(clap_dir), text_dim=text.dim, text_encoder_sha256=text.sha256,
+                      targets=[TargetSpec("score", 0.0, 10.0, 5.0, 2.0)])
+    torch.manual_seed(0)
+    model = MosModel(cfg).eval()
+    wave, lengths = padded([generated(2.0, 1), generated(6.0, 2)])
+    feats = text.encode(CAPTIONS[:2])
+    text_batch = torch.stack(feats)
+    text_lengths = torch.tensor([f.shape[0] for f in feats])
+    with torch.no_grad():
+        scores = model.scores(wave, lengths, text_batch, text_lengths)
+    assert scores.shape == (2, 1) and torch.isfinite(scores).all()
+    state = model.checkpoint_state()
+    assert not any(k.startswith("audio_encoder.backbone.") for k in state)
+    again = MosModel(cfg).eval()
+    again.load_checkpoint_state(state)
+    with torch.no_grad():
+        assert torch.allclose(again.scores(wave, lengths, text_batch, text_lengths), scores, atol=1e-6)

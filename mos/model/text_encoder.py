@@ -97,20 +97,31 @@ class PooledTextFeatures(nn.Module):
         return l2_normalize(self.text_projection(pooled)).unsqueeze(1)
 
 
+def load_complete(model_class: type, model_dir: Path, part: str) -> nn.Module:
+    """`model_class.from_pretrained(model_dir)` offline (no remote code), in eval mode; a one-line
+    MosError when it fails or when the weights lack any of its tensors (which transformers would
+    otherwise leave randomly initialised). `part` names it in the message, e.g. "CLAP text tower"."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    check_weights_present(model_dir)
+    try:
+        model, loading = model_class.from_pretrained(
+            str(model_dir), local_files_only=True, trust_remote_code=False, output_loading_info=True)
+    except Exception as exc:  # transformers raises many types for a broken directory
+        raise MosError(f"{model_dir}: cannot load the {part} ({one_line(exc, limit=200)})") from None
+    missing = sorted(loading.get("missing_keys", []))
+    if missing:
+        raise MosError(f"{model_dir}: the weights lack {len(missing)} {part} tensors (e.g. {missing[0]}); the directory is incomplete")
+    return model.eval()
+
+
 def load_clap_text(model_dir: Path) -> PooledTextFeatures:
     """The text tower + projection of a CLAP directory (offline), or a one-line MosError."""
     from transformers import ClapTextModelWithProjection
 
-    check_weights_present(model_dir)
-    try:
-        model, loading = ClapTextModelWithProjection.from_pretrained(
-            str(model_dir), local_files_only=True, trust_remote_code=False, output_loading_info=True)
-    except Exception as exc:  # transformers raises many types for a broken directory
-        raise MosError(f"{model_dir}: cannot load the CLAP text tower ({one_line(exc, limit=200)})") from None
-    missing = sorted(loading.get("missing_keys", []))
-    if missing:
-        raise MosError(f"{model_dir}: the weights lack {len(missing)} text tower tensors (e.g. {missing[0]}); the directory is incomplete")
-    return PooledTextFeatures(model.eval())
+    return PooledTextFeatures(load_complete(ClapTextModelWithProjection, model_dir, "CLAP text tower"))
 
 
 class FrozenTextEncoder:

@@ -24,7 +24,7 @@ from torch import nn
 from mos.errors import MosError, one_line
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, check_weights_present
 from mos.model.frontend import dft_basis, float32_region, power_spectrogram
-from mos.model.text_encoder import l2_normalize, text_encoder_sha256
+from mos.model.text_encoder import l2_normalize, load_complete, text_encoder_sha256
 
 KIND = "clap"
 PREPROCESSOR = "preprocessor_config.json"
@@ -184,10 +184,7 @@ class ClapAudioEncoder(PretrainedAudioEncoder):
 def build(info: EncoderInfo) -> ClapAudioEncoder:
     """Load the audio tower and projection of the CLAP directory (offline, no remote code)."""
     from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     model_dir = Path(info.source)
     settings = extractor_settings(model_dir)
     extractor = ClapFeatureExtractor(
@@ -196,15 +193,8 @@ def build(info: EncoderInfo) -> ClapAudioEncoder:
         fft_window_size=int(settings["fft_window_size"]), frequency_min=settings["frequency_min"],
         frequency_max=settings["frequency_max"], truncation="rand_trunc", padding=settings["padding"],
     )
-    try:
-        model, loading = ClapAudioModelWithProjection.from_pretrained(
-            str(model_dir), local_files_only=True, trust_remote_code=False, output_loading_info=True)
-    except Exception as exc:  # transformers raises many types for a broken directory
-        raise MosError(f"{model_dir}: cannot load the CLAP audio tower ({one_line(exc, limit=200)})") from None
-    missing = sorted(loading.get("missing_keys", []))
-    if missing:
-        raise MosError(f"{model_dir}: the weights lack {len(missing)} audio tower tensors (e.g. {missing[0]}); the directory is incomplete")
+    model = load_complete(ClapAudioModelWithProjection, model_dir, "CLAP audio tower")
     if getattr(model.config, "enable_fusion", False):
         raise MosError(f"{model_dir}: a fused CLAP model (enable_fusion); only unfused CLAP is supported")
     front_end = ClapFrontEnd(settings, torch.from_numpy(extractor.mel_filters_slaney))
-    return ClapAudioEncoder(info, front_end, ClapAudioTower(model.eval()))
+    return ClapAudioEncoder(info, front_end, ClapAudioTower(model))

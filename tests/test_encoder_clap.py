@@ -327,3 +327,29 @@ def test_mos_model_with_clap_audio_and_text(clap_dir: Path) -> None:
     again.load_checkpoint_state(state)
     with torch.no_grad():
         assert torch.allclose(again.scores(wave, lengths, text_batch, text_lengths), scores, atol=1e-6)
+
+
+def test_window_follows_the_extractors_max_length(clap_dir: Path, tmp_path: Path) -> None:
+    from transformers import ClapFeatureExtractor
+
+    other = tmp_path / "clap"
+    shutil.copytree(clap_dir, other)
+    pre = json.loads((other / "preprocessor_config.json").read_text())
+    (other / "preprocessor_config.json").write_text(json.dumps({**pre, "max_length_s": 4}))
+    assert resolve_audio_encoder(str(other)).window_seconds == 4.0
+    x = generated(1.7, seed=9)
+    ref = extractor_mel(ClapFeatureExtractor.from_pretrained(str(other)), x)
+    ours = our_mel(build_audio_encoder(str(other)), x)
+    assert ours.shape == ref.shape == (401, 64)
+    assert np.abs(ours - ref).max() < DB_TOL_GENERATED
+
+
+@pytest.mark.parametrize("change", [{"max_length_s": "ten"}, {"hop_length": 0}, {"padding": "mirror"}, None])
+def test_bad_extractor_settings_are_a_one_line_error(clap_dir: Path, tmp_path: Path, change: dict | None) -> None:
+    other = tmp_path / "clap"
+    shutil.copytree(clap_dir, other)
+    pre = json.loads((other / "preprocessor_config.json").read_text())
+    text = "{not json" if change is None else json.dumps({**pre, **change})
+    (other / "preprocessor_config.json").write_text(text)
+    msg = one_line_error(resolve_audio_encoder, str(other), match="preprocessor_config.json")
+    assert ("not a readable JSON file" in msg) if change is None else (next(iter(change)) in msg)

@@ -64,8 +64,12 @@ def extractor_settings(model_dir: Path) -> dict[str, Any]:
         settings.update({k: found[k] for k in DEFAULT_EXTRACTOR if found.get(k) is not None})
     if settings["padding"] not in PADDINGS:
         raise MosError(f"{pre}: padding {settings['padding']!r} is not one of {', '.join(PADDINGS)}")
+    for key in ("sampling_rate", "feature_size", "fft_window_size", "hop_length", "max_length_s", "frequency_min", "frequency_max"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and key != "frequency_min"):
+            raise MosError(f"{pre}: {key} {value!r} is not a positive number")
     samples = float(settings["max_length_s"]) * int(settings["sampling_rate"])
-    if samples != int(samples) or samples <= 0:
+    if samples != int(samples):
         raise MosError(f"{pre}: max_length_s {settings['max_length_s']} is not a whole number of samples")
     return settings
 

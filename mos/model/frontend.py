@@ -1,7 +1,8 @@
 """In-graph log-mel front end: a real DFT as a strided Conv1d (fast in ONNX Runtime, opset-17
 exportable, no complex STFT), zero padding only, frame counts tracked from sample lengths.
 It always computes in float32, also under mixed-precision autocast in training, as every
-exported variant does."""
+exported variant does. `dft_basis` and `power_spectrogram` are shared with the pretrained
+encoders' front ends (mos.model.encoders)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,27 @@ def float32_region(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """Conv1d weights [2F, 1, len(window)] (F = n_fft // 2 + 1): the windowed real and imaginary
+    DFT rows, computed in float64 and stored float32. A window shorter than n_fft is the
+    zero-padded DFT of the frame (the padded taps are left out, they are zero)."""
+    n_freqs = n_fft // 2 + 1
+    j = torch.arange(window.shape[0], dtype=torch.float64)
+    k = torch.arange(n_freqs, dtype=torch.float64)
+    angle = 2.0 * math.pi * k[:, None] * j[None, :] / n_fft
+    w = window.to(torch.float64)
+    return torch.cat([w * torch.cos(angle), -w * torch.sin(angle)], dim=0).float().unsqueeze(1)
+
+
+def power_spectrogram(waveform: torch.Tensor, basis: torch.Tensor, hop: int, padding: int = 0) -> torch.Tensor:
+    """waveform [B, N] -> power spectrum [B, F, T] of frames every `hop` samples (zero `padding` each side)."""
+    spec = nn.functional.conv1d(waveform.unsqueeze(1), basis, stride=hop, padding=padding)
+    n_freqs = basis.shape[0] // 2
+    re = spec[:, :n_freqs]
+    im = spec[:, n_freqs:]
+    return re * re + im * im
+
+
 class LogMel(nn.Module):
     """waveform [B, N] + lengths [B] -> normalised log-mel [B, n_mels, T] + frame lengths [B].
 
@@ -36,12 +58,8 @@ class LogMel(nn.Module):
         self.win = cfg.win_length
         n_freqs = cfg.n_fft // 2 + 1
         self.n_freqs = n_freqs
-        j = torch.arange(cfg.win_length, dtype=torch.float64)
-        k = torch.arange(n_freqs, dtype=torch.float64)
         window = torch.hann_window(cfg.win_length, periodic=True, dtype=torch.float64)
-        angle = 2.0 * math.pi * k[:, None] * j[None, :] / cfg.n_fft
-        basis = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)], dim=0)
-        self.register_buffer("dft_basis", basis.float().unsqueeze(1), persistent=False)
+        self.register_buffer("dft_basis", dft_basis(window, cfg.n_fft), persistent=False)
         fbank = torchaudio.functional.melscale_fbanks(
             n_freqs, 0.0, cfg.sample_rate / 2, cfg.n_mels, cfg.sample_rate, norm="slaney", mel_scale="slaney"
         )
@@ -60,10 +78,7 @@ class LogMel(nn.Module):
                 waveform = waveform.float()
             idx = torch.arange(waveform.shape[1], device=waveform.device)
             waveform = waveform * (idx[None, :] < lengths[:, None]).to(waveform.dtype)
-            spec = nn.functional.conv1d(waveform.unsqueeze(1), self.dft_basis, stride=self.hop, padding=self.win // 2)
-            re = spec[:, : self.n_freqs]
-            im = spec[:, self.n_freqs :]
-            power = re * re + im * im  # [B, F, T]
+            power = power_spectrogram(waveform, self.dft_basis, self.hop, padding=self.win // 2)  # [B, F, T]
             mel = torch.matmul(power.transpose(1, 2), self.mel_fbank).transpose(1, 2)  # [B, M, T]
             frames = self.frame_lengths(lengths)
             return torch.log(mel + 1e-6), frames

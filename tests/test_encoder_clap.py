@@ -1,0 +1,355 @@
+"""CLAP from a local directory (a tiny random ClapModel saved here, no download): the in-graph
+front end against transformers' ClapFeatureExtractor (rand_trunc) on generated and real audio,
+the audio encoder against ClapModel.get_audio_features, padding invariance, ONNX export and
+onnxruntime parity; the text tower as a text encoder (one token per caption) through export
+and the torch-free runtime; refused directories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+ort = pytest.importorskip("onnxruntime")
+
+from mos.errors import MosError  # noqa: E402
+from mos.model.encoders import build_audio_encoder, resolve_audio_encoder  # noqa: E402
+from mos.model.text_encoder import FrozenTextEncoder, text_encoder_sha256  # noqa: E402
+
+RATE = 48000
+WINDOW = 10 * RATE
+PROJECTION = 24
+CAPTIONS = ["a dog barks twice", "rain on a roof, then drums and a piano", "music"]
+# Measured: max |ours - extractor| 1e-4 dB on these generated clips, 1.3e-3 dB on real speech
+# (MUSHRA clips resampled to 48 kHz; the extractor's STFT is float64, ours float32).
+DB_TOL_GENERATED = 5e-4
+DB_TOL_SPEECH = 5e-3
+
+
+def tiny_tokenizer(dest: Path) -> None:
+    """A byte-level BPE tokenizer with RoBERTa's special tokens (<s>=0, <pad>=1, </s>=2), trained
+    here on a few captions and saved as CLAP's tokenizer (RobertaTokenizerFast)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import RobertaTokenizerFast
+
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(CAPTIONS * 4 + ["the sound of a cat and a car"], vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
+    tok.post_processor = RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
+    fast = RobertaTokenizerFast(tokenizer_object=tok._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+    fast.save_pretrained(str(dest))
+
+
+def tiny_clap_config(**audio: object):
+    """A small valid ClapConfig: HTSAT needs spec_size = 256 for 64 mels and 1001 frames (the
+    1001 x 64 log-mel is resized to 1024 x 64, folded into a 256 x 256 image); patches of 4,
+    windows of 8, two stages; a 1-layer RoBERTa text tower."""
+    from transformers import ClapConfig
+
+    audio_config = dict(spec_size=256, num_mel_bins=64, patch_size=4, patch_stride=[4, 4], patch_embeds_hidden_size=8,
+                        depths=[1, 1], num_attention_heads=[1, 2], window_size=8, hidden_size=16)
+    audio_config.update(audio)
+    text_config = dict(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=32, max_position_embeddings=80)
+    return ClapConfig(text_config=text_config, audio_config=audio_config, projection_dim=PROJECTION)
+
+
+@pytest.fixture(scope="module")
+def clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import ClapFeatureExtractor, ClapModel
+
+    dest = tmp_path_factory.mktemp("clap") / "tiny-clap"
+    torch.manual_seed(0)
+    model = ClapModel(tiny_clap_config()).eval()
+    # Non-trivial BatchNorm statistics, so that the extractor's dB scale matters to the output.
+    bn = model.audio_model.audio_encoder.batch_norm
+    bn.running_mean.uniform_(-60.0, -20.0)
+    bn.running_var.uniform_(100.0, 400.0)
+    model.save_pretrained(str(dest))
+    # LAION's settings (laion/clap-htsat-unfused): 50-14000 Hz; its saved truncation is irrelevant here.
+    ClapFeatureExtractor(frequency_min=50, frequency_max=14000, truncation="fusion").save_pretrained(str(dest))
+    tiny_tokenizer(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def reference(clap_dir: Path):
+    from transformers import ClapFeatureExtractor, ClapModel
+
+    return ClapFeatureExtractor.from_pretrained(str(clap_dir)), ClapModel.from_pretrained(str(clap_dir)).eval()
+
+
+@pytest.fixture(scope="module")
+def encoder(clap_dir: Path):
+    return build_audio_encoder(str(clap_dir)).eval()
+
+
+def generated(seconds: float, seed: int = 0) -> np.ndarray:
+    """A chirp, a gated 3 kHz tone and noise: broadband audio at 48 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * RATE))) / RATE
+    x = 0.3 * np.sin(2 * np.pi * (200 + 800 * t) * t) + 0.2 * np.sin(2 * np.pi * 3000 * t) * (t % 0.5 < 0.2)
+    return (x + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def extractor_mel(extractor, x: np.ndarray, padding: str = "repeatpad") -> np.ndarray:
+    out = extractor(x, sampling_rate=RATE, truncation="rand_trunc", padding=padding, return_tensors="np")
+    return out["input_features"][0, 0]
+
+
+def our_mel(encoder, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return encoder.front_end(torch.from_numpy(x)[None], torch.tensor([x.size]))[0, 0].numpy()
+
+
+def padded(clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    wave = np.zeros((len(clips), max(c.size for c in clips)), dtype=np.float32)
+    for i, c in enumerate(clips):
+        wave[i, : c.size] = c
+    return torch.from_numpy(wave), torch.tensor([c.size for c in clips], dtype=torch.int64)
+
+
+def test_resolve_reads_rate_window_and_pins_files(clap_dir: Path) -> None:
+    info = resolve_audio_encoder(str(clap_dir))
+    assert (info.kind, info.sample_rate, info.window_seconds, info.out_dim) == ("clap", RATE, 10.0, PROJECTION)
+    assert info.padding_invariant and info.sha256 == text_encoder_sha256(clap_dir)
+    assert info.parameters > 0
+
+
+@pytest.mark.parametrize("seconds", [0.37, 1.0, 3.3, 7.9, 10.0])
+def test_front_end_matches_clap_feature_extractor(encoder, reference, seconds: float) -> None:
+    extractor, _ = reference
+    x = generated(seconds, seed=int(seconds * 100))
+    ref = extractor_mel(extractor, x)
+    ours = our_mel(encoder, x)
+    assert ours.shape == ref.shape == (1001, 64)
+    assert np.abs(ours - ref).max() < DB_TOL_GENERATED
+
+
+@pytest.mark.parametrize("padding", ["repeat", "pad"])
+def test_front_end_follows_the_extractor_padding(clap_dir: Path, reference, tmp_path: Path, padding: str) -> None:
+    extractor, _ = reference
+    other = tmp_path / "clap"
+    shutil.copytree(clap_dir, other)
+    pre = json.loads((other / "preprocessor_config.json").read_text())
+    (other / "preprocessor_config.json").write_text(json.dumps({**pre, "padding": padding}))
+    x = generated(2.7, seed=3)
+    ours = our_mel(build_audio_encoder(str(other)), x)
+    assert np.abs(ours - extractor_mel(extractor, x, padding)).max() < DB_TOL_GENERATED
+    assert np.abs(ours - extractor_mel(extractor, x, "repeatpad")).max() > 1.0  # the padding is really different
+
+
+def test_front_end_matches_on_real_speech(encoder, reference) -> None:
+    from fixtures_mushra import _find_real
+
+    from mos.audio import read_audio
+
+    root = _find_real()
+    if root is None:
+        pytest.skip("the real MUSHRA clips are not on this machine")
+    extractor, _ = reference
+    for path in sorted((root / "audio").glob("stim_0[1-3]/*.wav"))[:6]:
+        x = read_audio(path, RATE)
+        assert np.abs(our_mel(encoder, x) - extractor_mel(extractor, x)).max() < DB_TOL_SPEECH, path
+
+
+def test_a_longer_clip_is_cut_to_its_first_window(encoder, reference) -> None:
+    extractor, _ = reference
+    x = generated(12.5, seed=5)
+    assert np.abs(our_mel(encoder, x) - extractor_mel(extractor, x[:WINDOW])).max() < DB_TOL_GENERATED
+
+
+def test_encoder_matches_get_audio_features(encoder, reference) -> None:
+    extractor, model = reference
+    for seconds in (0.6, 4.2, 10.0):
+        x = generated(seconds, seed=7)
+        feats = torch.from_numpy(extractor_mel(extractor, x)[None, None]).float()
+        with torch.no_grad():
+            want = model.get_audio_features(input_features=feats).pooler_output
+            frames, frame_lengths = encoder(torch.from_numpy(x)[None], torch.tensor([x.size]))
+        assert frames.shape == (1, 1, PROJECTION) and frame_lengths.tolist() == [1]
+        assert torch.allclose(frames[:, 0], want, atol=1e-5), (frames[:, 0] - want).abs().max()
+
+
+def test_a_clip_scores_the_same_alone_or_padded_in_a_batch(encoder) -> None:
+    clips = [generated(1.3, 1), generated(10.0, 2), generated(0.25, 3), generated(4.0, 4)]
+    with torch.no_grad():
+        batch, lengths = encoder(*padded(clips))
+        alone = torch.cat([encoder(*padded([c]))[0] for c in clips])
+    assert lengths.tolist() == [1, 1, 1, 1]
+    assert torch.allclose(batch, alone, atol=1e-5), (batch - alone).abs().max()
+    # Each clip is repeat-padded from its own length: padding by zeros would change the embedding.
+    assert (alone[0] - alone[3]).abs().max() > 1e-3
+
+
+class _Frames(torch.nn.Module):
+    def __init__(self, encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor):
+        return self.encoder(waveform, lengths)
+
+
+def test_onnx_export_and_onnxruntime_parity(encoder, tmp_path: Path) -> None:
+    from mos.export.onnx_io import export_torchscript
+
+    path = tmp_path / "clap_audio.onnx"
+    trace = padded([generated(1.5, 1), generated(2.5, 2)])
+    export_torchscript(_Frames(encoder), trace, path, 17, ["waveform", "lengths"], ["frames", "frame_lengths"],
+                       {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+                        "frames": {0: "batch"}, "frame_lengths": {0: "batch"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # Lengths and batch sizes not traced: shorter, a full window, longer than a window.
+    for clips in ([generated(0.8, 3), generated(10.0, 4), generated(5.1, 5)], [generated(12.0, 6)]):
+        wave, lengths = padded(clips)
+        got, got_lengths = session.run(None, {"waveform": wave.numpy(), "lengths": lengths.numpy()})
+        with torch.no_grad():
+            want, _ = encoder(wave, lengths)
+        assert got.shape == (len(clips), 1, PROJECTION) and got_lengths.tolist() == [1] * len(clips)
+        assert np.abs(got - want.numpy()).max() < 1e-4
+
+
+# -- the text tower --------------------------------------------------------------------------------
+def test_text_encoder_gives_one_clap_text_embedding_per_caption(clap_dir: Path, reference) -> None:
+    _, model = reference
+    enc = FrozenTextEncoder(str(clap_dir))
+    assert enc.dim == PROJECTION
+    feats = enc.encode(CAPTIONS)
+    for caption, f in zip(CAPTIONS, feats):
+        with torch.no_grad():
+            want = model.get_text_features(**enc.tokenizer([caption], return_tensors="pt")).pooler_output
+        assert f.shape == (1, PROJECTION)
+        assert torch.allclose(f, want, atol=1e-5)
+
+
+def test_text_onnx_and_tokenizer_json_through_the_torch_free_runtime(clap_dir: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from mos.export.onnx_io import interface
+    from mos.export.text import export_text
+    from mos.runtime.session import SessionRunner
+    from mos.runtime.text import TextEncoder
+
+    max_tokens = 8  # the longest caption is truncated: both sides must agree on where
+    enc = FrozenTextEncoder(str(clap_dir), max_tokens=max_tokens)
+    model_path, tokenizer_path = export_text(enc, tmp_path, 17)
+    # The interface export's verifier asks of every text.onnx: [batch, tokens, dim] with dim fixed.
+    ins, outs = interface(onnx.load(str(model_path)))
+    assert outs == {"text": ["batch", "tokens", PROJECTION]}
+    assert ins == {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]}
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    runtime = TextEncoder(SessionRunner(session), tokenizer_path, max_tokens)
+    captions = [*CAPTIONS, "the sound of a cat"]
+    assert runtime.ids(captions) == [enc.tokenize([c])["input_ids"][0].tolist() for c in captions]
+    assert max(len(i) for i in runtime.ids(captions)) == max_tokens
+    got = runtime.encode(captions)  # batched, padded here with id 0 (not RoBERTa's <pad>)
+    for g, want in zip(got, enc.encode(captions)):
+        assert g.shape == (1, PROJECTION)
+        assert np.abs(g - want.numpy()).max() < 1e-4
+
+
+# -- refused directories ---------------------------------------------------------------------------
+def one_line_error(fn, *args, match: str) -> str:
+    with pytest.raises(MosError, match=match) as err:
+        fn(*args)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_missing_or_partial_directory_is_a_one_line_error(clap_dir: Path, tmp_path: Path) -> None:
+    one_line_error(resolve_audio_encoder, str(tmp_path / "nowhere"), match="no such directory")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(clap_dir / name, partial / name)
+    one_line_error(resolve_audio_encoder, str(partial), match="no weights")
+    one_line_error(FrozenTextEncoder, str(partial), match="no weights")
+    # Weights present but without the audio tower (e.g. a text-only file): refused, not random.
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(clap_dir / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if not k.startswith("audio_")}, str(partial / "model.safetensors"))
+    one_line_error(build_audio_encoder, str(partial), match="incomplete")
+    save_file({k: v for k, v in state.items() if not k.startswith("text_")}, str(partial / "model.safetensors"))
+    one_line_error(FrozenTextEncoder, str(partial), match="incomplete")
+
+
+def test_a_fused_clap_model_is_refused(clap_dir: Path, tmp_path: Path) -> None:
+    fused = tmp_path / "fused"
+    shutil.copytree(clap_dir, fused)
+    config = json.loads((fused / "config.json").read_text())
+    config["audio_config"]["enable_fusion"] = True
+    (fused / "config.json").write_text(json.dumps(config))
+    msg = one_line_error(resolve_audio_encoder, str(fused), match="only unfused CLAP is supported")
+    assert str(fused) in msg
+
+
+def test_changed_extractor_settings_are_refused(clap_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "clap"
+    shutil.copytree(clap_dir, other)
+    pinned = resolve_audio_encoder(str(other)).sha256
+    pre = json.loads((other / "preprocessor_config.json").read_text())
+    (other / "preprocessor_config.json").write_text(json.dumps({**pre, "frequency_min": 0}))
+    one_line_error(build_audio_encoder, str(other), pinned, match="differ from the ones the model was trained with")
+
+
+def test_mos_model_with_clap_audio_and_text(clap_dir: Path) -> None:
+    """A pooled head over the CLAP audio and text embeddings: the frozen tower is built from the
+    config (sha256-checked) and left out of the checkpoint state, which loads back."""
+    from mos.model import ModelConfig, MosModel, TargetSpec
+
+    info = resolve_audio_encoder(str(clap_dir))
+    text = FrozenTextEncoder(str(clap_dir))
+    cfg = ModelConfig(audio_encoder=str(clap_dir), audio_encoder_kind=info.kind, audio_encoder_sha256=info.sha256,
+                      sample_rate=info.sample_rate, window_seconds=info.window_seconds, head="pooled",
+                      text_encoder=str(clap_dir), text_dim=text.dim, text_encoder_sha256=text.sha256,
+                      targets=[TargetSpec("score", 0.0, 10.0, 5.0, 2.0)])
+    torch.manual_seed(0)
+    model = MosModel(cfg).eval()
+    wave, lengths = padded([generated(2.0, 1), generated(6.0, 2)])
+    feats = text.encode(CAPTIONS[:2])
+    text_batch = torch.stack(feats)
+    text_lengths = torch.tensor([f.shape[0] for f in feats])
+    with torch.no_grad():
+        scores = model.scores(wave, lengths, text_batch, text_lengths)
+    assert scores.shape == (2, 1) and torch.isfinite(scores).all()
+    state = model.checkpoint_state()
+    assert not any(k.startswith("audio_encoder.backbone.") for k in state)
+    again = MosModel(cfg).eval()
+    again.load_checkpoint_state(state)
+    with torch.no_grad():
+        assert torch.allclose(again.scores(wave, lengths, text_batch, text_lengths), scores, atol=1e-6)
+
+
+def test_window_follows_the_extractors_max_length(clap_dir: Path, tmp_path: Path) -> None:
+    from transformers import ClapFeatureExtractor
+
+    other = tmp_path / "clap"
+    shutil.copytree(clap_dir, other)
+    pre = json.loads((other / "preprocessor_config.json").read_text())
+    (other / "preprocessor_config.json").write_text(json.dumps({**pre, "max_length_s": 4}))
+    assert resolve_audio_encoder(str(other)).window_seconds == 4.0
+    x = generated(1.7, seed=9)
+    ref = extractor_mel(ClapFeatureExtractor.from_pretrained(str(other)), x)
+    ours = our_mel(build_audio_encoder(str(other)), x)
+    assert ours.shape == ref.shape == (401, 64)
+    assert np.abs(ours - ref).max() < DB_TOL_GENERATED
+
+
+@pytest.mark.parametrize("change", [{"max_length_s": "ten"}, {"hop_length": 0}, {"padding": "mirror"}, None])
+def test_bad_extractor_settings_are_a_one_line_error(clap_dir: Path, tmp_path: Path, change: dict | None) -> None:
+    other = tmp_path / "clap"
+    shutil.copytree(clap_dir, other)
+    pre = json.loads((other / "preprocessor_config.json").read_text())
+    text = "{not json" if change is None else json.dumps({**pre, **change})
+    (other / "preprocessor_config.json").write_text(text)
+    msg = one_line_error(resolve_audio_encoder, str(other), match="preprocessor_config.json")
+    assert ("not a readable JSON file" in msg) if change is None else (next(iter(change)) in msg)

@@ -21,9 +21,8 @@ class TargetSpec:
 class ModelConfig:
     """Everything needed to rebuild a `MosModel` (weights come from the checkpoint)."""
 
-    # The audio encoder: "conv" (the built-in edge encoder, trained from scratch), "aisfx" (the
-    # sound-effects CNN that PyPI package aisfx ships) or a local transformers directory (CLAP, AST,
-    # wav2vec2, HuBERT, WavLM, data2vec-audio). The fields below it are recorded from the encoder.
+    # The audio encoder: "conv" (the built-in edge encoder, trained from scratch) or a local
+    # transformers directory (mos.model.encoders). The fields below it are recorded from the encoder.
     audio_encoder: str = "conv"
     audio_encoder_kind: str = "conv"  # what the spec resolved to: conv, aisfx, clap, ast, wav2vec2, ...
     # sha256 of the pretrained encoder's files (None for conv): a changed encoder is refused.

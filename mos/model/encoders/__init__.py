@@ -1,10 +1,8 @@
 """Pretrained audio encoders behind one contract (mos.model.encoders.base), chosen by a spec:
 
-- "aisfx": the sound-effects CNN that PyPI package aisfx 0.1.2 ships (never imported; its
-  checkpoint is read as weights only), 44.1 kHz;
 - a local transformers directory, recognised by its config.json `model_type`: clap (the audio
-  tower of ClapModel, 48 kHz), audio-spectrogram-transformer (AST, 16 kHz), wav2vec2, hubert,
-  wavlm, data2vec-audio (16 kHz waveform, learned weighted sum of hidden layers).
+  tower of ClapModel, 48 kHz). The other families (aisfx, AST, wav2vec2/HuBERT/WavLM) plug into
+  the same contract and are not here yet.
 
 "conv" (the built-in edge encoder) is not here: MosModel builds it with its log-mel front end.
 Nothing is ever downloaded.
@@ -18,32 +16,16 @@ from mos.errors import MosError
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, read_model_type
 
 CONV = "conv"
-AISFX = "aisfx"
-SSL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
-SPECTROGRAM_TYPES = ("clap", "audio-spectrogram-transformer")
 
 
 def _family(spec: str):
     """The module that implements `spec` (each has resolve(spec) -> EncoderInfo and build(info))."""
-    if spec == AISFX:
-        from mos.model.encoders import aisfx
-
-        return aisfx
     model_type = read_model_type(Path(spec))
     if model_type == "clap":
         from mos.model.encoders import clap
 
         return clap
-    if model_type == "audio-spectrogram-transformer":
-        from mos.model.encoders import ast
-
-        return ast
-    if model_type in SSL_TYPES:
-        from mos.model.encoders import ssl
-
-        return ssl
-    known = ", ".join(("clap", "audio-spectrogram-transformer", *SSL_TYPES))
-    raise MosError(f"{spec}: model_type {model_type!r} is not an audio encoder mos can use (it reads {known})")
+    raise MosError(f"{spec}: model_type {model_type!r} is not an audio encoder this mos can use (it reads: clap)")
 
 
 def resolve_audio_encoder(spec: str) -> EncoderInfo:
@@ -63,4 +45,4 @@ def build_audio_encoder(spec: str, expected_sha256: str | None = None) -> Pretra
     return _family(spec).build(info).freeze(True)
 
 
-__all__ = ["CONV", "AISFX", "EncoderInfo", "PretrainedAudioEncoder", "build_audio_encoder", "resolve_audio_encoder"]
+__all__ = ["CONV", "EncoderInfo", "PretrainedAudioEncoder", "build_audio_encoder", "resolve_audio_encoder"]

@@ -45,9 +45,6 @@ def method(op_types: Sequence[str]) -> str:
             "front end (DFT conv, mel MatMul) fp32")
 
 
-METHOD = method(["Conv"])
-
-
 @dataclass
 class Int8Report:
     path: Path

@@ -47,6 +47,16 @@ def main_options(
     """mos: train an audio(+text) MOS predictor, export it to ONNX, score folders anywhere."""
 
 
+def parse_sizes(text: str | None, flag: str) -> list[int] | None:
+    """'256,64' -> [256, 64] (None stays None); a one-line MosError otherwise."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MosError(f"{flag} {text}: expected comma-separated layer sizes, e.g. 256,64") from None
+
+
 @app.command()
 def train(
     data: Optional[Path] = typer.Argument(None, help="XACLE tree, MusicEval tree, CSV/JSONL ratings file. Default: the built-in demo set."),
@@ -66,6 +76,12 @@ def train(
     corr_weight: Optional[float] = typer.Option(None, "--corr-weight", help="Weight of the 1-LCC loss (default 0.5)."),
     clip_tau: Optional[float] = typer.Option(None, "--clip-tau", help="Clipped MSE: errors below tau (normalised units) cost nothing (default 0 = plain MSE)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, or 'none' for audio-only."),
+    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="'conv' (default: the edge encoder, trained from scratch), 'aisfx' (pretrained sound-effects CNN), or a local transformers directory: CLAP, AST, wav2vec2, HuBERT, WavLM, data2vec-audio."),
+    finetune_audio: bool = typer.Option(False, "--finetune-audio", help="Train the pretrained audio encoder too, at --encoder-lr (default: frozen, its features cached)."),
+    encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Peak learning rate of a fine-tuned audio encoder (default 1e-5)."),
+    head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens; default) or 'pooled' (audio and text embeddings into an MLP)."),
+    head_layers: Optional[str] = typer.Option(None, "--head-layers", help="Hidden sizes of the pooled head, e.g. 256,64 (default)."),
+    feature_cache: Optional[str] = typer.Option(None, "--feature-cache", help="Where a frozen encoder's features are cached (default $MOS_CACHE_DIR/features or ~/.cache/mos/features); 'none' runs the encoder on every batch."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     gain_db: Optional[float] = typer.Option(None, "--gain-db", help="Augmentation: random gain of up to +-N dB on training clips (default 0 = off)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Training window in seconds: random crop of longer clips; scoring cuts long files into windows of this length (default 10)."),
@@ -84,7 +100,8 @@ def train(
       mos train ./MusicEval-phase1 --name musiceval --accumulate 4\n
       mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --group-by signal --text-encoder none\n
       mos train ratings.csv --columns '...' --group-by signal --folds 4 --text-encoder none   # cross-validation\n
-      mos train --resume --name xacle --epochs 80   # continue a run, with more epochs
+      mos train --resume --name xacle --epochs 80   # continue a run, with more epochs\n
+      mos train ./XACLE_dataset --audio-encoder ./clap-htsat-unfused --text-encoder ./clap-htsat-unfused --head pooled
     """
     from mos.trainer.run import run_training
     from mos.trainer.config import TrainConfig
@@ -97,7 +114,9 @@ def train(
             data=str(data) if data else None, name=name, runs_dir=runs_dir, columns=columns, epochs=epochs,
             batch_size=batch_size, accumulate=accumulate, lr=lr, patience=patience, seed=seed,
             mse_weight=mse_weight, rank_weight=rank_weight, corr_weight=corr_weight, clip_tau=clip_tau,
-            text_encoder=text_encoder, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
+            text_encoder=text_encoder, audio_encoder=audio_encoder, finetune_audio=finetune_audio or None,
+            encoder_lr=encoder_lr, head=head, head_layers=parse_sizes(head_layers, "--head-layers"),
+            feature_cache=feature_cache, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
             group_by=group_by, val_data=str(val_data) if val_data else None, folds=folds,
             resume=resume or None, overwrite=overwrite or None,
         )

@@ -21,62 +21,19 @@ from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, resolve_audio_encoder  # noqa: E402
 from mos.model.text_encoder import FrozenTextEncoder, text_encoder_sha256  # noqa: E402
 
+from fixtures_encoders import CAPTIONS, PROJECTION, make_tiny_clap, tiny_clap_config  # noqa: E402
+
 RATE = 48000
 WINDOW = 10 * RATE
-PROJECTION = 24
-CAPTIONS = ["a dog barks twice", "rain on a roof, then drums and a piano", "music"]
 # Measured: max |ours - extractor| 1e-4 dB on these generated clips, 1.3e-3 dB on real speech
 # (MUSHRA clips resampled to 48 kHz; the extractor's STFT is float64, ours float32).
 DB_TOL_GENERATED = 5e-4
 DB_TOL_SPEECH = 5e-3
 
 
-def tiny_tokenizer(dest: Path) -> None:
-    """A byte-level BPE tokenizer with RoBERTa's special tokens (<s>=0, <pad>=1, </s>=2), trained
-    here on a few captions and saved as CLAP's tokenizer (RobertaTokenizerFast)."""
-    from tokenizers import ByteLevelBPETokenizer
-    from tokenizers.processors import RobertaProcessing
-    from transformers import RobertaTokenizerFast
-
-    tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(CAPTIONS * 4 + ["the sound of a cat and a car"], vocab_size=300, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
-    tok.post_processor = RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
-    fast = RobertaTokenizerFast(tokenizer_object=tok._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
-    fast.save_pretrained(str(dest))
-
-
-def tiny_clap_config(**audio: object):
-    """A small valid ClapConfig: HTSAT needs spec_size = 256 for 64 mels and 1001 frames (the
-    1001 x 64 log-mel is resized to 1024 x 64, folded into a 256 x 256 image); patches of 4,
-    windows of 8, two stages; a 1-layer RoBERTa text tower."""
-    from transformers import ClapConfig
-
-    audio_config = dict(spec_size=256, num_mel_bins=64, patch_size=4, patch_stride=[4, 4], patch_embeds_hidden_size=8,
-                        depths=[1, 1], num_attention_heads=[1, 2], window_size=8, hidden_size=16)
-    audio_config.update(audio)
-    text_config = dict(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=32, max_position_embeddings=80)
-    return ClapConfig(text_config=text_config, audio_config=audio_config, projection_dim=PROJECTION)
-
-
 @pytest.fixture(scope="module")
 def clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import ClapFeatureExtractor, ClapModel
-
-    dest = tmp_path_factory.mktemp("clap") / "tiny-clap"
-    torch.manual_seed(0)
-    model = ClapModel(tiny_clap_config()).eval()
-    # Non-trivial BatchNorm statistics, so that the extractor's dB scale matters to the output.
-    bn = model.audio_model.audio_encoder.batch_norm
-    bn.running_mean.uniform_(-60.0, -20.0)
-    bn.running_var.uniform_(100.0, 400.0)
-    model.save_pretrained(str(dest))
-    # LAION's settings (laion/clap-htsat-unfused): 50-14000 Hz; its saved truncation is irrelevant here.
-    ClapFeatureExtractor(frequency_min=50, frequency_max=14000, truncation="fusion").save_pretrained(str(dest))
-    tiny_tokenizer(dest)
-    return dest
+    return make_tiny_clap(tmp_path_factory.mktemp("clap") / "tiny-clap")
 
 
 @pytest.fixture(scope="module")

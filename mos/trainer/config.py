@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,16 @@ class TrainConfig:
     val_data: str | None = None  # an explicit validation file (or tree)
     folds: int = 0  # >= 2: K-fold cross-validation instead of one run
     text_encoder: str = "minilm"
+    # "conv" (the edge encoder, trained from scratch), "aisfx", or a local transformers directory
+    # (CLAP, AST, wav2vec2/HuBERT/WavLM/data2vec-audio): see mos.model.encoders.
+    audio_encoder: str = "conv"
+    finetune_audio: bool = False  # train a pretrained audio encoder too (frozen by default)
+    encoder_lr: float = 1e-5  # peak learning rate of a fine-tuned pretrained encoder
+    head: str = "fusion"  # "fusion" (frames attend to caption tokens) or "pooled" (embeddings into an MLP)
+    head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled head's hidden sizes
+    # Where a frozen encoder's features are cached (None: $MOS_CACHE_DIR/features or
+    # ~/.cache/mos/features; "none": no cache, the encoder runs on every batch).
+    feature_cache: str | None = None
     device: str = "auto"
     amp: bool = True  # mixed precision (bf16) on CUDA only
     num_workers: int = 0
@@ -61,8 +71,24 @@ class TrainConfig:
             raise MosError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
         if self.folds and self.val_data:
             raise MosError("--folds and --val-data exclude each other: cross-validation makes its own held-out folds")
+        if self.head not in ("fusion", "pooled"):
+            raise MosError(f"--head {self.head}: expected fusion or pooled")
+        if not self.head_layers or any(int(n) < 1 for n in self.head_layers):
+            raise MosError(f"--head-layers {','.join(map(str, self.head_layers))}: expected positive sizes, e.g. 256,64")
+        if not self.encoder_lr > 0:
+            raise MosError(f"--encoder-lr {self.encoder_lr:g}: must be positive")
+        if self.finetune_audio and self.audio_encoder == "conv":
+            raise MosError("--finetune-audio: the conv encoder always trains; it applies to a pretrained --audio-encoder")
+        if self.caches_features and self.gain_db > 0:
+            raise MosError("--gain-db changes the audio, but a frozen encoder's features are cached per clip: "
+                           "use --finetune-audio, or --feature-cache none (the encoder then runs on every batch)")
         if self.resume and self.overwrite:
             raise MosError("--resume and --overwrite exclude each other")
+
+    @property
+    def caches_features(self) -> bool:
+        """A frozen pretrained encoder whose features are computed once and cached."""
+        return self.audio_encoder != "conv" and not self.finetune_audio and self.feature_cache != "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

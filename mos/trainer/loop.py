@@ -29,13 +29,16 @@ from mos.data.manifest import Item, Manifest
 from mos.errors import MosError
 from mos.metrics import compute_metrics, evaluate_levels
 from mos.model import ModelConfig, MosModel, TargetSpec
+from mos.model.encoders import CONV, EncoderInfo, resolve_audio_encoder
 from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
-from mos.runtime.batching import pad_waveforms, split_windows, weighted_mean
+from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
 from mos.trainer.batches import Batch, ClipDataset, make_loader
 from mos.files import write_text_atomic
 from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from mos.trainer.config import TrainConfig
+from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDataset, default_cache_root,
+                                       feature_loader)
 from mos.trainer.losses import combined_loss
 from mos.trainer.plots import plot_curves, plot_scatter
 from mos.trainer.schedule import advance, one_cycle
@@ -116,14 +119,46 @@ def feature_statistics(model: MosModel, ds: ClipDataset, max_clips: int = 256) -
     return mean.float().unsqueeze(1), std.float().unsqueeze(1)
 
 
-def build_model_config(cfg: TrainConfig, train: Manifest, sample_rate: int = 16000) -> ModelConfig:
+def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo | None = None,
+                       note: Any = None) -> ModelConfig:
+    """The model a run trains: targets from the training data; rate, window and encoder fields
+    from the pretrained `encoder` when there is one (a fixed encoder window overrides
+    --max-seconds: `note` is told). The default conv model runs at 16 kHz."""
     targets = []
     for t in train.targets:
         values = np.array([it.targets[t.name] for it in train.items], dtype=np.float64)
         std = float(values.std()) or 1.0
         targets.append(TargetSpec(t.name, float(t.low), float(t.high), float(values.mean()), std))
-    return ModelConfig(sample_rate=sample_rate, text_encoder=cfg.text_encoder, targets=targets,
-                       window_seconds=float(cfg.max_seconds))
+    model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
+                            window_seconds=float(cfg.max_seconds), head=cfg.head,
+                            head_layers=tuple(int(n) for n in cfg.head_layers))
+    if encoder is None:
+        return model_cfg
+    spec = str(Path(cfg.audio_encoder).resolve()) if Path(cfg.audio_encoder).is_dir() else cfg.audio_encoder
+    model_cfg.audio_encoder, model_cfg.audio_encoder_kind = spec, encoder.kind
+    model_cfg.audio_encoder_sha256, model_cfg.audio_dim = encoder.sha256, encoder.out_dim
+    model_cfg.finetune_audio, model_cfg.padding_invariant = cfg.finetune_audio, encoder.padding_invariant
+    model_cfg.sample_rate = encoder.sample_rate
+    if encoder.window_seconds is not None:
+        model_cfg.window_seconds = float(encoder.window_seconds)
+        if note is not None and abs(encoder.window_seconds - cfg.max_seconds) > 1e-6:
+            note(f"window: {encoder.window_seconds:g} s, fixed by the {encoder.kind} encoder (--max-seconds "
+                 f"{cfg.max_seconds:g} does not apply)")
+    return model_cfg
+
+
+def param_groups(model: MosModel, cfg: TrainConfig) -> tuple[list[dict[str, Any]], list[float]]:
+    """Optimiser groups: everything trainable at --lr; a fine-tuned pretrained backbone at --encoder-lr."""
+    backbone: list[torch.nn.Parameter] = []
+    if model.cfg.pretrained_audio and model.cfg.finetune_audio:
+        backbone = [p for p in model.audio_encoder.backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in backbone}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups, lrs = [{"params": rest, "lr": cfg.lr}], [cfg.lr]
+    if backbone:
+        groups.append({"params": backbone, "lr": cfg.encoder_lr})
+        lrs.append(cfg.encoder_lr)
+    return groups, lrs
 
 
 def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -139,33 +174,52 @@ def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, lis
     return torch.from_numpy(padded), torch.from_numpy(lengths), owner
 
 
-def predict(model: MosModel, loader: Any, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scale-space predictions and the normalised-space MSE over a loader of whole clips, in
-    manifest order, scored as `mos score` scores: each clip cut into windows of the model's
-    training window, the UNCLAMPED window scores averaged weighted by window length, then clamped."""
-    model.eval()
+def window_scores(model: MosModel, batch: Batch | FeatureBatch, device: torch.device,
+                  amp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unclamped scale-space scores of every scoring window in a batch: (scores [n, targets],
+    window lengths in samples [n], the manifest position of each window's clip [n], and that
+    clip's normalised targets [n, targets])."""
+    if isinstance(batch, FeatureBatch):
+        b = batch.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model.head(model.audio_encoder.mix(b.feats), b.frame_lengths, b.text, b.text_lengths)
+        scores = model.to_scale(out.float(), clamp=False)
+        return (scores.cpu().numpy(), batch.samples.numpy(), batch.index.numpy(), batch.targets.numpy())
     window = window_samples(model.cfg.window_seconds, model.cfg.sample_rate)
-    preds, trues, idxs = [], [], []
+    waves, lengths, owner = _windows(batch, window)
+    sel = torch.tensor(owner, dtype=torch.long)
+    groups = [list(range(len(owner)))]
+    if not model.cfg.padding_invariant:  # such encoders see only windows of equal length together
+        groups = plan_batches(lengths.tolist(), len(owner), equal_lengths=True)
+    scores = np.zeros((len(owner), len(model.cfg.targets)), dtype=np.float32)
+    for g in groups:
+        gi = torch.tensor(g, dtype=torch.long)
+        width = int(lengths[gi].max())
+        text = None if batch.text is None else batch.text[sel[gi]].to(device)
+        text_lengths = None if batch.text_lengths is None else batch.text_lengths[sel[gi]].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model.scores(waves[gi, :width].to(device), lengths[gi].to(device), text, text_lengths, clamp=False)
+        scores[g] = out.float().cpu().numpy()
+    return scores, lengths.numpy(), batch.index[sel].numpy(), batch.targets[sel].numpy()
+
+
+def predict(model: MosModel, loader: Any, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scale-space predictions and the normalised-space MSE over a loader of whole clips (or of
+    every cached window of them), in manifest order, scored as `mos score` scores: each clip cut
+    into windows of the model's training window, the UNCLAMPED window scores averaged weighted by
+    window length, then clamped."""
+    model.eval()
+    parts = []
     with torch.no_grad():
         for batch in loader:
-            waves, lengths, owner = _windows(batch, window)
-            sel = torch.tensor(owner, dtype=torch.long)
-            text = None if batch.text is None else batch.text[sel].to(device)
-            text_lengths = None if batch.text_lengths is None else batch.text_lengths[sel].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model.scores(waves.to(device), lengths.to(device), text, text_lengths, clamp=False)
-            scores = out.float().cpu().numpy()
-            weights = lengths.numpy()
-            owner_arr = np.array(owner)
-            clip = np.stack([weighted_mean(scores[owner_arr == i], weights[owner_arr == i])
-                             for i in range(len(batch.index))])
-            preds.append(model.clamp(torch.from_numpy(clip).float().to(device)).cpu().numpy())
-            trues.append((batch.targets.to(device) * model.target_std + model.target_mean).cpu().numpy())
-            idxs.append(batch.index.cpu().numpy())
-    order = np.argsort(np.concatenate(idxs))
-    pred = np.concatenate(preds)[order]
-    true = np.concatenate(trues)[order]
+            parts.append(window_scores(model, batch, device, amp))
+    scores, weights, owner, targets = (np.concatenate(x) for x in zip(*parts))
+    clips = np.unique(owner)
     std = model.target_std.cpu().numpy()
+    mean = model.target_mean.cpu().numpy()
+    pred = np.stack([weighted_mean(scores[owner == i], weights[owner == i]) for i in clips])
+    pred = np.clip(pred, model.target_low.cpu().numpy(), model.target_high.cpu().numpy()).astype(np.float32)
+    true = np.stack([targets[owner == i][0] for i in clips]) * std + mean
     loss = float(np.mean(((pred - true) / std) ** 2))
     return pred, true, loss
 
@@ -238,7 +292,8 @@ class Trainer:
             resume_ckpt = load_checkpoint(last)
             model_cfg = ModelConfig.from_dict(resume_ckpt["model_config"])
         else:
-            model_cfg = build_model_config(cfg, splits.train)
+            encoder = None if cfg.audio_encoder == CONV else resolve_audio_encoder(cfg.audio_encoder)
+            model_cfg = build_model_config(cfg, splits.train, encoder, lambda m: console.print(m, markup=False))
         if model_cfg.target_names != splits.train.target_names:
             raise MosError(f"{self.run_dir}: checkpoint targets {model_cfg.target_names} differ from the data's")
         self.text_encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.max_text_tokens,
@@ -247,6 +302,11 @@ class Trainer:
             model_cfg.text_dim = self.text_encoder.dim
             model_cfg.text_encoder_sha256 = self.text_encoder.sha256
         self.model = MosModel(model_cfg)
+        if model_cfg.pretrained_audio:
+            info = self.model.audio_encoder.info
+            state = "fine-tuned at --encoder-lr" if model_cfg.finetune_audio else "frozen"
+            console.print(f"audio encoder: {info.name} ({info.parameters:,} parameters, {state}), "
+                          f"{info.sample_rate} Hz", markup=False)
         names = model_cfg.target_names
         mean = np.array([t.mean for t in model_cfg.targets], dtype=np.float32)
         std = np.array([t.std for t in model_cfg.targets], dtype=np.float32)
@@ -265,19 +325,32 @@ class Trainer:
         self._target_stats = (names, mean, std)
         max_samples = window_samples(model_cfg.window_seconds, model_cfg.sample_rate)
         self.cache_mb = cfg.cache_limit_mb if cfg.cache_audio else 0
-        self.train_ds = ClipDataset(splits.train, model_cfg.sample_rate, names, mean, std, captions,
-                                    max_samples, random_crop=True, seed=cfg.seed, cache_limit_mb=self.cache_mb,
-                                    gain_db=cfg.gain_db)
-        self.val_loader = self.eval_loader(splits.validation)
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
-        self.train_loader = make_loader(self.train_ds, cfg.batch_size, True, cfg.num_workers, self.loader_gen,
-                                        drop_last=len(self.train_ds) > cfg.batch_size)
-        if resume_ckpt is None:
+        drop_last = len(splits.train.items) > cfg.batch_size
+        self.features: FeatureCache | None = None
+        if model_cfg.pretrained_audio and cfg.caches_features:
+            self.model.to(self.device)
+            root = Path(cfg.feature_cache) if cfg.feature_cache else default_cache_root()
+            self.features = FeatureCache(root, self.model.audio_encoder, max_samples, self.device, cfg.batch_size)
+            self.features.prepare(splits.train.items + splits.validation.items,
+                                  lambda m: console.print(m, markup=False))
+            self.train_ds: ClipDataset | FeatureDataset = FeatureDataset(
+                splits.train.items, self.features, self._normalised(splits.train), captions, seed=cfg.seed)
+            self.train_loader = feature_loader(self.train_ds, cfg.batch_size, True, self.loader_gen, drop_last)
+        else:
+            self.train_ds = ClipDataset(splits.train, model_cfg.sample_rate, names, mean, std, captions,
+                                        max_samples, random_crop=True, seed=cfg.seed, cache_limit_mb=self.cache_mb,
+                                        gain_db=cfg.gain_db)
+            self.train_loader = make_loader(self.train_ds, cfg.batch_size, True, cfg.num_workers, self.loader_gen,
+                                            drop_last=drop_last)
+        self.val_loader = self.eval_loader(splits.validation)
+        if resume_ckpt is None and self.model.frontend is not None:
             fm, fs = feature_statistics(self.model, self.train_ds)
             self.model.frontend.feat_mean.copy_(fm)
             self.model.frontend.feat_std.copy_(fs)
         self.model.to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        groups, lrs = param_groups(self.model, cfg)
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accumulate)
         self.steps = 0  # optimiser steps taken so far
         self.start_epoch = 1
@@ -289,10 +362,22 @@ class Trainer:
             self._restore(resume_ckpt, last)
         elif cfg.resume:
             console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
-        self.scheduler = one_cycle(self.optimizer, cfg.lr, cfg.epochs * self.steps_per_epoch, self.steps)
+        self.scheduler = one_cycle(self.optimizer, lrs if len(lrs) > 1 else cfg.lr,
+                                   cfg.epochs * self.steps_per_epoch, self.steps)
+
+    def _normalised(self, manifest: Manifest) -> np.ndarray:
+        names, mean, std = self._target_stats
+        raw = np.array([[it.targets[n] for n in names] for it in manifest.items], dtype=np.float32)
+        return (raw - mean) / std
 
     def eval_loader(self, manifest: Manifest) -> Any:
-        """Whole clips (no crop, no augmentation), in manifest order."""
+        """Whole clips (no crop, no augmentation), in manifest order; with cached encoder
+        features, every window of every clip."""
+        if self.features is not None:
+            self.features.prepare(manifest.items)
+            ds = FeatureDataset(manifest.items, self.features, self._normalised(manifest), self._captions,
+                                every_window=True)
+            return feature_loader(ds, self.cfg.batch_size, False)
         names, mean, std = self._target_stats
         ds = ClipDataset(manifest, self.model.cfg.sample_rate, names, mean, std, self._captions, None,
                          cache_limit_mb=self.cache_mb)
@@ -329,9 +414,13 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(self.train_loader, start=1):
-            batch: Batch = batch.to(self.device)
+            batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                out = self.model(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
+                if isinstance(batch, FeatureBatch):
+                    frames = self.model.audio_encoder.mix(batch.feats)
+                    out = self.model.head(frames, batch.frame_lengths, batch.text, batch.text_lengths)
+                else:
+                    out = self.model(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
             loss = combined_loss(out.float(), batch.targets, cfg.mse_weight, cfg.rank_weight, cfg.corr_weight,
                                  cfg.clip_tau, cfg.rank_margin)
             (loss / cfg.accumulate).backward()

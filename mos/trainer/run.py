@@ -19,7 +19,8 @@ from mos.trainer.splits import Splits, resolve_splits
 
 # What a resumed run may change: how long, how patiently and where it trains. Everything else
 # (data, split, model, optimiser, batch) is the run's own, or the run would not be the same run.
-RESUME_OVERRIDABLE = ("epochs", "patience", "device", "num_workers", "amp", "cache_audio", "cache_limit_mb")
+RESUME_OVERRIDABLE = ("epochs", "patience", "device", "num_workers", "amp", "cache_audio", "cache_limit_mb",
+                      "feature_cache")
 _NOT_SETTINGS = ("resume", "overwrite", "name", "runs_dir", "demo_dir")
 
 

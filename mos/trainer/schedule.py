@@ -15,9 +15,9 @@ import torch
 PCT_START = 0.1
 
 
-def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int,
+def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float | list[float], total_steps: int,
               steps_done: int = 0) -> torch.optim.lr_scheduler.OneCycleLR:
-    """OneCycleLR over `total_steps`, stepped `steps_done` times: the optimiser's lr and beta1
+    """OneCycleLR over `total_steps` (`max_lr`: one per parameter group, or one for all), stepped `steps_done` times: the optimiser's lr and beta1
     are then those of its next step. Call `advance` after each optimiser step."""
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(1, total_steps),
                                                     pct_start=PCT_START)

@@ -1,6 +1,7 @@
 """Accuracy on real ratings: `mos train --folds` on the MUSHRA speech-codec set, split by utterance.
 
     python benchmarks/mushra_accuracy.py DATA [--runs-dir runs] [--folds 4] [--no-dnsmos]
+        [--audio-encoder conv|aisfx|DIR] [--finetune-audio] [--encoder-lr LR] [--head fusion|pooled]
 
 DATA is the mushra-speech-codec folder (`ratings.csv` + `audio/`: 128 clips = 16 utterances x
 8 codec conditions, mean MUSHRA 0-100 from 8-11 listeners, no captions; see its README for the
@@ -12,9 +13,11 @@ Protocol (the trainer's own cross-validation, `mos.trainer.cv`, fixed before loo
 - inside a fold, early stopping and the best checkpoint are chosen on an inner validation split
   of the training folds (20% of their utterances); the held-out fold is scored once, by that
   checkpoint, in windows as `mos score` scores;
-- the model is the default edge model, audio-only (`--text-encoder none`), trained with
-  `mos train`'s defaults unless `--epochs`, `--crop` (training window, s), `--batch-size` or
-  `--lr` are given: the figures are what `mos train ... --folds 4 --group-by signal` prints;
+- the model is the default edge model, audio-only (`--text-encoder none`), or the
+  `--audio-encoder` given (frozen, its features cached, unless `--finetune-audio`), trained with
+  `mos train`'s defaults unless `--epochs`, `--crop` (training window, s), `--batch-size`,
+  `--lr`, `--encoder-lr` or `--head` are given: the figures are what `mos train ... --folds 4
+  --group-by signal` prints;
 - the out-of-fold predictions of all 128 clips are pooled and scored at clip level and system
   level (the 8 conditions), with 95% intervals from resampling utterances (not clips);
 - DNSMOS (the `speechmos` package, P.835 `ovrl_mos` and others) scores the same clips, decoded
@@ -43,7 +46,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = "path=path,target:mushra=mean_score,system=system,range:mushra=0:100"
-OURS = "ours (audio-only edge CNN, out-of-fold)"
+
+
+def ours_name(encoder: str, finetune: bool) -> str:
+    if encoder == "conv":
+        return "ours (audio-only edge CNN, out-of-fold)"
+    what = encoder if encoder == "aisfx" else Path(encoder).name
+    return f"ours ({what}, {'fine-tuned' if finetune else 'frozen'}, out-of-fold)"
 
 
 def _levels(pred: np.ndarray, true: np.ndarray, systems: list[str]) -> dict:
@@ -108,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="default: mos train's")
     p.add_argument("--lr", type=float, default=None, help="default: mos train's")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--audio-encoder", default="conv", help="conv (default), aisfx or a transformers directory")
+    p.add_argument("--finetune-audio", action="store_true", help="train the pretrained encoder too")
+    p.add_argument("--encoder-lr", type=float, default=None, help="default: mos train's")
+    p.add_argument("--head", default=None, help="fusion or pooled (default: mos train's)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--no-dnsmos", action="store_true", help="skip the DNSMOS peer")
     p.add_argument("--dnsmos-from", type=Path, default=None,
@@ -127,10 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{args.data}: no ratings.csv here (expected the mushra-speech-codec folder)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    given = {"epochs": args.epochs, "max_seconds": args.crop, "batch_size": args.batch_size, "lr": args.lr}
+    given = {"epochs": args.epochs, "max_seconds": args.crop, "batch_size": args.batch_size, "lr": args.lr,
+             "encoder_lr": args.encoder_lr if args.finetune_audio else None, "head": args.head}
     cfg = TrainConfig(data=str(table), columns=COLUMNS, text_encoder="none", folds=args.folds, group_by="signal",
                       seed=args.seed, device="cpu", runs_dir=str(args.runs_dir), name=args.name,
+                      audio_encoder=args.audio_encoder, finetune_audio=args.finetune_audio,
                       overwrite=True).with_overrides(**given)
+    ours_label = ours_name(args.audio_encoder, args.finetune_audio)
+    encoder_flags = "" if args.audio_encoder == "conv" else (
+        f" --audio-encoder {args.audio_encoder if args.audio_encoder == 'aisfx' else Path(args.audio_encoder).name}"
+        + (" --finetune-audio" if args.finetune_audio else ""))
     started = time.perf_counter()
     result = run_training(cfg, Console(highlight=False, soft_wrap=True))
     train_seconds = time.perf_counter() - started
@@ -143,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     utts = [r["group"] for r in rows]
     ours = np.array([float(r["mushra"]) for r in rows])
 
-    results = {OURS: cv["levels"]["mushra"]}
-    intervals = {OURS: cv["intervals_95"]["mushra"]}
+    results = {ours_label: cv["levels"]["mushra"]}
+    intervals = {ours_label: cv["intervals_95"]["mushra"]}
     peer = None
     scores = None
     if args.dnsmos_from is not None:
@@ -175,14 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         "systems": sorted(set(systems)),
         "protocol": {"command": f"mos train {args.data.name}/ratings.csv --columns '{COLUMNS}' --folds {args.folds} "
                                 f"--group-by signal --text-encoder none --seed {args.seed} --device cpu"
-                                + "".join(f" --{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None),
+                                + encoder_flags
+                                + "".join(f" --{k.replace('_', '-')} {v if isinstance(v, str) else format(v, 'g')}"
+                                          for k, v in given.items() if v is not None),
                      "folds": args.folds, "split_by": "signal (utterance)", "seed": args.seed,
                      "epochs": cfg.epochs, "patience": cfg.patience, "train_crop_seconds": cfg.max_seconds,
                      "batch_size": cfg.batch_size, "lr": cfg.lr,
                      "weights": "best checkpoint on an inner validation split of the training folds' utterances",
                      "split": cv["split"].replace(str(table), f"{args.data.name}/ratings.csv"),
                      "selection": cv["selection"],
-                     "model": "default ModelConfig, text_encoder=none"},
+                     "model": f"{ours_label}: head {cfg.head}, text_encoder=none"},
         "results": results,
         # name -> clip/system SRCC intervals (the layout benchmarks/summarize.py reads) and every
         # metric's interval per level

@@ -29,7 +29,7 @@ from mos.data.manifest import Item, Manifest
 from mos.errors import MosError
 from mos.metrics import compute_metrics, evaluate_levels
 from mos.model import ModelConfig, MosModel, TargetSpec
-from mos.model.encoders import CONV, EncoderInfo, resolve_audio_encoder
+from mos.model.encoders import CONV, EncoderInfo, configure, resolve_audio_encoder
 from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
 from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
@@ -132,18 +132,10 @@ def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo |
     model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
                             window_seconds=float(cfg.max_seconds), head=cfg.head,
                             head_layers=tuple(int(n) for n in cfg.head_layers))
-    if encoder is None:
-        return model_cfg
-    spec = str(Path(cfg.audio_encoder).resolve()) if Path(cfg.audio_encoder).is_dir() else cfg.audio_encoder
-    model_cfg.audio_encoder, model_cfg.audio_encoder_kind = spec, encoder.kind
-    model_cfg.audio_encoder_sha256, model_cfg.audio_dim = encoder.sha256, encoder.out_dim
-    model_cfg.finetune_audio, model_cfg.padding_invariant = cfg.finetune_audio, encoder.padding_invariant
-    model_cfg.sample_rate = encoder.sample_rate
-    if encoder.window_seconds is not None:
-        model_cfg.window_seconds = float(encoder.window_seconds)
-        if note is not None and abs(encoder.window_seconds - cfg.max_seconds) > 1e-6:
-            note(f"window: {encoder.window_seconds:g} s, fixed by the {encoder.kind} encoder (--max-seconds "
-                 f"{cfg.max_seconds:g} does not apply)")
+    if encoder is not None:
+        for line in configure(model_cfg, cfg.audio_encoder, encoder, cfg.finetune_audio):
+            if note is not None:
+                note(line)
     return model_cfg
 
 

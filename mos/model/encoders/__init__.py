@@ -11,9 +11,13 @@ Nothing is ever downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mos.errors import MosError
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, read_model_type
+
+if TYPE_CHECKING:
+    from mos.model.config import ModelConfig
 
 CONV = "conv"
 
@@ -35,6 +39,23 @@ def resolve_audio_encoder(spec: str) -> EncoderInfo:
     return _family(spec).resolve(spec)
 
 
+def configure(model_cfg: "ModelConfig", spec: str, info: EncoderInfo, finetune: bool = False) -> list[str]:
+    """Record a resolved encoder in `model_cfg`: the spec (a directory made absolute), kind,
+    sha256, size, sample rate, padding behaviour, and the window when the encoder fixes it.
+    Returns notes for the user (e.g. that the encoder's window replaced the configured one)."""
+    notes = []
+    model_cfg.audio_encoder = str(Path(spec).resolve()) if Path(spec).is_dir() else spec
+    model_cfg.audio_encoder_kind, model_cfg.audio_encoder_sha256 = info.kind, info.sha256
+    model_cfg.audio_dim, model_cfg.sample_rate = info.out_dim, info.sample_rate
+    model_cfg.finetune_audio, model_cfg.padding_invariant = finetune, info.padding_invariant
+    if info.window_seconds is not None:
+        if abs(info.window_seconds - model_cfg.window_seconds) > 1e-6:
+            notes.append(f"window: {info.window_seconds:g} s, fixed by the {info.kind} encoder "
+                         f"(--max-seconds {model_cfg.window_seconds:g} does not apply)")
+        model_cfg.window_seconds = float(info.window_seconds)
+    return notes
+
+
 def build_audio_encoder(spec: str, expected_sha256: str | None = None) -> PretrainedAudioEncoder:
     """The encoder with its pretrained weights loaded (frozen). With `expected_sha256` (what a
     model was trained with) an encoder whose files changed is refused before it is loaded."""
@@ -45,4 +66,4 @@ def build_audio_encoder(spec: str, expected_sha256: str | None = None) -> Pretra
     return _family(spec).build(info).freeze(True)
 
 
-__all__ = ["CONV", "EncoderInfo", "PretrainedAudioEncoder", "build_audio_encoder", "resolve_audio_encoder"]
+__all__ = ["CONV", "EncoderInfo", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]

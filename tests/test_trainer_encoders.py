@@ -175,3 +175,10 @@ def test_train_export_score_torch_free_matches_pytorch(table: Path, clap_dir: Pa
         with torch.no_grad():
             expected = float(model.scores(wav, torch.tensor([wav.shape[1]]))[0, 0])
         assert rows[rel.resolve()] == pytest.approx(expected, abs=1e-3)
+
+
+def test_cross_validation_folds_share_the_cache(table: Path, clap_dir: Path, tmp_path: Path,
+                                               encoder_calls: list[int]) -> None:
+    result = run_training(config(table, clap_dir, tmp_path, epochs=1, folds=2, name="cv"), quiet()[0])
+    assert sum(encoder_calls) == 16  # each clip encoded once, for all folds together
+    assert (result.run_dir / "oof_predictions.csv").is_file()

@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="default: mos train's")
     p.add_argument("--lr", type=float, default=None, help="default: mos train's")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--more-seeds", default="", help="e.g. 1,2: also cross-validate with these seeds (folds and "
+                   "initialisation change) and report the spread of clip/system SRCC over all seeds")
     p.add_argument("--audio-encoder", default="conv", help="conv (default), aisfx or a transformers directory")
     p.add_argument("--finetune-audio", action="store_true", help="train the pretrained encoder too")
     p.add_argument("--encoder-lr", type=float, default=None, help="default: mos train's")
@@ -154,6 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     result = run_training(cfg, Console(highlight=False, soft_wrap=True))
     train_seconds = time.perf_counter() - started
     cv = json.loads((result.run_dir / "cv.json").read_text(encoding="utf-8"))
+    per_seed = {args.seed: cv["levels"]["mushra"]}
+    for seed in [int(x) for x in args.more_seeds.split(",") if x.strip()]:
+        other = run_training(cfg.with_overrides(seed=seed, name=f"{args.name}-seed{seed}"),
+                             Console(highlight=False, soft_wrap=True))
+        per_seed[seed] = json.loads((other.run_dir / "cv.json").read_text(encoding="utf-8"))["levels"]["mushra"]
+    seed_summary = {
+        "seeds": list(per_seed),
+        **{f"{level}_srcc": {"values": [round(v[level]["srcc"], 4) for v in per_seed.values()],
+                             "mean": round(float(np.mean([v[level]["srcc"] for v in per_seed.values()])), 4),
+                             "std": round(float(np.std([v[level]["srcc"] for v in per_seed.values()])), 4)}
+           for level in ("utterance", "system")},
+    }
     with (result.run_dir / "oof_predictions.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     ids = [r["id"] for r in rows]
@@ -211,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             name: {"clip_srcc_95": ci["utterance"]["srcc"], "system_srcc_95": ci["system"]["srcc"],
                    "resamples": cv["bootstrap"]["resamples"], "levels_95": ci}
             for name, ci in intervals.items()},
+        "ours_over_seeds": seed_summary,
         "ours_per_fold_clip_srcc": {"values": per_fold_srcc, "mean": float(np.mean(per_fold_srcc)),
                                     "std": float(np.std(per_fold_srcc))},
         "folds": cv["per_fold"],
@@ -234,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:48s} 95% interval (utterances resampled): clip SRCC {np.round(ci['utterance']['srcc'], 3).tolist()}, "
               f"system SRCC {np.round(ci['system']['srcc'], 3).tolist()}")
     print(f"\nper-fold clip SRCC (ours): {', '.join(f'{v:.3f}' for v in per_fold_srcc)}")
+    if len(per_seed) > 1:
+        u, y = seed_summary["utterance_srcc"], seed_summary["system_srcc"]
+        print(f"over seeds {seed_summary['seeds']}: clip SRCC {u['values']} (mean {u['mean']:.3f}, std {u['std']:.3f}); "
+              f"system SRCC {y['values']} (mean {y['mean']:.3f})")
     out = args.out.resolve()
     shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     print(f"total {report['seconds']['total']:.0f} s -> {shown}")

@@ -11,10 +11,13 @@ convolution); `mix` is the learned softmax-weighted sum over the L layers (as SS
 use them), weights initialised equal, under `mixer` so it trains with a frozen backbone.
 
 Models whose convolutional feature extractor normalises with LayerNorm (feat_extract_norm
-"layer": large models, data2vec-audio) take an attention mask and give a clip the same frames alone
-or zero-padded in a batch. Those with GroupNorm over time in the first layer ("group":
-wav2vec2-base, HuBERT base, WavLM base/base+) were trained without masks: zero padding changes their
-output, so they are not padding invariant (callers batch clips of equal length only).
+"layer": large models, data2vec-audio) take an attention mask; wav2vec2, HuBERT and WavLM ones give
+a clip the same frames alone or zero-padded in a batch. data2vec-audio does not: its positional
+embedding is a stack of convolutions with LayerNorm, and what the first makes of the zeroed padding
+reaches the last frames of the clip through the next. Models with GroupNorm over time in the first
+layer ("group": wav2vec2-base, HuBERT base, WavLM base/base+) were trained without masks and
+normalise over the padding too. Those two are not padding invariant (callers batch clips of equal
+length only, which gives each clip its own frames).
 A *ForCTC / *ForSequenceClassification directory works too: its base model's weights are used
 (and must all be there); the heads are ignored. Attention runs in eager mode (what the
 TorchScript exporter traces faithfully).
@@ -22,6 +25,7 @@ TorchScript exporter traces faithfully).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +74,7 @@ def _settings(model_dir: Path) -> dict[str, Any]:
 
 def resolve(spec: str) -> EncoderInfo:
     """A wav2vec2 / HuBERT / WavLM / data2vec-audio directory -> EncoderInfo (16 kHz, any length,
-    hidden_size wide; padding invariant when its feature extractor uses LayerNorm), or a one-line
+    hidden_size wide; padding invariant as the module docstring says), or a one-line
     MosError (no weights, unreadable or unsupported config)."""
     model_dir = Path(spec)
     settings = _settings(model_dir)
@@ -84,7 +88,7 @@ def resolve(spec: str) -> EncoderInfo:
         out_dim=int(settings["hidden_size"]),
         sha256=text_encoder_sha256(model_dir),
         window_seconds=None,
-        padding_invariant=settings["norm"] == "layer",
+        padding_invariant=settings["norm"] == "layer" and settings["kind"] != "data2vec-audio",
         parameters=0,
     )
 
@@ -136,7 +140,9 @@ class SslAudioEncoder(PretrainedAudioEncoder):
             mask = None
             if self.use_mask:
                 mask = (torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]).to(torch.int64)
-            out = self.backbone(input_values=wave, attention_mask=mask, output_hidden_states=True)
+            with warnings.catch_warnings():  # WavLM's attention mixes a bool padding mask with a float bias
+                warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
+                out = self.backbone(input_values=wave, attention_mask=mask, output_hidden_states=True)
             feats = torch.stack(tuple(out.hidden_states), dim=2)  # [B, T, L, D]
         frame_lengths = self.frame_lengths(lengths)
         valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < frame_lengths[:, None]

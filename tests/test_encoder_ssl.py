@@ -200,15 +200,6 @@ def test_mixer_is_the_learned_softmax_weighting_and_trains_when_frozen(model_dir
     assert all(p.grad is None for p in enc.backbone.parameters())
 
 
-class _Frames(torch.nn.Module):
-    def __init__(self, encoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor):
-        return self.encoder(waveform, lengths)
-
-
 @pytest.mark.parametrize("kind,norm", [("wav2vec2", "layer"), ("wavlm", "layer"), ("data2vec-audio", "layer"),
                                        ("hubert", "group"), ("wavlm", "group")])
 def test_onnx_export_and_onnxruntime_parity(model_dir, tmp_path: Path, kind: str, norm: str) -> None:
@@ -220,7 +211,7 @@ def test_onnx_export_and_onnxruntime_parity(model_dir, tmp_path: Path, kind: str
     with torch.no_grad():
         enc.mixer.weights.copy_(torch.tensor([0.3, -0.7, 1.1]))
     path = tmp_path / f"{kind}.onnx"
-    export_torchscript(_Frames(enc), padded([generated(1.5, 1), generated(1.5, 2)]), path, 17,
+    export_torchscript(enc, padded([generated(1.5, 1), generated(1.5, 2)]), path, 17,
                        ["waveform", "lengths"], ["frames", "frame_lengths"],
                        {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
                         "frames": {0: "batch", 1: "frames"}, "frame_lengths": {0: "batch"}})
@@ -324,3 +315,24 @@ def test_mos_model_with_an_ssl_encoder(model_dir, head: str) -> None:
     again.load_checkpoint_state(state)
     with torch.no_grad():
         assert torch.allclose(again.scores(wave, lengths, text, text_lengths), scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "wavlm"])
+def test_fine_tuning_keeps_every_layer(model_dir, tmp_path: Path, kind: str) -> None:
+    """A fine-tuned (unfrozen, training) backbone still gives all L hidden states: the model's
+    LayerDrop, which skips whole layers in training, would change L under the layer weighting."""
+    d = tmp_path / "layerdrop"
+    shutil.copytree(model_dir(kind, "layer"), d)
+    config = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**config, "layerdrop": 0.9}))
+    enc = build_audio_encoder(str(d)).freeze(False)
+    enc.train()
+    assert enc.backbone.training
+    wave, lengths = padded([generated(0.4, 1), generated(0.3, 2)])
+    torch.manual_seed(0)
+    for _ in range(6):
+        frames, _ = enc(wave, lengths)
+        assert frames.shape[-1] == HIDDEN
+        assert enc.features(wave, lengths)[0].shape[2] == LAYERS + 1
+    frames.square().mean().backward()
+    assert any(p.grad is not None for p in enc.backbone.parameters())  # the backbone trains

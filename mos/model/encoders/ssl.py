@@ -18,6 +18,8 @@ reaches the last frames of the clip through the next. Models with GroupNorm over
 layer ("group": wav2vec2-base, HuBERT base, WavLM base/base+) were trained without masks and
 normalise over the padding too. Those two are not padding invariant (callers batch clips of equal
 length only, which gives each clip its own frames).
+Fine-tuning keeps every layer (the model's LayerDrop is turned off; its SpecAugment-style
+masking, when its config has it, stays on in training as in transformers' own fine-tuning).
 A *ForCTC / *ForSequenceClassification directory works too: its base model's weights are used
 (and must all be there); the heads are ignored. Attention runs in eager mode (what the
 TorchScript exporter traces faithfully).
@@ -162,6 +164,8 @@ def build(info: EncoderInfo) -> SslAudioEncoder:
     model_dir = Path(info.source)
     settings = _settings(model_dir)
     backbone = load_complete(_Eager(AutoModel), model_dir, f"{NAMES[settings['kind']]} model")
+    # LayerDrop would skip whole layers when fine-tuning, and the layer weighting needs all of them.
+    backbone.config.layerdrop = 0.0
     return SslAudioEncoder(info, backbone, settings["do_normalize"], use_mask=settings["norm"] == "layer")
 
 

@@ -181,6 +181,35 @@ def test_do_normalize_is_the_feature_extractors(model_dir, tmp_path: Path) -> No
     assert (feats - unnormalised).abs().max() > 1e-2  # normalising really changes the features
 
 
+def test_do_normalize_matches_the_extractor_on_real_speech(model_dir, tmp_path: Path) -> None:
+    """Real speech clips of different lengths in one padded batch: the in-model normalisation and
+    the features of a normalising WavLM against the extractor fed each clip alone."""
+    from fixtures_mushra import _find_real
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from mos.audio import read_audio
+
+    root = _find_real()
+    if root is None:
+        pytest.skip("the real MUSHRA clips are not on this machine")
+    d = tmp_path / "normalised"
+    shutil.copytree(model_dir("wavlm", "layer"), d)
+    extractor = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
+    extractor.save_pretrained(str(d))
+    clips = [read_audio(p, RATE)[: int(RATE * (1.0 + 0.4 * i))] for i, p in
+             enumerate(sorted((root / "audio").glob("stim_0[1-2]/*.wav"))[:3])]
+    enc = build_audio_encoder(str(d)).eval()
+    model = reference(d)
+    with torch.no_grad():
+        feats, frame_lengths = enc.features(*padded(clips))
+        for i, c in enumerate(clips):
+            got = extractor(c, sampling_rate=RATE, return_attention_mask=True, return_tensors="pt")
+            assert torch.allclose(enc.features(*padded([c]))[0], feats[i : i + 1, : frame_lengths[i]], atol=1e-4)
+            want = model(got["input_values"], attention_mask=got["attention_mask"], output_hidden_states=True).hidden_states
+            for layer, h in enumerate(want):
+                assert torch.allclose(feats[i, : frame_lengths[i], layer], h[0], atol=1e-4), (i, layer)
+
+
 def test_mixer_is_the_learned_softmax_weighting_and_trains_when_frozen(model_dir) -> None:
     enc = build_audio_encoder(str(model_dir("wavlm", "layer")))
     enc.train()

@@ -295,6 +295,20 @@ def test_missing_or_partial_directory_is_a_one_line_error(model_dir, tmp_path: P
     one_line_error(build_audio_encoder, str(partial), match="incomplete")
 
 
+def test_audio_too_short_for_one_frame_is_a_one_line_error(model_dir) -> None:
+    enc = build_audio_encoder(str(model_dir("hubert", "group"))).eval()
+    assert enc.min_samples == 10 + (3 + (3 - 1) * 4 - 1) * 5  # kernels 10, 3, 3 at strides 5, 4, 4
+    with torch.no_grad():
+        _, frame_lengths = enc.features(*padded([generated(0.1, 1)[: enc.min_samples]]))
+        assert frame_lengths.tolist() == [1]
+        msg = one_line_error(enc.features, *padded([generated(0.1, 1)[: enc.min_samples - 1]]), match="shorter than")
+    assert f"{enc.min_samples - 1} samples" in msg
+    # In a batch, a clip too short for a frame gets none (all its frames are zero).
+    with torch.no_grad():
+        feats, frame_lengths = enc.features(*padded([generated(0.3, 1), generated(0.1, 2)[:50]]))
+    assert frame_lengths[1] == 0 and not feats[1].any()
+
+
 @pytest.mark.parametrize("change,match", [({"add_adapter": True}, "add_adapter"),
                                           ({"feat_extract_norm": "batch"}, "feat_extract_norm"),
                                           ({"num_hidden_layers": "two"}, "num_hidden_layers")])

@@ -129,6 +129,10 @@ class SslAudioEncoder(PretrainedAudioEncoder):
         self.use_mask = use_mask
         self.layers = int(backbone.config.num_hidden_layers) + 1
         self.mixer = LayerWeights(self.layers)
+        # The fewest samples that make one frame (400, 25 ms, for the usual 7-layer CNN).
+        self.min_samples = 1
+        for kernel, stride in reversed(list(zip(backbone.config.conv_kernel, backbone.config.conv_stride))):
+            self.min_samples = (self.min_samples - 1) * int(stride) + int(kernel)
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames the convolutional feature extractor gives for `lengths` samples (0 when too short)."""
@@ -137,6 +141,9 @@ class SslAudioEncoder(PretrainedAudioEncoder):
 
     def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(torch.int64)
+        if not torch.jit.is_tracing() and waveform.shape[1] < self.min_samples:
+            raise MosError(f"{self.info.name}: audio of {waveform.shape[1]} samples is shorter than the "
+                           f"{self.min_samples} samples ({self.min_samples / SAMPLE_RATE * 1000:g} ms) one frame needs")
         with float32_region(waveform.device.type):
             wave = waveform.float()
             if self.do_normalize:

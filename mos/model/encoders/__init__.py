@@ -1,8 +1,9 @@
 """Pretrained audio encoders behind one contract (mos.model.encoders.base), chosen by a spec:
 
 - a local transformers directory, recognised by its config.json `model_type`: clap (the audio
-  tower of ClapModel, 48 kHz). The other families (aisfx, AST, wav2vec2/HuBERT/WavLM) plug into
-  the same contract and are not here yet.
+  tower of ClapModel, 48 kHz); wav2vec2, hubert, wavlm, data2vec-audio (self-supervised speech
+  models, 16 kHz, a learned weighting of their hidden layers). The other families (aisfx, AST)
+  plug into the same contract and are not here yet.
 
 "conv" (the built-in edge encoder) is not here: MosModel builds it with its log-mel front end.
 Nothing is ever downloaded.
@@ -29,7 +30,12 @@ def _family(spec: str):
         from mos.model.encoders import clap
 
         return clap
-    raise MosError(f"{spec}: model_type {model_type!r} is not an audio encoder this mos can use (it reads: clap)")
+    from mos.model.encoders import ssl
+
+    if model_type in ssl.KINDS:
+        return ssl
+    raise MosError(f"{spec}: model_type {model_type!r} is not an audio encoder this mos can use "
+                   f"(it reads: clap, {', '.join(ssl.KINDS)})")
 
 
 def resolve_audio_encoder(spec: str) -> EncoderInfo:

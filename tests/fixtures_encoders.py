@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 PROJECTION = 24
+HIDDEN = 32  # the tiny speech models' width and depth
+LAYERS = 2
 CAPTIONS = ["a dog barks twice", "rain on a roof, then drums and a piano", "music"]
 
 
@@ -54,4 +56,29 @@ def make_tiny_clap(dest: Path) -> Path:
     # LAION's settings (laion/clap-htsat-unfused): 50-14000 Hz; its saved truncation is irrelevant here.
     ClapFeatureExtractor(frequency_min=50, frequency_max=14000, truncation="fusion").save_pretrained(str(dest))
     tiny_tokenizer(dest)
+    return dest
+
+
+def tiny_config(kind: str, norm: str):
+    """A small valid config: 3 conv layers (stride 80, 200 frames/s), 2 transformer layers."""
+    from transformers import Data2VecAudioConfig, HubertConfig, Wav2Vec2Config, WavLMConfig
+
+    kw: dict = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=64,
+                    conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 4, 4),
+                    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    if kind == "data2vec-audio":
+        kw.update(num_conv_pos_embeddings=2, conv_pos_kernel_size=5)  # its positional conv: 2 layers of kernel 5
+        return Data2VecAudioConfig(**kw)
+    kw.update(feat_extract_norm=norm, do_stable_layer_norm=norm == "layer")  # as the base / large models pair them
+    return {"wav2vec2": Wav2Vec2Config, "hubert": HubertConfig, "wavlm": WavLMConfig}[kind](**kw)
+
+
+def save_tiny(dest: Path, kind: str, norm: str, head: str = "") -> Path:
+    """A tiny random model of `kind` (AutoModel, or AutoModelFor`head`) saved into `dest`."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(0)
+    auto = getattr(tf, f"AutoModelFor{head}") if head else tf.AutoModel
+    auto.from_config(tiny_config(kind, norm)).save_pretrained(str(dest))
     return dest

@@ -23,38 +23,14 @@ from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, resolve_audio_encoder  # noqa: E402
 from mos.model.text_encoder import text_encoder_sha256  # noqa: E402
 
+from fixtures_encoders import HIDDEN, LAYERS, save_tiny, tiny_config  # noqa: E402,F401
+
 RATE = 16000
-HIDDEN = 32
-LAYERS = 2
 KINDS = ["wav2vec2", "hubert", "wavlm", "data2vec-audio"]
 # (kind, feature-extractor norm); data2vec-audio's CNN always uses LayerNorm.
 MODELS = [(k, "layer") for k in KINDS] + [(k, "group") for k in KINDS if k != "data2vec-audio"]
 # Not padding invariant: GroupNorm over time in the CNN, or (data2vec-audio) a stacked positional conv.
 EQUAL_LENGTHS_ONLY = [("wav2vec2", "group"), ("hubert", "group"), ("wavlm", "group"), ("data2vec-audio", "layer")]
-
-
-def tiny_config(kind: str, norm: str):
-    """A small valid config: 3 conv layers (stride 80, 200 frames/s), 2 transformer layers."""
-    from transformers import Data2VecAudioConfig, HubertConfig, Wav2Vec2Config, WavLMConfig
-
-    kw: dict = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=64,
-                    conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 4, 4),
-                    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-    if kind == "data2vec-audio":
-        kw.update(num_conv_pos_embeddings=2, conv_pos_kernel_size=5)  # its positional conv: 2 layers of kernel 5
-        return Data2VecAudioConfig(**kw)
-    kw.update(feat_extract_norm=norm, do_stable_layer_norm=norm == "layer")  # as the base / large models pair them
-    return {"wav2vec2": Wav2Vec2Config, "hubert": HubertConfig, "wavlm": WavLMConfig}[kind](**kw)
-
-
-def save_tiny(dest: Path, kind: str, norm: str, head: str = "") -> Path:
-    """A tiny random model of `kind` (AutoModel, or AutoModelFor`head`) saved into `dest`."""
-    import transformers as tf
-
-    torch.manual_seed(0)
-    auto = getattr(tf, f"AutoModelFor{head}") if head else tf.AutoModel
-    auto.from_config(tiny_config(kind, norm)).save_pretrained(str(dest))
-    return dest
 
 
 @pytest.fixture(scope="module")

@@ -182,3 +182,44 @@ def test_cross_validation_folds_share_the_cache(table: Path, clap_dir: Path, tmp
     result = run_training(config(table, clap_dir, tmp_path, epochs=1, folds=2, name="cv"), quiet()[0])
     assert sum(encoder_calls) == 16  # each clip encoded once, for all folds together
     assert (result.run_dir / "oof_predictions.csv").is_file()
+
+
+def test_an_encoder_that_is_not_padding_invariant_trains_exports_and_scores(tmp_path: Path) -> None:
+    """A group-norm wav2vec2 (zero padding changes its output): the cache encodes equal-length
+    windows together, `mos score` batches only equal lengths, and every clip's score equals
+    PyTorch's on that clip alone."""
+    import soundfile as sf
+
+    from fixtures_encoders import save_tiny
+    from mos.audio import read_audio
+    from mos.trainer.checkpoint import load_model
+
+    model_dir = save_tiny(tmp_path / "w2v", "wav2vec2", "group")
+    table = make_table(tmp_path / "data", n_signals=4, seconds=0.5)
+    for k, wav in enumerate(sorted((tmp_path / "data" / "audio").glob("stim_0[13]/*.wav"))):
+        x, rate = sf.read(wav, dtype="float32")
+        sf.write(wav, np.tile(x, 2)[: len(x) + 1600 * (k + 1)], rate)  # lengths 0.6 to 1 s
+    runner = CliRunner()
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(table), "--columns", TABLE_COLUMNS, "--group-by", "signal",
+                                 "--runs-dir", str(runs), "--name", "w2v", "--epochs", "1", "--batch-size", "8",
+                                 "--text-encoder", "none", "--audio-encoder", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export", str(runs / "w2v")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((runs / "w2v" / "bundle" / "mos.json").read_text())
+    assert meta["audio"]["padding_invariant"] is False
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["score", str(tmp_path / "data" / "audio"), "--bundle", str(runs / "w2v" / "bundle"),
+                                 "--out", str(out), "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).resolve(): float(r["mushra"]) for r in csv.DictReader(out.open())}
+    model, _ = load_model(runs / "w2v")
+    scores = []
+    for wav in sorted((tmp_path / "data" / "audio").glob("*/*.wav")):
+        x = torch.from_numpy(read_audio(str(wav), 16000)).unsqueeze(0)
+        with torch.no_grad():
+            expected = float(model.scores(x, torch.tensor([x.shape[1]]))[0, 0])
+        assert rows[wav.resolve()] == pytest.approx(expected, abs=1e-3)
+        scores.append(expected)
+    assert np.std(scores) > 0  # the clips do not all score alike

@@ -297,7 +297,8 @@ class Trainer:
         if model_cfg.pretrained_audio:
             info = self.model.audio_encoder.info
             state = "fine-tuned at --encoder-lr" if model_cfg.finetune_audio else "frozen"
-            console.print(f"audio encoder: {info.name} ({info.parameters:,} parameters, {state}), "
+            size = sum(p.numel() for p in self.model.audio_encoder.backbone.parameters())
+            console.print(f"audio encoder: {info.name} ({size:,} parameters, {state}), "
                           f"{info.sample_rate} Hz", markup=False)
         names = model_cfg.target_names
         mean = np.array([t.mean for t in model_cfg.targets], dtype=np.float32)

@@ -97,7 +97,9 @@ def test_gradient_accumulation_equals_a_larger_batch(small_demo: Path, tmp_path:
     assert (big.steps, accumulated.steps, small.steps) == (3, 3, 6)  # 48 training clips
     want, got, other = (t.model.state_dict() for t in (big, accumulated, small))
     # Summing two half-batch gradients differs from one full-batch sum in the last float bits, and
-    # Adam's m / sqrt(v) magnifies that where a gradient is near zero: a few weights differ by ~1e-5.
+    # Adam's m / sqrt(v) magnifies that where a gradient is near zero: a few weights differ by
+    # 1e-5 to 1e-4 (7.5e-5 seen in CI, depending on the BLAS's summation order); a smaller batch
+    # moves them by more than 1e-3.
     for name, value in want.items():
-        torch.testing.assert_close(got[name], value, rtol=1e-3, atol=5e-5)
+        torch.testing.assert_close(got[name], value, rtol=1e-3, atol=2e-4)
     assert max(float((other[k] - want[k]).abs().max()) for k in want) > 1e-3  # the comparison can tell

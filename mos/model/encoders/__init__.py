@@ -1,9 +1,10 @@
 """Pretrained audio encoders behind one contract (mos.model.encoders.base), chosen by a spec:
 
+- "aisfx": the sound-effects CNN whose weights ship in the PyPI package aisfx 0.1.2 (installed
+  with --no-deps, never imported; 44.1 kHz, one 512-d embedding per ~2.3 s block);
 - a local transformers directory, recognised by its config.json `model_type`: clap (the audio
   tower of ClapModel, 48 kHz); wav2vec2, hubert, wavlm, data2vec-audio (self-supervised speech
-  models, 16 kHz, a learned weighting of their hidden layers). The other families (aisfx, AST)
-  plug into the same contract and are not here yet.
+  models, 16 kHz, a learned weighting of their hidden layers).
 
 "conv" (the built-in edge encoder) is not here: MosModel builds it with its log-mel front end.
 Nothing is ever downloaded.
@@ -21,10 +22,15 @@ if TYPE_CHECKING:
     from mos.model.config import ModelConfig
 
 CONV = "conv"
+AISFX = "aisfx"
 
 
 def _family(spec: str):
     """The module that implements `spec` (each has resolve(spec) -> EncoderInfo and build(info))."""
+    if spec == AISFX:
+        from mos.model.encoders import aisfx
+
+        return aisfx
     model_type = read_model_type(Path(spec))
     if model_type == "clap":
         from mos.model.encoders import clap
@@ -72,4 +78,4 @@ def build_audio_encoder(spec: str, expected_sha256: str | None = None) -> Pretra
     return _family(spec).build(info).freeze(True)
 
 
-__all__ = ["CONV", "EncoderInfo", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]
+__all__ = ["AISFX", "CONV", "EncoderInfo", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]

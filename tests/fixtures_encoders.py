@@ -82,3 +82,25 @@ def save_tiny(dest: Path, kind: str, norm: str, head: str = "") -> Path:
     auto = getattr(tf, f"AutoModelFor{head}") if head else tf.AutoModel
     auto.from_config(tiny_config(kind, norm)).save_pretrained(str(dest))
     return dest
+
+
+def tiny_ast_config(max_length: int = 1024):
+    """A small valid ASTConfig: 128 mel bins and `max_length` frames (AST's), 16 x 16 patches
+    without overlap (8 x 64 of them for 1024 frames), 2 layers of width HIDDEN."""
+    from transformers import ASTConfig
+
+    return ASTConfig(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=64,
+                     num_mel_bins=128, max_length=max_length, frequency_stride=16, time_stride=16)
+
+
+def make_tiny_ast(dest: Path, max_length: int = 1024, head: bool = False) -> Path:
+    """A tiny random ASTModel (or ASTForAudioClassification with `head`) and an ASTFeatureExtractor
+    with the AudioSet statistics and the same max_length, saved into `dest`."""
+    import torch
+    from transformers import ASTFeatureExtractor, ASTForAudioClassification, ASTModel
+
+    torch.manual_seed(0)
+    model = (ASTForAudioClassification if head else ASTModel)(tiny_ast_config(max_length)).eval()
+    model.save_pretrained(str(dest))
+    ASTFeatureExtractor(max_length=max_length).save_pretrained(str(dest))
+    return dest

@@ -1,7 +1,8 @@
 """Training on a pretrained audio encoder (a tiny random CLAP saved here): the frozen encoder
 runs once per clip window and later epochs (and later runs, and folds) read its cached features;
 validation from the cache equals scoring the audio; fine-tuning trains the backbone at its own
-learning rate; then `mos train` -> `mos export` -> `mos score` gives PyTorch's scores."""
+learning rate; then `mos train` -> `mos export` -> `mos score` gives PyTorch's scores (CLAP, AST,
+and a wav2vec2 that is not padding invariant)."""
 
 from __future__ import annotations
 
@@ -223,3 +224,41 @@ def test_an_encoder_that_is_not_padding_invariant_trains_exports_and_scores(tmp_
         assert rows[wav.resolve()] == pytest.approx(expected, abs=1e-3)
         scores.append(expected)
     assert np.std(scores) > 0  # the clips do not all score alike
+
+
+def test_ast_trains_exports_and_scores_torch_free_as_pytorch(tmp_path: Path) -> None:
+    """A tiny random AST (1024-frame window, 10.255 s): `mos train` (frozen, cached, pooled head)
+    -> `mos export` -> `mos score` gives PyTorch's scores clip by clip."""
+    from fixtures_encoders import make_tiny_ast
+    from mos.audio import read_audio
+    from mos.trainer.checkpoint import load_model
+
+    model_dir = make_tiny_ast(tmp_path / "ast")
+    table = make_table(tmp_path / "data", n_signals=4, seconds=0.5)
+    runner = CliRunner()
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(table), "--columns", TABLE_COLUMNS, "--group-by", "signal",
+                                 "--runs-dir", str(runs), "--name", "ast", "--epochs", "1", "--batch-size", "4",
+                                 "--text-encoder", "none", "--audio-encoder", str(model_dir), "--head", "pooled",
+                                 "--feature-cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export", str(runs / "ast")])
+    assert result.exit_code == 0, result.output
+    bundle = runs / "ast" / "bundle"
+    meta = json.loads((bundle / "mos.json").read_text())
+    assert meta["audio"]["encoder"]["kind"] == "ast" and meta["sample_rate"] == 16000
+    assert round(meta["window_seconds"] * 16000) == 164080  # exactly 1024 fbank frames
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["score", str(tmp_path / "data" / "audio"), "--bundle", str(bundle), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).resolve(): float(r["mushra"]) for r in csv.DictReader(out.open())}
+    assert len(rows) == 16
+    model, _ = load_model(runs / "ast")
+    scores = []
+    for wav in sorted((tmp_path / "data" / "audio").glob("*/*.wav")):
+        x = torch.from_numpy(read_audio(str(wav), 16000)).unsqueeze(0)
+        with torch.no_grad():
+            expected = float(model.scores(x, torch.tensor([x.shape[1]]))[0, 0])
+        assert rows[wav.resolve()] == pytest.approx(expected, abs=1e-3)
+        scores.append(expected)
+    assert np.std(scores) > 0

@@ -3,8 +3,9 @@
 - "aisfx": the sound-effects CNN whose weights ship in the PyPI package aisfx 0.1.2 (installed
   with --no-deps, never imported; 44.1 kHz, one 512-d embedding per ~2.3 s block);
 - a local transformers directory, recognised by its config.json `model_type`: clap (the audio
-  tower of ClapModel, 48 kHz); wav2vec2, hubert, wavlm, data2vec-audio (self-supervised speech
-  models, 16 kHz, a learned weighting of their hidden layers).
+  tower of ClapModel, 48 kHz); audio-spectrogram-transformer (AST, 16 kHz, Kaldi fbank, one
+  pooled embedding per 1024-frame window); wav2vec2, hubert, wavlm, data2vec-audio
+  (self-supervised speech models, 16 kHz, a learned weighting of their hidden layers).
 
 "conv" (the built-in edge encoder) is not here: MosModel builds it with its log-mel front end.
 Nothing is ever downloaded.
@@ -36,12 +37,16 @@ def _family(spec: str):
         from mos.model.encoders import clap
 
         return clap
+    if model_type == "audio-spectrogram-transformer":
+        from mos.model.encoders import ast
+
+        return ast
     from mos.model.encoders import ssl
 
     if model_type in ssl.KINDS:
         return ssl
     raise MosError(f"{spec}: model_type {model_type!r} is not an audio encoder this mos can use "
-                   f"(it reads: clap, {', '.join(ssl.KINDS)})")
+                   f"(it reads: clap, audio-spectrogram-transformer, {', '.join(ssl.KINDS)})")
 
 
 def resolve_audio_encoder(spec: str) -> EncoderInfo:

@@ -30,9 +30,7 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, check_weights_present
-from mos.model.encoders.clap import PREPROCESSOR, _read_json
-from mos.model.encoders.ssl import _Eager
+from mos.model.encoders.base import PREPROCESSOR, EagerAttention, EncoderInfo, PretrainedAudioEncoder, check_weights_present, read_json
 from mos.model.frontend import dft_basis, float32_region
 from mos.model.text_encoder import load_complete, text_encoder_sha256
 
@@ -60,14 +58,14 @@ def settings(model_dir: Path) -> dict[str, Any]:
     """What the encoder needs from config.json and preprocessor_config.json, checked: hidden_size,
     max_length (frames), num_mel_bins, do_normalize, mean, std."""
     config_path = model_dir / "config.json"
-    config = _read_json(config_path)
+    config = read_json(config_path)
     found = {"hidden_size": 768, "max_length": 1024, "num_mel_bins": 128}
     for key in found:
         found[key] = _positive_int(config.get(key, found[key]), config_path, key)
     out = {**found, **DEFAULT_EXTRACTOR}
     pre = model_dir / PREPROCESSOR
     if pre.is_file():
-        extractor = _read_json(pre)
+        extractor = read_json(pre)
         out.update({k: extractor[k] for k in DEFAULT_EXTRACTOR if extractor.get(k) is not None})
         for key in ("max_length", "num_mel_bins"):
             value = _positive_int(extractor.get(key, found[key]), pre, key)
@@ -181,5 +179,5 @@ def build(info: EncoderInfo) -> AstAudioEncoder:
 
     model_dir = Path(info.source)
     s = settings(model_dir)
-    backbone = load_complete(_Eager(ASTModel), model_dir, "AST model")
+    backbone = load_complete(EagerAttention(ASTModel), model_dir, "AST model")
     return AstAudioEncoder(info, AstFrontEnd(s), backbone)

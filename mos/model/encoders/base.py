@@ -26,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mos.errors import MosError
+from mos.errors import MosError, one_line
+
+PREPROCESSOR = "preprocessor_config.json"  # a transformers directory's feature extractor settings
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,17 @@ class PretrainedAudioEncoder(nn.Module):
         return self
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a model directory's file, or a one-line MosError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise MosError(f"{path}: not a readable JSON file ({one_line(exc, limit=120)})") from None
+    if not isinstance(data, dict):
+        raise MosError(f"{path}: expected a JSON object")
+    return data
+
+
 def read_model_type(model_dir: Path) -> str:
     """`model_type` from a transformers directory's config.json, or a one-line MosError."""
     config = model_dir / "config.json"
@@ -111,3 +124,14 @@ def check_weights_present(model_dir: Path) -> None:
     """A one-line MosError when a transformers directory has no weight file (a partial copy)."""
     if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
         raise MosError(f"{model_dir}: no weights (*.safetensors or *.bin) in this model directory; it is incomplete")
+
+
+class EagerAttention:
+    """A transformers model class loaded with eager attention (what the TorchScript exporter traces
+    faithfully), for `load_complete`, which calls `from_pretrained`."""
+
+    def __init__(self, auto: Any) -> None:
+        self.auto = auto
+
+    def from_pretrained(self, path: str, **kwargs: Any) -> nn.Module:
+        return self.auto.from_pretrained(path, attn_implementation="eager", **kwargs)

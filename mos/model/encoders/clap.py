@@ -14,20 +14,18 @@ refused.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mos.errors import MosError, one_line
-from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, check_weights_present
+from mos.errors import MosError
+from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, PretrainedAudioEncoder, check_weights_present, read_json
 from mos.model.frontend import dft_basis, float32_region, power_spectrogram
 from mos.model.text_encoder import l2_normalize, load_complete, text_encoder_sha256
 
 KIND = "clap"
-PREPROCESSOR = "preprocessor_config.json"
 # The LAION CLAP extractor settings (laion/clap-htsat-unfused's preprocessor_config.json), used for
 # any that a directory's preprocessor_config.json does not give (or when it has none).
 DEFAULT_EXTRACTOR: dict[str, Any] = {
@@ -44,23 +42,13 @@ PADDINGS = ("repeatpad", "repeat", "pad")
 MEL_FLOOR = 1e-10  # ClapFeatureExtractor: mel power floored at 1e-10 before dB (i.e. -100 dB)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise MosError(f"{path}: not a readable JSON file ({one_line(exc, limit=120)})") from None
-    if not isinstance(data, dict):
-        raise MosError(f"{path}: expected a JSON object")
-    return data
-
-
 def extractor_settings(model_dir: Path) -> dict[str, Any]:
     """The feature extractor settings the in-graph front end reproduces (DEFAULT_EXTRACTOR, updated
     from the directory's preprocessor_config.json when it has one)."""
     settings = dict(DEFAULT_EXTRACTOR)
     pre = model_dir / PREPROCESSOR
     if pre.is_file():
-        found = _read_json(pre)
+        found = read_json(pre)
         settings.update({k: found[k] for k in DEFAULT_EXTRACTOR if found.get(k) is not None})
     if settings["padding"] not in PADDINGS:
         raise MosError(f"{pre}: padding {settings['padding']!r} is not one of {', '.join(PADDINGS)}")
@@ -96,7 +84,7 @@ def resolve(spec: str) -> EncoderInfo:
     """A CLAP directory -> EncoderInfo (rate and window from its extractor settings), or a one-line
     MosError (no weights, a fused model, unreadable settings)."""
     model_dir = Path(spec)
-    config = _read_json(model_dir / "config.json")
+    config = read_json(model_dir / "config.json")
     check_weights_present(model_dir)
     audio = config.get("audio_config") or {}
     if audio.get("enable_fusion") or config.get("enable_fusion"):

@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, check_weights_present
-from mos.model.encoders.clap import PREPROCESSOR, _read_json
+from mos.model.encoders.base import PREPROCESSOR, EagerAttention, EncoderInfo, PretrainedAudioEncoder, check_weights_present, read_json
 from mos.model.frontend import float32_region
 from mos.model.text_encoder import load_complete, text_encoder_sha256
 
@@ -48,7 +47,7 @@ NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm: sqrt(var + 
 
 def _settings(model_dir: Path) -> dict[str, Any]:
     """What the encoder needs from config.json and preprocessor_config.json, checked."""
-    config = _read_json(model_dir / "config.json")
+    config = read_json(model_dir / "config.json")
     kind = str(config.get("model_type"))
     if kind not in NAMES:
         raise MosError(f"{model_dir}: model_type {kind!r} is not one of {', '.join(KINDS)}")
@@ -66,7 +65,7 @@ def _settings(model_dir: Path) -> dict[str, Any]:
         settings[key] = value
     pre = model_dir / PREPROCESSOR
     if pre.is_file():
-        found = _read_json(pre)
+        found = read_json(pre)
         rate = found.get("sampling_rate", SAMPLE_RATE)
         if rate != SAMPLE_RATE:
             raise MosError(f"{pre}: sampling_rate {rate!r}; these models take {SAMPLE_RATE} Hz audio")
@@ -170,17 +169,8 @@ def build(info: EncoderInfo) -> SslAudioEncoder:
 
     model_dir = Path(info.source)
     settings = _settings(model_dir)
-    backbone = load_complete(_Eager(AutoModel), model_dir, f"{NAMES[settings['kind']]} model")
+    backbone = load_complete(EagerAttention(AutoModel), model_dir, f"{NAMES[settings['kind']]} model")
     # LayerDrop would skip whole layers when fine-tuning, and the layer weighting needs all of them.
     backbone.config.layerdrop = 0.0
     return SslAudioEncoder(info, backbone, settings["do_normalize"], use_mask=settings["norm"] == "layer")
 
-
-class _Eager:
-    """AutoModel with eager attention, for `load_complete` (which calls `from_pretrained`)."""
-
-    def __init__(self, auto: Any) -> None:
-        self.auto = auto
-
-    def from_pretrained(self, path: str, **kwargs: Any) -> nn.Module:
-        return self.auto.from_pretrained(path, attn_implementation="eager", **kwargs)

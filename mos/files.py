@@ -1,13 +1,15 @@
 """Atomic file writes, shared by the trainer (checkpoints, run logs), the bundle writer and the
 runtime (score files): the new content goes to a temporary file beside the target, is flushed to
 disk, then renamed over it, so a kill at any moment leaves the old file or the new one, never a
-mix. Torch-free."""
+mix; and `cache_root`, where mos keeps what it can make again. Torch-free."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+CACHE_ENV = "MOS_CACHE_DIR"
 
 
 def _sync_and_replace(tmp: Path, path: Path) -> None:
@@ -27,3 +29,10 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Atomically replace a text file (UTF-8, newlines written as given)."""
     replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+
+
+def cache_root(name: str) -> Path:
+    """`$MOS_CACHE_DIR/<name>`, else `~/.cache/mos/<name>`: where mos keeps what it can make again
+    (frozen-encoder features, converted checkpoints)."""
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base) if base else Path.home() / ".cache" / "mos") / name

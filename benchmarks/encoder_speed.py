@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--clips-scale", type=float, default=1.0, help="multiply the clips per encoder (0.1 for a smoke run)")
     p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--bundles-only", action="store_true", help="make the bundles and stop (measure later, on an idle machine)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "encoders_cpu.json")
     args = p.parse_args(argv)
 
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 make_bundle.main(["--run", str(run), "--audio-encoder", spec, "--head", HEADS.get(enc, "fusion")])
                 print(f"{enc}: bundle made in {time.perf_counter() - t:.0f} s", flush=True)
+            if args.bundles_only:
+                continue
             bundle = load_bundle(run / "bundle")
             n = max(1, int(CLIPS[enc] * args.clips_scale))
             folder = Path(tmp) / f"in-{enc}"
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                        "sample_rate": bundle.sample_rate, "load_average": load_average(), "failed": r["failed"]}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        if args.bundles_only:
+            return 0
         if not args.no_peer:
             from mos.bench.peer import peer_missing, run_dnsmos
 

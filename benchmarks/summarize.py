@@ -1,6 +1,8 @@
 """Markdown tables from the result files, for benchmarks/README.md (so the README quotes the JSON).
 
     python benchmarks/summarize.py benchmarks/results/cpu.json [benchmarks/results/mushra_accuracy.json]
+    python benchmarks/summarize.py --compare benchmarks/results/mushra_accuracy_*.json   # one row per model
+    python benchmarks/summarize.py benchmarks/results/encoders_cpu.json                 # speed per encoder
 """
 
 from __future__ import annotations
@@ -121,11 +123,59 @@ def accuracy_table(r: dict) -> str:
     return "\n".join(out)
 
 
+def comparison_table(results: list[dict]) -> str:
+    """One row per accuracy file (its model over its seeds), then the DNSMOS rows of the first."""
+    out = ["| predictor | seeds | pooled clip SRCC per seed | mean (sd) | seed-0 95% interval | system SRCC mean |",
+           "|---|---|---|---:|---:|---:|"]
+    for r in results:
+        name = next(k for k in r["results"] if k.startswith("ours"))
+        over = r.get("ours_over_seeds") or {
+            "seeds": [r["protocol"]["seed"]],
+            "utterance_srcc": {"values": [r["results"][name]["utterance"]["srcc"]], "std": 0.0},
+            "system_srcc": {"values": [r["results"][name]["system"]["srcc"]]}}
+        u, sy = over["utterance_srcc"], over["system_srcc"]
+        mean = sum(u["values"]) / len(u["values"])
+        ci = r.get("bootstrap_over_utterances", {}).get(name, {}).get("clip_srcc_95")
+        out.append(f"| {name} | {','.join(str(x) for x in over['seeds'])} | "
+                   f"{', '.join(f'{v:.3f}' for v in u['values'])} | {mean:.3f} ({u.get('std', 0.0):.3f}) | "
+                   f"{f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '-'} | "
+                   f"{sum(sy['values']) / len(sy['values']):.3f} |")
+    first = results[0]
+    for name, m in first["results"].items():
+        if not name.startswith("ours"):
+            ci = first.get("bootstrap_over_utterances", {}).get(name, {}).get("clip_srcc_95")
+            out.append(f"| {name} (zero-shot) | - | {m['utterance']['srcc']:.3f} | {m['utterance']['srcc']:.3f} | "
+                       f"{f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '-'} | {m['system']['srcc']:.3f} |")
+    return "\n".join(out)
+
+
+def speed_table(r: dict) -> str:
+    """benchmarks/encoder_speed.py's rows."""
+    m = r["machine"]
+    out = [f"Machine: {m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}. {r['what']}, "
+           f"{r['threads']} threads, batch {r['batch_size']}, {r['clip_seconds']:g} s clips at {r['input_rate']} Hz, "
+           f"each with its own caption. Load average {r.get('load_average_start')} at the start, "
+           f"{r.get('load_average_end')} at the end.", "",
+           "| encoder | variant | model rate | clips | clips/s | x real time | peak RSS MB | ONNX MB |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in r["rows"]:
+        out.append(f"| {row['encoder']} | {row['variant']} | {row['sample_rate']} | {row['clips']} | "
+                   f"{row['clips_per_s']:.2f} | {row['x_realtime']:.1f} | {row['peak_rss_mb']:.0f} | {row['onnx_mb']:.1f} |")
+    peer = r.get("peer") or {}
+    if peer.get("clips_per_s"):
+        out.append(f"| DNSMOS (peer) | - | 16000 | {peer['clips']} | {peer['clips_per_s']:.2f} | {peer['rtf']:.1f} | - | - |")
+    return "\n".join(out)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--compare"]:
+        print(f"<!-- from {', '.join(argv[1:])} -->")
+        print(comparison_table([json.loads(Path(a).read_text()) for a in argv[1:]]))
+        return 0
     for arg in argv:
         r = json.loads(Path(arg).read_text())
         print(f"<!-- from {arg} -->")
-        print(accuracy_table(r) if "protocol" in r else bench_tables(r))
+        print(accuracy_table(r) if "protocol" in r else speed_table(r) if "rows" in r else bench_tables(r))
         print()
     return 0
 

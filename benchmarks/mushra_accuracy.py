@@ -48,11 +48,11 @@ REPO = Path(__file__).resolve().parents[1]
 COLUMNS = "path=path,target:mushra=mean_score,system=system,range:mushra=0:100"
 
 
-def ours_name(encoder: str, finetune: bool) -> str:
+def ours_name(encoder: str, finetune: bool, head: str) -> str:
     if encoder == "conv":
         return "ours (audio-only edge CNN, out-of-fold)"
     what = encoder if encoder == "aisfx" else Path(encoder).name
-    return f"ours ({what}, {'fine-tuned' if finetune else 'frozen'}, out-of-fold)"
+    return f"ours ({what}, {'fine-tuned' if finetune else 'frozen'}, {head} head, out-of-fold)"
 
 
 def _levels(pred: np.ndarray, true: np.ndarray, systems: list[str]) -> dict:
@@ -148,10 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                       seed=args.seed, device="cpu", runs_dir=str(args.runs_dir), name=args.name,
                       audio_encoder=args.audio_encoder, finetune_audio=args.finetune_audio,
                       overwrite=True).with_overrides(**given)
-    ours_label = ours_name(args.audio_encoder, args.finetune_audio)
+    ours_label = ours_name(args.audio_encoder, args.finetune_audio, cfg.model_head)
     encoder_flags = "" if args.audio_encoder == "conv" else (
         f" --audio-encoder {args.audio_encoder if args.audio_encoder == 'aisfx' else Path(args.audio_encoder).name}"
-        + (" --finetune-audio" if args.finetune_audio else ""))
+        + (" --finetune-audio" if args.finetune_audio else "")
+        + ("" if args.head else f" --head {cfg.model_head}"))
     started = time.perf_counter()
     result = run_training(cfg, Console(highlight=False, soft_wrap=True))
     train_seconds = time.perf_counter() - started
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                      "weights": "best checkpoint on an inner validation split of the training folds' utterances",
                      "split": cv["split"].replace(str(table), f"{args.data.name}/ratings.csv"),
                      "selection": cv["selection"],
-                     "model": f"{ours_label}: head {cfg.head}, text_encoder=none"},
+                     "model": f"{ours_label}: head {cfg.model_head}, text_encoder=none"},
         "results": results,
         # name -> clip/system SRCC intervals (the layout benchmarks/summarize.py reads) and every
         # metric's interval per level

@@ -79,7 +79,7 @@ def train(
     audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="'conv' (default: the edge encoder, trained from scratch), 'aisfx' (pretrained sound-effects CNN), a local transformers directory (CLAP, AST, wav2vec2, HuBERT, WavLM, data2vec-audio), or a LAION-CLAP checkpoint (.pt)."),
     finetune_audio: bool = typer.Option(False, "--finetune-audio", help="Train the pretrained audio encoder too, at --encoder-lr (default: frozen, its features cached)."),
     encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Peak learning rate of a fine-tuned audio encoder (default 1e-5)."),
-    head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens; default) or 'pooled' (audio and text embeddings into an MLP)."),
+    head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens) or 'pooled' (audio and text embeddings into an MLP); default: pooled with a pretrained --audio-encoder, fusion with conv."),
     head_layers: Optional[str] = typer.Option(None, "--head-layers", help="Hidden sizes of the pooled head, e.g. 256,64 (default)."),
     feature_cache: Optional[str] = typer.Option(None, "--feature-cache", help="Where a frozen encoder's features are cached (default $MOS_CACHE_DIR/features or ~/.cache/mos/features); 'none' runs the encoder on every batch."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),

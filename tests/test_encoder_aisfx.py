@@ -191,7 +191,7 @@ def test_train_export_score_torch_free_matches_pytorch(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["train", str(table), "--columns", TABLE_COLUMNS, "--group-by", "signal",
                                  "--runs-dir", str(runs), "--name", "sfx", "--epochs", "2", "--batch-size", "8",
-                                 "--text-encoder", "none", "--audio-encoder", "aisfx",
+                                 "--text-encoder", "none", "--audio-encoder", "aisfx", "--head", "fusion",
                                  "--feature-cache", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["export", str(runs / "sfx")])

@@ -43,7 +43,10 @@ class TrainConfig:
     audio_encoder: str = "conv"
     finetune_audio: bool = False  # train a pretrained audio encoder too (frozen by default)
     encoder_lr: float = 1e-5  # peak learning rate of a fine-tuned pretrained encoder
-    head: str = "fusion"  # "fusion" (frames attend to caption tokens) or "pooled" (embeddings into an MLP)
+    # "fusion" (frames attend to caption tokens), "pooled" (embeddings into an MLP), or "auto":
+    # pooled with a pretrained audio encoder, fusion with conv (the better of the two for each in
+    # the MUSHRA cross-validation, benchmarks/README.md).
+    head: str = "auto"
     head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled head's hidden sizes
     # Where a frozen encoder's features are cached (None: $MOS_CACHE_DIR/features or
     # ~/.cache/mos/features; "none": no cache, the encoder runs on every batch).
@@ -71,8 +74,8 @@ class TrainConfig:
             raise MosError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
         if self.folds and self.val_data:
             raise MosError("--folds and --val-data exclude each other: cross-validation makes its own held-out folds")
-        if self.head not in ("fusion", "pooled"):
-            raise MosError(f"--head {self.head}: expected fusion or pooled")
+        if self.head not in ("auto", "fusion", "pooled"):
+            raise MosError(f"--head {self.head}: expected fusion, pooled or auto")
         if not self.head_layers or any(int(n) < 1 for n in self.head_layers):
             raise MosError(f"--head-layers {','.join(map(str, self.head_layers))}: expected positive sizes, e.g. 256,64")
         if not self.encoder_lr > 0:
@@ -84,6 +87,14 @@ class TrainConfig:
                            "use --finetune-audio, or --feature-cache none (the encoder then runs on every batch)")
         if self.resume and self.overwrite:
             raise MosError("--resume and --overwrite exclude each other")
+
+    @property
+    def model_head(self) -> str:
+        """The head the model gets: --head, or for "auto" pooled with a pretrained audio encoder
+        and fusion with conv."""
+        if self.head != "auto":
+            return self.head
+        return "fusion" if self.audio_encoder == "conv" else "pooled"
 
     @property
     def caches_features(self) -> bool:

@@ -130,7 +130,7 @@ def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo |
         std = float(values.std()) or 1.0
         targets.append(TargetSpec(t.name, float(t.low), float(t.high), float(values.mean()), std))
     model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
-                            window_seconds=float(cfg.max_seconds), head=cfg.head,
+                            window_seconds=float(cfg.max_seconds), head=cfg.model_head,
                             head_layers=tuple(int(n) for n in cfg.head_layers))
     if encoder is not None:
         for line in configure(model_cfg, cfg.audio_encoder, encoder, cfg.finetune_audio):

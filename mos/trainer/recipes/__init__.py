@@ -51,7 +51,7 @@ def flag_name(field: str) -> str:
 
 def missing(recipe: Recipe, given: Collection[str]) -> str | None:
     """One line saying what `recipe` still needs beyond the settings `given`, or None."""
-    absent = [f"{flag_name(k)} ({why})" for k, why in recipe.requires.items() if k not in given]
+    absent = [f"{flag_name(k)}, {why}" for k, why in recipe.requires.items() if k not in given]
     if not absent:
         return None
     return f"--recipe {recipe.name} needs " + "; and ".join(absent)

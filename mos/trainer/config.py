@@ -97,8 +97,8 @@ class TrainConfig:
         for name, value in weights.items():
             if value < 0:
                 raise MosError(f"--{name.replace('_', '-')} {value:g}: must not be negative")
-        if not self.lr > 0:
-            raise MosError(f"--lr {self.lr:g}: must be positive")
+        if self.lr < 0:
+            raise MosError(f"--lr {self.lr:g}: must not be negative")
         if self.head not in ("fusion", "pooled"):
             raise MosError(f"--head {self.head}: expected fusion or pooled")
         if not self.head_layers or any(int(n) < 1 for n in self.head_layers):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner  # noqa: E402
 from mos.cli import app  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.trainer.config import TrainConfig  # noqa: E402
-from mos.trainer.losses import combined_loss, l1_loss, listnet_loss  # noqa: E402
+from mos.trainer.losses import combined_loss, l1_loss, listnet_loss, ranking_loss  # noqa: E402
 from mos.trainer.recipes import known_recipes, load_recipe  # noqa: E402
 from mos.trainer.run import run_training  # noqa: E402
 
@@ -73,6 +73,13 @@ def test_combined_loss_weighs_l1_and_listnet_per_target() -> None:
     assert float(got) == pytest.approx(expected, rel=1e-6)
     mse = combined_loss(pred, true, 1.0, 0.0, 0.0)  # the default pointwise loss is still the MSE
     assert float(mse) == pytest.approx(((4 + 1 + 1) / 3 + 0.0) / 2, rel=1e-6)
+
+
+def test_ranking_loss_in_blocks_equals_all_pairs_at_once() -> None:
+    """The validation loss takes the pairs of a whole validation set a block of rows at a time."""
+    g = torch.Generator().manual_seed(0)
+    pred, true = torch.randn(300, generator=g), torch.randn(300, generator=g).round()
+    assert float(ranking_loss(pred, true, block=7)) == pytest.approx(float(ranking_loss(pred, true)), abs=1e-6)  # measured 1.2e-7
 
 
 def test_bad_loss_optimizer_schedule_and_selection_settings() -> None:

@@ -203,6 +203,9 @@ def test_show_prints_the_recipe_and_the_settings_with_overrides(tmp_path: Path) 
     assert "\npatience = 9\n" in settings  # a flag over both
     assert "still to give: --recipe xacle-clap needs DATA" in settings
     assert not (tmp_path / "runs").exists()  # nothing trained
+    result = _invoke(["train", "--recipe", "musiceval-baseline", "--freeze-audio", "--show"])
+    assert result.exit_code == 0 and "\nfinetune_audio = true\n" in result.output.split("# the resulting", 1)[0]
+    assert "\nfinetune_audio = false\n" in result.output.split("# the resulting", 1)[1]  # the flag's "no" wins too
 
 
 def test_recipe_errors_are_one_line(demo: Path, tmp_path: Path) -> None:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
 from mos import __version__
 from mos.errors import MosError
+
+if TYPE_CHECKING:
+    from mos.trainer.config import TrainConfig
+    from mos.trainer.recipes import Recipe
 
 app = typer.Typer(
     add_completion=False,
@@ -57,28 +61,50 @@ def parse_sizes(text: str | None, flag: str) -> list[int] | None:
         raise MosError(f"{flag} {text}: expected comma-separated layer sizes, e.g. 256,64") from None
 
 
+def show_settings(preset: Recipe | None, cfg: TrainConfig, explicit: set[str]) -> None:
+    """`mos train --show`: the recipe as shipped, then the settings the run would use, as TOML."""
+    from mos.trainer.recipes import missing, to_toml
+
+    if preset is not None:
+        console.print(f"# recipe {preset.name} (mos/trainer/recipes/{preset.name}.toml):", markup=False)
+        console.print(preset.text.rstrip("\n"), markup=False)
+        console.print("", markup=False)
+    console.print("# the resulting settings (defaults < recipe < --config < flags given):", markup=False)
+    console.print(to_toml(cfg.to_dict()).rstrip("\n"), markup=False)
+    needed = missing(preset, explicit) if preset is not None else None
+    if needed:
+        console.print(f"# still to give: {needed}", markup=False)
+
+
 @app.command()
 def train(
     data: Optional[Path] = typer.Argument(None, help="XACLE tree, MusicEval tree, CSV/JSONL ratings file. Default: the built-in demo set."),
     data_opt: Optional[Path] = typer.Option(None, "--data", help="Same as the DATA argument."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file with TrainConfig fields; flags override it."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="A shipped preset: musiceval-baseline, xacle-audiomos or xacle-clap; --config and flags given override it."),
+    show: bool = typer.Option(False, "--show", help="Print the recipe and the resulting settings, then exit without training."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name: outputs go to <runs-dir>/<name>/ (default: demo, or the data folder's name)."),
     runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where run folders are written (default: runs)."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping for a generic CSV/JSONL, e.g. 'path=path,target:mushra=mean_score,system=system,range:mushra=0:100'."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per step (default 16)."),
     accumulate: Optional[int] = typer.Option(None, "--accumulate", help="Gradient accumulation steps (default 1)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (one-cycle; default 1e-3)."),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without a better validation SRCC (default 6)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate: the one-cycle peak, or the constant rate (default 1e-3)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="'adamw' (default) or 'sgd' (momentum 0.9)."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="'one-cycle' (default) or 'constant' (--lr and --encoder-lr throughout)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without a better --select-by value (default 6)."),
+    select_by: Optional[str] = typer.Option(None, "--select-by", help="What early stopping and the best checkpoint watch: 'srcc' (mean validation SRCC; default) or 'loss' (the training loss on the validation set)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
-    mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="Weight of the (clipped) MSE loss (default 1.0)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="The pointwise loss: 'mse' (default) or 'l1' (mean absolute error)."),
+    mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="Weight of the pointwise loss, (clipped) MSE or L1 (default 1.0)."),
     rank_weight: Optional[float] = typer.Option(None, "--rank-weight", help="Weight of the pairwise ranking loss (default 0.5)."),
     corr_weight: Optional[float] = typer.Option(None, "--corr-weight", help="Weight of the 1-LCC loss (default 0.5)."),
-    clip_tau: Optional[float] = typer.Option(None, "--clip-tau", help="Clipped MSE: errors below tau (normalised units) cost nothing (default 0 = plain MSE)."),
+    listnet_weight: Optional[float] = typer.Option(None, "--listnet-weight", help="Weight of the ListNet top-1 loss over the batch (default 0)."),
+    clip_tau: Optional[float] = typer.Option(None, "--clip-tau", help="Clipped MSE: errors below tau (normalised units) cost nothing (default 0 = plain MSE; --loss mse only)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, a LAION-CLAP checkpoint (.pt, with RoBERTa's tokenizer beside it), or 'none' for audio-only."),
     audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="'conv' (default: the edge encoder, trained from scratch), 'aisfx' (pretrained sound-effects CNN), a local transformers directory (CLAP, AST, wav2vec2, HuBERT, WavLM, data2vec-audio), or a LAION-CLAP checkpoint (.pt)."),
-    finetune_audio: bool = typer.Option(False, "--finetune-audio", help="Train the pretrained audio encoder too, at --encoder-lr (default: frozen, its features cached)."),
-    encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Peak learning rate of a fine-tuned audio encoder (default 1e-5)."),
+    finetune_audio: Optional[bool] = typer.Option(None, "--finetune-audio/--freeze-audio", help="Train the pretrained audio encoder too, at --encoder-lr; --freeze-audio keeps it frozen, its features cached (the default)."),
+    encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of a fine-tuned audio encoder: its one-cycle peak, or its constant rate (default 1e-5)."),
     head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens) or 'pooled' (audio and text embeddings into an MLP); default: pooled with a pretrained --audio-encoder, fusion with conv."),
     head_layers: Optional[str] = typer.Option(None, "--head-layers", help="Hidden sizes of the pooled head, e.g. 256,64 (default)."),
     feature_cache: Optional[str] = typer.Option(None, "--feature-cache", help="Where a frozen encoder's features are cached (default $MOS_CACHE_DIR/features or ~/.cache/mos/features); 'none' runs the encoder on every batch."),
@@ -101,7 +127,8 @@ def train(
       mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --group-by signal --text-encoder none\n
       mos train ratings.csv --columns '...' --group-by signal --folds 4 --text-encoder none   # cross-validation\n
       mos train --resume --name xacle --epochs 80   # continue a run, with more epochs\n
-      mos train ./XACLE_dataset --audio-encoder ./clap-htsat-unfused --text-encoder ./clap-htsat-unfused --head pooled
+      mos train ./XACLE_dataset --audio-encoder ./clap-htsat-unfused --text-encoder ./clap-htsat-unfused --head pooled\n
+      mos train ./XACLE_dataset --recipe xacle-audiomos   # a shipped preset; --recipe NAME --show prints it
     """
     from mos.trainer.run import run_training
     from mos.trainer.config import TrainConfig
@@ -109,12 +136,20 @@ def train(
     data = data or data_opt
     try:
         from_file = TrainConfig.read_file(config) if config else {}
-        base = TrainConfig(**from_file)
+        preset = None
+        if recipe is not None:
+            from mos.trainer.recipes import load_recipe
+
+            preset = load_recipe(recipe)
+            if resume:
+                raise MosError(f"--recipe {recipe} with --resume: a resumed run keeps its own settings; drop --recipe")
+        base = TrainConfig(**{**(preset.settings if preset else {}), **from_file})
         overrides = dict(
             data=str(data) if data else None, name=name, runs_dir=runs_dir, columns=columns, epochs=epochs,
-            batch_size=batch_size, accumulate=accumulate, lr=lr, patience=patience, seed=seed,
-            mse_weight=mse_weight, rank_weight=rank_weight, corr_weight=corr_weight, clip_tau=clip_tau,
-            text_encoder=text_encoder, audio_encoder=audio_encoder, finetune_audio=finetune_audio or None,
+            batch_size=batch_size, accumulate=accumulate, lr=lr, optimizer=optimizer, schedule=schedule,
+            patience=patience, select_by=select_by, seed=seed, loss=loss, mse_weight=mse_weight,
+            rank_weight=rank_weight, corr_weight=corr_weight, listnet_weight=listnet_weight, clip_tau=clip_tau,
+            text_encoder=text_encoder, audio_encoder=audio_encoder, finetune_audio=finetune_audio,
             encoder_lr=encoder_lr, head=head, head_layers=parse_sizes(head_layers, "--head-layers"),
             feature_cache=feature_cache, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
             group_by=group_by, val_data=str(val_data) if val_data else None, folds=folds,
@@ -125,6 +160,15 @@ def train(
         cfg = base.with_overrides(**overrides)
         # What the user asked for (flags given, keys of --config): on --resume only these may override the run's own.
         explicit = set(from_file) | {k for k, v in overrides.items() if v is not None}
+        if show:
+            show_settings(preset, cfg, explicit)
+            return
+        if preset is not None:
+            from mos.trainer.recipes import missing
+
+            needed = missing(preset, explicit)
+            if needed:
+                raise MosError(needed)
         result = run_training(cfg, console, explicit)
     except MosError as exc:
         fail(str(exc))

@@ -41,6 +41,8 @@ def test_wheel_is_mos_toolkit_with_its_license_and_the_mos_command(tmp_path: Pat
     assert "Apache License" in licence and "Version 2.0, January 2004" in licence and "END OF TERMS AND CONDITIONS" in licence
     assert "mos = mos.cli:main" in entry_points
     assert {n.split("/")[0] for n in names if not n.startswith(info)} == {"mos"}
+    recipes = {n for n in names if n.startswith("mos/trainer/recipes/") and n.endswith(".toml")}
+    assert {"musiceval-baseline", "xacle-audiomos", "xacle-clap"} <= {n.rsplit("/", 1)[1][:-5] for n in recipes}
     required = [r for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
     assert required and not any(r.split("<")[0].split(">")[0].split("=")[0].strip() in ("torch", "torchaudio", "transformers")
                                 for r in required)

@@ -10,6 +10,15 @@ from typing import Any
 from mos.errors import MosError
 
 
+def parse_toml(text: str) -> dict[str, Any]:
+    """TOML text as a dict (tomllib, or tomli before Python 3.11); ValueError when malformed."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
 @dataclass
 class TrainConfig:
     """What `mos train` does. `data=None` means the built-in demo set."""
@@ -22,15 +31,20 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 16
     accumulate: int = 1
-    lr: float = 1e-3
+    lr: float = 1e-3  # the one-cycle schedule's peak, or the constant rate
     weight_decay: float = 1e-2
+    optimizer: str = "adamw"  # "adamw", or "sgd" (momentum 0.9, the MusicEval baseline's)
+    schedule: str = "one-cycle"  # "one-cycle", or "constant" (--lr / --encoder-lr throughout)
     patience: int = 6
+    select_by: str = "srcc"  # early stopping and the best checkpoint: "srcc" (mean validation SRCC) or "loss"
     seed: int = 0
-    mse_weight: float = 1.0
+    loss: str = "mse"  # the pointwise loss: "mse" ((clipped) MSE) or "l1" (mean absolute error)
+    mse_weight: float = 1.0  # weight of the pointwise loss, MSE or L1
     rank_weight: float = 0.5
     corr_weight: float = 0.5
     clip_tau: float = 0.0  # > 0: clipped MSE (errors below tau, in normalised units, cost nothing)
     rank_margin: float = 0.1
+    listnet_weight: float = 0.0  # ListNet top-1 (listwise ranking over the batch)
     gain_db: float = 0.0  # augmentation: random gain of up to +-gain_db dB on training clips
     max_seconds: float = 10.0  # training window: random crop of longer clips; also the scoring window
     val_fraction: float = 0.2  # used when the data has no validation split
@@ -74,6 +88,20 @@ class TrainConfig:
             raise MosError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
         if self.folds and self.val_data:
             raise MosError("--folds and --val-data exclude each other: cross-validation makes its own held-out folds")
+        choices = {"loss": ("mse", "l1"), "optimizer": ("adamw", "sgd"), "schedule": ("one-cycle", "constant"),
+                   "select_by": ("srcc", "loss")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise MosError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected {' or '.join(allowed)}")
+        if self.clip_tau > 0 and self.loss != "mse":
+            raise MosError(f"--clip-tau {self.clip_tau:g}: clips the MSE, but --loss is {self.loss}")
+        weights = {"mse_weight": self.mse_weight, "rank_weight": self.rank_weight, "corr_weight": self.corr_weight,
+                   "listnet_weight": self.listnet_weight}
+        for name, value in weights.items():
+            if value < 0:
+                raise MosError(f"--{name.replace('_', '-')} {value:g}: must not be negative")
+        if self.lr < 0:
+            raise MosError(f"--lr {self.lr:g}: must not be negative")
         if self.head not in ("auto", "fusion", "pooled"):
             raise MosError(f"--head {self.head}: expected fusion, pooled or auto")
         if not self.head_layers or any(int(n) < 1 for n in self.head_layers):
@@ -114,20 +142,23 @@ class TrainConfig:
         try:
             text = path.read_text(encoding="utf-8")
             if path.suffix == ".toml":
-                import tomllib
-
-                raw = tomllib.loads(text)
+                raw = parse_toml(text)
             else:
                 raw = json.loads(text)
         except FileNotFoundError:
             raise MosError(f"{path}: config file not found") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise MosError(f"{path}: not a valid config file: {exc}") from None
+        cls.check_keys(raw, str(path))
+        return raw
+
+    @classmethod
+    def check_keys(cls, raw: dict[str, Any], source: str) -> None:
+        """A one-line MosError naming `source` when `raw` has keys that are not TrainConfig fields."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise MosError(f"{path}: unknown config key(s): {', '.join(unknown)}")
-        return raw
+            raise MosError(f"{source}: unknown config key(s): {', '.join(unknown)}")
 
     def with_overrides(self, **overrides: Any) -> "TrainConfig":
         d = self.to_dict()

@@ -1,5 +1,9 @@
 """The training loop: epochs with gradient accumulation, validation scored the way `mos score`
-scores, early stopping on mean validation SRCC, best/last checkpoints, resume, the run folder.
+scores, early stopping and the best checkpoint on mean validation SRCC or on the validation loss
+(`select_by`), best/last checkpoints, resume, the run folder.
+
+The validation loss is the training loss (the same weighted losses on normalised targets)
+computed once over the whole validation set, from the clip scores `mos score` would give.
 
 Crash safety: an epoch is committed by writing `last.pt` atomically (weights, optimiser, step
 count, history, every random generator's state). Only then is `best.pt` copied from it (when the
@@ -41,9 +45,10 @@ from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDatase
                                        feature_loader)
 from mos.trainer.losses import combined_loss
 from mos.trainer.plots import plot_curves, plot_scatter
-from mos.trainer.schedule import advance, one_cycle
+from mos.trainer.schedule import advance, make_schedule
 from mos.trainer.splits import Splits
 
+SGD_MOMENTUM = 0.9
 EARLY_STOPPING = "early stopping"
 EPOCH_BUDGET = "epoch budget"
 
@@ -151,6 +156,20 @@ def param_groups(model: MosModel, cfg: TrainConfig) -> tuple[list[dict[str, Any]
         groups.append({"params": backbone, "lr": cfg.encoder_lr})
         lrs.append(cfg.encoder_lr)
     return groups, lrs
+
+
+def build_optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or SGD with momentum 0.9 (the MusicEval baseline's); both with cfg.weight_decay,
+    each parameter group at its own rate."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=SGD_MOMENTUM, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def training_loss(pred: torch.Tensor, true: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The run's loss on normalised predictions and targets [B, n_targets]."""
+    return combined_loss(pred, true, cfg.mse_weight, cfg.rank_weight, cfg.corr_weight, cfg.clip_tau, cfg.rank_margin,
+                         cfg.loss, cfg.listnet_weight)
 
 
 def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -343,11 +362,12 @@ class Trainer:
             self.model.frontend.feat_std.copy_(fs)
         self.model.to(self.device)
         groups, lrs = param_groups(self.model, cfg)
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(groups, cfg)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accumulate)
         self.steps = 0  # optimiser steps taken so far
         self.start_epoch = 1
-        self.best_srcc = -float("inf")
+        self.best_srcc = -float("inf")  # mean validation SRCC of the best epoch
+        self.best_score = -float("inf")  # what select_by compares: that SRCC, or minus the validation loss
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
@@ -355,8 +375,8 @@ class Trainer:
             self._restore(resume_ckpt, last)
         elif cfg.resume:
             console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
-        self.scheduler = one_cycle(self.optimizer, lrs if len(lrs) > 1 else cfg.lr,
-                                   cfg.epochs * self.steps_per_epoch, self.steps)
+        self.scheduler = make_schedule(cfg.schedule, self.optimizer, lrs if len(lrs) > 1 else cfg.lr,
+                                       cfg.epochs * self.steps_per_epoch, self.steps)
 
     def _normalised(self, manifest: Manifest) -> np.ndarray:
         names, mean, std = self._target_stats
@@ -382,6 +402,7 @@ class Trainer:
         st = ckpt["trainer_state"]
         self.start_epoch = st["epoch"] + 1
         self.best_srcc, self.best_epoch, self.bad_epochs = st["best_srcc"], st["best_epoch"], st["bad_epochs"]
+        self.best_score = st.get("best_score", self.best_srcc)  # runs saved before select_by chose by SRCC
         self.history = st["history"]
         if "rng" in st:
             self.steps = st["optimizer_steps"]
@@ -414,8 +435,7 @@ class Trainer:
                     out = self.model.head(frames, batch.frame_lengths, batch.text, batch.text_lengths)
                 else:
                     out = self.model(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
-            loss = combined_loss(out.float(), batch.targets, cfg.mse_weight, cfg.rank_weight, cfg.corr_weight,
-                                 cfg.clip_tau, cfg.rank_margin)
+            loss = training_loss(out.float(), batch.targets, cfg)
             (loss / cfg.accumulate).backward()
             if step % cfg.accumulate == 0 or step == len(self.train_loader):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -433,8 +453,28 @@ class Trainer:
         return total / max(n, 1), lr
 
     def validate(self) -> tuple[dict[str, dict[str, float]], float, np.ndarray, np.ndarray]:
-        pred, true, loss = predict(self.model, self.val_loader, self.device, self.amp)
-        return target_metrics(pred, true, self.model.cfg.target_names), loss, pred, true
+        """Validation metrics per target, the validation loss, and the scale-space predictions and targets."""
+        pred, true, _ = predict(self.model, self.val_loader, self.device, self.amp)
+        return target_metrics(pred, true, self.model.cfg.target_names), self.validation_loss(pred, true), pred, true
+
+    def validation_loss(self, pred: np.ndarray, true: np.ndarray) -> float:
+        """The training loss over the whole validation set at once, on normalised clip scores."""
+        mean = self.model.target_mean.cpu().numpy()
+        std = self.model.target_std.cpu().numpy()
+        with torch.no_grad():
+            loss = training_loss(torch.from_numpy(((pred - mean) / std).astype(np.float32)),
+                                 torch.from_numpy(((true - mean) / std).astype(np.float32)), self.cfg)
+        return float(loss)
+
+    def selection_score(self, val: dict[str, dict[str, float]], val_loss: float) -> float:
+        """What select_by compares between epochs, higher is better."""
+        return -val_loss if self.cfg.select_by == "loss" else mean_srcc(val)
+
+    def describe_score(self, score: float) -> str:
+        return f"validation loss {-score:.4f}" if self.cfg.select_by == "loss" else f"mean SRCC {score:.4f}"
+
+    def criterion(self) -> str:
+        return "lower validation loss" if self.cfg.select_by == "loss" else "better mean validation SRCC"
 
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -442,7 +482,7 @@ class Trainer:
             "data": self.splits.description,
             "optimizer": self.optimizer.state_dict(),
             "trainer_state": {
-                "epoch": epoch, "best_srcc": self.best_srcc, "best_epoch": self.best_epoch,
+                "epoch": epoch, "best_srcc": self.best_srcc, "best_score": self.best_score, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "history": self.history, "optimizer_steps": self.steps,
                 "rng": rng_state(self.train_ds, self.loader_gen),
             },
@@ -484,7 +524,7 @@ class Trainer:
         else:
             write_text_atomic(metrics_log, "".join(json.dumps(h) + "\n" for h in self.history))
             console.print(f"resuming {self.run_dir} at epoch {self.start_epoch} (best so far: epoch {self.best_epoch}, "
-                          f"mean SRCC {self.best_srcc:.4f})", markup=False)
+                          f"{self.describe_score(self.best_score)})", markup=False)
         untrained = self.history[0]["val"]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=Console(stderr=True), transient=True)
@@ -501,26 +541,26 @@ class Trainer:
                          "lr": lr, "steps": self.steps, "seconds": round(time.perf_counter() - t0, 2)}
                 self.history.append(entry)
                 console.print(format_epoch(epoch, train_loss, val), markup=False)
-                score = mean_srcc(val)
-                improved = score > self.best_srcc
+                score = self.selection_score(val, vloss)
+                improved = score > self.best_score
                 if improved:
-                    self.best_srcc, self.best_epoch, self.bad_epochs = score, epoch, 0
+                    self.best_score, self.best_srcc, self.best_epoch, self.bad_epochs = score, mean_srcc(val), epoch, 0
                 else:
                     self.bad_epochs += 1
                 self._commit(epoch, entry, improved)
                 if improved:
-                    console.print(f"BEST SAVED (mean SRCC {score:.4f}) -> {self.ckpt_dir / 'best.pt'}", markup=False)
+                    console.print(f"BEST SAVED ({self.describe_score(score)}) -> {self.ckpt_dir / 'best.pt'}", markup=False)
                 else:
                     console.print(f"Patience: {self.bad_epochs}/{cfg.patience}", markup=False)
                 console.print("-" * 40, markup=False)
         last_epoch = self.history[-1]["epoch"]
         if last_epoch < self.start_epoch:  # a resume that trained nothing: say why
-            why = (f"it had already stopped early (no better mean validation SRCC in {cfg.patience} epochs; "
+            why = (f"it had already stopped early (no {self.criterion()} in {cfg.patience} epochs; "
                    "--patience to continue)" if stopped == EARLY_STOPPING
                    else f"it already has {last_epoch} epochs (--epochs more than that to train longer)")
             console.print(f"NOTHING TO TRAIN: {why}", markup=False)
         elif stopped == EARLY_STOPPING:
-            console.print(f"EARLY STOPPING: no better mean validation SRCC in {cfg.patience} epochs "
+            console.print(f"EARLY STOPPING: no {self.criterion()} in {cfg.patience} epochs "
                           f"(stopped after epoch {last_epoch} of {cfg.epochs})", markup=False)
         else:
             console.print(f"EPOCH BUDGET REACHED: all {cfg.epochs} epochs trained (--epochs to train longer)", markup=False)
@@ -538,12 +578,15 @@ class Trainer:
         write_predictions(self.run_dir / "val_predictions.csv", items, names, pred, true, self.splits.groups)
         levels = level_metrics(pred, true, names, items)
         (self.run_dir / "best_metrics.json").write_text(json.dumps(
-            {"epoch": self.best_epoch, "stopped": stopped, "validation": self.splits.description, "levels": levels},
+            {"epoch": self.best_epoch, "stopped": stopped, "selected_by": self.cfg.select_by,
+             "val_loss": next((h["val_loss"] for h in self.history if h["epoch"] == self.best_epoch), None),
+             "validation": self.splits.description, "levels": levels},
             indent=2))
         plot_curves(self.history, names, self.run_dir / "curves.png")
         plot_scatter(pred, true, names, [(t.low, t.high) for t in self.model.cfg.targets], self.run_dir / "scatter.png")
+        chosen = f"; chosen by {self.describe_score(self.best_score)}" if self.cfg.select_by == "loss" else ""
         self.console.print(f"best epoch {self.best_epoch}: mean validation SRCC {self.best_srcc:.4f} "
-                           f"(untrained {mean_srcc(untrained):.4f})", markup=False)
+                           f"(untrained {mean_srcc(untrained):.4f}){chosen}", markup=False)
         for n in names:
             for level, m in levels[n].items():
                 self.console.print(f"  {n} [{level.upper()}] MSE={m['mse']:.4f} LCC={m['lcc']:.4f} "

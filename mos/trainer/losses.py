@@ -1,4 +1,5 @@
-"""Training losses on normalised targets: (clipped) MSE, pairwise ranking, and 1 - LCC."""
+"""Training losses on normalised targets: a pointwise loss ((clipped) MSE or L1), pairwise
+ranking, 1 - LCC and ListNet top-1."""
 
 from __future__ import annotations
 
@@ -13,15 +14,36 @@ def mse_loss(pred: torch.Tensor, true: torch.Tensor, clip_tau: float = 0.0) -> t
     return (err * err).mean()
 
 
-def ranking_loss(pred: torch.Tensor, true: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
+def l1_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error (the MusicEval baseline's loss)."""
+    return (pred - true).abs().mean()
+
+
+# ListNet's temperature, on normalised targets (unit variance over the training set): the batch's
+# true scores become softmax(true / T), the predictions log_softmax(pred / T).
+LISTNET_TEMPERATURE = 1.0
+
+
+def listnet_loss(pred: torch.Tensor, true: torch.Tensor, temperature: float = LISTNET_TEMPERATURE) -> torch.Tensor:
+    """ListNet top-1: the cross-entropy between the batch's top-1 probabilities under the true
+    scores, softmax(true / T), and under the predictions, log_softmax(pred / T). Its minimum is
+    the entropy of the true distribution (reached when pred equals true up to a constant)."""
+    target = torch.softmax(true / temperature, dim=0)
+    return -(target * torch.log_softmax(pred / temperature, dim=0)).sum()
+
+
+def ranking_loss(pred: torch.Tensor, true: torch.Tensor, margin: float = 0.1, block: int = 2048) -> torch.Tensor:
     """Pairwise hinge: for every pair whose true scores differ, the predicted order must agree
-    by at least `margin` (a differentiable stand-in for SRCC)."""
-    dp = pred[:, None] - pred[None, :]
-    dt = true[:, None] - true[None, :]
-    sign = torch.sign(dt)
-    valid = (dt.abs() > 1e-6).to(pred.dtype)
-    hinge = torch.relu(margin - sign * dp) * valid
-    return hinge.sum() / valid.sum().clamp(min=1.0)
+    by at least `margin` (a differentiable stand-in for SRCC). Pairs are formed `block` rows at
+    a time, so a whole validation set needs block x N memory, not N x N."""
+    total, count = pred.sum() * 0.0, pred.new_zeros(())
+    for start in range(0, pred.shape[0], block):
+        dp = pred[start:start + block, None] - pred[None, :]
+        dt = true[start:start + block, None] - true[None, :]
+        valid = (dt.abs() > 1e-6).to(pred.dtype)
+        total = total + (torch.relu(margin - torch.sign(dt) * dp) * valid).sum()
+        count = count + valid.sum()
+    return total / count.clamp(min=1.0)
 
 
 def correlation_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -34,6 +56,9 @@ def correlation_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return 1.0 - lcc
 
 
+POINTWISE = ("mse", "l1")
+
+
 def combined_loss(
     pred: torch.Tensor,
     true: torch.Tensor,
@@ -42,15 +67,23 @@ def combined_loss(
     corr_weight: float,
     clip_tau: float = 0.0,
     rank_margin: float = 0.1,
+    pointwise: str = "mse",
+    listnet_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Weighted sum over targets (columns of pred/true [B, n_targets])."""
+    """Weighted sum, averaged over targets (columns of pred/true [B, n_targets]); `mse_weight`
+    weighs the `pointwise` loss ("mse": (clipped) MSE, "l1": mean absolute error)."""
+    if pointwise not in POINTWISE:
+        raise ValueError(f"pointwise loss {pointwise!r}: expected one of {POINTWISE}")
     total = pred.sum() * 0.0
     for j in range(pred.shape[1]):
         p, t = pred[:, j], true[:, j]
         if mse_weight:
-            total = total + mse_weight * mse_loss(p, t, clip_tau)
+            point = mse_loss(p, t, clip_tau) if pointwise == "mse" else l1_loss(p, t)
+            total = total + mse_weight * point
         if rank_weight:
             total = total + rank_weight * ranking_loss(p, t, rank_margin)
         if corr_weight:
             total = total + corr_weight * correlation_loss(p, t)
+        if listnet_weight:
+            total = total + listnet_weight * listnet_loss(p, t)
     return total / pred.shape[1]

@@ -1,5 +1,6 @@
 """The learning-rate schedule: torch's OneCycleLR, built for a run's total optimiser steps and
-advanced to the steps already taken.
+advanced to the steps already taken; or none at all (`constant`: every parameter group keeps its
+own learning rate throughout, so a resume has nothing to restore).
 
 Rebuilding it from the step count (instead of loading a saved scheduler state) is what makes
 resume honest: with the same total a resumed run continues exactly where it stopped, and with
@@ -28,7 +29,17 @@ def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float | list[float], tot
     return scheduler
 
 
-def advance(scheduler: torch.optim.lr_scheduler.OneCycleLR) -> None:
-    """One step along the schedule; past its end the last learning rate is kept."""
-    if scheduler.last_epoch + 1 < scheduler.total_steps:
+def make_schedule(name: str, optimizer: torch.optim.Optimizer, max_lr: float | list[float], total_steps: int,
+                  steps_done: int = 0) -> torch.optim.lr_scheduler.OneCycleLR | None:
+    """"one-cycle": `one_cycle(...)`; "constant": None (the optimiser's group rates stay as built)."""
+    if name == "constant":
+        return None
+    if name != "one-cycle":
+        raise ValueError(f"schedule {name!r}: expected one-cycle or constant")
+    return one_cycle(optimizer, max_lr, total_steps, steps_done)
+
+
+def advance(scheduler: torch.optim.lr_scheduler.OneCycleLR | None) -> None:
+    """One step along the schedule; past its end the last learning rate is kept (None: constant)."""
+    if scheduler is not None and scheduler.last_epoch + 1 < scheduler.total_steps:
         scheduler.step()

@@ -1,0 +1,262 @@
+"""Recipes (`mos train --recipe NAME`) and the training options they are made of: the L1 and
+ListNet losses (values computed by hand here), SGD with a constant learning rate, choosing the
+best epoch by the validation loss; each shipped recipe on tiny fabricated data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from mos.cli import app  # noqa: E402
+from mos.errors import MosError  # noqa: E402
+from mos.trainer.config import TrainConfig  # noqa: E402
+from mos.trainer.losses import combined_loss, l1_loss, listnet_loss, ranking_loss  # noqa: E402
+from mos.trainer.recipes import known_recipes, load_recipe  # noqa: E402
+from mos.trainer.run import run_training  # noqa: E402
+
+from fixtures_train import quiet, read_csv, tiny_demo  # noqa: E402
+
+RECIPES = ["musiceval-baseline", "xacle-audiomos", "xacle-clap"]
+
+
+# -- losses -------------------------------------------------------------------------------------
+
+
+def test_l1_is_the_mean_absolute_error() -> None:
+    pred = torch.tensor([0.0, 1.0, 2.0, -1.0])
+    true = torch.tensor([2.0, 0.5, 2.0, 1.0])
+    assert float(l1_loss(pred, true)) == pytest.approx((2.0 + 0.5 + 0.0 + 2.0) / 4)
+
+
+def test_listnet_top1_by_hand() -> None:
+    pred = torch.tensor([0.0, 1.0, 2.0])
+    true = torch.tensor([2.0, 0.0, 1.0])
+    # softmax of the true scores: e^2, e^0, e^1 over their sum; log-softmax of the predictions.
+    zt = math.exp(2) + math.exp(0) + math.exp(1)
+    p = [math.exp(2) / zt, math.exp(0) / zt, math.exp(1) / zt]
+    zp = math.exp(0) + math.exp(1) + math.exp(2)
+    log_q = [0 - math.log(zp), 1 - math.log(zp), 2 - math.log(zp)]
+    expected = -(p[0] * log_q[0] + p[1] * log_q[1] + p[2] * log_q[2])
+    assert expected == pytest.approx(1.8281, abs=1e-4)  # 0.6652*2.4076 + 0.0900*1.4076 + 0.2447*0.4076
+    assert float(listnet_loss(pred, true)) == pytest.approx(expected, rel=1e-6)
+    # Temperature 2: every score halved before the softmax.
+    zt2 = math.exp(1) + math.exp(0) + math.exp(0.5)
+    p2 = [math.exp(1) / zt2, math.exp(0) / zt2, math.exp(0.5) / zt2]
+    zp2 = math.exp(0) + math.exp(0.5) + math.exp(1)
+    expected2 = -sum(pi * (qi - math.log(zp2)) for pi, qi in zip(p2, [0.0, 0.5, 1.0]))
+    assert float(listnet_loss(pred, true, temperature=2.0)) == pytest.approx(expected2, rel=1e-6)
+    # Its minimum, the entropy of the true distribution, is reached by any shift of the truth.
+    entropy = -sum(pi * math.log(pi) for pi in p)
+    assert float(listnet_loss(true + 3.0, true)) == pytest.approx(entropy, rel=1e-6)
+    assert float(listnet_loss(pred, true)) > entropy
+
+
+def test_combined_loss_weighs_l1_and_listnet_per_target() -> None:
+    pred = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    true = torch.tensor([[2.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    # target 0: L1 = (2 + 1 + 1) / 3, ListNet 1.8281 (above); target 1: L1 = 0, ListNet over three
+    # equal scores = -3 * (1/3) * log(1/3) = log 3.
+    zt = math.exp(2) + math.exp(0) + math.exp(1)
+    zp = math.exp(0) + math.exp(1) + math.exp(2)
+    listnet0 = -(math.exp(2) * (0 - math.log(zp)) + math.exp(0) * (1 - math.log(zp))
+                 + math.exp(1) * (2 - math.log(zp))) / zt
+    expected = ((4 / 3 + 0.5 * listnet0) + (0.0 + 0.5 * math.log(3))) / 2
+    got = combined_loss(pred, true, 1.0, 0.0, 0.0, pointwise="l1", listnet_weight=0.5)
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+    mse = combined_loss(pred, true, 1.0, 0.0, 0.0)  # the default pointwise loss is still the MSE
+    assert float(mse) == pytest.approx(((4 + 1 + 1) / 3 + 0.0) / 2, rel=1e-6)
+
+
+def test_ranking_loss_in_blocks_equals_all_pairs_at_once() -> None:
+    """The validation loss takes the pairs of a whole validation set a block of rows at a time."""
+    g = torch.Generator().manual_seed(0)
+    pred, true = torch.randn(300, generator=g), torch.randn(300, generator=g).round()
+    assert float(ranking_loss(pred, true, block=7)) == pytest.approx(float(ranking_loss(pred, true)), abs=1e-6)  # measured 1.2e-7
+
+
+def test_bad_loss_optimizer_schedule_and_selection_settings() -> None:
+    cases = [
+        (dict(loss="l1", clip_tau=0.3), "--clip-tau 0.3"),
+        (dict(loss="huber"), "--loss huber: expected mse or l1"),
+        (dict(optimizer="adam"), "--optimizer adam: expected adamw or sgd"),
+        (dict(schedule="cosine"), "--schedule cosine"),
+        (dict(select_by="lcc"), "--select-by lcc"),
+        (dict(listnet_weight=-1.0), "--listnet-weight -1"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(MosError, match=message.replace("-", r"\-")):
+            TrainConfig(**changes).check()
+    TrainConfig(loss="l1").check()  # L1 without --clip-tau is fine
+
+
+# -- optimiser, schedule, selection -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An XACLE-layout tree (32 train, 12 validation clips of 0.5 s, with captions)."""
+    return tiny_demo(tmp_path_factory.mktemp("tiny")) / "XACLE_dataset"
+
+
+def _cfg(root: Path, data: Path, **changes) -> TrainConfig:
+    base = dict(data=str(data), name="t", runs_dir=str(root / "runs"), epochs=3, batch_size=8, patience=10, seed=0,
+                text_encoder="none")
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sgd_with_a_constant_schedule_keeps_the_rate_and_resumes_exactly(demo: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, demo, optimizer="sgd", schedule="constant", lr=3e-3, name="straight")
+    result = run_training(cfg, quiet()[0])
+    history = _metrics(result.run_dir)
+    assert [h["lr"] for h in history[1:]] == [3e-3] * 3
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    groups = ckpt["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [3e-3] and groups[0]["momentum"] == 0.9
+    assert "initial_lr" not in groups[0]  # no scheduler ever touched the optimiser
+    # Two epochs, then a resume to three: the same weights as three epochs at once.
+    run_training(_cfg(tmp_path, demo, optimizer="sgd", schedule="constant", lr=3e-3, name="resumed", epochs=2),
+                 quiet()[0])
+    run_training(_cfg(tmp_path, demo, name="resumed", epochs=3, resume=True), quiet()[0], {"epochs"})
+    again = torch.load(tmp_path / "runs" / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    for k, v in ckpt["state_dict"].items():
+        assert torch.equal(v, again["state_dict"][k]), k
+    assert [h["lr"] for h in _metrics(tmp_path / "runs" / "resumed")[1:]] == [3e-3] * 3
+
+
+def test_select_by_loss_keeps_the_epoch_of_lowest_validation_loss(demo: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, demo, epochs=5, select_by="loss", loss="l1", rank_weight=0.0, corr_weight=0.0, lr=3e-3)
+    console, out = quiet()
+    result = run_training(cfg, console)
+    history = _metrics(result.run_dir)[1:]
+    losses = [h["val_loss"] for h in history]
+    best = json.loads((result.run_dir / "best_metrics.json").read_text())
+    assert best["selected_by"] == "loss"
+    assert best["epoch"] == history[int(np.argmin(losses))]["epoch"] == result.best_epoch
+    assert best["val_loss"] == min(losses)
+    by_srcc = history[int(np.argmax([np.mean([m["srcc"] for m in h["val"].values()]) for h in history]))]["epoch"]
+    print(f"best by loss: epoch {best['epoch']}; by SRCC it would be epoch {by_srcc}")
+    assert f"BEST SAVED (validation loss {min(losses):.4f})" in out.getvalue()
+    # The validation loss is the training loss (here the L1 on normalised targets) over the
+    # validation clips, from the scores val_predictions.csv holds for the best epoch.
+    model = torch.load(result.run_dir / "checkpoints" / "best.pt", weights_only=True)["model_config"]
+    rows = read_csv(result.run_dir / "val_predictions.csv")
+    l1 = [np.mean([abs(float(r[t["name"]]) - float(r[f"true_{t['name']}"])) / t["std"] for r in rows])
+          for t in model["targets"]]
+    assert best["val_loss"] == pytest.approx(float(np.mean(l1)), abs=2e-4)  # predictions are written rounded to 1e-4
+
+
+# -- recipes ------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_recipes_are_valid_and_say_what_they_reproduce() -> None:
+    assert known_recipes() == RECIPES
+    figures = {"musiceval-baseline": ["0.688", "0.543"], "xacle-audiomos": ["0.6247", "0.6449", "3.95"],
+               "xacle-clap": ["0.584"]}
+    for name in RECIPES:
+        recipe = load_recipe(name)
+        assert recipe.text.startswith(f"# {name}:")
+        comments = "".join(line for line in recipe.text.splitlines(keepends=True) if line.startswith("#"))
+        assert all(f in comments for f in figures[name]) and "You provide" in comments
+        cfg = TrainConfig(**{**recipe.settings, **{k: "x" for k in recipe.requires}})
+        cfg.check()
+    baseline = load_recipe("musiceval-baseline").settings
+    assert baseline["loss"] == "l1" and baseline["optimizer"] == "sgd" and baseline["schedule"] == "constant"
+    assert baseline["select_by"] == "loss" and baseline["batch_size"] == 64 and baseline["patience"] == 20
+    assert "30 s" in load_recipe("musiceval-baseline").text  # why max_seconds does not apply to CLAP
+    assert load_recipe("xacle-clap").settings["listnet_weight"] == 1.0
+
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(app, args)
+
+
+def _one_line_error(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]
+
+
+def test_show_prints_the_recipe_and_the_settings_with_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text("lr = 0.02\npatience = 4\n")
+    result = _invoke(["train", "--recipe", "xacle-clap", "--config", str(config), "--patience", "9",
+                      "--runs-dir", str(tmp_path / "runs"), "--show"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert text.startswith("# recipe xacle-clap") and load_recipe("xacle-clap").text.strip() in text
+    settings = text.split("# the resulting settings", 1)[1]
+    assert "\nlistnet_weight = 1.0\n" in settings and '\nhead = "pooled"\n' in settings
+    assert "\nlr = 0.02\n" in settings  # --config over the recipe
+    assert "\npatience = 9\n" in settings  # a flag over both
+    assert "still to give: --recipe xacle-clap needs DATA" in settings
+    assert not (tmp_path / "runs").exists()  # nothing trained
+    result = _invoke(["train", "--recipe", "musiceval-baseline", "--freeze-audio", "--show"])
+    assert result.exit_code == 0 and "\nfinetune_audio = true\n" in result.output.split("# the resulting", 1)[0]
+    assert "\nfinetune_audio = false\n" in result.output.split("# the resulting", 1)[1]  # the flag's "no" wins too
+
+
+def test_recipe_errors_are_one_line(demo: Path, tmp_path: Path) -> None:
+    line = _one_line_error(_invoke(["train", "--recipe", "nope"]))
+    assert "no such recipe" in line and all(name in line for name in RECIPES)
+    line = _one_line_error(_invoke(["train", str(demo), "--recipe", "musiceval-baseline"]))
+    assert "--audio-encoder" in line and "music_audioset_epoch_15_esc_90.14.pt" in line
+    assert "laion/clap-htsat-unfused" in line and "--text-encoder" in line and "DATA" not in line
+    line = _one_line_error(_invoke(["train", str(demo), "--recipe", "xacle-clap", "--audio-encoder", "x"]))
+    assert "needs --text-encoder" in line and "--audio-encoder," not in line
+    line = _one_line_error(_invoke(["train", "--recipe", "xacle-audiomos"]))
+    assert "needs DATA" in line and "XACLE" in line
+    line = _one_line_error(_invoke(["train", "--resume", "--name", "x", "--recipe", "xacle-audiomos"]))
+    assert "drop --recipe" in line
+    line = _one_line_error(_invoke(["train", str(demo), "--loss", "l1", "--clip-tau", "0.2",
+                                    "--runs-dir", str(tmp_path)]))
+    assert "--clip-tau" in line
+
+
+def test_recipe_xacle_audiomos_one_epoch_with_an_explicit_override(demo: Path, tmp_path: Path) -> None:
+    result = _invoke(["train", str(demo), "--recipe", "xacle-audiomos", "--epochs", "1", "--text-encoder", "none",
+                      "--lr", "0.002", "--runs-dir", str(tmp_path), "--name", "xa"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "xa"
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert train["lr"] == 0.002 and train["epochs"] == 1  # flags given win
+    assert (train["accumulate"], train["batch_size"], train["patience"]) == (2, 16, 6)  # the recipe's
+    assert (train["mse_weight"], train["rank_weight"], train["corr_weight"]) == (1.0, 0.5, 0.5)
+    assert train["select_by"] == "srcc" and train["audio_encoder"] == "conv"
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "val_predictions.csv").is_file()
+    assert "BEST SAVED (mean SRCC" in result.output
+
+
+def test_recipe_musiceval_baseline_one_epoch_on_a_tiny_clap(demo: Path, tmp_path: Path) -> None:
+    from fixtures_encoders import make_tiny_clap
+
+    clap = make_tiny_clap(tmp_path / "tiny-clap")
+    result = _invoke(["train", str(demo), "--recipe", "musiceval-baseline", "--epochs", "1", "--batch-size", "4",
+                      "--audio-encoder", str(clap), "--text-encoder", str(clap), "--runs-dir", str(tmp_path / "runs"),
+                      "--name", "me"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "me"
+    saved = json.loads((run / "config.json").read_text())
+    train, model = saved["train"], saved["model"]
+    assert (train["optimizer"], train["schedule"], train["loss"], train["select_by"]) == ("sgd", "constant", "l1", "loss")
+    assert train["batch_size"] == 4 and train["lr"] == 5e-4 and train["finetune_audio"] is True
+    assert model["head"] == "pooled" and model["audio_encoder_kind"] == "clap" and model["finetune_audio"] is True
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [5e-4, 5e-4]  # head and fine-tuned tower
+    assert _metrics(run)[1]["lr"] == 5e-4
+    best = json.loads((run / "best_metrics.json").read_text())
+    assert best["selected_by"] == "loss" and best["epoch"] == 1
+    assert "BEST SAVED (validation loss" in result.output
+    assert (run / "val_predictions.csv").is_file()

@@ -24,7 +24,7 @@ from mos.trainer.run import run_training  # noqa: E402
 
 from fixtures_train import quiet, read_csv, tiny_demo  # noqa: E402
 
-RECIPES = ["musiceval-baseline", "xacle-audiomos", "xacle-clap"]
+RECIPES = ["musiceval-baseline", "musiceval-baseline-exact", "xacle-audiomos", "xacle-clap"]
 
 
 # -- losses -------------------------------------------------------------------------------------
@@ -163,7 +163,8 @@ def test_select_by_loss_keeps_the_epoch_of_lowest_validation_loss(demo: Path, tm
 
 def test_the_shipped_recipes_are_valid_and_say_what_they_reproduce() -> None:
     assert known_recipes() == RECIPES
-    figures = {"musiceval-baseline": ["0.688", "0.543"], "xacle-audiomos": ["0.6247", "0.6449", "3.95"],
+    figures = {"musiceval-baseline": ["0.688", "0.543"], "musiceval-baseline-exact": ["0.688", "0.543"],
+               "xacle-audiomos": ["0.6247", "0.6449", "3.95"],
                "xacle-clap": ["0.584"]}
     for name in RECIPES:
         recipe = load_recipe(name)
@@ -177,6 +178,8 @@ def test_the_shipped_recipes_are_valid_and_say_what_they_reproduce() -> None:
     assert baseline["select_by"] == "loss" and baseline["batch_size"] == 64 and baseline["patience"] == 20
     assert "30 s" in load_recipe("musiceval-baseline").text  # why max_seconds does not apply to CLAP
     assert load_recipe("xacle-clap").settings["listnet_weight"] == 1.0
+    exact = load_recipe("musiceval-baseline-exact").settings
+    assert exact == {**baseline, "encoder_input_rate": 16000}  # the quirk and nothing else
 
 
 def _invoke(args: list[str]):
@@ -260,3 +263,45 @@ def test_recipe_musiceval_baseline_one_epoch_on_a_tiny_clap(demo: Path, tmp_path
     assert best["selected_by"] == "loss" and best["epoch"] == 1
     assert "BEST SAVED (validation loss" in result.output
     assert (run / "val_predictions.csv").is_file()
+
+
+def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(demo: Path, tmp_path: Path) -> None:
+    """The quirk: the model's rate is 16 kHz and its window the CLAP window's 480000 samples (30 s of
+    16 kHz audio), recorded in the checkpoint and the bundle; `mos score` resamples to 16 kHz and
+    gives PyTorch's scores."""
+    import csv
+    import shutil
+
+    from fixtures_encoders import make_tiny_clap
+    from mos.audio import read_audio
+    from mos.trainer.checkpoint import load_model
+
+    clap = make_tiny_clap(tmp_path / "tiny-clap")
+    result = _invoke(["train", str(demo), "--recipe", "musiceval-baseline-exact", "--epochs", "1", "--batch-size", "4",
+                      "--freeze-audio", "--audio-encoder", str(clap), "--text-encoder", "none",
+                      "--runs-dir", str(tmp_path / "runs"), "--name", "ex"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "ex"
+    model_cfg = json.loads((run / "config.json").read_text())["model"]
+    assert (model_cfg["sample_rate"], model_cfg["window_seconds"]) == (16000, 30.0)
+    assert "fed 16000 Hz audio as 48000 Hz" in result.output
+    model, _ = load_model(run)
+    assert model.audio_encoder.front_end.samples == 480000 == int(model.cfg.window_seconds * model.cfg.sample_rate)
+    assert _invoke(["export", str(run)]).exit_code == 0
+    meta = json.loads((run / "bundle" / "mos.json").read_text())
+    assert meta["sample_rate"] == 16000 and meta["window_seconds"] == 30.0
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for wav in sorted(demo.rglob("*.wav"))[:3]:
+        shutil.copy(wav, clips / wav.name)
+    out = tmp_path / "scores.csv"
+    result = _invoke(["score", str(clips), "--bundle", str(run / "bundle"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3
+    target = model.cfg.target_names[0]
+    for row in rows:
+        x = torch.from_numpy(read_audio(row["path"], 16000)).unsqueeze(0)
+        with torch.no_grad():
+            expected = float(model.scores(x, torch.tensor([x.shape[1]]))[0, 0])
+        assert float(row[target]) == pytest.approx(expected, abs=1e-3)

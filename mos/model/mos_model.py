@@ -15,7 +15,7 @@ from torch import nn
 from mos.errors import MosError
 from mos.model.audio_encoder import ConvAudioEncoder
 from mos.model.config import ModelConfig
-from mos.model.encoders import PretrainedAudioEncoder, build_audio_encoder
+from mos.model.encoders import PretrainedAudioEncoder, build_audio_encoder, fed_unresampled
 from mos.model.frontend import LogMel
 from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion, PooledEmbeddings
 
@@ -45,6 +45,8 @@ class MosModel(nn.Module):
         if cfg.pretrained_audio:
             self.frontend: LogMel | None = None
             encoder = audio_encoder or build_audio_encoder(cfg.audio_encoder, cfg.audio_encoder_sha256)
+            # A model trained on audio fed at another rate than the encoder's (encoder_input_rate).
+            encoder.info = fed_unresampled(encoder.info, cfg.sample_rate)
             encoder.freeze(not cfg.finetune_audio)
             self.audio_encoder: nn.Module = encoder
             audio_dim = encoder.out_dim

@@ -56,6 +56,10 @@ class TrainConfig:
     # (CLAP, AST, wav2vec2/HuBERT/WavLM/data2vec-audio): see mos.model.encoders.
     audio_encoder: str = "conv"
     finetune_audio: bool = False  # train a pretrained audio encoder too (frozen by default)
+    # Feed the pretrained encoder audio at this rate as if it were at its own, without resampling
+    # (None: resample to the encoder's rate). Only to reproduce the MusicEval baseline, which feeds
+    # 16 kHz audio to 48 kHz CLAP (recipe musiceval-baseline-exact).
+    encoder_input_rate: int | None = None
     encoder_lr: float = 1e-5  # peak learning rate of a fine-tuned pretrained encoder
     # "fusion" (frames attend to caption tokens), "pooled" (embeddings into an MLP), or "auto":
     # pooled with a pretrained audio encoder, fusion with conv (the better of the two for each in
@@ -106,6 +110,8 @@ class TrainConfig:
             raise MosError(f"--head {self.head}: expected fusion, pooled or auto")
         if not self.head_layers or any(int(n) < 1 for n in self.head_layers):
             raise MosError(f"--head-layers {','.join(map(str, self.head_layers))}: expected positive sizes, e.g. 256,64")
+        if self.encoder_input_rate is not None and (self.audio_encoder == "conv" or self.encoder_input_rate < 1):
+            raise MosError(f"encoder_input_rate {self.encoder_input_rate}: needs a pretrained --audio-encoder and a positive rate")
         if not self.encoder_lr > 0:
             raise MosError(f"--encoder-lr {self.encoder_lr:g}: must be positive")
         if self.finetune_audio and self.audio_encoder == "conv":

@@ -33,7 +33,7 @@ from mos.data.manifest import Item, Manifest
 from mos.errors import MosError
 from mos.metrics import compute_metrics, evaluate_levels
 from mos.model import ModelConfig, MosModel, TargetSpec
-from mos.model.encoders import CONV, EncoderInfo, configure, resolve_audio_encoder
+from mos.model.encoders import CONV, EncoderInfo, configure, fed_unresampled, resolve_audio_encoder
 from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
 from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
@@ -304,6 +304,8 @@ class Trainer:
             model_cfg = ModelConfig.from_dict(resume_ckpt["model_config"])
         else:
             encoder = None if cfg.audio_encoder == CONV else resolve_audio_encoder(cfg.audio_encoder)
+            if encoder is not None and cfg.encoder_input_rate is not None:
+                encoder = fed_unresampled(encoder, cfg.encoder_input_rate)
             model_cfg = build_model_config(cfg, splits.train, encoder, lambda m: console.print(m, markup=False))
         if model_cfg.target_names != splits.train.target_names:
             raise MosError(f"{self.run_dir}: checkpoint targets {model_cfg.target_names} differ from the data's")

@@ -15,6 +15,7 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,21 @@ def resolve_audio_encoder(spec: str) -> EncoderInfo:
     return _family(spec).resolve(spec)
 
 
+def fed_unresampled(info: EncoderInfo, rate: int) -> EncoderInfo:
+    """`info` for audio fed at `rate` Hz to an encoder made for info.sample_rate, without resampling
+    (the MusicEval baseline feeds 16 kHz audio to 48 kHz CLAP): the encoder's window keeps its
+    samples, so it lasts sample_rate / rate times longer. Only for reproducing such a system; a
+    one-line MosError for an encoder without a fixed window."""
+    if rate == info.sample_rate:
+        return info
+    if info.window_seconds is None:
+        raise MosError(f"encoder_input_rate {rate}: only for encoders with a fixed window (CLAP, AST), "
+                       f"not {info.kind}")
+    samples = round(info.window_seconds * info.sample_rate)
+    return replace(info, sample_rate=int(rate), window_seconds=samples / rate,
+                   name=f"{info.name}, fed {rate} Hz audio as {info.sample_rate} Hz (not resampled)")
+
+
 def configure(model_cfg: "ModelConfig", spec: str, info: EncoderInfo, finetune: bool = False) -> list[str]:
     """Record a resolved encoder in `model_cfg`: the spec (a directory or file made absolute), kind,
     sha256, size, sample rate, padding behaviour, and the window when the encoder fixes it.
@@ -90,4 +106,4 @@ def build_audio_encoder(spec: str, expected_sha256: str | None = None) -> Pretra
     return _family(spec).build(info).freeze(True)
 
 
-__all__ = ["AISFX", "CONV", "EncoderInfo", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]
+__all__ = ["AISFX", "CONV", "EncoderInfo", "fed_unresampled", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]

@@ -17,7 +17,6 @@ FLOAT16_ABOVE_MB (hidden-state stacks of speech models).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mos.audio import read_audio
+from mos.bundle import sha256_file
 from mos.data.manifest import Item
 from mos.errors import MosError, one_line
 from mos.files import cache_root, replace_atomically
@@ -41,14 +41,6 @@ OFF = "none"
 def default_cache_root() -> Path:
     """$MOS_CACHE_DIR/features, else ~/.cache/mos/features."""
     return cache_root("features")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -80,7 +72,7 @@ class FeatureCache:
         key = self._keys.get(item.path)
         if key is None:
             try:
-                key = self._keys[item.path] = file_sha256(Path(item.path))
+                key = self._keys[item.path] = sha256_file(Path(item.path))
             except OSError as exc:
                 raise MosError(f"{item.path}: cannot read ({one_line(exc, limit=120)})") from None
         return self.dir / f"{key}.npz"

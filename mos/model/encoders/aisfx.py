@@ -21,7 +21,6 @@ this module follows the paper's layout (time x mel), which its essentia path als
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 import torchaudio
 from torch import nn
 
+from mos.bundle import sha256_file
 from mos.errors import MosError, one_line
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder
 from mos.model.frontend import dft_basis, float32_region, power_spectrogram
@@ -65,14 +65,6 @@ def _version() -> str:
         return "unknown"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def resolve(spec: str) -> EncoderInfo:
     """"aisfx" -> EncoderInfo (44.1 kHz, any length, 512-d per block), or a one-line MosError."""
     path = checkpoint_path()
@@ -83,7 +75,7 @@ def resolve(spec: str) -> EncoderInfo:
         source=str(path),
         sample_rate=SAMPLE_RATE,
         out_dim=OUT_DIM,
-        sha256=_sha256(path),
+        sha256=sha256_file(path),
         window_seconds=None,
         padding_invariant=True,
         parameters=sum(p.numel() for p in EmbeddingNet().parameters()),

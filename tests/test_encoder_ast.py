@@ -161,21 +161,12 @@ def test_a_clip_scores_the_same_alone_or_padded_in_a_batch(encoder) -> None:
     assert (alone[0] - alone[3]).abs().max() > 1e-3
 
 
-class _Frames(torch.nn.Module):
-    def __init__(self, encoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor):
-        return self.encoder(waveform, lengths)
-
-
 def test_onnx_export_and_onnxruntime_parity(encoder, tmp_path: Path) -> None:
     from mos.export.onnx_io import export_torchscript
 
     path = tmp_path / "ast_audio.onnx"
     trace = padded([generated(1.5, 1), generated(2.5, 2)])
-    export_torchscript(_Frames(encoder), trace, path, 17, ["waveform", "lengths"], ["frames", "frame_lengths"],
+    export_torchscript(encoder, trace, path, 17, ["waveform", "lengths"], ["frames", "frame_lengths"],
                        {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
                         "frames": {0: "batch"}, "frame_lengths": {0: "batch"}})
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import PREPROCESSOR, EagerAttention, EncoderInfo, PretrainedAudioEncoder, check_weights_present, read_json
+from mos.model.encoders.base import PREPROCESSOR, EagerAttention, EncoderInfo, WindowEmbeddingEncoder, check_weights_present, read_json
 from mos.model.frontend import dft_basis, float32_region
 from mos.model.text_encoder import load_complete, text_encoder_sha256
 
@@ -156,20 +156,11 @@ class AstFrontEnd(nn.Module):
             return fbank
 
 
-class AstAudioEncoder(PretrainedAudioEncoder):
-    """ASTModel behind its in-graph front end: one pooled embedding per window, frames [B, 1, D]."""
+class AstAudioEncoder(WindowEmbeddingEncoder):
+    """ASTModel behind its in-graph front end (AstFrontEnd): one pooled embedding per window, frames [B, 1, D]."""
 
-    def __init__(self, info: EncoderInfo, front_end: AstFrontEnd, backbone: nn.Module) -> None:
-        super().__init__()
-        self.info = info
-        self.front_end = front_end
-        self.backbone = backbone
-
-    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fbank = self.front_end(waveform, lengths)
-        with float32_region(waveform.device.type):
-            pooled = self.backbone(input_values=fbank).pooler_output
-        return pooled.unsqueeze(1), torch.ones_like(lengths, dtype=torch.int64)
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        return self.backbone(input_values=features).pooler_output
 
 
 def build(info: EncoderInfo) -> AstAudioEncoder:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from mos.errors import MosError, one_line
+from mos.model.frontend import float32_region
 
 PREPROCESSOR = "preprocessor_config.json"  # a transformers directory's feature extractor settings
 
@@ -90,6 +91,26 @@ class PretrainedAudioEncoder(nn.Module):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         return self
+
+
+class WindowEmbeddingEncoder(PretrainedAudioEncoder):
+    """An encoder with a fixed window that gives one embedding per window (CLAP, AST): the in-graph
+    `front_end(waveform, lengths)` feeds `embed`, which gives [B, D]; frames [B, 1, D], one per clip."""
+
+    def __init__(self, info: EncoderInfo, front_end: nn.Module, backbone: nn.Module) -> None:
+        super().__init__()
+        self.info = info
+        self.front_end = front_end
+        self.backbone = backbone
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        return self.backbone(features)
+
+    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.front_end(waveform, lengths)
+        with float32_region(waveform.device.type):
+            emb = self.embed(x)
+        return emb.unsqueeze(1), torch.ones_like(lengths, dtype=torch.int64)
 
 
 def read_json(path: Path) -> dict[str, Any]:

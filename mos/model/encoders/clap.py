@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, PretrainedAudioEncoder, check_weights_present, read_json
+from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, WindowEmbeddingEncoder, check_weights_present, read_json
 from mos.model.frontend import dft_basis, float32_region, power_spectrogram
 from mos.model.text_encoder import l2_normalize, load_complete, text_encoder_sha256
 
@@ -157,20 +157,9 @@ class ClapAudioTower(nn.Module):
         return l2_normalize(self.audio_projection(pooled))
 
 
-class ClapAudioEncoder(PretrainedAudioEncoder):
-    """CLAP's audio tower behind its in-graph front end: one embedding per window, frames [B, 1, D]."""
-
-    def __init__(self, info: EncoderInfo, front_end: ClapFrontEnd, backbone: ClapAudioTower) -> None:
-        super().__init__()
-        self.info = info
-        self.front_end = front_end
-        self.backbone = backbone
-
-    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mel = self.front_end(waveform, lengths)
-        with float32_region(waveform.device.type):
-            emb = self.backbone(mel)
-        return emb.unsqueeze(1), torch.ones_like(lengths, dtype=torch.int64)
+class ClapAudioEncoder(WindowEmbeddingEncoder):
+    """CLAP's audio tower (ClapAudioTower) behind its in-graph front end (ClapFrontEnd): one
+    embedding per window, frames [B, 1, D]."""
 
 
 def build(info: EncoderInfo) -> ClapAudioEncoder:

@@ -44,6 +44,35 @@ def make_table(root: Path, n_signals: int = 6, seconds: float = 0.5, rate: int =
     return table
 
 
+def tiny_musiceval(root: Path, systems: int = 4, prompts: int = 8, seconds: float = 0.5, rate: int = 16000) -> Path:
+    """A MusicEval-layout tree (`wav/`, `sets/{train,dev}_mos_list.txt`, `prompt_info.txt`): each
+    system adds more noise (overall falls with it), each prompt names a pitch and a clip plays it
+    or a wrong one (textual is high when it matches). Prompt 0 and 1 are the dev set. Returns the tree."""
+    tree = root / "MusicEval-phase1"
+    (tree / "wav").mkdir(parents=True, exist_ok=True)
+    (tree / "sets").mkdir(exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    lines: dict[str, list[str]] = {"train": [], "dev": []}
+    prompt_rows = []
+    for p in range(prompts):
+        pitch = 200 + 60 * p
+        prompt_rows.append(f"P{p:03d}\ta steady tone at {pitch} hertz, {'bright' if p % 2 else 'soft'}")
+        for s in range(systems):
+            rng = np.random.default_rng(100 * p + s)
+            matches = (p + s) % 3 != 0
+            freq = pitch if matches else pitch * 1.5
+            audio = 0.3 * np.sin(2 * np.pi * freq * t) + 0.06 * s * rng.standard_normal(len(t))
+            name = f"audiomos2025-track1-S{s:03d}_P{p:03d}.wav"
+            sf.write(tree / "wav" / name, audio.astype(np.float32), rate)
+            overall = 4.6 - 0.9 * s + 0.1 * (p % 3)
+            textual = 4.2 if matches else 1.8
+            lines["dev" if p < 2 else "train"].append(f"{name},{overall:.2f},{textual:.2f}")
+    for split, rows in lines.items():
+        (tree / "sets" / f"{split}_mos_list.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tree / "prompt_info.txt").write_text("\n".join(prompt_rows) + "\n", encoding="utf-8")
+    return tree
+
+
 def quiet() -> tuple[Console, io.StringIO]:
     """A console that records what the trainer prints."""
     buf = io.StringIO()

@@ -10,18 +10,22 @@ from mos.model import ModelConfig, MosModel, TargetSpec  # noqa: E402
 from mos.model.frontend import LogMel  # noqa: E402
 
 
-def _model(text: bool = True) -> MosModel:
+def _model(text: bool = True, **head: object) -> MosModel:
     torch.manual_seed(0)
     cfg = ModelConfig(
         text_encoder="minilm" if text else "none",
         targets=[TargetSpec("overall", 1, 5, 3.0, 0.8), TargetSpec("textual", 1, 5, 3.2, 0.9)],
+        **head,
     )
     return MosModel(cfg).eval()
 
 
-@pytest.mark.parametrize("text", [True, False])
-def test_padding_invariance_eager(text: bool) -> None:
-    model = _model(text)
+PER_TARGET = dict(head="per-target", head_layers=(32, 8), head_activation="none", audio_only_targets=("overall",))
+
+
+@pytest.mark.parametrize("text,head", [(True, {}), (False, {}), (True, PER_TARGET)])
+def test_padding_invariance_eager(text: bool, head: dict) -> None:
+    model = _model(text, **head)
     lengths = [77, 4800, 16000, 52000, 399, 161]
     gen = torch.Generator().manual_seed(1)
     wav = torch.zeros(len(lengths), max(lengths))
@@ -54,6 +58,45 @@ def test_frontend_matches_torch_stft() -> None:
     mel = torch.log(spec @ fe.mel_fbank + 1e-6).transpose(1, 2)
     assert int(frames[0]) == 16000 // cfg.hop_length + 1
     assert torch.allclose(feats[..., : mel.shape[2]], mel, atol=2e-3)
+
+
+def test_per_target_heads_see_what_they_are_given() -> None:
+    """The MusicEval baseline's heads: overall on the pooled audio alone, textual on [audio, text];
+    linear layers only (activation none); a caption change moves textual, never overall."""
+    model = _model(True, **PER_TARGET)
+    audio_dim = model.cfg.audio_dim
+    layers = {name: [type(m).__name__ for m in head] for name, head in model.heads.items()}
+    assert layers == {"overall": ["Linear"] * 3, "textual": ["Linear"] * 3}
+    assert model.heads["overall"][0].in_features == audio_dim
+    assert model.heads["textual"][0].in_features == audio_dim + 384
+    assert [m.out_features for m in model.heads["textual"]] == [32, 8, 1]
+    gen = torch.Generator().manual_seed(2)
+    wav, lengths = torch.randn(2, 8000, generator=gen) * 0.3, torch.tensor([8000, 6000])
+    text_a, text_b = torch.randn(2, 5, 384, generator=gen), torch.randn(2, 5, 384, generator=gen)
+    t_len = torch.tensor([5, 3])
+    with torch.no_grad():
+        a = model(wav, lengths, text_a, t_len)
+        b = model(wav, lengths, text_b, t_len)
+    assert torch.equal(a[:, 0], b[:, 0]) and not torch.allclose(a[:, 1], b[:, 1])
+    # Without activations a head is one affine map: h(x + y) - h(y) = h(x) - h(0); not so with GELU.
+    gelu = _model(True, **{**PER_TARGET, "head_activation": "gelu"})
+    x, y = torch.randn(4, audio_dim, generator=gen), torch.randn(4, audio_dim, generator=gen)
+    zero = torch.zeros(1, audio_dim)
+    with torch.no_grad():
+        for m, affine in ((model, True), (gelu, False)):
+            h = m.heads["overall"]
+            assert torch.allclose(h(x + y) - h(y), h(x) - h(zero), atol=1e-5) == affine
+    assert [type(m).__name__ for m in gelu.heads["overall"]] == ["Linear", "GELU", "Dropout", "Linear", "GELU",
+                                                                 "Dropout", "Linear"]
+
+
+def test_audio_only_targets_must_name_targets_of_a_per_target_head() -> None:
+    from mos.errors import MosError
+
+    with pytest.raises(MosError, match="audio-only targets quality: need --head per-target"):
+        _model(True, head="per-target", audio_only_targets=("quality",))
+    with pytest.raises(MosError, match="need --head per-target"):
+        _model(True, head="pooled", audio_only_targets=("overall",))
 
 
 def test_scores_clamped_to_target_range() -> None:

@@ -22,7 +22,7 @@ from mos.trainer.losses import combined_loss, l1_loss, listnet_loss, ranking_los
 from mos.trainer.recipes import known_recipes, load_recipe  # noqa: E402
 from mos.trainer.run import run_training  # noqa: E402
 
-from fixtures_train import quiet, read_csv, tiny_demo  # noqa: E402
+from fixtures_train import quiet, read_csv, tiny_demo, tiny_musiceval  # noqa: E402
 
 RECIPES = ["musiceval-baseline", "musiceval-baseline-exact", "xacle-audiomos", "xacle-clap"]
 
@@ -90,6 +90,9 @@ def test_bad_loss_optimizer_schedule_and_selection_settings() -> None:
         (dict(schedule="cosine"), "--schedule cosine"),
         (dict(select_by="lcc"), "--select-by lcc"),
         (dict(listnet_weight=-1.0), "--listnet-weight -1"),
+        (dict(head="mlp"), "--head mlp: expected fusion, pooled, per-target or auto"),
+        (dict(head_activation="relu"), "--head-activation relu: expected gelu or none"),
+        (dict(audio_only_targets=["overall"]), "--audio-only-targets overall: needs --head per-target"),
     ]
     for changes, message in cases:
         with pytest.raises(MosError, match=message.replace("-", r"\-")):
@@ -174,6 +177,8 @@ def test_the_shipped_recipes_are_valid_and_say_what_they_reproduce() -> None:
         cfg = TrainConfig(**{**recipe.settings, **{k: "x" for k in recipe.requires}})
         cfg.check()
     baseline = load_recipe("musiceval-baseline").settings
+    assert (baseline["head"], baseline["head_activation"], baseline["audio_only_targets"]) == \
+        ("per-target", "none", ["overall"])
     assert baseline["loss"] == "l1" and baseline["optimizer"] == "sgd" and baseline["schedule"] == "constant"
     assert baseline["select_by"] == "loss" and baseline["batch_size"] == 64 and baseline["patience"] == 20
     assert "30 s" in load_recipe("musiceval-baseline").text  # why max_seconds does not apply to CLAP
@@ -223,6 +228,9 @@ def test_recipe_errors_are_one_line(demo: Path, tmp_path: Path) -> None:
     assert "needs DATA" in line and "XACLE" in line
     line = _one_line_error(_invoke(["train", "--resume", "--name", "x", "--recipe", "xacle-audiomos"]))
     assert "drop --recipe" in line
+    line = _one_line_error(_invoke(["train", str(demo), "--head", "per-target", "--audio-only-targets", "overall",
+                                    "--text-encoder", "none", "--runs-dir", str(tmp_path)]))
+    assert "--audio-only-targets overall:" in line and "has no such target (its targets: score, quality)" in line
     line = _one_line_error(_invoke(["train", str(demo), "--loss", "l1", "--clip-tau", "0.2",
                                     "--runs-dir", str(tmp_path)]))
     assert "--clip-tau" in line
@@ -240,32 +248,85 @@ def test_recipe_xacle_audiomos_one_epoch_with_an_explicit_override(demo: Path, t
     assert train["select_by"] == "srcc" and train["audio_encoder"] == "conv"
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "val_predictions.csv").is_file()
     assert "BEST SAVED (mean SRCC" in result.output
+    # The XACLE submission file for the validation clips, from the exported model.
+    assert _invoke(["export", str(run)]).exit_code == 0
+    submission = tmp_path / "submission.csv"
+    result = _invoke(["score", str(demo), "--split", "validation", "--bundle", str(run / "bundle"),
+                      "--format", "xacle", "--out", str(submission)])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(submission)
+    truth = read_csv(demo / "meta_data" / "validation_average.csv")
+    assert [r["wav_file_name"] for r in rows] == [r["wav_file_name"] for r in truth]
+    predicted = {r["id"]: float(r["score"]) for r in read_csv(run / "val_predictions.csv")}
+    for row in rows:  # the bundle gives what validation in PyTorch gave (rounded to 1e-4 there)
+        assert float(row["pred_score"]) == pytest.approx(predicted[row["wav_file_name"]], abs=2e-3)
 
 
-def test_recipe_musiceval_baseline_one_epoch_on_a_tiny_clap(demo: Path, tmp_path: Path) -> None:
-    from fixtures_encoders import make_tiny_clap
+@pytest.fixture(scope="module")
+def musiceval(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MusicEval-layout tree: 24 train and 8 dev clips of 0.5 s with prompts (overall, textual)."""
+    return tiny_musiceval(tmp_path_factory.mktemp("me"))
+
+
+def _answer_rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()]
+
+
+def test_recipe_musiceval_baseline_one_epoch_then_the_answer_file(musiceval: Path, tmp_path: Path) -> None:
+    """One epoch of the baseline recipe on a tiny CLAP (audio and text): the baseline's two heads
+    (overall on the audio embedding alone, textual on [audio, text], linear layers), SGD at a
+    constant rate, selection by the validation loss; then export and `mos score --format audiomos`
+    on the dev split, whose answer file holds PyTorch's scores."""
+    from fixtures_encoders import PROJECTION, make_tiny_clap
+    from mos.audio import read_audio
+    from mos.model.text_encoder import load_text_encoder
+    from mos.trainer.checkpoint import load_model
 
     clap = make_tiny_clap(tmp_path / "tiny-clap")
-    result = _invoke(["train", str(demo), "--recipe", "musiceval-baseline", "--epochs", "1", "--batch-size", "4",
+    result = _invoke(["train", str(musiceval), "--recipe", "musiceval-baseline", "--epochs", "1", "--batch-size", "4",
                       "--audio-encoder", str(clap), "--text-encoder", str(clap), "--runs-dir", str(tmp_path / "runs"),
                       "--name", "me"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "me"
     saved = json.loads((run / "config.json").read_text())
-    train, model = saved["train"], saved["model"]
+    train, model_cfg = saved["train"], saved["model"]
     assert (train["optimizer"], train["schedule"], train["loss"], train["select_by"]) == ("sgd", "constant", "l1", "loss")
     assert train["batch_size"] == 4 and train["lr"] == 5e-4 and train["finetune_audio"] is True
-    assert model["head"] == "pooled" and model["audio_encoder_kind"] == "clap" and model["finetune_audio"] is True
+    assert model_cfg["head"] == "per-target" and model_cfg["audio_only_targets"] == ["overall"]
+    assert model_cfg["audio_encoder_kind"] == "clap" and model_cfg["finetune_audio"] is True
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [5e-4, 5e-4]  # head and fine-tuned tower
     assert _metrics(run)[1]["lr"] == 5e-4
     best = json.loads((run / "best_metrics.json").read_text())
     assert best["selected_by"] == "loss" and best["epoch"] == 1
     assert "BEST SAVED (validation loss" in result.output
-    assert (run / "val_predictions.csv").is_file()
+    assert "overall [UTTERANCE] MSE=" in result.output and "textual [SYSTEM] MSE=" in result.output  # per level, as the baseline prints
+
+    model, _ = load_model(run)
+    shapes = {name: [(m.in_features, m.out_features) for m in head] for name, head in model.heads.items()}
+    assert shapes == {"overall": [(PROJECTION, 256), (256, 64), (64, 1)],
+                      "textual": [(2 * PROJECTION, 256), (256, 64), (64, 1)]}  # CLAP audio and text: 24 each
+
+    assert _invoke(["export", str(run)]).exit_code == 0
+    answer = tmp_path / "answer.txt"
+    result = _invoke(["score", str(musiceval), "--split", "dev", "--bundle", str(run / "bundle"),
+                      "--format", "audiomos", "--out", str(answer)])
+    assert result.exit_code == 0, result.output
+    rows = _answer_rows(answer)
+    dev = sorted(line.split(",")[0] for line in (musiceval / "sets" / "dev_mos_list.txt").read_text().split())
+    assert sorted(r[0] + ".wav" for r in rows) == dev and all(len(r) == 3 for r in rows)
+    captions = dict(line.split("\t") for line in (musiceval / "prompt_info.txt").read_text().splitlines())
+    text = load_text_encoder(str(clap))
+    for name, overall, textual in rows:
+        x = torch.from_numpy(read_audio(musiceval / "wav" / f"{name}.wav", model.cfg.sample_rate)).unsqueeze(0)
+        (token,) = text.encode([captions[name.rsplit("_", 1)[1]]])  # one pooled feature [1, D]
+        feats, lengths = token.unsqueeze(0), torch.tensor([token.shape[0]])
+        with torch.no_grad():
+            expected = model.scores(x, torch.tensor([x.shape[1]]), feats, lengths)[0]
+        assert [float(overall), float(textual)] == pytest.approx(expected.tolist(), abs=1e-3)
 
 
-def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(demo: Path, tmp_path: Path) -> None:
+def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(musiceval: Path, tmp_path: Path) -> None:
     """The quirk: the model's rate is 16 kHz and its window the CLAP window's 480000 samples (30 s of
     16 kHz audio), recorded in the checkpoint and the bundle; `mos score` resamples to 16 kHz and
     gives PyTorch's scores."""
@@ -277,7 +338,7 @@ def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(demo: P
     from mos.trainer.checkpoint import load_model
 
     clap = make_tiny_clap(tmp_path / "tiny-clap")
-    result = _invoke(["train", str(demo), "--recipe", "musiceval-baseline-exact", "--epochs", "1", "--batch-size", "4",
+    result = _invoke(["train", str(musiceval), "--recipe", "musiceval-baseline-exact", "--epochs", "1", "--batch-size", "4",
                       "--freeze-audio", "--audio-encoder", str(clap), "--text-encoder", "none",
                       "--runs-dir", str(tmp_path / "runs"), "--name", "ex"])
     assert result.exit_code == 0, result.output
@@ -292,16 +353,16 @@ def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(demo: P
     assert meta["sample_rate"] == 16000 and meta["window_seconds"] == 30.0
     clips = tmp_path / "clips"
     clips.mkdir()
-    for wav in sorted(demo.rglob("*.wav"))[:3]:
+    for wav in sorted(musiceval.rglob("*.wav"))[:3]:
         shutil.copy(wav, clips / wav.name)
     out = tmp_path / "scores.csv"
     result = _invoke(["score", str(clips), "--bundle", str(run / "bundle"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
-    target = model.cfg.target_names[0]
+    assert model.cfg.target_names == ["overall", "textual"]
     for row in rows:
         x = torch.from_numpy(read_audio(row["path"], 16000)).unsqueeze(0)
         with torch.no_grad():
-            expected = float(model.scores(x, torch.tensor([x.shape[1]]))[0, 0])
-        assert float(row[target]) == pytest.approx(expected, abs=1e-3)
+            expected = model.scores(x, torch.tensor([x.shape[1]]))[0].tolist()
+        assert [float(row["overall"]), float(row["textual"])] == pytest.approx(expected, abs=1e-3)

@@ -33,9 +33,12 @@ class ModelConfig:
     # time): such clips are batched only with clips of the same length, never padded.
     padding_invariant: bool = True
     # "fusion": frames attend to caption tokens (cross-attention), then pooling; "pooled": the
-    # masked-mean audio embedding (concatenated with the mean text embedding) into an MLP.
+    # masked-mean audio embedding (concatenated with the mean text embedding) into an MLP;
+    # "per-target": one such MLP per target, the targets in audio_only_targets on the audio alone.
     head: str = "fusion"
-    head_layers: tuple[int, ...] = (256, 64)  # the pooled head's hidden layer sizes
+    head_layers: tuple[int, ...] = (256, 64)  # the pooled and per-target heads' hidden layer sizes
+    head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
+    audio_only_targets: tuple[str, ...] = ()
     sample_rate: int = 16000
     n_fft: int = 400  # = the window: no zero-padded DFT bins to compute (22% less front-end work than 512)
     win_length: int = 400
@@ -76,6 +79,7 @@ class ModelConfig:
         d["channels"] = list(self.channels)
         d["strides"] = list(self.strides)
         d["head_layers"] = list(self.head_layers)
+        d["audio_only_targets"] = list(self.audio_only_targets)
         return d
 
     @classmethod
@@ -85,5 +89,6 @@ class ModelConfig:
         d["channels"] = tuple(d.get("channels", cls.channels))
         d["strides"] = tuple(d.get("strides", cls.strides))
         d["head_layers"] = tuple(d.get("head_layers", cls.head_layers))
+        d["audio_only_targets"] = tuple(d.get("audio_only_targets", ()))
         known = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in d.items() if k in known})

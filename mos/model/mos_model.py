@@ -2,7 +2,9 @@
 
 Audio: the built-in conv encoder behind its log-mel front end, or a pretrained encoder
 (mos.model.encoders) that takes the waveform itself. Then a head: cross-attention fusion with the
-caption tokens ("fusion") or pooled embeddings into an MLP ("pooled"); one linear output per target.
+caption tokens ("fusion") or pooled embeddings into an MLP ("pooled"), each with one linear output
+per target; or one MLP per target on the pooled embeddings ("per-target"), where the targets named
+in `audio_only_targets` see the audio embedding alone (the MusicEval baseline's overall head).
 """
 
 from __future__ import annotations
@@ -22,11 +24,20 @@ from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion, PooledEmbed
 BACKBONE_PREFIX = "audio_encoder.backbone."
 
 
-def mlp(sizes: list[int], dropout: float) -> nn.Sequential:
-    """Linear -> GELU -> Dropout for each consecutive pair of `sizes`."""
+HEAD_ACTIVATIONS = ("gelu", "none")
+
+
+def mlp(sizes: list[int], dropout: float, activation: str = "gelu", last_linear: bool = False) -> nn.Sequential:
+    """Linear -> GELU -> Dropout for each consecutive pair of `sizes`; with activation "none"
+    Linear layers alone. `last_linear`: the last pair is a bare Linear (an output layer)."""
+    if activation not in HEAD_ACTIVATIONS:
+        raise MosError(f"head activation {activation!r}: expected {' or '.join(HEAD_ACTIVATIONS)}")
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.GELU(), nn.Dropout(dropout)]
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    for i, (a, b) in enumerate(pairs):
+        layers.append(nn.Linear(a, b))
+        if activation == "gelu" and not (last_linear and i == len(pairs) - 1):
+            layers += [nn.GELU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
 
@@ -55,8 +66,19 @@ class MosModel(nn.Module):
             self.audio_encoder = ConvAudioEncoder(cfg)
             audio_dim = self.audio_encoder.out_dim
         cfg.audio_dim = int(audio_dim)
-        if cfg.head == "pooled":
+        unknown = sorted(set(cfg.audio_only_targets) - set(cfg.target_names))
+        if unknown or (cfg.audio_only_targets and cfg.head != "per-target"):
+            raise MosError(f"audio-only targets {', '.join(cfg.audio_only_targets)}: need --head per-target and "
+                           f"names among this model's targets ({', '.join(cfg.target_names)})")
+        if cfg.head == "per-target":
+            # Each target its own MLP (ending in its output layer) on the pooled embeddings.
             self.fusion: nn.Module = PooledEmbeddings(audio_dim, cfg.text_dim if cfg.uses_text else 0)
+            self.trunk = nn.Identity()
+            self.heads = nn.ModuleDict({
+                name: mlp([self.head_input_dim(name), *cfg.head_layers, 1], cfg.dropout, cfg.head_activation, True)
+                for name in cfg.target_names})
+        elif cfg.head == "pooled":
+            self.fusion = PooledEmbeddings(audio_dim, cfg.text_dim if cfg.uses_text else 0)
             sizes = [self.fusion.out_dim, *cfg.head_layers]
         elif cfg.head == "fusion":
             if cfg.uses_text:
@@ -65,13 +87,21 @@ class MosModel(nn.Module):
                 self.fusion = AudioOnlyPooling(audio_dim, cfg.hidden)
             sizes = [self.fusion.out_dim, cfg.hidden]
         else:
-            raise MosError(f"head {cfg.head!r}: expected 'fusion' or 'pooled'")
-        self.trunk = mlp(sizes, cfg.dropout)
-        self.heads = nn.ModuleDict({t.name: nn.Linear(sizes[-1], 1) for t in cfg.targets})
+            raise MosError(f"head {cfg.head!r}: expected 'fusion', 'pooled' or 'per-target'")
+        if cfg.head != "per-target":
+            self.trunk = mlp(sizes, cfg.dropout, cfg.head_activation if cfg.head == "pooled" else "gelu")
+            self.heads = nn.ModuleDict({t.name: nn.Linear(sizes[-1], 1) for t in cfg.targets})
         self.register_buffer("target_mean", torch.tensor([t.mean for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_std", torch.tensor([t.std for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_low", torch.tensor([t.low for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_high", torch.tensor([t.high for t in cfg.targets], dtype=torch.float32))
+
+    def head_input_dim(self, target: str) -> int:
+        """What a per-target head sees: the audio embedding, with the caption embedding unless the
+        target is audio-only (or the model has no text)."""
+        if target in self.cfg.audio_only_targets or not self.cfg.uses_text:
+            return self.cfg.audio_dim
+        return self.cfg.audio_dim + self.cfg.text_dim
 
     # -- the two halves of forward ---------------------------------------------------------------
     def encode_audio(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +125,10 @@ class MosModel(nn.Module):
             pooled = self.fusion(audio, audio_lengths, text, text_lengths)
         else:
             pooled = self.fusion(audio, audio_lengths)
+        if self.cfg.head == "per-target":
+            audio_only = pooled[:, : self.cfg.audio_dim]
+            return torch.cat([self.heads[name](audio_only if name in self.cfg.audio_only_targets else pooled)
+                              for name in self.cfg.target_names], dim=-1)
         hidden = self.trunk(pooled)
         return torch.cat([self.heads[name](hidden) for name in self.cfg.target_names], dim=-1)
 

@@ -65,7 +65,10 @@ class TrainConfig:
     # pooled with a pretrained audio encoder, fusion with conv (the better of the two for each in
     # the MUSHRA cross-validation, benchmarks/README.md).
     head: str = "auto"
-    head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled head's hidden sizes
+    # "per-target": one pooled MLP per target; those in audio_only_targets see the audio alone.
+    head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled/per-target heads' hidden sizes
+    head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
+    audio_only_targets: list[str] = field(default_factory=list)
     # Where a frozen encoder's features are cached (None: $MOS_CACHE_DIR/features or
     # ~/.cache/mos/features; "none": no cache, the encoder runs on every batch).
     feature_cache: str | None = None
@@ -106,8 +109,12 @@ class TrainConfig:
                 raise MosError(f"--{name.replace('_', '-')} {value:g}: must not be negative")
         if self.lr < 0:
             raise MosError(f"--lr {self.lr:g}: must not be negative")
-        if self.head not in ("auto", "fusion", "pooled"):
-            raise MosError(f"--head {self.head}: expected fusion, pooled or auto")
+        if self.head not in ("auto", "fusion", "pooled", "per-target"):
+            raise MosError(f"--head {self.head}: expected fusion, pooled, per-target or auto")
+        if self.head_activation not in ("gelu", "none"):
+            raise MosError(f"--head-activation {self.head_activation}: expected gelu or none")
+        if self.audio_only_targets and self.head != "per-target":
+            raise MosError(f"--audio-only-targets {','.join(self.audio_only_targets)}: needs --head per-target")
         if not self.head_layers or any(int(n) < 1 for n in self.head_layers):
             raise MosError(f"--head-layers {','.join(map(str, self.head_layers))}: expected positive sizes, e.g. 256,64")
         if self.encoder_input_rate is not None and (self.audio_encoder == "conv" or self.encoder_input_rate < 1):

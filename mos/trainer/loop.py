@@ -136,7 +136,12 @@ def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo |
         targets.append(TargetSpec(t.name, float(t.low), float(t.high), float(values.mean()), std))
     model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
                             window_seconds=float(cfg.max_seconds), head=cfg.model_head,
-                            head_layers=tuple(int(n) for n in cfg.head_layers))
+                            head_layers=tuple(int(n) for n in cfg.head_layers),
+                            head_activation=cfg.head_activation, audio_only_targets=tuple(cfg.audio_only_targets))
+    unknown = [t for t in cfg.audio_only_targets if t not in train.target_names]
+    if unknown:
+        raise MosError(f"--audio-only-targets {','.join(unknown)}: {train.source} has no such target "
+                       f"(its targets: {', '.join(train.target_names)})")
     if encoder is not None:
         for line in configure(model_cfg, cfg.audio_encoder, encoder, cfg.finetune_audio):
             if note is not None:

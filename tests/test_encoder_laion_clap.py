@@ -186,12 +186,54 @@ def test_a_changed_checkpoint_is_refused(original, cache: Path, tmp_path: Path) 
     one_line_error(build_audio_encoder, str(other), pinned, match="differ from the ones the model was trained with")
 
 
-@pytest.mark.parametrize("layout", ["bare state dict", "no module. prefix"])
+def save_as_released(state: dict, path: Path) -> Path:
+    """As LAION-CLAP's released checkpoints are: pickle protocol 4 (which torch's weights-only
+    reader does not read) with numpy scalars among the metadata, named by numpy 1's module path."""
+    import zipfile
+
+    torch.save({"state_dict": state, "epoch": 15, "esc_acc": np.float64(0.9014), "steps": np.int64(96000)},
+               path, pickle_protocol=4)
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as out:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"\x8c\x16numpy._core.multiarray", b"\x8c\x15numpy.core.multiarray")
+                assert b"numpy.core.multiarray" in data
+            out.writestr(info, data)
+    return path
+
+
+def test_pickle_protocol_4_streams_rewritten_to_protocol_2_mean_the_same() -> None:
+    import pickle
+    import pickletools
+
+    from mos.model.encoders.pickle_compat import to_protocol2
+
+    shared = ["x"] * 3
+    value = {"names": [f"layer.{i}.weight" for i in range(300)], "again": "layer.7.weight", "raw": b"\x00\xff\x80",
+             "big": b"z" * 300, "nested": (1, 2.5, None, True, {"k": shared}), "same": shared,
+             "global": pickle.dumps, "long": "\u00e9" * 70000}
+    stream = pickle.dumps(value, protocol=4)
+    rewritten = to_protocol2(stream, "x")
+    opcodes = {op.name for op, _, _ in pickletools.genops(rewritten)}
+    assert not opcodes & {"FRAME", "MEMOIZE", "STACK_GLOBAL", "SHORT_BINUNICODE", "SHORT_BINBYTES", "BINBYTES"}
+    assert "LONG_BINPUT" in opcodes  # more than 256 memo entries
+    back = pickle.loads(rewritten)
+    assert back == value and back["same"] is back["nested"][4]["k"]  # shared objects stay shared
+    assert to_protocol2(pickle.dumps(value, protocol=2), "x") == pickle.dumps(value, protocol=2)
+
+
+@pytest.mark.parametrize("layout", ["bare state dict", "no module. prefix", "as released"])
 def test_other_checkpoint_layouts(original, cache: Path, tmp_path: Path, layout: str) -> None:
     directory, model, _ = original
     path = tmp_path / "other.pt"
     if layout == "bare state dict":
         torch.save(to_laion(model.state_dict()), path)
+    elif layout == "as released":
+        save_as_released(to_laion(model.state_dict()), path)
+        with pytest.raises(Exception, match="Unsupported operand"):  # what torch.load alone says
+            torch.load(path, weights_only=True)
     else:
         save_checkpoint(to_laion(model.state_dict(), prefix=""), path)
     clip = [generated(2.0, 4)]

@@ -32,6 +32,7 @@ from torch import nn
 from mos.bundle import sha256_file
 from mos.errors import MosError, one_line
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder
+from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals
 from mos.model.frontend import dft_basis, float32_region, power_spectrogram
 
 KIND = "aisfx"
@@ -185,17 +186,8 @@ class AisfxAudioEncoder(PretrainedAudioEncoder):
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """The embedding network's tensors from the package's checkpoint (a (state_dict, datasets)
     pair whose dataset table holds numpy integers), read with weights_only=True."""
-    import numpy as np
-
     try:
-        from numpy._core.multiarray import scalar  # numpy >= 2
-    except ImportError:
-        from numpy.core.multiarray import scalar
-    # The checkpoint names the scalar reconstructor by its numpy 1 path; its integers are int64.
-    allowed = [np.dtype, type(np.dtype(np.int64)), (scalar, "numpy.core.multiarray.scalar")]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = load_weights_only(path, numpy_scalar_globals())
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a one-line error
         raise MosError(f"{path}: not a readable aisfx checkpoint ({one_line(exc, limit=160)}); reinstall with `{INSTALL}`") from None
     state = loaded[0] if isinstance(loaded, (tuple, list)) else loaded

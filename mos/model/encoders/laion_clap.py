@@ -37,6 +37,7 @@ from mos.errors import MosError, one_line
 from mos.files import cache_root
 from mos.model.encoders import clap
 from mos.model.encoders.base import EncoderInfo
+from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals
 
 CACHE_NAME = "laion-clap"
 WEIGHTS = "model.safetensors"
@@ -95,7 +96,10 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise MosError(f"{path}: no such file (a LAION-CLAP checkpoint, e.g. music_audioset_epoch_15_esc_90.14.pt)")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        # The released checkpoints are pickled with protocol 4 and hold numpy scalars.
+        loaded = load_weights_only(path, numpy_scalar_globals(), scratch=cache_root() / "laion-clap")
+    except MosError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a one-line error
         raise MosError(f"{path}: not a checkpoint torch can read safely (weights_only): {one_line(exc, limit=160)}") from None
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None

@@ -1,0 +1,140 @@
+"""Checkpoints torch's weights-only reader refuses for their pickle protocol, made readable by it.
+
+`torch.load(weights_only=True)` reads pickle protocol 2 only: a checkpoint saved with protocol 4
+(the FRAME, MEMOIZE, STACK_GLOBAL, SHORT_BINUNICODE and SHORT_BINBYTES opcodes), as LAION-CLAP's
+released checkpoints are, fails with "Unsupported operand 149". `load_weights_only` rewrites such
+a checkpoint's `data.pkl` into the protocol-2 opcodes that mean the same (a global named in the
+stream instead of from the stack, strings and bytes as protocol 2 writes them, memo entries by
+index) into a temporary copy of the archive, and reads that with `torch.load(weights_only=True)`:
+the globals it may build are still only the ones torch allows plus `allowed`. Nothing is unpickled
+here; the rewrite only moves bytes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import pickletools
+import shutil
+import struct
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mos.errors import MosError
+
+_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
+_BYTES = {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
+_GETS = {"BINGET", "LONG_BINGET", "GET"}
+_PUTS = {"BINPUT", "LONG_BINPUT", "PUT"}
+
+
+def _unicode(text: str) -> bytes:
+    data = text.encode("utf-8", "surrogatepass")
+    return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+
+def _put(index: int) -> bytes:
+    return pickle.BINPUT + bytes([index]) if index < 256 else pickle.LONG_BINPUT + struct.pack("<I", index)
+
+
+def _get(index: int) -> bytes:
+    return pickle.BINGET + bytes([index]) if index < 256 else pickle.LONG_BINGET + struct.pack("<I", index)
+
+
+def to_protocol2(data: bytes, where: str) -> bytes:
+    """A protocol-4 pickle stream as the protocol-2 stream with the same meaning (a protocol-2
+    stream comes back unchanged); a one-line MosError for opcodes that have no such rewrite."""
+    ops = list(pickletools.genops(data))
+    if not ops or ops[0][0].name != "PROTO" or ops[0][1] <= 2:
+        return data
+    out: list[tuple[bytes, str | None]] = []  # (bytes, the string it pushes, if it is a string push)
+    strings: dict[int, str] = {}  # memo index -> string; strings are pushed as literals, never memoised
+    memo_size = 0
+    ends = [pos for _, _, pos in ops[1:]] + [len(data)]
+    for (op, arg, pos), end in zip(ops, ends):
+        name = op.name
+        if name == "PROTO":
+            out.append((pickle.PROTO + bytes([2]), None))
+        elif name == "FRAME":
+            continue
+        elif name in _STRINGS:
+            out.append((_unicode(arg), arg))
+        elif name in _BYTES:
+            # Protocol 2 writes bytes as _codecs.encode(latin-1 text, "latin1").
+            out.append((pickle.GLOBAL + b"_codecs\nencode\n" + _unicode(arg.decode("latin1")) + _unicode("latin1")
+                        + pickle.TUPLE2 + pickle.REDUCE, None))
+        elif name == "MEMOIZE" or name in _PUTS:
+            index = memo_size if name == "MEMOIZE" else int(arg)
+            memo_size = max(memo_size, index + 1)
+            if out and out[-1][1] is not None:
+                strings[index] = out[-1][1]
+            else:
+                out.append((_put(index), None))
+        elif name in _GETS:
+            index = int(arg)
+            out.append((_unicode(strings[index]), strings[index]) if index in strings else (_get(index), None))
+        elif name == "STACK_GLOBAL":
+            if len(out) < 2 or out[-1][1] is None or out[-2][1] is None:
+                raise MosError(f"{where}: a pickle global whose module and name are not plain strings")
+            module, qualname = out[-2][1], out[-1][1]
+            del out[-2:]
+            out.append((pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"), None))
+        elif name in ("NEWOBJ_EX", "BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER", "ADDITEMS", "EMPTY_SET",
+                      "FROZENSET"):
+            raise MosError(f"{where}: pickle opcode {name} (protocol {ops[0][1]}) has no protocol-2 form")
+        else:
+            out.append((data[pos:end], None))
+    return b"".join(chunk for chunk, _ in out)
+
+
+def numpy_scalar_globals() -> list[Any]:
+    """What a checkpoint holding numpy scalars (a score, an integer count) needs beyond torch's
+    own allow-list: the scalar rebuilder, under numpy 1's name too, and the dtypes of the numbers."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import scalar
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    return [np.dtype, *dtypes, scalar, (scalar, "numpy.core.multiarray.scalar")]
+
+
+def _pickle_name(archive: zipfile.ZipFile) -> str | None:
+    return next((n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")), None)
+
+
+def load_weights_only(path: Path, allowed: Sequence[Any] = (), scratch: Path | None = None) -> Any:
+    """`torch.load(path, weights_only=True)` with the globals in `allowed` too; a zip checkpoint
+    pickled with protocol 4 is rewritten to protocol 2 first, into a temporary copy in `scratch`
+    (default: the system's temporary folder; it needs the checkpoint's size for a moment)."""
+    with torch.serialization.safe_globals(list(allowed)):
+        try:
+            with warnings.catch_warnings():  # torch warns of the protocol before it fails on it
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "Unsupported operand" not in str(exc) or not zipfile.is_zipfile(path):
+                raise
+        with zipfile.ZipFile(path) as archive:
+            name = _pickle_name(archive)
+            if name is None:
+                raise MosError(f"{path}: a zip file without data.pkl is not a torch checkpoint")
+            stream = to_protocol2(archive.read(name), str(path))
+            if scratch is not None:
+                scratch.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="mos-pickle-", dir=scratch) as tmp:
+                copy = Path(tmp) / "checkpoint.pt"
+                with zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as out:
+                    for info in archive.infolist():
+                        if info.filename == name:
+                            out.writestr(info.filename, stream)
+                        else:
+                            with archive.open(info) as src, out.open(info.filename, "w", force_zip64=True) as dst:
+                                shutil.copyfileobj(src, dst, 1 << 20)
+                return torch.load(copy, map_location="cpu", weights_only=True)

@@ -97,7 +97,7 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
         raise MosError(f"{path}: no such file (a LAION-CLAP checkpoint, e.g. music_audioset_epoch_15_esc_90.14.pt)")
     try:
         # The released checkpoints are pickled with protocol 4 and hold numpy scalars.
-        loaded = load_weights_only(path, numpy_scalar_globals(), scratch=cache_root() / "laion-clap")
+        loaded = load_weights_only(path, numpy_scalar_globals(), scratch=cache_root(CACHE_NAME))
     except MosError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a one-line error

@@ -80,6 +80,11 @@ class Bundle:
         return bool(self.meta["audio"].get("padding_invariant", True))
 
     @property
+    def predicts_spread(self) -> bool:
+        """True when audio.onnx also outputs each target's listener spread (`<target>_std`)."""
+        return bool(self.meta["audio"].get("spread", False))
+
+    @property
     def uses_text(self) -> bool:
         return self.meta.get("text") is not None
 

@@ -31,8 +31,9 @@ def ms_per_clip(
 
 
 def scores_alone(engine: ScoreEngine, clips: Sequence[np.ndarray], captions: Sequence[str | None]) -> np.ndarray:
-    """[n_clips, n_targets]: each clip scored as one segment in a batch of one (no windowing)."""
-    return engine.score_segments(list(clips), list(captions), 1)
+    """[n_clips, n_targets (+ n_targets spreads)]: each clip scored as one segment in a batch of
+    one (no windowing), unclamped."""
+    return engine.unpack(engine.score_segments(list(clips), list(captions), 1))
 
 
 def padding_gap(
@@ -40,7 +41,7 @@ def padding_gap(
 ) -> tuple[float, int, int]:
     """(max |batched - alone|, clip index, target index) over one zero-padded batch of `clips`."""
     alone = scores_alone(engine, clips, captions)
-    batched = engine.score_segments(list(clips), list(captions), len(clips))
+    batched = engine.unpack(engine.score_segments(list(clips), list(captions), len(clips)))
     diff = np.abs(batched - alone)
     i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
     return float(diff[i, j]), int(i), int(j)

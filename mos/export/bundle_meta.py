@@ -90,7 +90,13 @@ def build_meta(
         "text": text,
         "audio": {"model": "audio.onnx", "inputs": audio_inputs, "outputs": audio_outputs,
                   "outputs_clamped": False, "postprocess": POSTPROCESS,
-                  "padding_invariant": bool(cfg.padding_invariant), "encoder": encoder_meta(model)},
+                  "padding_invariant": bool(cfg.padding_invariant), "encoder": encoder_meta(model),
+                  **({"spread": True, "distribution": {
+                      "bins": int(cfg.distribution_bins),
+                      "smoothing": [cfg.smoothing_width(t) for t in cfg.targets],
+                      "spread_outputs": "<target>_std: the listener spread (std of single ratings), "
+                                        "smoothing removed; average a long clip's windows as a mixture"}}
+                     if cfg.predicts_spread else {})},
         "variants": variants,
         "training": {
             "data": ckpt.get("data"),

@@ -66,11 +66,11 @@ def convert_fp16(reference: ScoreEngine, out: Path, clip: np.ndarray, caption: s
     seconds = len(clip) / reference.sample_rate
     try:
         engine = ScoreEngine(reference.bundle, EngineOptions(device="cpu"), audio_path=out, text=reference.text)
-        got = engine.score_segments([clip], [caption], 1)
+        got = engine.unpack(engine.score_segments([clip], [caption], 1))
     except Exception as exc:  # CPU kernels for some fp16 ops may be missing: GPU-only then
         return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, False, None,
                           f"passes onnx.checker; ORT CPU cannot run it ({one_line(exc, limit=200)}); meant for CUDA")
-    ref = reference.score_segments([clip], [caption], 1)
+    ref = reference.unpack(reference.score_segments([clip], [caption], 1))
     diff = float(np.abs(got - ref).max())
     return Fp16Report(out, fp32.stat().st_size, out.stat().st_size, True, diff,
                       f"runs on ORT CPU; max abs diff to fp32 {diff:.2e} on a {seconds:g} s clip")

@@ -194,9 +194,13 @@ def _torch_scores(model: Any, clips: Sequence[np.ndarray], captions: Sequence[st
             if encoder is not None and captions is not None:
                 feats, feat_lengths = pad_token_features([f.numpy() for f in encoder.encode([captions[i]])])
                 text, text_lengths = torch.from_numpy(feats), torch.from_numpy(feat_lengths)
-                rows.append(model.scores(wave, lengths, text, text_lengths, clamp=False)[0].numpy())
             else:
-                rows.append(model.scores(wave, lengths, clamp=False)[0].numpy())
+                text = text_lengths = None
+            if model.cfg.predicts_spread:  # scores, then spreads, as the runtime's columns
+                scores, spread = model.scores_and_spread(wave, lengths, text, text_lengths, clamp=False)
+                rows.append(torch.cat([scores, spread], dim=-1)[0].numpy())
+            else:
+                rows.append(model.scores(wave, lengths, text, text_lengths, clamp=False)[0].numpy())
     return np.stack(rows).astype(np.float32)
 
 
@@ -231,9 +235,9 @@ def _check_parity(
     if worst <= PARITY_TOL:
         detail = (f"{name}: ORT vs PyTorch on {len(clips)} clips "
                   f"({', '.join(f'{len(c) / bundle.sample_rate:g}' for c in clips)} s): "
-                  f"max abs diff {_fmt(worst)} ({seconds:g} s, '{names[j]}'; tolerance {_fmt(PARITY_TOL)})")
+                  f"max abs diff {_fmt(worst)} ({seconds:g} s, '{(engine.targets + engine.spread_names)[j]}'; tolerance {_fmt(PARITY_TOL)})")
     else:
-        detail = (f"{name}: {seconds:.1f} s clip differs from PyTorch by {_fmt(worst)} on '{names[j]}' "
+        detail = (f"{name}: {seconds:.1f} s clip differs from PyTorch by {_fmt(worst)} on '{(engine.targets + engine.spread_names)[j]}' "
                   f"(tolerance {_fmt(PARITY_TOL)})")
     report.checks.append(Check("parity", worst <= PARITY_TOL, detail, worst, PARITY_TOL))
     return ort_scores
@@ -256,7 +260,7 @@ def _padding_case(bundle: Bundle, engine: ScoreEngine, label: str, tol: float, r
                   f"vs alone: max abs diff {_fmt(worst)} (tolerance {_fmt(tol)})")
     else:
         detail = (f"{label}: the {secs} clip scores {_fmt(worst)} differently padded in a batch than alone "
-                  f"on '{bundle.target_names[j]}' (tolerance {_fmt(tol)})")
+                  f"on '{(engine.targets + engine.spread_names)[j]}' (tolerance {_fmt(tol)})")
     report.checks.append(Check(f"padding {label}", worst <= tol, detail, worst, tol))
 
 
@@ -267,8 +271,9 @@ def _check_int8(
     name = bundle.meta["variants"]["int8"]
     int8 = ScoreEngine(bundle, EngineOptions(device="cpu", int8=True), text=fp32.text)
     _padding_case(bundle, int8, name, INT8_PADDING_TOL, report)
+    t = len(bundle.targets)  # the scores (a distribution model's spreads follow them, not gated here)
     got = scores_alone(int8, clips, captions)
-    mae = np.abs(got - fp32_scores).mean(axis=0)
+    mae = np.abs(got[:, :t] - fp32_scores[:, :t]).mean(axis=0)
     widths = np.array([t.high - t.low for t in bundle.targets])
     tol = INT8_MAE_FRACTION * widths
     ratio = mae / tol
@@ -289,7 +294,7 @@ def _check_fp16(bundle: Bundle, fp32: ScoreEngine, clip: np.ndarray, caption: st
     name = bundle.meta["variants"]["fp16"]
     try:
         fp16 = ScoreEngine(bundle, EngineOptions(device="cpu"), audio_path=bundle.audio_model("fp16"), text=fp32.text)
-        got = fp16.score_segments([clip], [caption], 1)[0]
+        got = fp16.unpack(fp16.score_segments([clip], [caption], 1))[0]
     except Exception as exc:  # no CPU kernel for an fp16 op: a GPU-only variant
         report.notes.append(f"{name}: passes onnx.checker; ORT CPU cannot run it "
                             f"({one_line(exc, limit=120)})")

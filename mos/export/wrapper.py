@@ -8,6 +8,7 @@ import copy
 import torch
 from torch import nn
 
+from mos.distribution import spread_column
 from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT
 from mos.model import MosModel
 
@@ -45,7 +46,8 @@ def with_2d_convs(model: MosModel) -> MosModel:
 
 class AudioExport(nn.Module):
     """forward(waveform, lengths[, text, text_lengths]) -> tuple of [batch] scores, one per target,
-    on the target's scale and not clamped to its range."""
+    on the target's scale and not clamped to its range; then, for a distribution model, each
+    target's listener spread (`<target>_std`)."""
 
     def __init__(self, model: MosModel) -> None:
         super().__init__()
@@ -54,6 +56,9 @@ class AudioExport(nn.Module):
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor, *text: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feats, feat_lengths = (text[0], text[1]) if text else (None, None)
+        if self.model.cfg.predicts_spread:
+            scores, spread = self.model.scores_and_spread(waveform, lengths, feats, feat_lengths, clamp=False)
+            return tuple(scores[:, j] for j in range(self.n_targets)) + tuple(spread[:, j] for j in range(self.n_targets))
         scores = self.model.scores(waveform, lengths, feats, feat_lengths, clamp=False)
         return tuple(scores[:, j] for j in range(self.n_targets))
 
@@ -63,7 +68,8 @@ def audio_input_names(model: MosModel) -> list[str]:
 
 
 def audio_output_names(model: MosModel) -> list[str]:
-    return list(model.cfg.target_names)
+    names = list(model.cfg.target_names)
+    return names + ([spread_column(n) for n in names] if model.cfg.predicts_spread else [])
 
 
 def audio_dynamic_axes(inputs: list[str], outputs: list[str]) -> dict[str, dict[int, str]]:

@@ -39,6 +39,10 @@ class ModelConfig:
     head_layers: tuple[int, ...] = (256, 64)  # the pooled and per-target heads' hidden layer sizes
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
     audio_only_targets: tuple[str, ...] = ()
+    # > 0: each target's head predicts probabilities over this many equal bins of its range (the
+    # score is their mean, the listener spread their deconvolved std; mos.distribution).
+    distribution_bins: int = 0
+    distribution_width: float = 0.0  # the targets' Gaussian smoothing on the scale (0: one bin)
     sample_rate: int = 16000
     n_fft: int = 400  # = the window: no zero-padded DFT bins to compute (22% less front-end work than 512)
     win_length: int = 400
@@ -69,6 +73,16 @@ class ModelConfig:
     @property
     def pretrained_audio(self) -> bool:
         return self.audio_encoder_kind != "conv"
+
+    @property
+    def predicts_spread(self) -> bool:
+        return self.distribution_bins > 0
+
+    def smoothing_width(self, target: TargetSpec) -> float:
+        """The Gaussian smoothing of a distribution target on its scale (default: one bin)."""
+        if self.distribution_width > 0:
+            return float(self.distribution_width)
+        return (target.high - target.low) / max(self.distribution_bins, 1)
 
     @property
     def target_names(self) -> list[str]:

@@ -5,15 +5,20 @@ Audio: the built-in conv encoder behind its log-mel front end, or a pretrained e
 caption tokens ("fusion") or pooled embeddings into an MLP ("pooled"), each with one linear output
 per target; or one MLP per target on the pooled embeddings ("per-target"), where the targets named
 in `audio_only_targets` see the audio embedding alone (the MusicEval baseline's overall head).
+With `distribution_bins` each output is a distribution over the target's range instead of one
+number: the score is its mean, and `spread` its standard deviation with the training targets'
+smoothing taken out (the listener spread; mos.distribution).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
+from mos.distribution import bin_centers
 from mos.errors import MosError
 from mos.model.audio_encoder import ConvAudioEncoder
 from mos.model.config import ModelConfig
@@ -70,12 +75,13 @@ class MosModel(nn.Module):
         if unknown or (cfg.audio_only_targets and cfg.head != "per-target"):
             raise MosError(f"audio-only targets {', '.join(cfg.audio_only_targets)}: need --head per-target and "
                            f"names among this model's targets ({', '.join(cfg.target_names)})")
+        outputs = cfg.distribution_bins or 1  # per target: one score, or one logit per bin
         if cfg.head == "per-target":
             # Each target its own MLP (ending in its output layer) on the pooled embeddings.
             self.fusion: nn.Module = PooledEmbeddings(audio_dim, cfg.text_dim if cfg.uses_text else 0)
             self.trunk = nn.Identity()
             self.heads = nn.ModuleDict({
-                name: mlp([self.head_input_dim(name), *cfg.head_layers, 1], cfg.dropout, cfg.head_activation, True)
+                name: mlp([self.head_input_dim(name), *cfg.head_layers, outputs], cfg.dropout, cfg.head_activation, True)
                 for name in cfg.target_names})
         elif cfg.head == "pooled":
             self.fusion = PooledEmbeddings(audio_dim, cfg.text_dim if cfg.uses_text else 0)
@@ -90,7 +96,12 @@ class MosModel(nn.Module):
             raise MosError(f"head {cfg.head!r}: expected 'fusion', 'pooled' or 'per-target'")
         if cfg.head != "per-target":
             self.trunk = mlp(sizes, cfg.dropout, cfg.head_activation if cfg.head == "pooled" else "gelu")
-            self.heads = nn.ModuleDict({t.name: nn.Linear(sizes[-1], 1) for t in cfg.targets})
+            self.heads = nn.ModuleDict({t.name: nn.Linear(sizes[-1], outputs) for t in cfg.targets})
+        if cfg.distribution_bins:
+            centers = [bin_centers(t.low, t.high, cfg.distribution_bins) for t in cfg.targets]
+            self.register_buffer("bin_centers", torch.tensor(np.stack(centers), dtype=torch.float32))
+            self.register_buffer("bin_width", torch.tensor([cfg.smoothing_width(t) for t in cfg.targets],
+                                                           dtype=torch.float32))
         self.register_buffer("target_mean", torch.tensor([t.mean for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_std", torch.tensor([t.std for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_low", torch.tensor([t.low for t in cfg.targets], dtype=torch.float32))
@@ -119,6 +130,16 @@ class MosModel(nn.Module):
         text_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Audio frames (+ caption token features) -> normalised predictions [B, n_targets]."""
+        return self.normalised(self.head_outputs(audio, audio_lengths, text, text_lengths))
+
+    def head_outputs(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        text: torch.Tensor | None = None,
+        text_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The heads' raw outputs [B, n_targets, K]: K = 1 normalised score, or K = bins logits."""
         if self.cfg.uses_text:
             if text is None or text_lengths is None:
                 raise ValueError("this model needs caption features (text, text_lengths)")
@@ -127,10 +148,40 @@ class MosModel(nn.Module):
             pooled = self.fusion(audio, audio_lengths)
         if self.cfg.head == "per-target":
             audio_only = pooled[:, : self.cfg.audio_dim]
-            return torch.cat([self.heads[name](audio_only if name in self.cfg.audio_only_targets else pooled)
-                              for name in self.cfg.target_names], dim=-1)
+            return torch.stack([self.heads[name](audio_only if name in self.cfg.audio_only_targets else pooled)
+                                for name in self.cfg.target_names], dim=1)
         hidden = self.trunk(pooled)
-        return torch.cat([self.heads[name](hidden) for name in self.cfg.target_names], dim=-1)
+        return torch.stack([self.heads[name](hidden) for name in self.cfg.target_names], dim=1)
+
+    def normalised(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Raw head outputs [B, T, K] -> normalised predictions [B, T] (a distribution's mean,
+        normalised as the targets are)."""
+        if not self.cfg.distribution_bins:
+            return outputs[..., 0]
+        return (self.distribution_mean(outputs) - self.target_mean) / self.target_std
+
+    def distribution_mean(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, bins] -> the distributions' means on each target's scale [B, T]."""
+        return (torch.softmax(logits.float(), dim=-1) * self.bin_centers).sum(-1)
+
+    def spread(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, bins] -> the listener spread on each target's scale [B, T]: the
+        distribution's standard deviation with the targets' smoothing width taken out."""
+        probs = torch.softmax(logits.float(), dim=-1)
+        mean = (probs * self.bin_centers).sum(-1, keepdim=True)
+        var = (probs * (self.bin_centers - mean) ** 2).sum(-1)
+        return torch.sqrt(torch.clamp(var - self.bin_width ** 2, min=0.0))
+
+    def outputs(
+        self,
+        waveform: torch.Tensor,
+        lengths: torch.Tensor,
+        text: torch.Tensor | None = None,
+        text_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Waveform (+ caption features) -> the heads' raw outputs [B, n_targets, K]."""
+        audio, audio_lengths = self.encode_audio(waveform, lengths)
+        return self.head_outputs(audio, audio_lengths, text, text_lengths)
 
     def forward(
         self,
@@ -139,8 +190,7 @@ class MosModel(nn.Module):
         text: torch.Tensor | None = None,
         text_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        audio, audio_lengths = self.encode_audio(waveform, lengths)
-        return self.head(audio, audio_lengths, text, text_lengths)
+        return self.normalised(self.outputs(waveform, lengths, text, text_lengths))
 
     # -- scales ----------------------------------------------------------------------------------
     def to_scale(self, normalised: torch.Tensor, clamp: bool = True) -> torch.Tensor:
@@ -163,6 +213,18 @@ class MosModel(nn.Module):
     ) -> torch.Tensor:
         """Scores [B, n_targets] on each target's scale (clamped to its range unless `clamp` is False)."""
         return self.to_scale(self.forward(waveform, lengths, text, text_lengths), clamp)
+
+    def scores_and_spread(
+        self,
+        waveform: torch.Tensor,
+        lengths: torch.Tensor,
+        text: torch.Tensor | None = None,
+        text_lengths: torch.Tensor | None = None,
+        clamp: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A distribution model's (scores, listener spread), each [B, n_targets] on the targets' scale."""
+        logits = self.outputs(waveform, lengths, text, text_lengths)
+        return self.to_scale(self.normalised(logits), clamp), self.spread(logits)
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property

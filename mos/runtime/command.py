@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from mos.distribution import parse_quantiles
 from mos.errors import MosError
 from mos.runtime.scorer import DEFAULT_BUNDLE, ScoreOptions, format_summary, run_score
 
@@ -73,6 +74,7 @@ def score(
     resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok and score "
                                 "the rest; refused when another bundle, model variant or format wrote the output."),
     workers: int = typer.Option(0, "--workers", min=0, help="Reader threads decoding ahead (0: 2 on CPU, up to 8 with CUDA)."),
+    quantiles: Optional[str] = typer.Option(None, "--quantiles", help="For a bundle trained with --distribution: also write these quantiles of the listeners' ratings, e.g. 0.1,0.9 (columns <target>_q10, <target>_q90)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score audio files with an exported bundle (ONNX Runtime only; no PyTorch needed).
@@ -89,6 +91,11 @@ def score(
     code: 0 all scored, 3 some files failed, 2 bad usage, bundle or captions file.
     """
     console = Console(stderr=True)
+    try:
+        levels = tuple(parse_quantiles(quantiles)) if quantiles is not None else ()
+    except ValueError as exc:
+        console.print(f"error: --quantiles: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
     opts = ScoreOptions(
         inputs=inputs,
         bundle=bundle,
@@ -104,6 +111,7 @@ def score(
         int8=int8,
         resume=resume,
         workers=workers,
+        quantiles=levels,
         progress=not quiet,
     )
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, Bundle, load_bundle
+from mos.distribution import quantile, quantile_column, spread_column
 from mos.errors import BundleError, MosError
 from mos.runtime.batching import pad_token_features, pad_waveforms, plan_batches, split_windows, weighted_mean
 from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session
@@ -19,13 +20,15 @@ from mos.runtime.text import TextEncoder
 @dataclass(frozen=True)
 class EngineOptions:
     """Device ('auto', 'cpu', 'cuda'), CPU threads (0 = ORT default), the int8 audio variant,
-    and the audio batch size (0 = 16 on CPU, 64 on CUDA)."""
+    the audio batch size (0 = 16 on CPU, 64 on CUDA), and for a bundle that predicts the
+    listener spread, the quantiles to report (e.g. (0.1, 0.9))."""
 
     device: str = "auto"
     threads: int = 0
     int8: bool = False
     batch_size: int = 0
     text_batch_size: int = 64
+    quantiles: tuple[float, ...] = ()
 
 
 def _check_interface(runner: SessionRunner, path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
@@ -63,9 +66,17 @@ class ScoreEngine:
             audio_path = bundle.audio_model("int8" if self.options.int8 else "fp32")
         self.audio = SessionRunner(open_session(audio_path, cfg))
         self.targets: list[str] = bundle.target_names
+        # A distribution model also gives each target's listener spread, `<target>_std`.
+        self.spread_names: list[str] = [spread_column(t) for t in self.targets] if bundle.predicts_spread else []
+        if self.options.quantiles and not self.spread_names:
+            raise MosError(f"{bundle.root}: --quantiles needs a bundle whose model predicts the listener spread "
+                           "(trained with --distribution)")
+        # What each clip gets: scores, then spreads, then quantiles (Normal(score, spread), in range).
+        self.columns: list[str] = self.targets + self.spread_names + [
+            quantile_column(t, q) for t in self.targets for q in self.options.quantiles]
         wanted = list(AUDIO_INPUTS) + (list(TEXT_INPUTS) if bundle.uses_text else [])
-        _check_interface(self.audio, audio_path, wanted, self.targets)
-        self._output_index = [self.audio.output_names.index(t) for t in self.targets]
+        _check_interface(self.audio, audio_path, wanted, self.targets + self.spread_names)
+        self._output_index = [self.audio.output_names.index(t) for t in self.targets + self.spread_names]
         self.text: TextEncoder | None = text if bundle.uses_text else None
         if bundle.uses_text and self.text is None:
             text_meta = bundle.meta.get("text") or {}
@@ -113,7 +124,11 @@ class ScoreEngine:
         if feats is not None:
             feeds["text"], feeds["text_lengths"] = pad_token_features(feats)
         outputs = self.audio.run(feeds)
-        return np.stack([np.asarray(outputs[i], dtype=np.float32).reshape(-1) for i in self._output_index], axis=1)
+        out = np.stack([np.asarray(outputs[i], dtype=np.float64).reshape(-1) for i in self._output_index], axis=1)
+        if self.spread_names:  # spreads -> second moments, which average over a clip's windows
+            t = len(self.targets)
+            out[:, t:] = out[:, t:] ** 2 + out[:, :t] ** 2
+        return out
 
     def _caption_features(self, captions: Sequence[str | None]) -> list[np.ndarray] | None:
         if self.text is None:
@@ -125,10 +140,12 @@ class ScoreEngine:
     def score_segments(
         self, waves: Sequence[np.ndarray], captions: Sequence[str | None], batch_size: int | None = None
     ) -> np.ndarray:
-        """One score row per segment (no windowing): similar lengths batched (equal lengths only
-        when the bundle is not padding invariant), input order kept."""
+        """One raw row per segment (no windowing): unclamped scores, then for a distribution model
+        each target's second moment (spread^2 + score^2, so that a clip's windows average like its
+        scores; `finish` turns them back into spreads); similar lengths batched (equal lengths
+        only when the bundle is not padding invariant), input order kept."""
         n = len(waves)
-        out = np.zeros((n, len(self.targets)), dtype=np.float32)
+        out = np.zeros((n, len(self._output_index)), dtype=np.float64)
         if n == 0:
             return out
         feats = self._caption_features(captions)
@@ -137,7 +154,8 @@ class ScoreEngine:
         return out
 
     def score_arrays(self, waveforms: Sequence[np.ndarray], captions: Sequence[str | None]) -> np.ndarray:
-        """Scores [n, n_targets] (float64) for float32 mono waveforms at `sample_rate`.
+        """Rows [n, len(columns)] (float64) for float32 mono waveforms at `sample_rate`: the
+        scores [n, n_targets] first.
 
         `captions[i]` may be None only for an audio-only bundle. Waveforms longer than the window
         are cut into windows and their scores averaged, weighted by each window's length.
@@ -158,11 +176,36 @@ class ScoreEngine:
         seg_scores = self.score_segments(seg_waves, seg_caps)
         owner_arr = np.array(owner, dtype=np.int64)
         weights = np.array([w.shape[0] for w in seg_waves], dtype=np.float64)
-        out = np.zeros((len(waveforms), len(self.targets)), dtype=np.float64)
+        out = np.zeros((len(waveforms), seg_scores.shape[1]), dtype=np.float64)
         for i in range(len(waveforms)):
             sel = owner_arr == i
             out[i] = weighted_mean(seg_scores[sel], weights[sel])
-        return self.clamp(out)
+        return self.finish(out)
+
+    def unpack(self, raw: np.ndarray) -> np.ndarray:
+        """Raw rows (scores, second moments) -> unclamped scores, then spreads (a distribution
+        model's; the raw rows are the scores alone otherwise)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if not self.spread_names:
+            return raw
+        t = len(self.targets)
+        spread = np.sqrt(np.maximum(raw[..., t:] - raw[..., :t] ** 2, 0.0))
+        return np.concatenate([raw[..., :t], spread], axis=-1)
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """A clip's window-averaged raw row(s) -> its `columns`: scores clamped to each target's
+        range; spreads from the averaged second moments (the windows' mixture); quantiles."""
+        unpacked = self.unpack(raw)
+        t = len(self.targets)
+        scores = self.clamp(unpacked[..., :t])
+        if not self.spread_names:
+            return scores
+        spread = unpacked[..., t:]
+        parts = [scores, spread]
+        for j, target in enumerate(self.bundle.targets):
+            for q in self.options.quantiles:
+                parts.append(quantile(scores[..., j], spread[..., j], q, target.low, target.high)[..., None])
+        return np.concatenate(parts, axis=-1)
 
     def clamp(self, scores: np.ndarray) -> np.ndarray:
         """Clamp scores [..., n_targets] to each target's [low, high] from the bundle: applied

@@ -70,11 +70,12 @@ class _FileState:
         self.sum_scores = weighted if self.sum_scores is None else self.sum_scores + weighted
         self.sum_weights += float(length)
 
-    def result(self, sample_rate: int, clamp: Callable[[np.ndarray], np.ndarray]) -> FileResult:
-        """The file's scores: its windows' length-weighted mean, then clamped to each target's range."""
+    def result(self, sample_rate: int, finish: Callable[[np.ndarray], np.ndarray]) -> FileResult:
+        """The file's scores: its windows' length-weighted mean, then `finish`ed (clamped to each
+        target's range; spreads and quantiles for a distribution model: ScoreEngine.finish)."""
         if self.error is not None or self.sum_scores is None:
             return FileResult(self.job, None, None, self.error or f"{self.job.path}: no audio scored")
-        return FileResult(self.job, clamp(self.sum_scores / self.sum_weights), self.samples / sample_rate, None)
+        return FileResult(self.job, finish(self.sum_scores / self.sum_weights), self.samples / sample_rate, None)
 
 
 @dataclass
@@ -133,7 +134,7 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
     A reader pool decodes files ahead; files longer than the bundle's window are read window by
     window (a background thread keeps at most one batch of them ready). Windows of all files
     are pooled into chunks, sorted by length, batched, and aggregated per file weighted by length,
-    then clamped to each target's range (`ScoreEngine.clamp`).
+    then finished: clamped to each target's range, spreads for a distribution model (`ScoreEngine.finish`).
     """
     spec = AudioSpec(engine.sample_rate, engine.window_seconds)
     jobs = list(jobs)
@@ -199,11 +200,11 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
                 _score_chunk(engine, segments, batch_size)
                 del segments
             while order and order[0].finished:
-                yield order.popleft().result(engine.sample_rate, engine.clamp)
+                yield order.popleft().result(engine.sample_rate, engine.finish)
             if exhausted and long_iter is None:
                 break
         while order:  # only reached when every state is final
-            yield order.popleft().result(engine.sample_rate, engine.clamp)
+            yield order.popleft().result(engine.sample_rate, engine.finish)
     finally:
         if long_iter is not None:
             long_iter.close()

@@ -55,6 +55,7 @@ class ScoreOptions:
     int8: bool = False
     resume: bool = False
     workers: int = 0
+    quantiles: tuple[float, ...] = ()
     progress: bool = True
 
 
@@ -169,16 +170,19 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         )
     if challenge_path is not None:
         check_challenge_names(opts.format, [job.id for job in jobset.jobs])
-    stamp = output_stamp(bundle, opts.int8, stream_fmt, targets)
-    keep = resume_rows(stream_path, stream_fmt, targets, stamp) if opts.resume else []
     engine = ScoreEngine(
-        bundle, EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size)
+        bundle, EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size,
+                              quantiles=opts.quantiles)
     )
+    # The score columns: the targets, then a distribution model's spreads and quantiles.
+    score_columns = engine.columns
+    stamp = output_stamp(bundle, opts.int8, stream_fmt, score_columns)
+    keep = resume_rows(stream_path, stream_fmt, score_columns, stamp) if opts.resume else []
     if jobset.duplicate_ids:
         console.print(f"[yellow]warning:[/] {len(jobset.duplicate_ids)} input(s) repeat an id and are scored once "
                       f"(first: {escape(jobset.duplicate_ids[0])})")
 
-    writer = RowWriter(stream_path, stream_fmt, targets, stamp=stamp, keep=keep)
+    writer = RowWriter(stream_path, stream_fmt, score_columns, stamp=stamp, keep=keep)
     todo = [job for job in jobset.jobs if job.id not in writer.done]
     skipped = len(jobset.jobs) - len(todo)
     scored = failed = 0
@@ -191,7 +195,7 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         with writer, _progress(console, enabled) as progress:
             task = progress.add_task("scoring", total=len(todo), rate="", failed="")
             for result in score_jobs(engine, todo, pipeline):
-                writer.write(_row(result, targets))
+                writer.write(_row(result, score_columns))
                 if result.ok:
                     scored += 1
                     audio_seconds += result.duration or 0.0
@@ -208,7 +212,7 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         seconds = time.perf_counter() - start
     if challenge_path is not None:
         order = {job.id: i for i, job in enumerate(jobset.jobs)}
-        rows = [r for r in read_rows(stream_path, stream_fmt, targets) if r.id in order]
+        rows = [r for r in read_rows(stream_path, stream_fmt, score_columns) if r.id in order]
         rows.sort(key=lambda r: order[r.id])
         write_challenge(challenge_path, opts.format, rows, targets)
     return ScoreSummary(

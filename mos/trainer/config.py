@@ -69,6 +69,12 @@ class TrainConfig:
     head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled/per-target heads' hidden sizes
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
     audio_only_targets: list[str] = field(default_factory=list)
+    # > 0: distribution heads over this many bins per target, trained with KL divergence against
+    # Gaussian-smoothed listener ratings (weight distribution_weight) beside the losses on their mean;
+    # scores then come with the listener spread (mos.distribution).
+    distribution_bins: int = 0
+    distribution_width: float = 0.0  # smoothing on the target's scale (0: one bin)
+    distribution_weight: float = 1.0
     # Where a frozen encoder's features are cached (None: $MOS_CACHE_DIR/features or
     # ~/.cache/mos/features; "none": no cache, the encoder runs on every batch).
     feature_cache: str | None = None
@@ -117,6 +123,10 @@ class TrainConfig:
             raise MosError(f"--audio-only-targets {','.join(self.audio_only_targets)}: needs --head per-target")
         if not self.head_layers or any(int(n) < 1 for n in self.head_layers):
             raise MosError(f"--head-layers {','.join(map(str, self.head_layers))}: expected positive sizes, e.g. 256,64")
+        if self.distribution_bins < 0 or self.distribution_bins == 1:
+            raise MosError(f"--distribution {self.distribution_bins}: needs at least 2 bins (e.g. 20), or 0 for none")
+        if self.distribution_width < 0 or self.distribution_weight < 0:
+            raise MosError("--distribution-width and --distribution-weight must not be negative")
         if self.encoder_input_rate is not None and (self.audio_encoder == "conv" or self.encoder_input_rate < 1):
             raise MosError(f"encoder_input_rate {self.encoder_input_rate}: needs a pretrained --audio-encoder and a positive rate")
         if not self.encoder_lr > 0:

@@ -30,20 +30,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mos.data.manifest import Item, Manifest
+from mos.distribution import bin_centers, listener_spread, mixture, smoothed_target
 from mos.errors import MosError
 from mos.metrics import compute_metrics, evaluate_levels
 from mos.model import ModelConfig, MosModel, TargetSpec
 from mos.model.encoders import CONV, EncoderInfo, configure, fed_unresampled, resolve_audio_encoder
 from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
-from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
+from mos.runtime.batching import pad_waveforms, plan_batches, split_windows
 from mos.trainer.batches import Batch, ClipDataset, make_loader
 from mos.files import write_text_atomic
 from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from mos.trainer.config import TrainConfig
 from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDataset, default_cache_root,
                                        feature_loader)
-from mos.trainer.losses import combined_loss
+from mos.trainer.losses import combined_loss, distribution_loss
 from mos.trainer.plots import plot_curves, plot_scatter
 from mos.trainer.schedule import advance, make_schedule
 from mos.trainer.splits import Splits
@@ -137,7 +138,8 @@ def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo |
     model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
                             window_seconds=float(cfg.max_seconds), head=cfg.model_head,
                             head_layers=tuple(int(n) for n in cfg.head_layers),
-                            head_activation=cfg.head_activation, audio_only_targets=tuple(cfg.audio_only_targets))
+                            head_activation=cfg.head_activation, audio_only_targets=tuple(cfg.audio_only_targets),
+                            distribution_bins=cfg.distribution_bins, distribution_width=cfg.distribution_width)
     unknown = [t for t in cfg.audio_only_targets if t not in train.target_names]
     if unknown:
         raise MosError(f"--audio-only-targets {','.join(unknown)}: {train.source} has no such target "
@@ -191,16 +193,20 @@ def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, lis
 
 
 def window_scores(model: MosModel, batch: Batch | FeatureBatch, device: torch.device,
-                  amp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  amp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Unclamped scale-space scores of every scoring window in a batch: (scores [n, targets],
-    window lengths in samples [n], the manifest position of each window's clip [n], and that
-    clip's normalised targets [n, targets])."""
+    window lengths in samples [n], the manifest position of each window's clip [n], that
+    clip's normalised targets [n, targets], and the listener spread [n, targets], zeros unless
+    the model predicts distributions)."""
+    spread = np.zeros(0, dtype=np.float32)
     if isinstance(batch, FeatureBatch):
         b = batch.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model.head(model.audio_encoder.mix(b.feats), b.frame_lengths, b.text, b.text_lengths)
-        scores = model.to_scale(out.float(), clamp=False)
-        return (scores.cpu().numpy(), batch.samples.numpy(), batch.index.numpy(), batch.targets.numpy())
+            raw = model.head_outputs(model.audio_encoder.mix(b.feats), b.frame_lengths, b.text, b.text_lengths)
+        scores = model.to_scale(model.normalised(raw.float()), clamp=False)
+        spread = model.spread(raw.float()) if model.cfg.predicts_spread else torch.zeros_like(scores)
+        return (scores.cpu().numpy(), batch.samples.numpy(), batch.index.numpy(), batch.targets.numpy(),
+                spread.cpu().numpy())
     window = window_samples(model.cfg.window_seconds, model.cfg.sample_rate)
     waves, lengths, owner = _windows(batch, window)
     sel = torch.tensor(owner, dtype=torch.long)
@@ -208,36 +214,48 @@ def window_scores(model: MosModel, batch: Batch | FeatureBatch, device: torch.de
     if not model.cfg.padding_invariant:  # such encoders see only windows of equal length together
         groups = plan_batches(lengths.tolist(), len(owner), equal_lengths=True)
     scores = np.zeros((len(owner), len(model.cfg.targets)), dtype=np.float32)
+    spread = np.zeros_like(scores)
     for g in groups:
         gi = torch.tensor(g, dtype=torch.long)
         width = int(lengths[gi].max())
         text = None if batch.text is None else batch.text[sel[gi]].to(device)
         text_lengths = None if batch.text_lengths is None else batch.text_lengths[sel[gi]].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model.scores(waves[gi, :width].to(device), lengths[gi].to(device), text, text_lengths, clamp=False)
-        scores[g] = out.float().cpu().numpy()
-    return scores, lengths.numpy(), batch.index[sel].numpy(), batch.targets[sel].numpy()
+            raw = model.outputs(waves[gi, :width].to(device), lengths[gi].to(device), text, text_lengths).float()
+        scores[g] = model.to_scale(model.normalised(raw), clamp=False).cpu().numpy()
+        if model.cfg.predicts_spread:
+            spread[g] = model.spread(raw).cpu().numpy()
+    return scores, lengths.numpy(), batch.index[sel].numpy(), batch.targets[sel].numpy(), spread
 
 
-def predict(model: MosModel, loader: Any, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray, float]:
+def predict_with_spread(model: MosModel, loader: Any, device: torch.device,
+                        amp: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Scale-space predictions and the normalised-space MSE over a loader of whole clips (or of
     every cached window of them), in manifest order, scored as `mos score` scores: each clip cut
     into windows of the model's training window, the UNCLAMPED window scores averaged weighted by
-    window length, then clamped."""
+    window length, then clamped; and the listener spread of each clip (its windows' mixture;
+    zeros unless the model predicts distributions)."""
     model.eval()
     parts = []
     with torch.no_grad():
         for batch in loader:
             parts.append(window_scores(model, batch, device, amp))
-    scores, weights, owner, targets = (np.concatenate(x) for x in zip(*parts))
+    scores, weights, owner, targets, spreads = (np.concatenate(x) for x in zip(*parts))
     clips = np.unique(owner)
     std = model.target_std.cpu().numpy()
     mean = model.target_mean.cpu().numpy()
-    pred = np.stack([weighted_mean(scores[owner == i], weights[owner == i]) for i in clips])
+    combined = [mixture(scores[owner == i], spreads[owner == i], weights[owner == i]) for i in clips]
+    pred = np.stack([m for m, _ in combined])
     pred = np.clip(pred, model.target_low.cpu().numpy(), model.target_high.cpu().numpy()).astype(np.float32)
+    spread = np.stack([s for _, s in combined]).astype(np.float32)
     true = np.stack([targets[owner == i][0] for i in clips]) * std + mean
     loss = float(np.mean(((pred - true) / std) ** 2))
-    return pred, true, loss
+    return pred, true, loss, spread
+
+
+def predict(model: MosModel, loader: Any, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """predict_with_spread without the spread."""
+    return predict_with_spread(model, loader, device, amp)[:3]
 
 
 def target_metrics(pred: np.ndarray, true: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
@@ -253,9 +271,11 @@ def level_metrics(pred: np.ndarray, true: np.ndarray, names: list[str], items: l
 
 
 def write_predictions(path: Path, items: list[Item], names: list[str], pred: np.ndarray, true: np.ndarray,
-                      groups: dict[str, str] | None = None, folds: list[int] | None = None) -> None:
-    """`id,<target>...,true_<target>...` then `system`, `group`, `fold` when known (1-based folds)."""
-    header = ["id", *names, *(f"true_{n}" for n in names)]
+                      groups: dict[str, str] | None = None, folds: list[int] | None = None,
+                      spread: np.ndarray | None = None) -> None:
+    """`id,<target>...,true_<target>...` then `<target>_std...` for a distribution model, then
+    `system`, `group`, `fold` when known (1-based folds)."""
+    header = ["id", *names, *(f"true_{n}" for n in names)] + ([f"{n}_std" for n in names] if spread is not None else [])
     has_system = all(it.system for it in items)
     header += ["system"] * has_system + ["group"] * (groups is not None) + ["fold"] * (folds is not None)
     with path.open("w", encoding="utf-8", newline="") as f:
@@ -263,6 +283,8 @@ def write_predictions(path: Path, items: list[Item], names: list[str], pred: np.
         w.writerow(header)
         for i, it in enumerate(items):
             row = [it.id, *(f"{v:.4f}" for v in pred[i]), *(f"{v:.4f}" for v in true[i])]
+            if spread is not None:
+                row += [f"{v:.4f}" for v in spread[i]]
             if has_system:
                 row.append(it.system)
             if groups is not None:
@@ -342,6 +364,7 @@ class Trainer:
                           f"in {time.perf_counter() - t0:.1f} s", markup=False)
         self._captions = captions
         self._target_stats = (names, mean, std)
+        self.distribution_targets = self._distribution_targets(splits.train) if model_cfg.predicts_spread else None
         max_samples = window_samples(model_cfg.window_seconds, model_cfg.sample_rate)
         self.cache_mb = cfg.cache_limit_mb if cfg.cache_audio else 0
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
@@ -384,6 +407,26 @@ class Trainer:
             console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
         self.scheduler = make_schedule(cfg.schedule, self.optimizer, lrs if len(lrs) > 1 else cfg.lr,
                                        cfg.epochs * self.steps_per_epoch, self.steps)
+
+    def _distribution_targets(self, manifest: Manifest) -> torch.Tensor:
+        """[clips, targets, bins]: each clip's smoothed listener ratings, or for a clip with only a
+        mean, a Gaussian around it with the pooled listener spread of the clips that have ratings."""
+        cfg = self.model.cfg
+        out = np.zeros((len(manifest.items), len(cfg.targets), cfg.distribution_bins), dtype=np.float32)
+        notes = []
+        for j, t in enumerate(cfg.targets):
+            centers, width = bin_centers(t.low, t.high, cfg.distribution_bins), cfg.smoothing_width(t)
+            rated = [it.ratings.get(t.name, ()) for it in manifest.items]
+            spread = listener_spread(rated)
+            for i, it in enumerate(manifest.items):
+                out[i, j] = smoothed_target(centers, width, rated[i], it.targets[t.name], spread)
+            with_ratings = sum(1 for r in rated if len(r))
+            notes.append(f"{t.name}: {with_ratings} clips from listener ratings, {len(rated) - with_ratings} from "
+                         f"their mean with listener spread {spread:.3g}")
+        self.console.print(f"distribution: {cfg.distribution_bins} bins per target, smoothing "
+                           f"{', '.join(f'{cfg.smoothing_width(t):.3g}' for t in cfg.targets)}; " + "; ".join(notes),
+                           markup=False)
+        return torch.from_numpy(out)
 
     def _normalised(self, manifest: Manifest) -> np.ndarray:
         names, mean, std = self._target_stats
@@ -439,10 +482,13 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 if isinstance(batch, FeatureBatch):
                     frames = self.model.audio_encoder.mix(batch.feats)
-                    out = self.model.head(frames, batch.frame_lengths, batch.text, batch.text_lengths)
+                    raw = self.model.head_outputs(frames, batch.frame_lengths, batch.text, batch.text_lengths)
                 else:
-                    out = self.model(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
-            loss = training_loss(out.float(), batch.targets, cfg)
+                    raw = self.model.outputs(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
+            loss = training_loss(self.model.normalised(raw.float()), batch.targets, cfg)
+            if self.distribution_targets is not None:
+                target = self.distribution_targets[batch.index.cpu()].to(self.device)
+                loss = loss + cfg.distribution_weight * distribution_loss(raw, target)
             (loss / cfg.accumulate).backward()
             if step % cfg.accumulate == 0 or step == len(self.train_loader):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -579,10 +625,11 @@ class Trainer:
             raise MosError(f"{self.run_dir}: training produced no checkpoint")
         best = load_checkpoint(best_path)
         self.model.load_checkpoint_state(best["state_dict"])
-        pred, true, _ = predict(self.model, self.val_loader, self.device, self.amp)
+        pred, true, _, spread = predict_with_spread(self.model, self.val_loader, self.device, self.amp)
         names = self.model.cfg.target_names
         items = self.splits.validation.items
-        write_predictions(self.run_dir / "val_predictions.csv", items, names, pred, true, self.splits.groups)
+        write_predictions(self.run_dir / "val_predictions.csv", items, names, pred, true, self.splits.groups,
+                          spread=spread if self.model.cfg.predicts_spread else None)
         levels = level_metrics(pred, true, names, items)
         (self.run_dir / "best_metrics.json").write_text(json.dumps(
             {"epoch": self.best_epoch, "stopped": stopped, "selected_by": self.cfg.select_by,

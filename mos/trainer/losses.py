@@ -1,5 +1,5 @@
 """Training losses on normalised targets: a pointwise loss ((clipped) MSE or L1), pairwise
-ranking, 1 - LCC and ListNet top-1."""
+ranking, 1 - LCC and ListNet top-1; and the KL divergence of a distribution head."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def mse_loss(pred: torch.Tensor, true: torch.Tensor, clip_tau: float = 0.0) -> t
 def l1_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Mean absolute error (the MusicEval baseline's loss)."""
     return (pred - true).abs().mean()
+
+
+def distribution_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(target || softmax(logits)) over the bins [B, T, bins], averaged over clips and targets."""
+    log_q = torch.log_softmax(logits.float(), dim=-1)
+    kl = torch.where(target > 0, target * (torch.log(target.clamp_min(1e-30)) - log_q), torch.zeros_like(log_q))
+    return kl.sum(-1).mean()
 
 
 # ListNet's temperature, on normalised targets (unit variance over the training set): the batch's

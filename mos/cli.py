@@ -120,6 +120,8 @@ def train(
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out (or fold) whole groups: a column of the ratings table, e.g. signal (default: by clip)."),
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of DATA."),
     folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation: K models, out-of-fold metrics in cv.json."),
+    listener_norm: Optional[str] = typer.Option(None, "--listener-norm", help="Per-listener standardisation of the training ratings: 'off' (default), 'on' (needs listener ids) or 'auto' (on when the data has listener ids). Z-scores each listener, drops listeners who disagree with the others, trains on the cleaned means; validation is never cleaned. Report: listeners.json."),
+    listener_threshold: Optional[float] = typer.Option(None, "--listener-threshold", help="--listener-norm drops a listener whose ratings correlate below this with the other listeners' mean on the same clips (default 0.2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> with its own settings; given flags override them."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name."),
 ) -> None:
@@ -161,6 +163,7 @@ def train(
             audio_only_targets=[t.strip() for t in audio_only_targets.split(",") if t.strip()] if audio_only_targets is not None else None,
             feature_cache=feature_cache, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
             group_by=group_by, val_data=str(val_data) if val_data else None, folds=folds,
+            listener_norm=listener_norm, listener_threshold=listener_threshold,
             resume=resume or None, overwrite=overwrite or None,
         )
         if name is None and data is not None and base.name == "demo":

@@ -54,8 +54,13 @@ def test_layout_and_headers(small: Path) -> None:
         assert all(8 <= len(r["text"].split()) <= 14 for r in rows)
 
         header, listener_rows = _read_csv(small / "meta_data" / f"{split}.csv")
-        assert header == ["wav_file_name", "text", "score"]
+        assert header == ["wav_file_name", "text", "score", "listener"]
         assert len(listener_rows) == count * SMALL.listeners
+        by_clip: dict[str, list[str]] = {}
+        for r in listener_rows:
+            by_clip.setdefault(r["wav_file_name"], []).append(r["listener"])
+        assert all(len(set(ids)) == SMALL.listeners for ids in by_clip.values())  # no listener twice on a clip
+        assert len({i for ids in by_clip.values() for i in ids}) > SMALL.listeners  # drawn from a larger pool
         assert len(_params(small, split)) == count
     leftovers = [p.name for p in small.parent.iterdir() if p.name != "XACLE_dataset"]
     assert leftovers == []

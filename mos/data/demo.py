@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: listener ids in meta_data/{split}.csv (ratings and audio as in 1)
 DATASET_DIR = "XACLE_dataset"
 MARKER = ".complete"
 
@@ -25,6 +25,7 @@ ALIGN_FLOOR = 1.5
 ALIGN_CEIL = 9.0
 QUALITY_CLEAN = 9.2
 LISTENER_SD = 0.8
+LISTENER_POOL = 12  # simulated listeners; each clip's are drawn from them without repeats
 
 Synth = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -373,6 +374,14 @@ def _ratings(rng: np.random.Generator, true: float, listeners: int) -> list[floa
     return [float(v) for v in np.round(np.clip(raw, 0.0, 10.0) * 2.0) / 2.0]
 
 
+def _listener_ids(seed: int, index: int, listeners: int) -> list[str]:
+    """The ids of clip `index`'s listeners, drawn without repeats from the pool with their own rng
+    stream (so the ratings, averages and audio do not depend on them)."""
+    pool = max(LISTENER_POOL, listeners)
+    chosen = np.random.default_rng([seed, index, 2]).choice(pool, size=listeners, replace=False)
+    return [f"L{int(k) + 1:02d}" for k in chosen]
+
+
 def _write_split(out: Path, split: str, first: int, count: int, config: DemoConfig) -> None:
     n = int(round(config.seconds * config.sample_rate))
     sr = config.sample_rate
@@ -399,14 +408,15 @@ def _write_split(out: Path, split: str, first: int, count: int, config: DemoConf
         average = round(sum(align) / len(align), 2)
         quality = round(sum(qual) / len(qual), 2)
         avg_rows.append([name, text, f"{average:.2f}", f"{quality:.2f}"])
-        listener_rows.extend([name, text, f"{s:.1f}"] for s in align)
+        who = _listener_ids(config.seed, index, config.listeners)
+        listener_rows.extend([name, text, f"{s:.1f}", lid] for s, lid in zip(align, who))
         param_lines.append(json.dumps({"wav_file_name": name, "text": text, **params,
                                        "average_score": average, "quality_score": quality}, sort_keys=True))
     meta = out / "meta_data"
     meta.mkdir(exist_ok=True)
     for fname, header, rows in (
         (f"{split}_average.csv", ["wav_file_name", "text", "average_score", "quality_score"], avg_rows),
-        (f"{split}.csv", ["wav_file_name", "text", "score"], listener_rows),
+        (f"{split}.csv", ["wav_file_name", "text", "score", "listener"], listener_rows),
     ):
         with open(meta / fname, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
@@ -450,11 +460,13 @@ Config: {config.n_train} train + {config.n_validation} validation clips, {config
   clipping severity and band-limit cutoff; independent of the caption.
 - Each of the {config.listeners} listeners rates true value + N(0, {LISTENER_SD}), clipped to 0-10, rounded to 0.5.
   `meta_data/{{split}}.csv` holds the individual alignment ratings; the averages are their means.
+  Each clip's listeners are drawn from a pool of {max(LISTENER_POOL, config.listeners)} simulated listeners (ids `L01`...); the
+  ids are labels only: every listener rates the same way (no listener bias is simulated).
 
 ## Files
 - `wav/{{train,validation}}/NNNNN.wav`: 16-bit PCM mono; ids are unique across splits.
 - `meta_data/{{split}}_average.csv`: `wav_file_name,text,average_score,quality_score`.
-- `meta_data/{{split}}.csv`: `wav_file_name,text,score`, one row per listener.
+- `meta_data/{{split}}.csv`: `wav_file_name,text,score,listener`, one row per listener.
 - `meta_data/{{split}}_params.jsonl`: the generating parameters and true scores of each clip.
 - `.complete`: the config and generator version; written last, so a partial build is never reused.
 """

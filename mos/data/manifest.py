@@ -14,6 +14,8 @@ class Item:
     MusicEval: the wav name, e.g. `audiomos2025-track1-S002_P044.wav`; generic: the path column).
     `targets` maps target name -> mean rating (empty for unrated clips).
     `ratings` maps target name -> per-listener ratings, when the source has them.
+    `listeners` maps target name -> the listener id of each of those ratings (same order and
+    length), when the source names its listeners.
     """
 
     id: str
@@ -22,6 +24,7 @@ class Item:
     targets: dict[str, float] = field(default_factory=dict)
     system: str | None = None
     ratings: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    listeners: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,7 @@ class Manifest:
 
     def has_captions(self) -> bool:
         return any(it.caption for it in self.items)
+
+    def has_listeners(self) -> bool:
+        """True when some clip's ratings carry listener ids."""
+        return any(it.listeners for it in self.items)

@@ -130,9 +130,10 @@ def check_range(value: float, low: float, high: float, where: str, column: str) 
 
 @dataclass
 class ColumnMap:
-    """Which table columns hold the audio path, targets, caption, system, id and ratings.
+    """Which table columns hold the audio path, targets, caption, system, id, ratings and listeners.
 
-    `targets` and `ratings` map target name -> column; `ranges` maps target name -> (low, high)
+    `targets`, `ratings` and `listeners` map target name -> column (`listeners`: a JSON list of
+    listener ids parallel to that target's ratings); `ranges` maps target name -> (low, high)
     (inferred from the data when absent).
     """
 
@@ -142,17 +143,18 @@ class ColumnMap:
     system: str | None = None
     id: str | None = None
     ratings: dict[str, str] = field(default_factory=dict)
+    listeners: dict[str, str] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def columns(self) -> list[str]:
         """Every column the mapping reads, in a stable order."""
         out = [self.path]
         out += [c for c in (self.id, self.caption, self.system) if c]
-        out += list(self.targets.values()) + list(self.ratings.values())
+        out += list(self.targets.values()) + list(self.ratings.values()) + list(self.listeners.values())
         return list(dict.fromkeys(out))
 
 
-_SPEC_HELP = "expected comma-separated key=column with keys path, id, caption, system, target:NAME, ratings:NAME, range:NAME=LOW:HIGH"
+_SPEC_HELP = "expected comma-separated key=column with keys path, id, caption, system, target:NAME, ratings:NAME, listeners:NAME, range:NAME=LOW:HIGH"
 
 
 def parse_column_spec(spec: str) -> ColumnMap:
@@ -177,6 +179,8 @@ def parse_column_spec(spec: str) -> ColumnMap:
             cmap.targets[name or value] = value
         elif kind == "ratings" and name:
             cmap.ratings[name] = value
+        elif kind == "listeners" and name:
+            cmap.listeners[name] = value
         elif kind == "range" and name:
             low_text, colon, high_text = value.partition(":")
             try:
@@ -193,6 +197,9 @@ def parse_column_spec(spec: str) -> ColumnMap:
     for name in cmap.ranges:
         if name not in cmap.targets:
             raise ManifestError(f"column mapping '{spec}': range given for '{name}', which is not a target")
+    for name in cmap.listeners:
+        if name not in cmap.ratings:
+            raise ManifestError(f"column mapping '{spec}': listeners given for '{name}', which has no ratings:{name} column")
     return cmap
 
 
@@ -255,6 +262,23 @@ def _parse_ratings(value: Any, where: str, column: str) -> tuple[float, ...] | N
     return tuple(parse_number(v, where, column) for v in value)
 
 
+def _parse_listeners(value: Any, where: str, column: str) -> tuple[str, ...] | None:
+    """A JSON list of listener ids (strings or numbers), or None when empty."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ManifestError(f"{where}: {column} '{value}' is not a JSON list of listener ids") from None
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: {column} {value!r} is not a JSON list of listener ids")
+    ids = tuple(_as_text(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None for v in value)
+    if any(i is None for i in ids):
+        raise ManifestError(f"{where}: {column} holds an empty or non-scalar listener id")
+    return ids  # type: ignore[return-value]
+
+
 def _item_id(record: dict[str, Any], columns: ColumnMap, where: str) -> tuple[str, str]:
     """(id, path as written) of a record."""
     path_text = _as_text(record.get(columns.path))
@@ -272,12 +296,16 @@ def _item_id(record: dict[str, Any], columns: ColumnMap, where: str) -> tuple[st
 def load_table(file: Path, columns: ColumnMap, check_audio: bool = True) -> Manifest:
     """Read a generic CSV/JSONL rating table; audio paths are relative to the table's directory.
 
-    Empty target cells leave that target out for the item; ratings columns hold JSON lists.
+    Empty target cells leave that target out for the item; ratings and listeners columns hold
+    JSON lists (a listeners list pairs up with the same target's ratings list).
     """
     file = Path(file)
     for name in columns.ranges:
         if name not in columns.targets:
             raise ManifestError(f"{file}: range given for '{name}', which is not a target")
+    for name in columns.listeners:
+        if name not in columns.ratings:
+            raise ManifestError(f"{file}: listeners given for '{name}', which has no ratings column")
     records = _read_records(file, columns.columns())
     base = file.parent
     items: list[Item] = []
@@ -313,6 +341,16 @@ def load_table(file: Path, columns: ColumnMap, check_audio: bool = True) -> Mani
                 for v in values:
                     check_range(v, *columns.ranges[name], where, column)
             ratings[name] = values
+        listeners: dict[str, tuple[str, ...]] = {}
+        for name, column in columns.listeners.items():
+            ids = _parse_listeners(record.get(column), where, column)
+            if ids is None:
+                continue
+            count = len(ratings.get(name, ()))
+            if len(ids) != count:
+                raise ManifestError(f"{where}: {column} has {len(ids)} listener ids but {columns.ratings[name]} "
+                                    f"has {count} ratings (they must pair up)")
+            listeners[name] = ids
         items.append(
             Item(
                 id=item_id,
@@ -321,6 +359,7 @@ def load_table(file: Path, columns: ColumnMap, check_audio: bool = True) -> Mani
                 targets=targets,
                 system=_as_text(record.get(columns.system)) if columns.system else None,
                 ratings=ratings,
+                listeners=listeners,
             )
         )
     target_list: list[Target] = []

@@ -15,6 +15,8 @@ XACLE_SPLITS = ("train", "validation", "test")
 SCORE_LOW, SCORE_HIGH = 0.0, 10.0
 SCORE_COLUMN = "average_score"
 RATING_COLUMNS = ("score", "average_score", "rating")
+# The per-listener file's listener id column: the first of these in its header.
+LISTENER_COLUMNS = ("listener", "listener_id", "rater", "rater_id", "worker_id")
 _ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
 
 
@@ -57,7 +59,8 @@ def load_xacle(root: Path, split: str, check_audio: bool = True) -> Manifest:
     """Load one XACLE split from the XACLE_dataset dir or a parent up to two levels above it.
 
     train/validation need `meta_data/{split}_average.csv`; `meta_data/{split}.csv`, when present,
-    adds per-listener ratings. test may be a caption CSV without scores, or just `wav/test/`.
+    adds per-listener ratings (and their listener ids, from a LISTENER_COLUMNS column). test may be
+    a caption CSV without scores, or just `wav/test/`.
     """
     root = Path(root)
     split = canonical_split(split)
@@ -85,15 +88,19 @@ def load_xacle(root: Path, split: str, check_audio: bool = True) -> Manifest:
     raise ManifestError(f"{expected}: file not found")
 
 
-def _read_listener_ratings(file: Path) -> dict[str, list[float]]:
-    """Per-listener ratings: wav_file_name -> list of scores, from `score`/`average_score`/`rating`."""
+def _read_listener_ratings(file: Path) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """Per-listener ratings: wav_file_name -> list of scores, from `score`/`average_score`/`rating`,
+    and wav_file_name -> the listener ids of those scores when a LISTENER_COLUMNS column exists
+    (else an empty dict)."""
     table = read_csv_rows(file, required=["wav_file_name"])
     column = next((c for c in RATING_COLUMNS if c in table.header), None)
     if column is None:
         raise ManifestError(
             f"{file}:1: missing column 'score' (or 'average_score'/'rating') (header: {', '.join(table.header)})"
         )
+    who = next((c for c in LISTENER_COLUMNS if c in table.header), None)
     ratings: dict[str, list[float]] = {}
+    listeners: dict[str, list[str]] = {}
     for line, row in table.rows:
         where = f"{file}:{line}"
         name = row["wav_file_name"].strip()
@@ -102,7 +109,12 @@ def _read_listener_ratings(file: Path) -> dict[str, list[float]]:
         value = parse_number(row[column], where, column)
         check_range(value, SCORE_LOW, SCORE_HIGH, where, column)
         ratings.setdefault(name, []).append(value)
-    return ratings
+        if who is not None:
+            listener = row[who].strip()
+            if not listener:
+                raise ManifestError(f"{where}: empty {who}")
+            listeners.setdefault(name, []).append(listener)
+    return ratings, listeners
 
 
 def load_xacle_csv(
@@ -127,7 +139,7 @@ def load_xacle_csv(
     for column in table.header:
         if column.endswith("_score") and column != SCORE_COLUMN and column[: -len("_score")]:
             score_columns[column] = column[: -len("_score")]
-    listener = _read_listener_ratings(ratings_file) if ratings_file is not None else {}
+    listener, listener_ids = _read_listener_ratings(ratings_file) if ratings_file is not None else ({}, {})
 
     items: list[Item] = []
     first_line: dict[str, int] = {}
@@ -157,8 +169,10 @@ def load_xacle_csv(
             targets[target] = value
             rated.add(target)
         ratings = {"score": tuple(listener[name])} if name in listener else {}
+        ids = {"score": tuple(listener_ids[name])} if name in listener_ids else {}
         caption = row.get("text", "").strip() or None
-        items.append(Item(id=name, path=path, caption=caption, targets=targets, system=None, ratings=ratings))
+        items.append(Item(id=name, path=path, caption=caption, targets=targets, system=None, ratings=ratings,
+                          listeners=ids))
 
     targets_list = [Target(t, SCORE_LOW, SCORE_HIGH) for t in score_columns.values() if t in rated]
     source = str(csv_file) if ratings_file is None else f"{csv_file}, {ratings_file}"

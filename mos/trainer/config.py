@@ -51,6 +51,10 @@ class TrainConfig:
     group_by: str | None = None  # split (and fold) by this column's value instead of by clip
     val_data: str | None = None  # an explicit validation file (or tree)
     folds: int = 0  # >= 2: K-fold cross-validation instead of one run
+    # Per-listener standardisation and screening of the TRAINING ratings (mos.data.listeners):
+    # "off", "on" (an error without listener ids) or "auto" (on when the data has listener ids).
+    listener_norm: str = "off"
+    listener_threshold: float = 0.2  # drop listeners correlating below this with the others
     text_encoder: str = "minilm"
     # "conv" (the edge encoder, trained from scratch), "aisfx", or a local transformers directory
     # (CLAP, AST, wav2vec2/HuBERT/WavLM/data2vec-audio): see mos.model.encoders.
@@ -102,10 +106,12 @@ class TrainConfig:
         if self.folds and self.val_data:
             raise MosError("--folds and --val-data exclude each other: cross-validation makes its own held-out folds")
         choices = {"loss": ("mse", "l1"), "optimizer": ("adamw", "sgd"), "schedule": ("one-cycle", "constant"),
-                   "select_by": ("srcc", "loss")}
+                   "select_by": ("srcc", "loss"), "listener_norm": ("off", "on", "auto")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise MosError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected {' or '.join(allowed)}")
+        if not -1.0 <= self.listener_threshold <= 1.0:
+            raise MosError(f"--listener-threshold {self.listener_threshold:g}: a correlation, between -1 and 1")
         if self.clip_tau > 0 and self.loss != "mse":
             raise MosError(f"--clip-tau {self.clip_tau:g}: clips the MSE, but --loss is {self.loss}")
         weights = {"mse_weight": self.mse_weight, "rank_weight": self.rank_weight, "corr_weight": self.corr_weight,

@@ -10,6 +10,8 @@ Outputs in the run folder: `oof_predictions.csv` (id, predictions, true values, 
 fold), `cv.json` (`levels`: target -> level -> metrics, as `best_metrics.json`, plus intervals
 and per-fold figures), `scatter.png`, and each fold's own run folder. A fold is finished when
 its `heldout.json` exists; `--resume` skips finished folds and resumes an interrupted one.
+With --listener-norm each fold's training clips (never its inner validation or held-out clips)
+are standardised on their own, and the fold folder gets its `listeners.json`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mos.data.table import ColumnMap
 from mos.metrics import bootstrap_levels
 from mos.files import write_text_atomic
 from mos.trainer.config import TrainConfig
+from mos.trainer.listener_norm import clean_training, listener_norm_active, write_report
 from mos.trainer.loop import Trainer, level_metrics, write_predictions
 from mos.trainer.plots import plot_scatter
 from mos.trainer.run import clear_run_folder
@@ -59,6 +62,7 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
     selection = _selection(cfg, unit)
     console.print(f"cross-validation: {folds.description}", markup=False)
     console.print(f"model choice: {selection}", markup=False)
+    listener_norm = listener_norm_active(cfg, folds.manifest, console)
     clear_run_folder(run_dir, cfg, console)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(
@@ -85,6 +89,11 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
             fold_dir.mkdir(parents=True, exist_ok=True)
             with log_path.open("a", encoding="utf-8") as log:
                 fold_console = Console(file=log, width=200, highlight=False, soft_wrap=True)
+                if listener_norm:
+                    splits, report = clean_training(cfg, splits)
+                    write_report(fold_dir, report, splits.train.source)
+                    fold_console.print(report.line(), markup=False)
+                    console.print(f"fold {k + 1}/{cfg.folds}: {report.line()}", markup=False)
                 trainer = Trainer(fold_cfg, splits, fold_console, fold_dir, sources)
                 result = trainer.fit()
                 held_pred, _ = trainer.predict_manifest(held)

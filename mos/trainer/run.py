@@ -1,5 +1,6 @@
 """`mos train` end to end: the run's config (a resumed run's own, plus explicit overrides), its
-folder (never silently replaced), the data (the demo set when none is given), split, train;
+folder (never silently replaced), the data (the demo set when none is given), split, the
+training clips' listener standardisation (--listener-norm), train;
 or, with `folds`, a cross-validation (mos.trainer.cv)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from mos.errors import MosError
 from mos.trainer.config import TrainConfig
+from mos.trainer.listener_norm import clean_training, listener_norm_active, write_report
 from mos.trainer.loop import RunResult, Trainer
 from mos.trainer.splits import Splits, resolve_splits
 
@@ -144,7 +146,13 @@ def run_training(cfg: TrainConfig, console: Console, explicit: Collection[str] =
 
         return run_cross_validation(cfg, console, data, columns, run_dir, sources)
     splits = resolve_splits(data, columns, cfg.val_fraction, cfg.seed, cfg.group_by, val_data)
+    report = None
+    if listener_norm_active(cfg, splits.train, console):
+        splits, report = clean_training(cfg, splits)
+        console.print(report.line(), markup=False)
     trainer = Trainer(cfg, splits, console, run_dir, sources)
     clear_run_folder(run_dir, cfg, console)
+    if report is not None:
+        write_report(run_dir, report, splits.train.source)
     result: RunResult = trainer.fit()
     return result

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mos.data.keys import KeyIndex, Match, clip_key, match_ids
+from mos.distribution import Calibration, calibration, spread_column
 from mos.data.manifest import Item, Manifest
 from mos.data.table import ColumnMap, csv_records, parse_column_spec, parse_number, read_text
 from mos.errors import ManifestError, MosError
@@ -29,6 +31,7 @@ __all__ = [
 # Columns of a `mos score` file or a trainer prediction file that are not targets (nor are `true_*`).
 META_COLUMNS = ("id", "path", "caption", "duration", "status", "error", "system", "group", "fold")
 _LEVELS = ("utterance", "system")
+QUANTILE = re.compile(r"(.+)_q(\d\d)")  # a quantile column of `mos score --quantiles`: score_q10
 
 # The AudioMOS 2025 track-1 baseline prints its two targets under these names.
 DISPLAY_NAMES = {"overall": "OVERALL QUALITY", "textual": "TEXTUAL ALIGNMENT"}
@@ -89,11 +92,25 @@ class Predictions:
         self.rows.append(row)
 
     @property
-    def targets(self) -> list[str]:
+    def columns(self) -> list[str]:
+        """Every value column, in order of appearance."""
         out: list[str] = []
         for row in self.rows:
             out += [name for name in row.values if name not in out]
         return out
+
+    @property
+    def targets(self) -> list[str]:
+        """The predicted targets: the value columns that are not the spread (`<t>_std`) or a
+        quantile (`<t>_q10`) of another column."""
+        columns = self.columns
+
+        def derived(column: str) -> bool:
+            quantile = QUANTILE.fullmatch(column)
+            return (column.endswith("_std") and column[: -len("_std")] in columns) or bool(
+                quantile and quantile.group(1) in columns)
+
+        return [c for c in columns if not derived(c)]
 
     def by_key(self) -> dict[str, dict[str, float]]:
         """Clip key (`mos.data.keys.clip_key`) -> target -> value."""
@@ -222,6 +239,8 @@ class EvalSummary:
     joined: dict[str, int] = field(default_factory=dict)
     system_truth: dict[str, str] = field(default_factory=dict)
     rated: int = 0  # rated clips in the ratings file (more than `clips` for a trainer's split file)
+    # truth target -> how the predicted spread (`<target>_std`) describes single listeners' ratings
+    calibration: dict[str, Calibration] = field(default_factory=dict)
 
 
 def _pair_targets(
@@ -332,6 +351,7 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
     _check_own_truth(pred_path, truth_path, items, rows)
 
     results: dict[str, dict[str, Metrics]] = {}
+    calibrations: dict[str, Calibration] = {}
     system_truth: dict[str, str] = {}
     for truth_t, pred_t in pairing.items():
         picked = [(it, row) for it, row in zip(items, rows) if truth_t in it.targets and row is not None]
@@ -349,6 +369,11 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
             results[truth_t] = evaluate_levels(pred, true, systems)
         except ValueError as e:
             raise MosError(f"{truth_path}: {truth_t}: {e}") from None
+        spread_t = spread_column(pred_t)
+        rated = [(row, it.ratings[truth_t]) for it, row in picked if it.ratings.get(truth_t) and row is not None]
+        if rated and all(spread_t in row.values for row, _ in rated):
+            calibrations[truth_t] = calibration([row.values[pred_t] for row, _ in rated],
+                                                [row.values[spread_t] for row, _ in rated], [r for _, r in rated])
         if "system" in results[truth_t]:
             if manifest.system_targets:
                 results[truth_t]["system"] = _system_metrics(manifest, truth_t, pred, true, systems)  # type: ignore[arg-type]
@@ -360,7 +385,7 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
     used = {id(row) for row in rows}
     ignored = sum(1 for row in preds.rows if id(row) not in used)
     return EvalSummary(results=results, clips=len(items), ignored=ignored, targets=pairing,
-                       joined=joined, system_truth=system_truth, rated=len(manifest.items))
+                       joined=joined, system_truth=system_truth, rated=len(manifest.items), calibration=calibrations)
 
 
 def evaluate_files(pred_path: Path, truth_path: Path, columns: ColumnMap | None = None) -> dict[str, dict[str, Metrics]]:
@@ -388,6 +413,17 @@ def format_report(results: dict[str, dict[str, Metrics]]) -> str:
     return "\n".join(lines)
 
 
+def format_calibration(calibrations: dict[str, Calibration]) -> list[str]:
+    """One line per target whose predictions carry a listener spread and whose truth has ratings."""
+    lines = []
+    for target, c in calibrations.items():
+        lcc = "n/a" if c.spread_lcc is None else f"{c.spread_lcc:.4f}"
+        lines.append(f"[CALIBRATION] {DISPLAY_NAMES.get(target, target.upper())}: listener ratings inside the "
+                     f"predicted 50% interval {c.coverage50:.3f} (nominal 0.5), 90% interval {c.coverage90:.3f} "
+                     f"(nominal 0.9); Gaussian NLL {c.nll:.4f}; spread LCC {lcc} ({c.ratings} ratings of {c.clips} clips)")
+    return lines
+
+
 def _notes(summary: EvalSummary, truth: Path) -> list[str]:
     """The lines printed after the metrics: system-level truth, a join that was not by id, ignored rows."""
     notes: list[str] = []
@@ -412,7 +448,8 @@ def run_eval(pred: Path, truth: Path, json_out: Path | None = None, columns: str
     `mos train --columns`), optionally write the results as JSON, return the report."""
     cmap = parse_column_spec(columns) if isinstance(columns, str) else columns
     summary = evaluate_summary(pred, truth, cmap)
-    report = "\n".join([format_report(summary.results), *_notes(summary, truth)])
+    report = "\n".join([format_report(summary.results), *format_calibration(summary.calibration),
+                        *_notes(summary, truth)])
     if json_out is not None:
         doc = {
             "predictions": str(pred),
@@ -425,6 +462,7 @@ def run_eval(pred: Path, truth: Path, json_out: Path | None = None, columns: str
             "system_truth": summary.system_truth or None,
             "results": {
                 target: {level: m.as_dict() for level, m in per_level.items()}
+                | ({"calibration": summary.calibration[target].as_dict()} if target in summary.calibration else {})
                 for target, per_level in summary.results.items()
             },
         }

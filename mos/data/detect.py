@@ -29,6 +29,7 @@ from mos.data.xacle import (
     has_split as xacle_has_split,
     load_xacle,
     load_xacle_csv,
+    load_xacle_listener_csv,
     split_of_csv,
 )
 from mos.errors import ManifestError
@@ -197,7 +198,11 @@ def open_ratings(path: Path, columns: ColumnMap | None = None) -> Manifest:
     kind = identify(path, columns)
     if kind is Kind.XACLE_CSV:
         header = _csv_header(path)
-        manifest = load_xacle_csv(path, check_audio=False, require_scores=SCORE_COLUMN in header, require_text=False)
+        if SCORE_COLUMN not in header and any(c in header for c in RATING_COLUMNS):
+            manifest = load_xacle_listener_csv(path)  # validation.csv: one row per listener
+        else:
+            manifest = load_xacle_csv(path, ratings_file=_xacle_csv_ratings_sibling(path), check_audio=False,
+                                      require_scores=SCORE_COLUMN in header, require_text=False)
     elif kind is Kind.TABLE:
         manifest = _table(path, columns, check_audio=False)
     elif kind is Kind.MUSICEVAL_LIST:

@@ -117,6 +117,20 @@ def _read_listener_ratings(file: Path) -> tuple[dict[str, list[float]], dict[str
     return ratings, listeners
 
 
+def load_xacle_listener_csv(file: Path) -> Manifest:
+    """Ground truth from a per-listener file alone (`validation.csv`: one row per listener and
+    clip): each clip's target is the mean of its listeners' ratings, which it also carries.
+    The audio need not exist (ids as written; paths beside the file)."""
+    file = Path(file)
+    ratings, listeners = _read_listener_ratings(file)
+    if not ratings:
+        raise ManifestError(f"{file}: no ratings")
+    items = [Item(id=name, path=file.parent / name.lstrip("/"), targets={"score": sum(r) / len(r)},
+                  ratings={"score": tuple(r)}, listeners={"score": tuple(listeners[name])} if name in listeners else {})
+             for name, r in ratings.items()]
+    return Manifest(items=items, targets=[Target("score", SCORE_LOW, SCORE_HIGH)], source=str(file))
+
+
 def load_xacle_csv(
     csv_file: Path,
     wav_dirs: Sequence[Path] | None = None,

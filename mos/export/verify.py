@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from mos.bundle import Bundle, load_bundle, sha256_file
+from mos.distribution import spread_column
 from mos.errors import MosError, one_line
 from mos.export.bench import padding_gap, scores_alone
 from mos.export.clips import CAPTIONS, LONG_CAPTION, synthetic_clip
@@ -120,8 +121,9 @@ def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyRepor
     audio = bundle.meta["audio"]
     want_in, want_out = list(audio["inputs"]), list(audio["outputs"])
     problems: list[str] = []
-    if want_out != bundle.target_names:
-        problems.append(f"mos.json audio outputs {want_out} != targets {bundle.target_names}")
+    expected = bundle.target_names + ([spread_column(t) for t in bundle.target_names] if bundle.predicts_spread else [])
+    if want_out != expected:
+        problems.append(f"mos.json audio outputs {want_out} != {expected}")
     audio_files = [bundle.audio_model().name] + list(bundle.meta.get("variants", {}).values())
     for name in audio_files:
         ins, outs = interface(protos[name])

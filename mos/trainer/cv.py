@@ -73,6 +73,7 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
     names = folds.manifest.target_names
     position = {it.id: i for i, it in enumerate(items)}
     pred = np.full((len(items), len(names)), np.nan)
+    spread = np.full((len(items), len(names)), np.nan) if cfg.distribution_bins else None
     true = np.array([[it.targets[n] for n in names] for it in items], dtype=np.float64)
     per_fold: list[dict[str, Any]] = []
     for k in range(cfg.folds):
@@ -96,7 +97,7 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
                     console.print(f"fold {k + 1}/{cfg.folds}: {report.line()}", markup=False)
                 trainer = Trainer(fold_cfg, splits, fold_console, fold_dir, sources)
                 result = trainer.fit()
-                held_pred, _ = trainer.predict_manifest(held)
+                held_pred, _, held_spread = trainer.predict_with_spread(held)
             held_true = np.array([[it.targets[n] for n in names] for it in held.items], dtype=np.float64)
             info = {
                 "fold": k + 1, "split": splits.description,
@@ -106,12 +107,16 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
                 "inner_validation_mean_srcc": result.best_srcc,
                 "levels": level_metrics(held_pred, held_true, names, held.items),
                 "ids": [it.id for it in held.items], "pred": held_pred.tolist(),
+                **({"spread": held_spread.tolist()} if held_spread is not None else {}),
             }
             write_predictions(fold_dir / "heldout_predictions.csv", held.items, names, held_pred, held_true,
-                              folds.groups if cfg.group_by else None)
+                              folds.groups if cfg.group_by else None, spread=held_spread)
             write_text_atomic(done, json.dumps(info, indent=2))
         for i, row in zip(info["ids"], info["pred"]):
             pred[position[i]] = row
+        if spread is not None:
+            for i, row in zip(info["ids"], info["spread"]):
+                spread[position[i]] = row
         figures = " | ".join(f"{n} SRCC={info['levels'][n]['utterance']['srcc']:.3f} "
                              f"LCC={info['levels'][n]['utterance']['lcc']:.3f}" for n in names)
         console.print(f"fold {k + 1}/{cfg.folds}: {info['n_train']} train / {info['n_inner_validation']} inner-validation / "
@@ -120,7 +125,7 @@ def run_cross_validation(cfg: TrainConfig, console: Console, data: Path, columns
         per_fold.append({key: v for key, v in info.items() if key not in ("ids", "pred")})
 
     write_predictions(run_dir / "oof_predictions.csv", items, names, pred, true,
-                      folds.groups if cfg.group_by else None, folds.fold)
+                      folds.groups if cfg.group_by else None, folds.fold, spread=spread)
     levels = level_metrics(pred, true, names, items)
     group_list = [folds.groups[it.id] for it in items]
     systems = [it.system for it in items]

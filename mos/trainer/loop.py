@@ -649,5 +649,9 @@ class Trainer:
 
     def predict_manifest(self, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
         """Scale-space predictions of the current weights on `manifest` (scored as `mos score` does)."""
-        pred, true, _ = predict(self.model, self.eval_loader(manifest), self.device, self.amp)
-        return pred, true
+        return self.predict_with_spread(manifest)[:2]
+
+    def predict_with_spread(self, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """predict_manifest, and the listener spread of each clip (None unless the model predicts it)."""
+        pred, true, _, spread = predict_with_spread(self.model, self.eval_loader(manifest), self.device, self.amp)
+        return pred, true, (spread if self.model.cfg.predicts_spread else None)

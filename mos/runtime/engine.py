@@ -12,7 +12,7 @@ from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, Bundle, load_bundle
 from mos.errors import BundleError, MosError
 from mos.runtime.batching import pad_token_features, pad_waveforms, plan_batches, split_windows, weighted_mean
 from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session
-from mos.runtime.text import TextEncoder
+from mos.runtime.text import CaptionSource, TextEncoder
 
 
 
@@ -40,6 +40,22 @@ def _check_interface(runner: SessionRunner, path: Path, inputs: Sequence[str], o
         raise BundleError(f"{path}: does not match mos.json: {'; '.join(parts)}")
 
 
+def open_text_encoder(bundle: Bundle, cfg: SessionConfig, batch_size: int = 64) -> TextEncoder:
+    """The bundle's caption encoder: text.onnx (checked against the interface) and tokenizer.json."""
+    text_meta = bundle.meta.get("text") or {}
+    text_path = bundle.text_model()
+    runner = SessionRunner(open_session(text_path, cfg))
+    _check_interface(runner, text_path, ("input_ids", "attention_mask"), ())
+    return TextEncoder(runner, bundle.tokenizer(), int(text_meta.get("max_tokens", 64)), batch_size=batch_size)
+
+
+def clamp_scores(bundle: Bundle, scores: np.ndarray) -> np.ndarray:
+    """Clamp scores [..., n_targets] to each target's [low, high] from the bundle (float64)."""
+    low = np.array([t.low for t in bundle.targets], dtype=np.float64)
+    high = np.array([t.high for t in bundle.targets], dtype=np.float64)
+    return np.clip(np.asarray(scores, dtype=np.float64), low, high)
+
+
 class ScoreEngine:
     """Sessions of one bundle. `score_arrays` scores float32 mono waveforms at `sample_rate`.
 
@@ -51,11 +67,12 @@ class ScoreEngine:
 
     def __init__(
         self, bundle: Bundle, options: EngineOptions | None = None, *,
-        audio_path: Path | None = None, text: TextEncoder | None = None,
+        audio_path: Path | None = None, text: CaptionSource | None = None,
     ) -> None:
         """`audio_path` replaces the bundle's audio model with a file of the same interface (export
         measures a variant with it before mos.json lists it); `text` shares another engine's
-        caption encoder (and its cache) instead of opening text.onnx again."""
+        caption encoder (and its cache), or gives captions encoded beforehand (a CaptionTable, as
+        the Ray actors get), instead of opening text.onnx again."""
         self.bundle = bundle
         self.options = options or EngineOptions()
         cfg = SessionConfig(device=self.options.device, threads=self.options.threads)
@@ -66,18 +83,9 @@ class ScoreEngine:
         wanted = list(AUDIO_INPUTS) + (list(TEXT_INPUTS) if bundle.uses_text else [])
         _check_interface(self.audio, audio_path, wanted, self.targets)
         self._output_index = [self.audio.output_names.index(t) for t in self.targets]
-        self.text: TextEncoder | None = text if bundle.uses_text else None
+        self.text: CaptionSource | None = text if bundle.uses_text else None
         if bundle.uses_text and self.text is None:
-            text_meta = bundle.meta.get("text") or {}
-            text_path = bundle.text_model()
-            runner = SessionRunner(open_session(text_path, cfg))
-            _check_interface(runner, text_path, ("input_ids", "attention_mask"), ())
-            self.text = TextEncoder(
-                runner,
-                bundle.tokenizer(),
-                int(text_meta.get("max_tokens", 64)),
-                batch_size=self.options.text_batch_size,
-            )
+            self.text = open_text_encoder(bundle, cfg, self.options.text_batch_size)
         self.provider: str = self.audio.provider
         default_batch = 64 if self.provider == CUDA else 16
         self.batch_size: int = self.options.batch_size if self.options.batch_size > 0 else default_batch
@@ -168,6 +176,4 @@ class ScoreEngine:
         """Clamp scores [..., n_targets] to each target's [low, high] from the bundle: applied
         after a clip's windows are averaged, never to single windows (the graph's outputs are
         unclamped; for a bundle whose graph clamps itself this changes nothing)."""
-        low = np.array([t.low for t in self.bundle.targets], dtype=np.float64)
-        high = np.array([t.high for t in self.bundle.targets], dtype=np.float64)
-        return np.clip(np.asarray(scores, dtype=np.float64), low, high)
+        return clamp_scores(self.bundle, scores)

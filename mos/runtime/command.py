@@ -74,7 +74,7 @@ def score(
                                 "the rest; refused when another bundle, model variant or format wrote the output."),
     workers: int = typer.Option(0, "--workers", min=0, help="Reader threads decoding ahead (0: 2 on CPU, up to 8 with CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    ray: bool = typer.Option(False, "--ray", help="Score on Ray (the [ray] extra): a Ray Data pipeline of read tasks "
+    ray: bool = typer.Option(False, "--ray", help="Score on Ray (the ray extra of mos-toolkit): a Ray Data pipeline of read tasks "
                              "and ONNX Runtime actors; a new local Ray unless --ray-address or RAY_ADDRESS names a "
                              "cluster."),
     ray_address: Optional[str] = typer.Option(

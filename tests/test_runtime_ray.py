@@ -70,8 +70,8 @@ def _assert_same_rows(ray_rows: dict, local_rows: dict, targets: list[str]) -> N
     assert set(ray_rows) == set(local_rows)
     for key, local in local_rows.items():
         row = ray_rows[key]
-        assert (row["path"], row["caption"], row["status"], row["duration"]) == \
-               (local["path"], local["caption"], local["status"], local["duration"]), key
+        fields = ("path", "caption", "status", "duration", "error")
+        assert [row[f] for f in fields] == [local[f] for f in fields], key
         for t in targets:
             if local["status"] == "ok":
                 assert abs(float(row[t]) - float(local[t])) <= TOLERANCE, (key, t, row[t], local[t])
@@ -131,7 +131,8 @@ def test_ray_audio_only_bundle_writes_the_xacle_file(ray_local, clips, audio_bun
 
 
 @pytest.mark.ray
-def test_cli_exit_codes_as_locally(ray_local, clips, text_bundle, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_exit_codes_as_locally(ray_local, clips, text_bundle, tmp_path: Path,  # noqa: F811
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from mos.cli import app
 
     folder, captions = clips
@@ -146,9 +147,12 @@ def test_cli_exit_codes_as_locally(ray_local, clips, text_bundle, tmp_path: Path
     assert "ray: the running Ray; 1 actor(s) x 1 CPU" in ok.output and "scored 3, failed 0" in ok.output
     assert "captions: 3 distinct encoded" in ok.output
 
-    failed = runner.invoke(app, [*base, str(folder), "--out", str(tmp_path / "all.csv")])
+    monkeypatch.chdir(folder.parent)  # a relative input: Ray's workers read it from another working directory
+    failed = runner.invoke(app, [*base, folder.name, "--out", str(tmp_path / "all.csv")])
     assert failed.exit_code == 3, failed.output
-    assert f"scored {N_CLIPS + 1}, failed 1" in failed.output and BROKEN in failed.output
+    assert f"scored {N_CLIPS + 1}, failed 1" in failed.output
+    broken = _by_id(tmp_path / "all.csv")[BROKEN]
+    assert broken["path"] == f"{folder.name}/{BROKEN}" and broken["error"].startswith(f"{folder.name}/{BROKEN}: ")
 
     greedy = runner.invoke(app, [*base, str(good), "--ray-actors", "2", "--out", str(tmp_path / "x.csv")])
     assert greedy.exit_code == 2 and "read tasks need at least one" in greedy.output

@@ -106,26 +106,34 @@ def plan_actors(cpus: float, gpus: float, device: str, options: RayOptions) -> A
 
 def _decode_rows(job: dict[str, Any], sample_rate: int, window_seconds: float) -> Iterator[dict[str, Any]]:
     """A read task's rows for one job: the whole clip, or one row per window of a long file, the
-    last marked final; a file that fails gives one final error row (at the part it reached)."""
+    last marked final; a file that fails gives one final error row (at the part it reached).
+
+    The task reads `source` (the absolute path: a worker's working directory is not the
+    driver's); messages name `path`, the path as the local run writes it."""
     base = {"index": job["index"], "path": job["path"], "caption": job["caption"]}
     empty = np.zeros(0, dtype=np.float32)
     if job["error"]:
         yield {**base, "part": 0, "final": True, "wave": empty, "error": job["error"]}
         return
-    decoded = decode_file(Path(job["path"]), AudioSpec(sample_rate, window_seconds))
+    source = Path(job["source"])
+
+    def message(error: str) -> str:
+        return error.replace(str(source), job["path"], 1)
+
+    decoded = decode_file(source, AudioSpec(sample_rate, window_seconds))
     if decoded.error is not None or not decoded.long:
         wave = empty if decoded.wave is None else decoded.wave
-        yield {**base, "part": 0, "final": True, "wave": wave, "error": decoded.error or ""}
+        yield {**base, "part": 0, "final": True, "wave": wave, "error": message(decoded.error or "")}
         return
     part, held = 0, None
     try:
-        for wave in iter_audio_windows(Path(job["path"]), sample_rate, window_seconds):
+        for wave in iter_audio_windows(source, sample_rate, window_seconds):
             if held is not None:
                 yield {**base, "part": part, "final": False, "wave": held, "error": ""}
                 part += 1
             held = wave
     except Exception as exc:  # a row, never a failed task
-        yield {**base, "part": part, "final": True, "wave": empty, "error": one_line(exc, job["path"])}
+        yield {**base, "part": part, "final": True, "wave": empty, "error": message(one_line(exc, source))}
         return
     if held is None:
         yield {**base, "part": 0, "final": True, "wave": empty, "error": f"{job['path']}: no audio scored"}
@@ -272,8 +280,8 @@ class RayScorer:
         for handler in logging.getLogger("ray.data").handlers:  # its full log stays in the session's ray-data.log
             if isinstance(handler, logging.StreamHandler):
                 handler.setLevel(logging.ERROR)
-        rows = [{"index": i, "path": str(j.path), "caption": j.caption or "", "error": j.error or ""}
-                for i, j in enumerate(jobs)]
+        rows = [{"index": i, "path": str(j.path), "source": str(Path(j.path).absolute()), "caption": j.caption or "",
+                 "error": j.error or ""} for i, j in enumerate(jobs)]
         chunk = 2 * self.batch_size  # rows per actor call, sorted by length into batches there
         blocks = max(1, min(math.ceil(len(rows) / chunk), 4096))
         ds = self.ray.data.from_items(rows, override_num_blocks=blocks)

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mos.bench.machine import machine_info
     from mos.bench.workload import generate
+    from mos.runtime.ray_score import RayOptions, plan_actors
 
     configs = {
         "local": [],  # plain mos score: ORT's default threads (all cores), 2 reader threads
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": {},
     }
     for cpus_per_node in (16, 64):
-        per_node = max(1, min(int(cpus_per_node * 0.75), cpus_per_node - 1)) * per_actor
+        per_node = plan_actors(cpus_per_node, 0, "cpu", RayOptions()).actors * per_actor
         estimate["nodes"][f"{cpus_per_node}_cpus"] = {str(n): round(n * per_node, 1) for n in (1, 4, 16)}
     report = {
         "what": "plain mos score vs mos score --ray (local Ray), this machine",

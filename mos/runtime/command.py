@@ -78,8 +78,8 @@ def score(
                              "and ONNX Runtime actors; a new local Ray unless --ray-address or RAY_ADDRESS names a "
                              "cluster."),
     ray_address: Optional[str] = typer.Option(
-        None, "--ray-address", help="The Ray cluster to join, e.g. auto (the one started on this node with ray start) "
-        "or ray://head:10001; implies --ray.", show_default=False,
+        None, "--ray-address", help="The Ray cluster to join, e.g. auto (the one started on this node with ray start); "
+        "passed to ray.init as given; implies --ray.", show_default=False,
     ),
     ray_actors: int = typer.Option(0, "--ray-actors", min=0, help="Scoring actors (0: one per GPU, or on CPU as many as "
                                    "fit in 3/4 of the cluster's CPUs); at least one CPU stays for the read tasks."),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -141,6 +142,21 @@ def _decode_rows(job: dict[str, Any], sample_rate: int, window_seconds: float) -
         yield {**base, "part": part, "final": True, "wave": held, "error": ""}
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b[^:]*: ")
+
+
+def ray_cause(exc: BaseException) -> str:
+    """The root cause in one line: Ray's task and actor errors carry the remote traceback as
+    text, whose last `SomeError: message` line says what went wrong on the worker."""
+    lines = [" ".join(line.split()) for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    causes = [line for line in lines if _ERROR_LINE.match(line)]
+    text = causes[-1] if causes else (lines[0] if lines else type(exc).__name__)
+    if "ModuleNotFoundError" in text or "No module named" in text:
+        text += " (is the same mos-toolkit, with its [ray] extra, installed on every node?)"
+    return text if len(text) <= 400 else text[:400] + "..."
+
+
 class ScoreActor:
     """One actor of the pool: an ONNX Runtime session opened in the constructor, scoring batches
     of clips (windows) into one score row each, or the row's one-line error."""
@@ -267,8 +283,8 @@ class RayScorer:
                         del states[index]
                         yield state.result(self.bundle.sample_rate, clamp)
         except Exception as exc:  # an actor that cannot start, a lost node: Ray's own errors
-            raise MosError(f"Ray: the scoring pipeline failed ({one_line(exc, limit=300)}); the finished rows "
-                           "are saved: re-run with --resume") from None
+            raise MosError(f"Ray: the scoring pipeline failed ({ray_cause(exc)}); the finished rows are saved: "
+                           "re-run with --resume") from None
         for index, job in enumerate(jobs):  # a safety net: every job gets a row
             if index not in finished:
                 yield FileResult(job, None, None, f"{job.path}: Ray returned no result for this file")
@@ -279,7 +295,7 @@ class RayScorer:
         ctx.print_on_execution_start = False
         for handler in logging.getLogger("ray.data").handlers:  # its full log stays in the session's ray-data.log
             if isinstance(handler, logging.StreamHandler):
-                handler.setLevel(logging.ERROR)
+                handler.setLevel(logging.CRITICAL)  # failures reach the user as one MosError line
         rows = [{"index": i, "path": str(j.path), "source": str(Path(j.path).absolute()), "caption": j.caption or "",
                  "error": j.error or ""} for i, j in enumerate(jobs)]
         chunk = 2 * self.batch_size  # rows per actor call, sorted by length into batches there

@@ -31,7 +31,8 @@ class ExportedBundle:
     uses_text: bool
 
 
-def _export(root: Path, name: str, targets, text_encoder: str, quantize: str | None) -> ExportedBundle:
+def _export(root: Path, name: str, targets, text_encoder: str, quantize: str | None,
+            **model: object) -> ExportedBundle:
     import torch
 
     from mos.export import export_bundle
@@ -39,7 +40,7 @@ def _export(root: Path, name: str, targets, text_encoder: str, quantize: str | N
     from mos.trainer.checkpoint import save_checkpoint
 
     torch.manual_seed(1234)
-    model = MosModel(ModelConfig(targets=list(targets), text_encoder=text_encoder, **SMALL))
+    model = MosModel(ModelConfig(targets=list(targets), text_encoder=text_encoder, **SMALL, **model))
     with torch.no_grad():  # non-trivial normalisation statistics, as a trained model has
         model.frontend.feat_mean.uniform_(-8.0, -2.0)
         model.frontend.feat_std.uniform_(1.0, 3.0)
@@ -66,6 +67,19 @@ def text_bundle(tmp_path_factory: pytest.TempPathFactory) -> ExportedBundle:
         targets = [TargetSpec("overall", 1.0, 5.0, 3.0, 1.0), TargetSpec("textual", 1.0, 5.0, 3.2, 0.8)]
         _EXPORTED["text"] = _export(root, "text", targets, "minilm", None)
     return _EXPORTED["text"]
+
+
+@pytest.fixture(scope="session")
+def spread_bundle(tmp_path_factory: pytest.TempPathFactory) -> ExportedBundle:
+    """Audio-only distribution bundle (12 bins) with one target `score` (0-10): audio.onnx also
+    outputs `score_std`, the listener spread."""
+    from mos.model import TargetSpec
+
+    if "spread" not in _EXPORTED:
+        root = tmp_path_factory.mktemp("rt-bundles-spread")
+        _EXPORTED["spread"] = _export(root, "spread", [TargetSpec("score", 0.0, 10.0, 5.0, 2.0)], "none", None,
+                                      distribution_bins=12)
+    return _EXPORTED["spread"]
 
 
 @pytest.fixture(scope="session")

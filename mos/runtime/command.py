@@ -76,6 +76,17 @@ def score(
     workers: int = typer.Option(0, "--workers", min=0, help="Reader threads decoding ahead (0: 2 on CPU, up to 8 with CUDA)."),
     quantiles: Optional[str] = typer.Option(None, "--quantiles", help="For a bundle trained with --distribution: also write these quantiles of the listeners' ratings, e.g. 0.1,0.9 (columns <target>_q10, <target>_q90)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: bool = typer.Option(False, "--ray", help="Score on Ray (the ray extra of mos-toolkit): a Ray Data pipeline of read tasks "
+                             "and ONNX Runtime actors; a new local Ray unless --ray-address or RAY_ADDRESS names a "
+                             "cluster."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="The Ray cluster to join, e.g. auto (the one started on this node with ray start); "
+        "passed to ray.init as given; implies --ray.", show_default=False,
+    ),
+    ray_actors: int = typer.Option(0, "--ray-actors", min=0, help="Scoring actors (0: one per GPU, or on CPU as many as "
+                                   "fit in 3/4 of the cluster's CPUs); at least one CPU stays for the read tasks."),
+    ray_cpus_per_actor: int = typer.Option(1, "--ray-cpus-per-actor", min=1, help="CPUs each actor reserves; its "
+                                           "ONNX Runtime session runs that many threads."),
 ) -> None:
     """Score audio files with an exported bundle (ONNX Runtime only; no PyTorch needed).
 
@@ -85,10 +96,13 @@ def score(
 
         mos score XACLE_dataset/wav/test --captions test.csv --format xacle --out submission.csv --resume
 
+        mos score /shared/clips --captions /shared/captions.csv --bundle /shared/bundle --ray-address auto
+
     One row per file streams to the output as it finishes: id, path, caption, one column per
     target, duration, status (ok|error), error. A file that cannot be scored gets an error row
     and the run goes on; files of a folder that are not audio are listed as not scored. Exit
-    code: 0 all scored, 3 some files failed, 2 bad usage, bundle or captions file.
+    code: 0 all scored, 3 some files failed, 2 bad usage, bundle or captions file. With --ray
+    the rows are the same, in the order files finish.
     """
     console = Console(stderr=True)
     try:
@@ -96,6 +110,10 @@ def score(
     except ValueError as exc:
         console.print(f"error: --quantiles: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    if not (ray or ray_address) and (ray_actors or ray_cpus_per_actor != 1):
+        console.print("error: --ray-actors and --ray-cpus-per-actor size a Ray run: add --ray (or --ray-address)",
+                      markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
     opts = ScoreOptions(
         inputs=inputs,
         bundle=bundle,
@@ -114,6 +132,10 @@ def score(
         quantiles=levels,
         progress=not quiet,
     )
+    if ray or ray_address:
+        from mos.runtime.ray_score import RayOptions
+
+        opts.ray = RayOptions(address=ray_address, actors=ray_actors, cpus_per_actor=ray_cpus_per_actor)
     try:
         summary = run_score(opts, console)
     except MosError as exc:

@@ -13,7 +13,7 @@ from mos.distribution import quantile, quantile_column, spread_column
 from mos.errors import BundleError, MosError
 from mos.runtime.batching import pad_token_features, pad_waveforms, plan_batches, split_windows, weighted_mean
 from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session
-from mos.runtime.text import TextEncoder
+from mos.runtime.text import CaptionSource, TextEncoder
 
 
 
@@ -43,6 +43,59 @@ def _check_interface(runner: SessionRunner, path: Path, inputs: Sequence[str], o
         raise BundleError(f"{path}: does not match mos.json: {'; '.join(parts)}")
 
 
+def open_text_encoder(bundle: Bundle, cfg: SessionConfig, batch_size: int = 64) -> TextEncoder:
+    """The bundle's caption encoder: text.onnx (checked against the interface) and tokenizer.json."""
+    text_meta = bundle.meta.get("text") or {}
+    text_path = bundle.text_model()
+    runner = SessionRunner(open_session(text_path, cfg))
+    _check_interface(runner, text_path, ("input_ids", "attention_mask"), ())
+    return TextEncoder(runner, bundle.tokenizer(), int(text_meta.get("max_tokens", 64)), batch_size=batch_size)
+
+
+def clamp_scores(bundle: Bundle, scores: np.ndarray) -> np.ndarray:
+    """Clamp scores [..., n_targets] to each target's [low, high] from the bundle (float64)."""
+    low = np.array([t.low for t in bundle.targets], dtype=np.float64)
+    high = np.array([t.high for t in bundle.targets], dtype=np.float64)
+    return np.clip(np.asarray(scores, dtype=np.float64), low, high)
+
+
+def output_columns(bundle: Bundle, quantiles: Sequence[float] = ()) -> list[str]:
+    """What each clip gets: the targets' scores, then for a distribution model each target's
+    listener spread (`<target>_std`) and the `quantiles` of Normal(score, spread) in range."""
+    spreads = [spread_column(t) for t in bundle.target_names] if bundle.predicts_spread else []
+    if quantiles and not spreads:
+        raise MosError(f"{bundle.root}: --quantiles needs a bundle whose model predicts the listener spread "
+                       "(trained with --distribution)")
+    return bundle.target_names + spreads + [quantile_column(t, q) for t in bundle.target_names for q in quantiles]
+
+
+def unpack_raw(bundle: Bundle, raw: np.ndarray) -> np.ndarray:
+    """Raw rows (unclamped scores, then a distribution model's second moments spread^2 + score^2,
+    which average over a clip's windows as the scores do) -> unclamped scores, then spreads."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if not bundle.predicts_spread:
+        return raw
+    t = len(bundle.targets)
+    spread = np.sqrt(np.maximum(raw[..., t:] - raw[..., :t] ** 2, 0.0))
+    return np.concatenate([raw[..., :t], spread], axis=-1)
+
+
+def finish_raw(bundle: Bundle, quantiles: Sequence[float], raw: np.ndarray) -> np.ndarray:
+    """A clip's window-averaged raw row(s) -> its `output_columns`: scores clamped to each
+    target's range; spreads from the averaged second moments (the windows' mixture); quantiles."""
+    unpacked = unpack_raw(bundle, raw)
+    t = len(bundle.targets)
+    scores = clamp_scores(bundle, unpacked[..., :t])
+    if not bundle.predicts_spread:
+        return scores
+    spread = unpacked[..., t:]
+    parts = [scores, spread]
+    for j, target in enumerate(bundle.targets):
+        for q in quantiles:
+            parts.append(quantile(scores[..., j], spread[..., j], q, target.low, target.high)[..., None])
+    return np.concatenate(parts, axis=-1)
+
+
 class ScoreEngine:
     """Sessions of one bundle. `score_arrays` scores float32 mono waveforms at `sample_rate`.
 
@@ -54,11 +107,12 @@ class ScoreEngine:
 
     def __init__(
         self, bundle: Bundle, options: EngineOptions | None = None, *,
-        audio_path: Path | None = None, text: TextEncoder | None = None,
+        audio_path: Path | None = None, text: CaptionSource | None = None,
     ) -> None:
         """`audio_path` replaces the bundle's audio model with a file of the same interface (export
         measures a variant with it before mos.json lists it); `text` shares another engine's
-        caption encoder (and its cache) instead of opening text.onnx again."""
+        caption encoder (and its cache), or gives captions encoded beforehand (a CaptionTable, as
+        the Ray actors get), instead of opening text.onnx again."""
         self.bundle = bundle
         self.options = options or EngineOptions()
         cfg = SessionConfig(device=self.options.device, threads=self.options.threads)
@@ -68,27 +122,13 @@ class ScoreEngine:
         self.targets: list[str] = bundle.target_names
         # A distribution model also gives each target's listener spread, `<target>_std`.
         self.spread_names: list[str] = [spread_column(t) for t in self.targets] if bundle.predicts_spread else []
-        if self.options.quantiles and not self.spread_names:
-            raise MosError(f"{bundle.root}: --quantiles needs a bundle whose model predicts the listener spread "
-                           "(trained with --distribution)")
-        # What each clip gets: scores, then spreads, then quantiles (Normal(score, spread), in range).
-        self.columns: list[str] = self.targets + self.spread_names + [
-            quantile_column(t, q) for t in self.targets for q in self.options.quantiles]
+        self.columns: list[str] = output_columns(bundle, self.options.quantiles)
         wanted = list(AUDIO_INPUTS) + (list(TEXT_INPUTS) if bundle.uses_text else [])
         _check_interface(self.audio, audio_path, wanted, self.targets + self.spread_names)
         self._output_index = [self.audio.output_names.index(t) for t in self.targets + self.spread_names]
-        self.text: TextEncoder | None = text if bundle.uses_text else None
+        self.text: CaptionSource | None = text if bundle.uses_text else None
         if bundle.uses_text and self.text is None:
-            text_meta = bundle.meta.get("text") or {}
-            text_path = bundle.text_model()
-            runner = SessionRunner(open_session(text_path, cfg))
-            _check_interface(runner, text_path, ("input_ids", "attention_mask"), ())
-            self.text = TextEncoder(
-                runner,
-                bundle.tokenizer(),
-                int(text_meta.get("max_tokens", 64)),
-                batch_size=self.options.text_batch_size,
-            )
+            self.text = open_text_encoder(bundle, cfg, self.options.text_batch_size)
         self.provider: str = self.audio.provider
         default_batch = 64 if self.provider == CUDA else 16
         self.batch_size: int = self.options.batch_size if self.options.batch_size > 0 else default_batch
@@ -182,35 +222,21 @@ class ScoreEngine:
             out[i] = weighted_mean(seg_scores[sel], weights[sel])
         return self.finish(out)
 
+    @property
+    def raw_width(self) -> int:
+        """Values per raw row: the scores, and a distribution model's second moments."""
+        return len(self._output_index)
+
     def unpack(self, raw: np.ndarray) -> np.ndarray:
-        """Raw rows (scores, second moments) -> unclamped scores, then spreads (a distribution
-        model's; the raw rows are the scores alone otherwise)."""
-        raw = np.asarray(raw, dtype=np.float64)
-        if not self.spread_names:
-            return raw
-        t = len(self.targets)
-        spread = np.sqrt(np.maximum(raw[..., t:] - raw[..., :t] ** 2, 0.0))
-        return np.concatenate([raw[..., :t], spread], axis=-1)
+        """Raw rows -> unclamped scores, then spreads (`unpack_raw`)."""
+        return unpack_raw(self.bundle, raw)
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
-        """A clip's window-averaged raw row(s) -> its `columns`: scores clamped to each target's
-        range; spreads from the averaged second moments (the windows' mixture); quantiles."""
-        unpacked = self.unpack(raw)
-        t = len(self.targets)
-        scores = self.clamp(unpacked[..., :t])
-        if not self.spread_names:
-            return scores
-        spread = unpacked[..., t:]
-        parts = [scores, spread]
-        for j, target in enumerate(self.bundle.targets):
-            for q in self.options.quantiles:
-                parts.append(quantile(scores[..., j], spread[..., j], q, target.low, target.high)[..., None])
-        return np.concatenate(parts, axis=-1)
+        """A clip's window-averaged raw row(s) -> its `columns` (`finish_raw`)."""
+        return finish_raw(self.bundle, self.options.quantiles, raw)
 
     def clamp(self, scores: np.ndarray) -> np.ndarray:
         """Clamp scores [..., n_targets] to each target's [low, high] from the bundle: applied
         after a clip's windows are averaged, never to single windows (the graph's outputs are
         unclamped; for a bundle whose graph clamps itself this changes nothing)."""
-        low = np.array([t.low for t in self.bundle.targets], dtype=np.float64)
-        high = np.array([t.high for t in self.bundle.targets], dtype=np.float64)
-        return np.clip(np.asarray(scores, dtype=np.float64), low, high)
+        return clamp_scores(self.bundle, scores)

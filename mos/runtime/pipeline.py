@@ -39,7 +39,9 @@ class PipelineOptions:
 
 
 @dataclass
-class _FileState:
+class FileState:
+    """A file being scored: its windows' length-weighted score sum, and whether all are in."""
+
     job: Job
     index: int = 0  # position in the job list
     sum_scores: np.ndarray | None = None
@@ -80,28 +82,37 @@ class _FileState:
 
 @dataclass
 class _Segment:
-    state: _FileState
+    state: FileState
     wave: np.ndarray
     caption: str | None = field(default=None)
 
 
-def _score_chunk(engine: ScoreEngine, segments: list[_Segment], batch_size: int) -> None:
-    """Score a chunk; if a batch fails, retry its clips one by one so only the culprit fails."""
-    waves = [s.wave for s in segments]
-    captions = [s.caption for s in segments]
+def score_segments_safely(
+    engine: ScoreEngine, waves: list[np.ndarray], captions: list[str | None], batch_size: int
+) -> list[np.ndarray | str]:
+    """A score row per segment, or its one-line error: when a batch fails, its segments are
+    retried one by one so only the culprit fails."""
     try:
         results = engine.score_segments(waves, captions, batch_size)
     except Exception as exc:
-        if len(segments) == 1:
-            seg = segments[0]
+        if len(waves) == 1:
+            return [f"scoring failed: {one_line(exc)}"]
+        out: list[np.ndarray | str] = []
+        for wave, caption in zip(waves, captions):
+            out.extend(score_segments_safely(engine, [wave], [caption], 1))
+        return out
+    return list(results)
+
+
+def _score_chunk(engine: ScoreEngine, segments: list[_Segment], batch_size: int) -> None:
+    """Score a chunk and hand each segment's row (or error) to its file."""
+    results = score_segments_safely(engine, [s.wave for s in segments], [s.caption for s in segments], batch_size)
+    for seg, result in zip(segments, results):
+        if isinstance(result, str):
             seg.state.outstanding -= 1
-            seg.state.fail(f"{seg.state.job.path}: scoring failed: {one_line(exc)}")
-            return
-        for seg in segments:
-            _score_chunk(engine, [seg], 1)
-        return
-    for seg, row in zip(segments, results):
-        seg.state.add(row, seg.wave.shape[0])
+            seg.state.fail(f"{seg.state.job.path}: {result}")
+        else:
+            seg.state.add(result, seg.wave.shape[0])
 
 
 class _CaptionsAhead:
@@ -149,9 +160,9 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
 
     # The next chunk decodes while this one runs: memory is about two chunks of windows.
     decoded = prefetch_ordered(jobs, decode, options.workers, ahead=chunk_size + 2 * options.workers)
-    order: deque[_FileState] = deque()
+    order: deque[FileState] = deque()
     long_iter: BackgroundIterator[np.ndarray] | None = None
-    long_state: _FileState | None = None
+    long_state: FileState | None = None
     exhausted = False
     pulled = 0  # jobs taken from the reader so far
     try:
@@ -180,7 +191,7 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
                     exhausted = True
                     break
                 job, dec = nxt
-                state = _FileState(job, index=pulled)
+                state = FileState(job, index=pulled)
                 pulled += 1
                 order.append(state)
                 if dec.error is not None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,7 +19,7 @@ from mos.data.detect import open_inputs
 from mos.data.folder import Skipped, describe_skipped
 from mos.data.table import parse_column_spec
 from mos.errors import MosError
-from mos.runtime.engine import EngineOptions, ScoreEngine
+from mos.runtime.engine import EngineOptions, ScoreEngine, output_columns
 from mos.runtime.inputs import make_jobs, read_caption_file
 from mos.runtime.pipeline import FileResult, PipelineOptions, score_jobs
 from mos.runtime.session import CUDA
@@ -31,6 +34,9 @@ from mos.runtime.writers import (
     resume_rows,
     write_challenge,
 )
+
+if TYPE_CHECKING:  # Ray's module loads only for a --ray run
+    from mos.runtime.ray_score import RayOptions
 
 DEFAULT_BUNDLE = Path("runs/demo/bundle")
 
@@ -57,6 +63,7 @@ class ScoreOptions:
     workers: int = 0
     quantiles: tuple[float, ...] = ()
     progress: bool = True
+    ray: RayOptions | None = None  # score on Ray (mos.runtime.ray_score) instead of this process
 
 
 @dataclass
@@ -144,11 +151,44 @@ def output_stamp(bundle: Bundle, int8: bool, fmt: str, targets: list[str]) -> Ou
                        model.name, str(bundle.meta["files"].get(model.name, "")))
 
 
+def _write_rows(writer: RowWriter, results: Iterator[FileResult], total: int, targets: list[str], console: Console,
+                progress_on: bool) -> tuple[int, int, float, list[str], float]:
+    """Write each result as it comes, with the progress bar: (scored, failed, audio seconds,
+    the first five errors, wall seconds)."""
+    scored = failed = 0
+    audio_seconds = 0.0
+    first_errors: list[str] = []
+    start = time.perf_counter()
+    try:
+        with writer, _progress(console, progress_on) as progress:
+            task = progress.add_task("scoring", total=total, rate="", failed="")
+            for result in results:
+                writer.write(_row(result, targets))
+                if result.ok:
+                    scored += 1
+                    audio_seconds += result.duration or 0.0
+                else:
+                    failed += 1
+                    if len(first_errors) < 5:
+                        first_errors.append(result.error or "")
+                elapsed = time.perf_counter() - start
+                rate = (scored + failed) / elapsed if elapsed > 0 else 0.0
+                progress.update(
+                    task, advance=1, rate=f"{rate:.1f} clips/s", failed=f"{failed} failed" if failed else ""
+                )
+    finally:
+        seconds = time.perf_counter() - start
+    return scored, failed, audio_seconds, first_errors, seconds
+
+
 def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummary:
     """Score every input file and write the rows (and the challenge file). Bad files become error
     rows; bad run inputs (bundle, captions file, --format for this bundle, inputs, an output
     --resume must not touch) raise MosError before any scoring."""
     console = console or Console(stderr=True)
+    if opts.ray is not None and (opts.threads or opts.workers):
+        raise MosError("--threads and --workers size the local pipeline: with --ray, size the actors with "
+                       "--ray-actors and --ray-cpus-per-actor")
     stream_path, challenge_path = output_paths(opts.out, opts.format)
     stream_fmt = "jsonl" if opts.format == "jsonl" else "csv"
     bundle = load_bundle(opts.bundle)
@@ -170,46 +210,34 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         )
     if challenge_path is not None:
         check_challenge_names(opts.format, [job.id for job in jobset.jobs])
-    engine = ScoreEngine(
-        bundle, EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size,
-                              quantiles=opts.quantiles)
-    )
     # The score columns: the targets, then a distribution model's spreads and quantiles.
-    score_columns = engine.columns
+    score_columns = output_columns(bundle, opts.quantiles)
     stamp = output_stamp(bundle, opts.int8, stream_fmt, score_columns)
     keep = resume_rows(stream_path, stream_fmt, score_columns, stamp) if opts.resume else []
-    if jobset.duplicate_ids:
-        console.print(f"[yellow]warning:[/] {len(jobset.duplicate_ids)} input(s) repeat an id and are scored once "
-                      f"(first: {escape(jobset.duplicate_ids[0])})")
+    done = {row.id for row in keep}
+    todo = [job for job in jobset.jobs if job.id not in done]
+    engine_options = EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size,
+                                   quantiles=opts.quantiles)
+    with ExitStack() as stack:
+        if opts.ray is None:
+            engine = ScoreEngine(bundle, engine_options)
+            provider = engine.provider
+            pipeline = PipelineOptions(workers=reader_workers(opts.workers, provider), batch_size=engine.batch_size)
+            results = score_jobs(engine, todo, pipeline)
+        else:
+            from mos.runtime.ray_score import RayScorer
 
-    writer = RowWriter(stream_path, stream_fmt, score_columns, stamp=stamp, keep=keep)
-    todo = [job for job in jobset.jobs if job.id not in writer.done]
-    skipped = len(jobset.jobs) - len(todo)
-    scored = failed = 0
-    audio_seconds = 0.0
-    first_errors: list[str] = []
-    start = time.perf_counter()
-    pipeline = PipelineOptions(workers=reader_workers(opts.workers, engine.provider), batch_size=engine.batch_size)
-    enabled = opts.progress and bool(todo)
-    try:
-        with writer, _progress(console, enabled) as progress:
-            task = progress.add_task("scoring", total=len(todo), rate="", failed="")
-            for result in score_jobs(engine, todo, pipeline):
-                writer.write(_row(result, score_columns))
-                if result.ok:
-                    scored += 1
-                    audio_seconds += result.duration or 0.0
-                else:
-                    failed += 1
-                    if len(first_errors) < 5:
-                        first_errors.append(result.error or "")
-                elapsed = time.perf_counter() - start
-                rate = (scored + failed) / elapsed if elapsed > 0 else 0.0
-                progress.update(
-                    task, advance=1, rate=f"{rate:.1f} clips/s", failed=f"{failed} failed" if failed else ""
-                )
-    finally:
-        seconds = time.perf_counter() - start
+            ray = stack.enter_context(RayScorer(bundle, engine_options, opts.ray, todo))
+            console.print(ray.describe(), markup=False, highlight=False, soft_wrap=True)
+            provider = ray.provider
+            results = ray.results(todo)
+        if jobset.duplicate_ids:
+            console.print(f"[yellow]warning:[/] {len(jobset.duplicate_ids)} input(s) repeat an id and are scored once "
+                          f"(first: {escape(jobset.duplicate_ids[0])})")
+        writer = RowWriter(stream_path, stream_fmt, score_columns, stamp=stamp, keep=keep)
+        skipped = len(jobset.jobs) - len(todo)
+        scored, failed, audio_seconds, first_errors, seconds = _write_rows(writer, results, len(todo), score_columns,
+                                                                           console, opts.progress and bool(todo))
     if challenge_path is not None:
         order = {job.id: i for i, job in enumerate(jobset.jobs)}
         rows = [r for r in read_rows(stream_path, stream_fmt, score_columns) if r.id in order]
@@ -222,7 +250,7 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         skipped=skipped,
         seconds=seconds,
         audio_seconds=audio_seconds,
-        provider=engine.provider,
+        provider=provider,
         out=stream_path,
         challenge=challenge_path,
         duplicate_ids=jobset.duplicate_ids,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from mos.errors import BundleError, one_line
+from mos.errors import BundleError, MosError, one_line
 from mos.runtime.session import SessionRunner
 
 
@@ -24,6 +25,12 @@ def load_tokenizer(path: Path, max_tokens: int):  # -> tokenizers.Tokenizer
     tok.enable_truncation(max_length=max_tokens)
     return tok
 
+
+
+class CaptionSource(Protocol):
+    """What the audio model's caller needs: token features [n_i, dim] per caption."""
+
+    def encode(self, captions: Sequence[str]) -> list[np.ndarray]: ...
 
 
 class TextEncoder:
@@ -93,4 +100,45 @@ class TextEncoder:
             else:
                 self._cache.move_to_end(c)
             out.append(feats)
+        return out
+
+
+class CaptionTable:
+    """Captions encoded beforehand: every token row in one float32 array [total, dim] plus the
+    row offsets, so the table crosses process boundaries as two flat arrays (Ray's object store
+    hands them to each actor of a node without copies). `encode` looks captions up; a caption
+    not in the table is a MosError, never a silent zero."""
+
+    def __init__(self, captions: Sequence[str], features: np.ndarray, offsets: np.ndarray) -> None:
+        self.index = {c: i for i, c in enumerate(captions)}
+        self.features = features
+        self.offsets = offsets
+
+    @classmethod
+    def build(cls, encoder: CaptionSource, captions: Iterable[str], chunk: int = 4096) -> CaptionTable:
+        """Encode each distinct caption once with `encoder`, `chunk` captions at a time."""
+        distinct = list(dict.fromkeys(captions))
+        parts: list[np.ndarray] = []
+        for start in range(0, len(distinct), chunk):
+            parts.extend(encoder.encode(distinct[start : start + chunk]))
+        sizes = np.array([p.shape[0] for p in parts], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        dim = parts[0].shape[1] if parts else 0
+        features = np.concatenate(parts, axis=0).astype(np.float32, copy=False) if parts else np.zeros((0, dim), np.float32)
+        return cls(distinct, features, offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.features.nbytes + self.offsets.nbytes)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def encode(self, captions: Sequence[str]) -> list[np.ndarray]:
+        out = []
+        for c in captions:
+            i = self.index.get(c)
+            if i is None:
+                raise MosError(f"caption not encoded beforehand: {c[:60]!r}")
+            out.append(self.features[self.offsets[i] : self.offsets[i + 1]])
         return out

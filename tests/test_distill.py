@@ -5,6 +5,7 @@ teacher on held-out clips, resume works, the student's bundle scores without tor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from mos.trainer.splits import resolve_splits  # noqa: E402
 
 TINY = {"channels": [32, 48, 64, 64], "hidden": 64}
 DATA = DemoConfig(n_train=32, n_validation=24, seconds=0.5)
+REPO = Path(__file__).resolve().parents[1]  # this checkout's mos, whatever the cwd
 POOL = DemoConfig(n_train=48, n_validation=2, seconds=0.5, seed=7)
 
 
@@ -166,7 +168,8 @@ def test_student_bundle_scores_without_torch(setup, distilled, tmp_path: Path) -
             "    assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]\n")
     folder = setup["data"] / "wav" / "validation"
     run = subprocess.run([sys.executable, "-c", code, "score", str(folder), "--bundle", str(result.run_dir / "bundle"),
-                          "--out", str(out), "--quiet"], capture_output=True, text=True)
+                          "--out", str(out), "--quiet"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 0, run.stderr
     rows = read_csv(out)
     assert len(rows) == 24 and all(r["status"] == "ok" for r in rows)
@@ -186,3 +189,13 @@ def test_bad_input_is_one_line(setup, tmp_path: Path) -> None:
         student_config(str(tmp_path / "s.toml"))
     (tmp_path / "s.toml").write_text("epochs = 3\n[model]\nsize = 'tiny'\n")
     assert student_config(str(tmp_path / "s.toml")) == ({"epochs": 3}, TINY)
+
+
+def test_cli_refuses_a_run_without_a_bundle_in_one_line(setup, tmp_path: Path) -> None:
+    (tmp_path / "big" / "checkpoints").mkdir(parents=True)
+    run = subprocess.run([sys.executable, "-m", "mos", "distill", str(tmp_path / "big"), "--data", str(setup["data"]),
+                          "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "no bundle yet; run `mos export" in run.stderr, run.stderr
+    assert not (tmp_path / "runs").exists()

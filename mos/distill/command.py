@@ -22,7 +22,7 @@ def distill(
     name: Optional[str] = typer.Option(None, "--name", help="The student's run name: outputs go to <runs-dir>/<name>/ (default: <teacher>-student)."),
     runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where run folders are written (default: runs)."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping of a generic ratings table, as for mos train."),
-    student_config: Optional[str] = typer.Option(None, "--student-config", help="The student's size: edge (default, mos train's model), small, tiny, or a JSON/TOML file of mos train settings with a [model] table (channels, hidden, ...)."),
+    student_config: Optional[str] = typer.Option(None, "--student-config", help="The student's size: edge (default, mos train's model), small, tiny, or a JSON/TOML file of mos train settings with a model table (channels, hidden, ...)."),
     teacher_weight: float = typer.Option(0.5, "--teacher-weight", help="Weight of the teacher's labels (every clip); 1 minus it weighs the human ratings (rated clips only). 1: teacher only."),
     agree_weight: float = typer.Option(0.5, "--agree-weight", help="Weight of the soft rank agreement with the teacher over each batch."),
     augment: int = typer.Option(0, "--augment", min=0, help="Degraded copies (gain, noise, codec-like low-pass) of each training and unlabelled clip, labelled by the teacher."),

@@ -276,7 +276,15 @@ def _register_runtime_commands() -> None:
     app.command("bench")(bench_command)
 
 
+def _register_distill_command() -> None:
+    """`distill` lives in mos.distill (it imports torch only when it runs)."""
+    from mos.distill.command import distill as distill_command
+
+    app.command("distill")(distill_command)
+
+
 _register_runtime_commands()
+_register_distill_command()
 
 
 def main() -> None:

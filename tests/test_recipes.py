@@ -366,3 +366,25 @@ def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(musicev
         with torch.no_grad():
             expected = model.scores(x, torch.tensor([x.shape[1]]))[0].tolist()
         assert [float(row["overall"]), float(row["textual"])] == pytest.approx(expected, abs=1e-3)
+
+
+def test_one_cycle_schedules_of_any_length_rise_then_fall() -> None:
+    """Runs of 10 optimiser steps or fewer (one epoch of a tiny set) used to end in
+    ZeroDivisionError inside OneCycleLR: every length from 0 to 40 steps now trains."""
+    import warnings
+
+    from mos.trainer.schedule import advance, one_cycle
+
+    warnings.simplefilter("ignore", UserWarning)
+    for total in range(0, 41):
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.AdamW([p], lr=1e-3)
+        scheduler = one_cycle(opt, 1e-3, total)
+        lrs = []
+        for _ in range(max(total, 1)):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            advance(scheduler)
+        assert all(0 < lr <= 1e-3 for lr in lrs), (total, lrs)
+        peak = int(np.argmax(lrs))
+        assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True), total

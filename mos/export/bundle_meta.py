@@ -105,6 +105,8 @@ def build_meta(
             "checkpoint": checkpoint_reference(checkpoint, out),
             "checkpoint_sha256": checkpoint_sha256,
         },
+        # A `mos distill` student: its teacher (bundle sha256, validation metrics) and the mix.
+        **({"distillation": ckpt["distillation"]} if ckpt.get("distillation") else {}),
         "export": {
             "opset": int(opset),
             "exporter": EXPORTER,

@@ -133,6 +133,7 @@ def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo |
     targets = []
     for t in train.targets:
         values = np.array([it.targets[t.name] for it in train.items], dtype=np.float64)
+        values = values[np.isfinite(values)]  # unrated clips (NaN, `mos distill`) do not count
         std = float(values.std()) or 1.0
         targets.append(TargetSpec(t.name, float(t.low), float(t.high), float(values.mean()), std))
     model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
@@ -310,14 +311,18 @@ class Trainer:
     """One run: built from a TrainConfig and the chosen splits; `fit()` trains and returns a RunResult.
 
     `run_dir` defaults to <runs_dir>/<name>; `sources` (e.g. {"data_dir": ...}) go into config.json.
+    Hooks for `mos distill`: `model_overrides` (ModelConfig fields, e.g. channels) apply to a new
+    model, `checkpoint_extra` is saved in every checkpoint, and `batch_loss` may be overridden.
     """
 
     def __init__(self, cfg: TrainConfig, splits: Splits, console: Console, run_dir: Path | None = None,
-                 sources: dict[str, str] | None = None) -> None:
+                 sources: dict[str, Any] | None = None, model_overrides: dict[str, Any] | None = None,
+                 checkpoint_extra: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.splits = splits
         self.console = console
         self.sources = sources or {}
+        self.checkpoint_extra = checkpoint_extra or {}
         self.run_dir = run_dir or Path(cfg.runs_dir) / cfg.name
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = pick_device(cfg.device)
@@ -334,6 +339,8 @@ class Trainer:
             if encoder is not None and cfg.encoder_input_rate is not None:
                 encoder = fed_unresampled(encoder, cfg.encoder_input_rate)
             model_cfg = build_model_config(cfg, splits.train, encoder, lambda m: console.print(m, markup=False))
+            for key, value in (model_overrides or {}).items():
+                setattr(model_cfg, key, tuple(value) if isinstance(value, list) else value)
         if model_cfg.target_names != splits.train.target_names:
             raise MosError(f"{self.run_dir}: checkpoint targets {model_cfg.target_names} differ from the data's")
         self.text_encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.max_text_tokens,
@@ -485,7 +492,7 @@ class Trainer:
                     raw = self.model.head_outputs(frames, batch.frame_lengths, batch.text, batch.text_lengths)
                 else:
                     raw = self.model.outputs(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
-            loss = training_loss(self.model.normalised(raw.float()), batch.targets, cfg)
+            loss = self.batch_loss(self.model.normalised(raw.float()), batch)
             if self.distribution_targets is not None:
                 target = self.distribution_targets[batch.index.cpu()].to(self.device)
                 loss = loss + cfg.distribution_weight * distribution_loss(raw, target)
@@ -504,6 +511,10 @@ class Trainer:
         if progress is not None and task is not None:
             progress.remove_task(task)
         return total / max(n, 1), lr
+
+    def batch_loss(self, out: torch.Tensor, batch: Batch | FeatureBatch) -> torch.Tensor:
+        """The training loss of one batch's normalised predictions [B, n_targets]."""
+        return training_loss(out, batch.targets, self.cfg)
 
     def validate(self) -> tuple[dict[str, dict[str, float]], float, np.ndarray, np.ndarray]:
         """Validation metrics per target, the validation loss, and the scale-space predictions and targets."""
@@ -533,6 +544,7 @@ class Trainer:
         return {
             "train_config": self.cfg.to_dict(),
             "data": self.splits.description,
+            **self.checkpoint_extra,
             "optimizer": self.optimizer.state_dict(),
             "trainer_state": {
                 "epoch": epoch, "best_srcc": self.best_srcc, "best_score": self.best_score, "best_epoch": self.best_epoch,

@@ -1,5 +1,6 @@
 """Training losses on normalised targets: a pointwise loss ((clipped) MSE or L1), pairwise
-ranking, 1 - LCC and ListNet top-1; and the KL divergence of a distribution head."""
+ranking, 1 - LCC and ListNet top-1; the KL divergence of a distribution head; and for
+`mos distill` soft rank agreement with a teacher."""
 
 from __future__ import annotations
 
@@ -61,6 +62,27 @@ def correlation_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     t = true - true.mean()
     lcc = (p * t).sum() / (p.norm() * t.norm() + 1e-8)
     return 1.0 - lcc
+
+
+# The agreement loss's temperature, on normalised scores: a teacher gap of this size between two
+# clips means about 73% confidence in their order.
+AGREEMENT_TEMPERATURE = 0.25
+
+
+def rank_agreement_loss(pred: torch.Tensor, teacher: torch.Tensor,
+                        temperature: float = AGREEMENT_TEMPERATURE) -> torch.Tensor:
+    """Soft pairwise rank agreement with a teacher (RankNet-style distillation): for every pair
+    of the batch, the cross-entropy between the teacher's order probability
+    sigmoid((t_i - t_j) / T) and the student's, sigmoid((s_i - s_j) / T). Unlike the hinge of
+    `ranking_loss` it also learns how sure the teacher is of each order. Its minimum (the
+    teacher's own entropy) is reached when pred equals teacher up to a constant."""
+    if pred.shape[0] < 2:
+        return pred.sum() * 0.0
+    ds = (pred[:, None] - pred[None, :]) / temperature
+    target = torch.sigmoid((teacher[:, None] - teacher[None, :]) / temperature)
+    ce = -(target * torch.nn.functional.logsigmoid(ds) + (1 - target) * torch.nn.functional.logsigmoid(-ds))
+    off_diagonal = 1.0 - torch.eye(pred.shape[0], dtype=pred.dtype, device=pred.device)
+    return (ce * off_diagonal).sum() / off_diagonal.sum()
 
 
 POINTWISE = ("mse", "l1")

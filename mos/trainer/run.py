@@ -81,7 +81,8 @@ def resumed_config(cfg: TrainConfig, explicit: Collection[str], console: Console
 
 
 def is_run_folder(path: Path) -> bool:
-    return any((path / name).exists() for name in ("config.json", "checkpoints", "metrics.jsonl", "cv.json", "folds"))
+    return any((path / name).exists() for name in ("config.json", "checkpoints", "metrics.jsonl", "cv.json", "folds",
+                                                  "distill.json"))
 
 
 def check_run_folder(run_dir: Path, cfg: TrainConfig) -> None:

@@ -20,8 +20,11 @@ def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float | list[float], tot
               steps_done: int = 0) -> torch.optim.lr_scheduler.OneCycleLR:
     """OneCycleLR over `total_steps` (`max_lr`: one per parameter group, or one for all), stepped `steps_done` times: the optimiser's lr and beta1
     are then those of its next step. Call `advance` after each optimiser step."""
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(1, total_steps),
-                                                    pct_start=PCT_START)
+    total = max(2, total_steps)
+    # torch divides by the warm-up's length in steps, pct_start * total - 1: it must stay above 0
+    # (a run of 10 steps or fewer would otherwise end in ZeroDivisionError).
+    pct = max(PCT_START, 1.5 / total)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=pct)
     with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(steps_done):

@@ -1,0 +1,1 @@
+"""`mos distill`: a big teacher's judgement in the fast edge model (label, train, export, compare)."""

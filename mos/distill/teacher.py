@@ -1,0 +1,156 @@
+"""The teacher of `mos distill`: an exported bundle (or a run folder's `bundle/`), and its labels
+for a list of clips, scored with the ONNX runtime (`mos score`'s own pipeline and writer) into a
+CSV in the student's run folder. The CSV is the cache: a rerun with --resume keeps the rows
+already scored by the same teacher and scores only the rest. Torch-free."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, sha256_file
+from mos.data.manifest import Item
+from mos.errors import MosError
+from mos.runtime.scorer import ScoreOptions, ScoreSummary, run_score
+from mos.runtime.writers import ResumeError, read_rows
+
+LABELS_FILE = "teacher_labels.csv"
+# The table `mos score` reads the clips from: the key, the audio path and the caption.
+CLIP_COLUMNS = "id=id,path=path,caption=caption"
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher bundle and what identifies it."""
+
+    bundle: Bundle
+    name: str  # the bundle's (or its run folder's) folder name: never a local path
+    sha256: str  # of its mos.json, which holds the sha256 of every model file
+
+    @property
+    def targets(self) -> list[str]:
+        return self.bundle.target_names
+
+    @property
+    def uses_text(self) -> bool:
+        return self.bundle.uses_text
+
+    def record(self) -> dict[str, Any]:
+        """What the student's distill.json and mos.json say about the teacher (no local paths)."""
+        meta = self.bundle.meta
+        encoder = (meta.get("audio") or {}).get("encoder") or {}
+        return {"name": self.name, "bundle_sha256": self.sha256, "targets": self.targets,
+                "audio_encoder": encoder.get("name") or encoder.get("kind"), "uses_text": self.uses_text,
+                "own_validation_metrics": (meta.get("training") or {}).get("validation_metrics") or {}}
+
+
+def load_teacher(source: Path) -> Teacher:
+    """A bundle directory, or a run folder holding one in `bundle/` (made by `mos export RUN`)."""
+    source = Path(source)
+    if not source.exists():
+        raise MosError(f"{source}: no such teacher (expected a run folder or an exported bundle)")
+    if (source / BUNDLE_META_FILE).is_file():
+        root, name = source, source.name
+    elif (source / "bundle" / BUNDLE_META_FILE).is_file():
+        root, name = source / "bundle", source.name
+    elif (source / "checkpoints").is_dir() or (source / "config.json").is_file():
+        raise MosError(f"{source}: this run folder has no bundle yet; run `mos export {source}` first, "
+                       "then distill from it (the teacher is scored with the ONNX runtime)")
+    else:
+        raise MosError(f"{source}: not a run folder or an exported bundle (no mos.json)")
+    bundle = load_bundle(root)
+    return Teacher(bundle, name, sha256_file(root / BUNDLE_META_FILE))
+
+
+def clip_key(item: Item, with_caption: bool) -> str:
+    """The cache key of a clip: its absolute path, plus a hash of its caption when the teacher
+    reads captions (the same audio with another caption is another label)."""
+    key = item.path.resolve().as_posix()
+    if with_caption:
+        key += "#" + hashlib.sha256((item.caption or "").encode("utf-8")).hexdigest()[:12]
+    return key
+
+
+def write_clip_table(path: Path, items: list[Item], with_caption: bool) -> Path:
+    """The clips as a table `mos score --columns id=id,path=path,caption=caption` reads (each
+    key once)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "path", "caption"])
+    seen: set[str] = set()
+    for it in items:
+        key = clip_key(it, with_caption)
+        if key not in seen:
+            seen.add(key)
+            w.writerow([key, it.path.resolve().as_posix(), " ".join((it.caption or "").split())])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+@dataclass
+class ScoreRun:
+    """How a bundle scores clips: device, CPU threads (0: ONNX Runtime's default), batch size."""
+
+    device: str = "auto"
+    threads: int = 0
+    batch_size: int = 0
+    progress: bool = False
+
+
+def score_items(bundle_dir: Path, items: list[Item], with_caption: bool, out: Path, run: ScoreRun,
+                resume: bool = False, console: Console | None = None) -> tuple[dict[str, np.ndarray], ScoreSummary]:
+    """Score `items` with a bundle through `mos score` (run_score, end to end: decode, windows,
+    batches, the streaming writer) into `out`; returns clip key -> scores of the ok rows, and
+    the run's summary (its clips/s is the end-to-end speed). With `resume`, rows `out` already
+    holds from the same bundle are kept and not scored again."""
+    table = write_clip_table(out.with_name(out.stem + ".clips.csv"), items, with_caption)
+    summary = run_score(ScoreOptions(inputs=table, bundle=bundle_dir, columns=CLIP_COLUMNS, out=out, format="csv",
+                                     device=run.device, threads=run.threads, batch_size=run.batch_size,
+                                     resume=resume, progress=run.progress),
+                        console or Console(file=io.StringIO()))
+    bundle = load_bundle(bundle_dir, verify_hashes=False)
+    rows = read_rows(out, "csv", bundle.target_names)
+    scores = {r.id: np.array([r.scores[t] for t in bundle.target_names], dtype=np.float64)
+              for r in rows if r.status == "ok" and r.scores}
+    return scores, summary
+
+
+def label_clips(teacher: Teacher, items: list[Item], run_dir: Path, run: ScoreRun, console: Console,
+                resume: bool, progress: Console | None = None) -> dict[str, np.ndarray]:
+    """The teacher's scores of every clip (key -> [n_targets]), cached in run_dir/teacher_labels.csv;
+    what was done goes to `console`, the progress bar to `progress`."""
+    out = run_dir / LABELS_FILE
+    if out.exists() and not resume:
+        raise MosError(f"{out}: teacher labels exist; --resume reuses them, --overwrite starts again")
+    try:
+        scores, summary = score_items(teacher.bundle.root, items, teacher.uses_text, out, run, resume, progress)
+    except ResumeError as exc:
+        raise MosError(f"{out}: holds labels this teacher did not write ({exc}); distill from the same teacher, "
+                       "or --overwrite to start again") from None
+    done = "" if not summary.skipped else f"; {summary.skipped} already labelled (cached in {out.name})"
+    speed = f" at {summary.clips_per_s:.1f} clips/s ({summary.provider})" if summary.scored else ""
+    console.print(f"teacher {teacher.name}: labelled {summary.scored} clips{speed}{done}"
+                  + (f"; {summary.failed} failed and are left out" if summary.failed else ""), markup=False)
+    for line in summary.first_errors[:3]:
+        console.print(f"  {line}", markup=False)
+    return scores
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or a one-line MosError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MosError(f"{path}: not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise MosError(f"{path}: not a JSON object")
+    return data

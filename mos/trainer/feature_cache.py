@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from mos.audio import read_audio
 from mos.bundle import sha256_file
 from mos.data.manifest import Item
+from mos.audio import RESAMPLER
 from mos.errors import MosError, one_line
 from mos.files import cache_root, replace_atomically
 from mos.model.encoders import PretrainedAudioEncoder
@@ -58,7 +59,7 @@ class FeatureCache:
     def __init__(self, root: Path, encoder: PretrainedAudioEncoder, window: int, device: torch.device,
                  batch_size: int = 16) -> None:
         info = encoder.info
-        self.dir = root / f"{info.kind}-{info.sha256[:16]}-{info.sample_rate}hz-{window}"
+        self.dir = root / f"{info.kind}-{info.sha256[:16]}-{info.sample_rate}hz-{window}-{RESAMPLER}"
         self.encoder = encoder
         self.rate = info.sample_rate
         self.window = window

@@ -185,8 +185,10 @@ def train(
                 raise MosError(needed)
         if nproc is not None and nproc != 1:
             code = launch_processes(nproc, cfg, explicit)
+            if code == 2:  # a MosError: the processes have said why, in one line
+                raise typer.Exit(code)
             if code:
-                fail(f"--nproc {nproc}: a training process failed (exit code {code}); its message is above", code)
+                fail(f"--nproc {nproc}: a training process failed (exit code {code})", code)
             return
         result = run_training(cfg, console, explicit)
     except MosError as exc:
@@ -216,6 +218,10 @@ def launch_processes(nproc: int, cfg: TrainConfig, explicit: set[str]) -> int:
     if "WORLD_SIZE" in os.environ:
         raise MosError(f"--nproc {nproc}: this process already runs under torchrun (WORLD_SIZE is set); drop --nproc")
     checked = checked_config(cfg, Console(file=io.StringIO()), explicit)
+    if checked.data:  # the data can be read (a demo set is made by the first process)
+        from mos.trainer.run import run_splits
+
+        run_splits({"train": checked.to_dict()}, Path(checked.data))
     if checked.folds:
         raise MosError(f"--folds {checked.folds}: cross-validation runs in one process (drop --nproc)")
     if checked.batch_size < nproc:

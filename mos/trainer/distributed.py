@@ -195,9 +195,10 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run `python -m torch.distributed.run --standalone --nproc-per-node N -m mos <argv>` (argv
-    without --nproc) and return its exit code. --standalone picks a free local port."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    """Run torchrun (mos.trainer.torchrun: `python -m torch.distributed.run` with a quiet failure)
+    as `--standalone --nproc-per-node N -m mos <argv>` (argv without --nproc) and return its exit
+    code. --standalone picks a free local port. Each process gets cores / N threads."""
+    cmd = [sys.executable, "-m", "mos.trainer.torchrun", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "mos", *strip_nproc(argv)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))

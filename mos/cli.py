@@ -108,6 +108,7 @@ def train(
     head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens), 'pooled' (audio and text embeddings into an MLP) or 'per-target' (one such MLP per target); default: pooled with a pretrained --audio-encoder, fusion with conv."),
     head_layers: Optional[str] = typer.Option(None, "--head-layers", help="Hidden sizes of the pooled or per-target head, e.g. 256,64 (default)."),
     head_activation: Optional[str] = typer.Option(None, "--head-activation", help="Between the pooled or per-target head's layers: 'gelu' (default, with dropout) or 'none' (linear layers, as the MusicEval baseline)."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout in the conv encoder, the fusion and the heads while training (default 0.1)."),
     audio_only_targets: Optional[str] = typer.Option(None, "--audio-only-targets", help="With --head per-target: targets whose head sees the audio embedding alone, e.g. overall."),
     distribution: Optional[int] = typer.Option(None, "--distribution", help="Predict each target's rating distribution over BINS bins (e.g. 20): KL to Gaussian-smoothed listener ratings beside the other losses; scores then come with the listener spread (<target>_std). Default 0: none."),
     distribution_width: Optional[float] = typer.Option(None, "--distribution-width", help="Gaussian smoothing of the distribution targets, on the target's scale (default: one bin)."),
@@ -124,6 +125,7 @@ def train(
     listener_threshold: Optional[float] = typer.Option(None, "--listener-threshold", help="--listener-norm drops a listener whose ratings correlate below this with the other listeners' mean on the same clips (default 0.2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> with its own settings; given flags override them."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train on N processes (DDP: gloo on CPU, nccl on CUDA) by starting torchrun; --batch-size stays the global batch. Same as torchrun --nproc-per-node N -m mos train ..."),
 ) -> None:
     """Train a MOS model. With no data it trains on the built-in demo set (made on first use).
 
@@ -135,7 +137,8 @@ def train(
       mos train ratings.csv --columns '...' --group-by signal --folds 4 --text-encoder none   # cross-validation\n
       mos train --resume --name xacle --epochs 80   # continue a run, with more epochs\n
       mos train ./XACLE_dataset --audio-encoder ./clap-htsat-unfused --text-encoder ./clap-htsat-unfused --head pooled\n
-      mos train ./XACLE_dataset --recipe xacle-audiomos   # a shipped preset; --recipe NAME --show prints it
+      mos train ./XACLE_dataset --recipe xacle-audiomos   # a shipped preset; --recipe NAME --show prints it\n
+      mos train ./XACLE_dataset --nproc 2            # two DDP processes, the same global batch
     """
     from mos.trainer.run import run_training
     from mos.trainer.config import TrainConfig
@@ -158,7 +161,7 @@ def train(
             rank_weight=rank_weight, corr_weight=corr_weight, listnet_weight=listnet_weight, clip_tau=clip_tau,
             text_encoder=text_encoder, audio_encoder=audio_encoder, finetune_audio=finetune_audio,
             encoder_lr=encoder_lr, head=head, head_layers=parse_sizes(head_layers, "--head-layers"),
-            head_activation=head_activation, distribution_bins=distribution, distribution_width=distribution_width,
+            head_activation=head_activation, dropout=dropout, distribution_bins=distribution, distribution_width=distribution_width,
             distribution_weight=distribution_weight,
             audio_only_targets=[t.strip() for t in audio_only_targets.split(",") if t.strip()] if audio_only_targets is not None else None,
             feature_cache=feature_cache, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
@@ -180,10 +183,51 @@ def train(
             needed = missing(preset, explicit)
             if needed:
                 raise MosError(needed)
+        if nproc is not None and nproc != 1:
+            code = launch_processes(nproc, cfg, explicit)
+            if code == 2:  # a MosError: the processes have said why, in one line
+                raise typer.Exit(code)
+            if code:
+                fail(f"--nproc {nproc}: a training process failed (exit code {code})", code)
+            return
         result = run_training(cfg, console, explicit)
     except MosError as exc:
-        fail(str(exc))
-    console.print(f"run folder: {result.run_dir}")
+        fail(str(exc) if env_rank_text() == "0" else f"rank {env_rank_text()}: {exc}")
+    if env_rank_text() == "0":
+        console.print(f"run folder: {result.run_dir}")
+
+
+def env_rank_text() -> str:
+    """This process's RANK under torchrun ("0" otherwise)."""
+    import os
+
+    return os.environ.get("RANK", "0")
+
+
+def launch_processes(nproc: int, cfg: TrainConfig, explicit: set[str]) -> int:
+    """`mos train --nproc N`: check what can be checked here (one line on bad input), then run the
+    same command under torchrun; its exit code."""
+    import io
+    import os
+
+    from mos.trainer.distributed import launch
+    from mos.trainer.run import checked_config
+
+    if nproc < 1:
+        raise MosError(f"--nproc {nproc}: expected a number of processes, 1 or more")
+    if "WORLD_SIZE" in os.environ:
+        raise MosError(f"--nproc {nproc}: this process already runs under torchrun (WORLD_SIZE is set); drop --nproc")
+    checked = checked_config(cfg, Console(file=io.StringIO()), explicit)
+    if checked.data:  # the data can be read (a demo set is made by the first process)
+        from mos.trainer.run import run_splits
+
+        run_splits({"train": checked.to_dict()}, Path(checked.data))
+    if checked.folds:
+        raise MosError(f"--folds {checked.folds}: cross-validation runs in one process (drop --nproc)")
+    if checked.batch_size < nproc:
+        raise MosError(f"--batch-size {checked.batch_size} is the global batch: it must give each of the {nproc} "
+                       "processes at least one clip")
+    return launch(nproc, sys.argv[1:])
 
 
 @app.command("export")

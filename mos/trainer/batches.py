@@ -118,7 +118,15 @@ def seed_worker(worker_id: int) -> None:
 
 
 def make_loader(ds: ClipDataset, batch_size: int, shuffle: bool, num_workers: int,
-                generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
-    """The trainer's data loader: padded Batches, workers seeded by `seed_worker`."""
+                generator: torch.Generator | None = None, drop_last: bool = False,
+                shard: tuple[int, int] | None = None) -> DataLoader:
+    """The trainer's data loader: padded Batches, workers seeded by `seed_worker`. With `shard`
+    (rank, world) and `shuffle`: rank's contiguous chunk of each shuffled global batch of
+    `batch_size` (mos.trainer.distributed)."""
+    if shard is not None and shuffle:
+        from mos.trainer.distributed import sharded_batches
+
+        return DataLoader(ds, batch_sampler=sharded_batches(ds, batch_size, generator, drop_last, *shard),
+                          collate_fn=collate, num_workers=num_workers, generator=generator, worker_init_fn=seed_worker)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers,
                       generator=generator, drop_last=drop_last, worker_init_fn=seed_worker)

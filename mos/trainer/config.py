@@ -72,6 +72,7 @@ class TrainConfig:
     # "per-target": one pooled MLP per target; those in audio_only_targets see the audio alone.
     head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled/per-target heads' hidden sizes
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
+    dropout: float = 0.1  # in the conv encoder, the fusion and the heads while training
     audio_only_targets: list[str] = field(default_factory=list)
     # > 0: distribution heads over this many bins per target, trained with KL divergence against
     # Gaussian-smoothed listener ratings (weight distribution_weight) beside the losses on their mean;
@@ -123,6 +124,8 @@ class TrainConfig:
             raise MosError(f"--lr {self.lr:g}: must not be negative")
         if self.head not in ("auto", "fusion", "pooled", "per-target"):
             raise MosError(f"--head {self.head}: expected fusion, pooled, per-target or auto")
+        if not 0 <= self.dropout < 1:
+            raise MosError(f"--dropout {self.dropout:g}: a probability, at least 0 and below 1")
         if self.head_activation not in ("gelu", "none"):
             raise MosError(f"--head-activation {self.head_activation}: expected gelu or none")
         if self.audio_only_targets and self.head != "per-target":

@@ -218,6 +218,12 @@ def collate_features(samples: list[tuple[Any, ...]]) -> FeatureBatch:
 
 
 def feature_loader(ds: FeatureDataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-                   drop_last: bool = False) -> DataLoader:
+                   drop_last: bool = False, shard: tuple[int, int] | None = None) -> DataLoader:
+    """Batches of cached windows; with `shard` (rank, world) and `shuffle`, as make_loader's."""
+    if shard is not None and shuffle:
+        from mos.trainer.distributed import sharded_batches
+
+        return DataLoader(ds, batch_sampler=sharded_batches(ds, batch_size, generator, drop_last, *shard),
+                          collate_fn=collate_features, generator=generator)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_features,
                       generator=generator, drop_last=drop_last)

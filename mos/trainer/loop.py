@@ -15,7 +15,9 @@ reaches (the random generators continue where the committed epoch left them).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -42,6 +44,7 @@ from mos.trainer.batches import Batch, ClipDataset, make_loader
 from mos.files import write_text_atomic
 from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from mos.trainer.config import TrainConfig
+from mos.trainer.distributed import Dist, device_for, rank_seed, shard_bounds
 from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDataset, default_cache_root,
                                        feature_loader)
 from mos.trainer.losses import combined_loss, distribution_loss
@@ -139,7 +142,8 @@ def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo |
     model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
                             window_seconds=float(cfg.max_seconds), head=cfg.model_head,
                             head_layers=tuple(int(n) for n in cfg.head_layers),
-                            head_activation=cfg.head_activation, audio_only_targets=tuple(cfg.audio_only_targets),
+                            head_activation=cfg.head_activation, dropout=cfg.dropout,
+                            audio_only_targets=tuple(cfg.audio_only_targets),
                             distribution_bins=cfg.distribution_bins, distribution_width=cfg.distribution_width)
     unknown = [t for t in cfg.audio_only_targets if t not in train.target_names]
     if unknown:
@@ -178,6 +182,25 @@ def training_loss(pred: torch.Tensor, true: torch.Tensor, cfg: TrainConfig) -> t
     """The run's loss on normalised predictions and targets [B, n_targets]."""
     return combined_loss(pred, true, cfg.mse_weight, cfg.rank_weight, cfg.corr_weight, cfg.clip_tau, cfg.rank_margin,
                          cfg.loss, cfg.listnet_weight)
+
+
+def raw_outputs(model: MosModel, batch: Batch | FeatureBatch) -> torch.Tensor:
+    """The heads' raw outputs of a training batch: from cached encoder features or from waveforms."""
+    if isinstance(batch, FeatureBatch):
+        frames = model.audio_encoder.mix(batch.feats)
+        return model.head_outputs(frames, batch.frame_lengths, batch.text, batch.text_lengths)
+    return model.outputs(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
+
+
+class TrainingForward(torch.nn.Module):
+    """`raw_outputs` as a module's forward, for DistributedDataParallel to wrap."""
+
+    def __init__(self, model: MosModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch | FeatureBatch) -> torch.Tensor:
+        return raw_outputs(self.model, batch)
 
 
 def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -313,19 +336,25 @@ class Trainer:
     `run_dir` defaults to <runs_dir>/<name>; `sources` (e.g. {"data_dir": ...}) go into config.json.
     Hooks for `mos distill`: `model_overrides` (ModelConfig fields, e.g. channels) apply to a new
     model, `checkpoint_extra` is saved in every checkpoint, and `batch_loss` may be overridden.
+
+    With `dist` (one of several DDP processes, mos.trainer.distributed): each rank trains on its
+    chunk of every global batch and computes the losses on the gathered global batch, validation
+    is sharded and gathered, and rank 0 alone writes the run folder.
     """
 
     def __init__(self, cfg: TrainConfig, splits: Splits, console: Console, run_dir: Path | None = None,
                  sources: dict[str, Any] | None = None, model_overrides: dict[str, Any] | None = None,
-                 checkpoint_extra: dict[str, Any] | None = None) -> None:
+                 checkpoint_extra: dict[str, Any] | None = None, dist: Dist | None = None) -> None:
         self.cfg = cfg
+        self.dist = dist
+        self.is_main = dist is None or dist.is_main
         self.splits = splits
         self.console = console
         self.sources = sources or {}
         self.checkpoint_extra = checkpoint_extra or {}
         self.run_dir = run_dir or Path(cfg.runs_dir) / cfg.name
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.device = pick_device(cfg.device)
+        self.device = device_for(cfg.device) if dist is not None else pick_device(cfg.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         seed_everything(cfg.seed)
 
@@ -376,27 +405,37 @@ class Trainer:
         self.cache_mb = cfg.cache_limit_mb if cfg.cache_audio else 0
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
         drop_last = len(splits.train.items) > cfg.batch_size
+        shard = None
+        if dist is not None:
+            if min(cfg.batch_size, len(splits.train.items)) < dist.world:
+                raise MosError(f"--batch-size {cfg.batch_size} is the global batch of {dist.world} processes: "
+                               f"it (and the {len(splits.train.items)} training clips) must give each at least one clip")
+            shard = (dist.rank, dist.world)
         self.features: FeatureCache | None = None
         if model_cfg.pretrained_audio and cfg.caches_features:
             self.model.to(self.device)
             root = Path(cfg.feature_cache) if cfg.feature_cache else default_cache_root()
             self.features = FeatureCache(root, self.model.audio_encoder, max_samples, self.device, cfg.batch_size)
-            self.features.prepare(splits.train.items + splits.validation.items,
-                                  lambda m: console.print(m, markup=False))
+            with dist.main_first() if dist is not None else contextlib.nullcontext():  # rank 0 writes the cache
+                self.features.prepare(splits.train.items + splits.validation.items,
+                                      lambda m: console.print(m, markup=False))
             self.train_ds: ClipDataset | FeatureDataset = FeatureDataset(
                 splits.train.items, self.features, self._normalised(splits.train), captions, seed=cfg.seed)
-            self.train_loader = feature_loader(self.train_ds, cfg.batch_size, True, self.loader_gen, drop_last)
+            self.train_loader = feature_loader(self.train_ds, cfg.batch_size, True, self.loader_gen, drop_last, shard)
         else:
             self.train_ds = ClipDataset(splits.train, model_cfg.sample_rate, names, mean, std, captions,
                                         max_samples, random_crop=True, seed=cfg.seed, cache_limit_mb=self.cache_mb,
                                         gain_db=cfg.gain_db)
             self.train_loader = make_loader(self.train_ds, cfg.batch_size, True, cfg.num_workers, self.loader_gen,
-                                            drop_last=drop_last)
-        self.val_loader = self.eval_loader(splits.validation)
+                                            drop_last=drop_last, shard=shard)
+        self.val_loader = self.eval_loader(self._val_shard(splits.validation))
         if resume_ckpt is None and self.model.frontend is not None:
             fm, fs = feature_statistics(self.model, self.train_ds)
             self.model.frontend.feat_mean.copy_(fm)
             self.model.frontend.feat_std.copy_(fs)
+        if dist is not None and not dist.is_main:  # the same weights, but each rank its own dropout, crops, gains
+            seed_everything(rank_seed(cfg.seed, dist.rank))
+            self.train_ds.reseed(rank_seed(cfg.seed, dist.rank))
         self.model.to(self.device)
         groups, lrs = param_groups(self.model, cfg)
         self.optimizer = build_optimizer(groups, cfg)
@@ -414,6 +453,37 @@ class Trainer:
             console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
         self.scheduler = make_schedule(cfg.schedule, self.optimizer, lrs if len(lrs) > 1 else cfg.lr,
                                        cfg.epochs * self.steps_per_epoch, self.steps)
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        if dist is not None:  # wraps the same module: rank 0's weights are broadcast here
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                TrainingForward(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=False)
+            per_rank = sorted({len(c) for c in np.array_split(np.arange(cfg.batch_size), dist.world)})
+            console.print(f"DDP: {dist.world} processes ({dist.backend}); global batch {cfg.batch_size} clips "
+                          f"({' or '.join(map(str, per_rank))} per process)"
+                          + (f" x {cfg.accumulate} accumulated = {cfg.batch_size * cfg.accumulate} per optimiser step"
+                             if cfg.accumulate > 1 else " per optimiser step"), markup=False)
+
+    def _val_shard(self, manifest: Manifest) -> Manifest:
+        """This rank's contiguous share of the validation clips (all of them in one process)."""
+        if self.dist is None:
+            return manifest
+        start, stop = shard_bounds(len(manifest.items), self.dist.rank, self.dist.world)
+        return dataclasses.replace(manifest, items=manifest.items[start:stop])
+
+    def _predict_validation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scale-space predictions, targets and spreads of the whole validation set: with several
+        processes each rank scores its share and the shares are gathered, in manifest order."""
+        local = None
+        if len(self.val_loader.dataset):
+            pred, true, _, spread = predict_with_spread(self.model, self.val_loader, self.device, self.amp)
+            local = (pred, true, spread)
+        if self.dist is None:
+            assert local is not None
+            return local
+        parts = [p for p in self.dist.gather_objects(local) if p is not None]
+        pred, true, spread = (np.concatenate(x) for x in zip(*parts))
+        return pred, true, spread
 
     def _distribution_targets(self, manifest: Manifest) -> torch.Tensor:
         """[clips, targets, bins]: each clip's smoothed listener ratings, or for a clip with only a
@@ -463,7 +533,14 @@ class Trainer:
         self.history = st["history"]
         if "rng" in st:
             self.steps = st["optimizer_steps"]
-            set_rng_state(st["rng"], self.train_ds, self.loader_gen)
+            ranks = st.get("rng_ranks") or [st["rng"]]
+            if self.dist is None or len(ranks) == self.dist.world:
+                set_rng_state(ranks[0 if self.dist is None else self.dist.rank], self.train_ds, self.loader_gen)
+            else:  # another number of processes: the shared order continues, each rank's own streams anew
+                set_rng_state(ranks[0], self.train_ds, self.loader_gen)
+                if not self.is_main:
+                    seed_everything(rank_seed(self.cfg.seed + self.start_epoch, self.dist.rank))
+                    self.train_ds.reseed(rank_seed(self.cfg.seed + self.start_epoch, self.dist.rank))
         else:  # a run saved before step counts and all generator states were recorded
             self.steps = int(ckpt.get("scheduler", {}).get("last_epoch", 0))
             torch.set_rng_state(st["torch_rng"])
@@ -473,7 +550,8 @@ class Trainer:
         if on_disk != self.best_epoch:
             if self.best_epoch != st["epoch"]:
                 raise MosError(f"{best}: holds epoch {on_disk}, but {last} records epoch {self.best_epoch} as the best")
-            copy_checkpoint(last, best)  # killed after last.pt, before best.pt: last.pt holds the best weights
+            if self.is_main:
+                copy_checkpoint(last, best)  # killed after last.pt, before best.pt: last.pt holds the best weights
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> tuple[float, float]:
@@ -486,18 +564,21 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(self.train_loader, start=1):
             batch = batch.to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                if isinstance(batch, FeatureBatch):
-                    frames = self.model.audio_encoder.mix(batch.feats)
-                    raw = self.model.head_outputs(frames, batch.frame_lengths, batch.text, batch.text_lengths)
-                else:
-                    raw = self.model.outputs(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
-            loss = self.batch_loss(self.model.normalised(raw.float()), batch)
-            if self.distribution_targets is not None:
-                target = self.distribution_targets[batch.index.cpu()].to(self.device)
-                loss = loss + cfg.distribution_weight * distribution_loss(raw, target)
-            (loss / cfg.accumulate).backward()
-            if step % cfg.accumulate == 0 or step == len(self.train_loader):
+            sync = step % cfg.accumulate == 0 or step == len(self.train_loader)
+            with self.ddp.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext():
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    raw = self.ddp(batch) if self.ddp is not None else raw_outputs(self.model, batch)
+                if self.dist is not None:  # the loss of the global batch, as one process computes it
+                    raw, batch = self.dist.global_batch(raw, batch)
+                loss = self.batch_loss(self.model.normalised(raw.float()), batch)
+                if self.distribution_targets is not None:
+                    target = self.distribution_targets[batch.index.cpu()].to(self.device)
+                    loss = loss + cfg.distribution_weight * distribution_loss(raw, target)
+                # Each rank's gradient covers its own rows; DDP averages over ranks, so x world
+                # makes the sum: the gradient of the global batch's loss.
+                world = self.dist.world if self.dist is not None else 1
+                (loss * world / cfg.accumulate).backward()
+            if sync:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.optimizer.step()
@@ -518,8 +599,11 @@ class Trainer:
 
     def validate(self) -> tuple[dict[str, dict[str, float]], float, np.ndarray, np.ndarray]:
         """Validation metrics per target, the validation loss, and the scale-space predictions and targets."""
-        pred, true, _ = predict(self.model, self.val_loader, self.device, self.amp)
-        return target_metrics(pred, true, self.model.cfg.target_names), self.validation_loss(pred, true), pred, true
+        pred, true, _ = self._predict_validation()
+        val, vloss = target_metrics(pred, true, self.model.cfg.target_names), self.validation_loss(pred, true)
+        if self.dist is not None:  # every rank takes rank 0's numbers, so the same early-stopping decisions
+            val, vloss = self.dist.broadcast((val, vloss))
+        return val, vloss, pred, true
 
     def validation_loss(self, pred: np.ndarray, true: np.ndarray) -> float:
         """The training loss over the whole validation set at once, on normalised clip scores."""
@@ -540,7 +624,8 @@ class Trainer:
     def criterion(self) -> str:
         return "lower validation loss" if self.cfg.select_by == "loss" else "better mean validation SRCC"
 
-    def _state(self, epoch: int) -> dict[str, Any]:
+    def _state(self, epoch: int, rngs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What last.pt records; `rngs`: every rank's generator states (several processes)."""
         return {
             "train_config": self.cfg.to_dict(),
             "data": self.splits.description,
@@ -549,23 +634,34 @@ class Trainer:
             "trainer_state": {
                 "epoch": epoch, "best_srcc": self.best_srcc, "best_score": self.best_score, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "history": self.history, "optimizer_steps": self.steps,
-                "rng": rng_state(self.train_ds, self.loader_gen),
+                "rng": rngs[0] if rngs else rng_state(self.train_ds, self.loader_gen),
+                **({"rng_ranks": rngs} if rngs else {}),
             },
         }
 
     def _commit(self, epoch: int, entry: dict[str, Any], improved: bool) -> None:
-        """last.pt first (the commit point), then best.pt from it, then the metrics line."""
+        """last.pt first (the commit point), then best.pt from it, then the metrics line. With
+        several processes every rank calls this (their generator states are gathered); rank 0 writes."""
+        rngs = None
+        if self.dist is not None:
+            rngs = self.dist.gather_objects(rng_state(self.train_ds, self.loader_gen))
+        if not self.is_main:
+            return
         last = self.ckpt_dir / "last.pt"
-        save_checkpoint(last, self.model, {**self._state(epoch), "validation_metrics": entry["val"], "epoch": epoch})
+        save_checkpoint(last, self.model, {**self._state(epoch, rngs), "validation_metrics": entry["val"], "epoch": epoch})
         if improved:
             copy_checkpoint(last, self.ckpt_dir / "best.pt")
         self._append_metrics(entry)
 
     def _append_metrics(self, entry: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
         with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
 
     def _write_config(self) -> None:
+        if not self.is_main:
+            return
         write_text_atomic(self.run_dir / "config.json", json.dumps(
             {"train": self.cfg.to_dict(), "model": self.model.cfg.to_dict(), "data": self.splits.description,
              **self.sources}, indent=2))
@@ -573,7 +669,8 @@ class Trainer:
     # -- the run -----------------------------------------------------------------------------
     def fit(self) -> RunResult:
         cfg, console = self.cfg, self.console
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         console.print(f"data: {self.splits.description}", markup=False)
         console.print(f"model: {count_parameters(self.model):,} trainable parameters; targets "
@@ -581,18 +678,20 @@ class Trainer:
                       + f"; {self.model.cfg.window_seconds:g} s training window; device {self.device}", markup=False)
         metrics_log = self.run_dir / "metrics.jsonl"
         if not self.history:
-            metrics_log.write_text("")
+            if self.is_main:
+                metrics_log.write_text("")
             untrained, vloss, _, _ = self.validate()
             self.history.append({"epoch": 0, "train_loss": None, "val_loss": vloss, "val": untrained})
             self._append_metrics(self.history[-1])
             console.print(format_epoch("0 (untrained)", None, untrained), markup=False)
         else:
-            write_text_atomic(metrics_log, "".join(json.dumps(h) + "\n" for h in self.history))
+            if self.is_main:
+                write_text_atomic(metrics_log, "".join(json.dumps(h) + "\n" for h in self.history))
             console.print(f"resuming {self.run_dir} at epoch {self.start_epoch} (best so far: epoch {self.best_epoch}, "
                           f"{self.describe_score(self.best_score)})", markup=False)
         untrained = self.history[0]["val"]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True), transient=True)
+                            console=Console(stderr=True), transient=True, disable=not self.is_main)
         stopped = EPOCH_BUDGET
         with progress:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
@@ -633,13 +732,17 @@ class Trainer:
 
     def _finish(self, untrained: dict[str, dict[str, float]], stopped: str) -> RunResult:
         best_path = self.ckpt_dir / "best.pt"
+        if self.dist is not None:
+            self.dist.barrier()  # rank 0 has written best.pt
         if not best_path.is_file():
             raise MosError(f"{self.run_dir}: training produced no checkpoint")
         best = load_checkpoint(best_path)
         self.model.load_checkpoint_state(best["state_dict"])
-        pred, true, _, spread = predict_with_spread(self.model, self.val_loader, self.device, self.amp)
+        pred, true, spread = self._predict_validation()
         names = self.model.cfg.target_names
         items = self.splits.validation.items
+        if not self.is_main:
+            return RunResult(self.run_dir, self.best_epoch, self.best_srcc, untrained, best["validation_metrics"], stopped)
         write_predictions(self.run_dir / "val_predictions.csv", items, names, pred, true, self.splits.groups,
                           spread=spread if self.model.cfg.predicts_spread else None)
         levels = level_metrics(pred, true, names, items)

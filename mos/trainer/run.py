@@ -1,7 +1,11 @@
 """`mos train` end to end: the run's config (a resumed run's own, plus explicit overrides), its
 folder (never silently replaced), the data (the demo set when none is given), split, the
 training clips' listener standardisation (--listener-norm), train;
-or, with `folds`, a cross-validation (mos.trainer.cv)."""
+or, with `folds`, a cross-validation (mos.trainer.cv).
+
+Under torchrun (WORLD_SIZE > 1) every process runs this: the process group is joined once the
+config is known, rank 0 alone prints, builds the demo set and writes the run folder
+(mos.trainer.distributed)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from rich.console import Console
 
 from mos.errors import MosError
 from mos.trainer.config import TrainConfig
+from mos.trainer.distributed import Dist, env_rank, env_world, setup, teardown
 from mos.trainer.listener_norm import clean_training, listener_norm_active, write_report
 from mos.trainer.loop import RunResult, Trainer
 from mos.trainer.splits import Splits, resolve_splits
@@ -128,13 +133,37 @@ def run_splits(config: dict, data: Path | None = None) -> Splits:
 
 def run_training(cfg: TrainConfig, console: Console, explicit: Collection[str] = ()):  # -> RunResult | CvResult
     """Train one run (or cross-validate with cfg.folds). On --resume, `explicit` names the
-    settings the user gave (flags or a --config file): only those may override the run's own."""
+    settings the user gave (flags or a --config file): only those may override the run's own.
+    Under torchrun, one of several DDP processes (rank 0 prints and writes)."""
+    if env_world() > 1 and env_rank() > 0:
+        console = Console(quiet=True)
+    cfg = checked_config(cfg, console, explicit)
+    if cfg.folds and env_world() > 1:
+        raise MosError(f"--folds {cfg.folds}: cross-validation runs in one process (drop --nproc / torchrun)")
+    dist = setup(cfg.device)
+    try:
+        return _train(cfg, console, dist)
+    finally:
+        teardown(dist)
+
+
+def checked_config(cfg: TrainConfig, console: Console, explicit: Collection[str] = ()) -> TrainConfig:
+    """The config a run trains with (a resumed run's own plus overrides), checked, its folder checked."""
     if cfg.resume:
         cfg = resumed_config(cfg, explicit, console)
     cfg.check()
+    check_run_folder(Path(cfg.runs_dir) / cfg.name, cfg)
+    return cfg
+
+
+def _train(cfg: TrainConfig, console: Console, dist: Dist | None):  # -> RunResult | CvResult
     run_dir = Path(cfg.runs_dir) / cfg.name
-    check_run_folder(run_dir, cfg)
-    data = Path(cfg.data) if cfg.data else demo_data(cfg, console)
+    if dist is not None:
+        dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
+        with dist.main_first():  # rank 0 builds the demo set on first use
+            data = Path(cfg.data) if cfg.data else demo_data(cfg, console)
+    else:
+        data = Path(cfg.data) if cfg.data else demo_data(cfg, console)
     val_data = Path(cfg.val_data) if cfg.val_data else None
     columns = None
     if cfg.columns:
@@ -151,9 +180,10 @@ def run_training(cfg: TrainConfig, console: Console, explicit: Collection[str] =
     if listener_norm_active(cfg, splits.train, console):
         splits, report = clean_training(cfg, splits)
         console.print(report.line(), markup=False)
-    trainer = Trainer(cfg, splits, console, run_dir, sources)
-    clear_run_folder(run_dir, cfg, console)
-    if report is not None:
-        write_report(run_dir, report, splits.train.source)
+    trainer = Trainer(cfg, splits, console, run_dir, sources, dist=dist)
+    if dist is None or dist.is_main:
+        clear_run_folder(run_dir, cfg, console)
+        if report is not None:
+            write_report(run_dir, report, splits.train.source)
     result: RunResult = trainer.fit()
     return result

@@ -5,9 +5,11 @@ mix; and `cache_root`, where mos keeps what it can make again. Torch-free."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 CACHE_ENV = "MOS_CACHE_DIR"
 
@@ -36,3 +38,16 @@ def cache_root(name: str) -> Path:
     (frozen-encoder features, converted checkpoints)."""
     base = os.environ.get(CACHE_ENV)
     return (Path(base) if base else Path.home() / ".cache" / "mos") / name
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or a one-line MosError."""
+    from mos.errors import MosError, one_line
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise MosError(f"{path}: not a readable JSON file ({one_line(exc, limit=120)})") from None
+    if not isinstance(data, dict):
+        raise MosError(f"{path}: expected a JSON object")
+    return data

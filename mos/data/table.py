@@ -248,31 +248,31 @@ def _as_text(value: Any) -> str | None:
     return text or None
 
 
-def _parse_ratings(value: Any, where: str, column: str) -> tuple[float, ...] | None:
-    """A JSON list of numbers (a string in CSV, a list in JSONL), or None when empty."""
+def _json_list(value: Any, where: str, column: str, what: str) -> list[Any] | None:
+    """A JSON list (a string in CSV, a list in JSONL), or None when empty; `what` names its items."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise ManifestError(f"{where}: {column} '{value}' is not a JSON list of numbers") from None
+            raise ManifestError(f"{where}: {column} '{value}' is not a JSON list of {what}") from None
     if not isinstance(value, list):
-        raise ManifestError(f"{where}: {column} {value!r} is not a JSON list of numbers")
-    return tuple(parse_number(v, where, column) for v in value)
+        raise ManifestError(f"{where}: {column} {value!r} is not a JSON list of {what}")
+    return value
+
+
+def _parse_ratings(value: Any, where: str, column: str) -> tuple[float, ...] | None:
+    """A JSON list of numbers (a string in CSV, a list in JSONL), or None when empty."""
+    values = _json_list(value, where, column, "numbers")
+    return None if values is None else tuple(parse_number(v, where, column) for v in values)
 
 
 def _parse_listeners(value: Any, where: str, column: str) -> tuple[str, ...] | None:
     """A JSON list of listener ids (strings or numbers), or None when empty."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    value = _json_list(value, where, column, "listener ids")
+    if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise ManifestError(f"{where}: {column} '{value}' is not a JSON list of listener ids") from None
-    if not isinstance(value, list):
-        raise ManifestError(f"{where}: {column} {value!r} is not a JSON list of listener ids")
     ids = tuple(_as_text(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None for v in value)
     if any(i is None for i in ids):
         raise ManifestError(f"{where}: {column} holds an empty or non-scalar listener id")

@@ -20,7 +20,8 @@ from mos.bench.machine import usable_cores
 from mos.data.manifest import Item, Manifest
 from mos.distill.augment import AUGMENT_DIR, degraded_copies
 from mos.distill.compare import DISTILL_FILE, compare, format_table, write_distill_json
-from mos.distill.teacher import Teacher, ScoreRun, clip_key, label_clips, load_teacher, read_json
+from mos.distill.teacher import Teacher, ScoreRun, clip_key, label_clips, load_teacher
+from mos.files import read_json
 from mos.errors import MosError
 from mos.trainer.config import TrainConfig, parse_toml
 from mos.trainer.splits import Splits, resolve_splits

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from rich.console import Console
 from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, sha256_file
 from mos.data.manifest import Item
 from mos.errors import MosError
+from mos.files import read_json
 from mos.runtime.scorer import ScoreOptions, ScoreSummary, run_score
 from mos.runtime.writers import ResumeError, read_rows
 
@@ -145,12 +145,3 @@ def label_clips(teacher: Teacher, items: list[Item], run_dir: Path, run: ScoreRu
     return scores
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or a one-line MosError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MosError(f"{path}: not readable JSON ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise MosError(f"{path}: not a JSON object")
-    return data

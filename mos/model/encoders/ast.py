@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import PREPROCESSOR, EagerAttention, EncoderInfo, WindowEmbeddingEncoder, check_weights_present, read_json
+from mos.model.encoders.base import PREPROCESSOR, EagerAttention, EncoderInfo, WindowEmbeddingEncoder, check_weights_present
+from mos.files import read_json
 from mos.model.frontend import dft_basis, float32_region
 from mos.model.text_encoder import load_complete, text_encoder_sha256
 

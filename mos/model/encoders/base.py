@@ -113,17 +113,6 @@ class WindowEmbeddingEncoder(PretrainedAudioEncoder):
         return emb.unsqueeze(1), torch.ones_like(lengths, dtype=torch.int64)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a model directory's file, or a one-line MosError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise MosError(f"{path}: not a readable JSON file ({one_line(exc, limit=120)})") from None
-    if not isinstance(data, dict):
-        raise MosError(f"{path}: expected a JSON object")
-    return data
-
-
 def is_laion_checkpoint(spec: str) -> bool:
     """Whether an encoder spec names a LAION-CLAP checkpoint file (a path ending in .pt), which
     mos.model.encoders.laion_clap reads, as an audio or a text encoder."""

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, WindowEmbeddingEncoder, check_weights_present, read_json
+from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, WindowEmbeddingEncoder, check_weights_present
+from mos.files import read_json
 from mos.model.frontend import dft_basis, float32_region, power_spectrogram
 from mos.model.text_encoder import l2_normalize, load_complete, text_encoder_sha256
 

@@ -42,31 +42,17 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from distill_demo import run  # the same `mos` command runner (this script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = "path=path,target:mushra=mean_score,system=system,range:mushra=0:100"
 FOLDS = 4
-
-
-def run(cmd: list[str], log: Path) -> float:
-    """Run a mos command (this checkout's), its output appended to `log`; the wall seconds it took."""
-    shown = " ".join(["mos", *cmd])
-    print(f"$ {shown}", flush=True)
-    t0 = time.perf_counter()
-    with log.open("a", encoding="utf-8") as f:
-        f.write(f"$ {shown}\n")
-        f.flush()
-        done = subprocess.run([sys.executable, "-m", "mos", *cmd], stdout=f, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {shown}; see {log}")
-    return round(time.perf_counter() - t0, 1)
 
 
 def write_table(rows: list[dict[str, str]], data: Path, out: Path) -> None:

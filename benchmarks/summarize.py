@@ -33,14 +33,16 @@ def bench_tables(r: dict) -> str:
         "**End to end** (`mos score`'s engine: decode, resample, text, audio, write; clips/s, median (min-max) of "
         f"{r['settings']['repeats']} runs after a warm-up):",
         "",
-        "| variant | threads | batch | clips/s | real-time factor |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | streams | threads | batch | clips/s | real-time factor |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for e in sorted(r["end_to_end"], key=lambda e: (e["variant"], e["threads"], e["batch_size"])):
-        out.append(f"| {e['variant']} | {e['threads']} | {e['batch_size']} | {_s(e['clips_per_s'])} | {_s(e['rtf'], 0)}x |")
+    for e in sorted(r["end_to_end"], key=lambda e: (e["variant"], e.get("streams", 1), e["threads"], e["batch_size"])):
+        out.append(f"| {e['variant']} | {e.get('streams', 1)} | {e['threads']} | {e['batch_size']} | {_s(e['clips_per_s'])} | "
+                   f"{_s(e['rtf'], 0)}x |")
     ap = r.get("audio_path")
     if ap:
-        out.append(f"| fp32, captions already encoded (no text cost, no writing) | {ap['threads']} | {ap['batch_size']} | "
+        out.append(f"| fp32, captions already encoded (no text cost, no writing) | {ap.get('streams', 1)} | {ap['threads']} | "
+                   f"{ap['batch_size']} | "
                    f"{_s(ap['clips_per_s'])} | |")
     ma = r["model_alone"]
     names = [b["name"] for b in ma["backends"]]

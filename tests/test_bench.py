@@ -65,7 +65,7 @@ def _positive(spread_dict: dict) -> bool:
 def test_quick_bench_report(tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "results" / "bench.json"
     buf = io.StringIO()
-    report = run_bench(_opts(tiny_bundle, out), Console(file=buf, width=160))
+    report = run_bench(_opts(tiny_bundle, out, streams=[2]), Console(file=buf, width=160))
 
     saved = json.loads(out.read_text())
     assert saved["schema"] == report["schema"] == "mos.bench/1"
@@ -78,7 +78,9 @@ def test_quick_bench_report(tiny_bundle: Path, tmp_path: Path) -> None:
     assert saved["workload"]["clips"] == 8 and saved["workload"]["kind"] == "generated"
 
     e2e = saved["end_to_end"]
-    assert {(r["variant"], r["batch_size"]) for r in e2e} == {("fp32", 1), ("fp32", 4), ("int8", 1), ("int8", 4)}
+    # one 1-thread run, and two concurrent 1-thread runs (mos score's default on 2 cores)
+    assert {(r["variant"], r["streams"], r["batch_size"]) for r in e2e} == {
+        (v, s, b) for v in ("fp32", "int8") for s in (1, 2) for b in (1, 4)}
     for r in e2e:
         assert r["threads"] == 1 and r["failed"] == 0 and r["provider"] == "CPUExecutionProvider"
         assert _positive(r["clips_per_s"]) and _positive(r["rtf"])

@@ -301,3 +301,67 @@ def test_cuda_that_does_not_start_auto_falls_back_and_cuda_refuses(monkeypatch, 
     assert SessionRunner(auto).provider == "CPUExecutionProvider"
     with pytest.raises(MosError, match="--device cuda: the CUDA provider failed to start"):
         open_session(path, SessionConfig(device="cuda", threads=1))
+
+
+def test_plan_streams_defaults_and_explicit_choices() -> None:
+    from mos.runtime.engine import plan_streams
+
+    assert plan_streams(0, 0, 2) == (2, 1)  # default: a single-threaded run per core
+    assert plan_streams(0, 0, 1) == (1, 1)
+    assert plan_streams(0, 2, 8) == (1, 2)  # --threads alone: one run of that many threads
+    assert plan_streams(4, 0, 8) == (4, 2)  # --streams alone: the cores split among the runs
+    assert plan_streams(3, 0, 2) == (3, 1)
+    assert plan_streams(2, 3, 2) == (2, 3)  # both given: as asked
+
+
+def test_concurrent_streams_give_the_rows_of_one_stream(text_bundle, tmp_path: Path) -> None:  # noqa: F811
+    """Chunks scored on 3 threads at once (text of one overlapping audio of another) give every
+    file the scores, order and errors that one stream gives; a broken file among them fails alone."""
+    from mos.runtime.inputs import Job
+    from mos.runtime.pipeline import PipelineOptions, score_jobs
+
+    jobs = []
+    for i in range(23):
+        seconds = [0.4, 1.3, 2.2, 12.5, 0.9][i % 5]  # 12.5 s: two windows
+        path = write_wav(tmp_path / f"c{i:02d}.wav", seconds, seed=100 + i)
+        jobs.append(Job(f"c{i:02d}.wav", path, caption_for(i, words=3 + i % 7)))
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
+    jobs.insert(9, Job("broken.wav", tmp_path / "broken.wav", "a broken file"))
+    rows = {}
+    for streams in (1, 3):
+        engine = ScoreEngine.load(text_bundle.path, EngineOptions(device="cpu", threads=1, streams=streams))
+        assert engine.streams == streams and engine.threads == 1
+        results = list(score_jobs(engine, jobs, PipelineOptions(batch_size=2, chunk_batches=1)))
+        assert [r.job.id for r in results] == [j.id for j in jobs]
+        rows[streams] = results
+    for one, three in zip(rows[1], rows[3]):
+        assert (one.error is None) == (three.error is None), one.job.id
+        if one.error is None:
+            np.testing.assert_allclose(three.scores, one.scores, atol=1e-6)
+            assert three.duration == one.duration
+    assert rows[3][9].error is not None and "broken.wav" in rows[3][9].error
+    assert sum(r.error is None for r in rows[3]) == 23
+
+
+def test_caption_encoder_is_safe_across_threads(text_bundle) -> None:  # noqa: F811
+    """Four threads encoding overlapping caption lists get exactly what one thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    captions = [caption_for(i, words=2 + i % 9) for i in range(40)]
+    alone = ScoreEngine.load(text_bundle.path, EngineOptions(device="cpu", threads=1)).text.encode(captions)
+    shared = ScoreEngine.load(text_bundle.path, EngineOptions(device="cpu", threads=1)).text
+    shared.batch_size = 4
+    lists = [captions[k::3] + captions[: 10 + k] for k in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(shared.encode, lists))
+    index = {c: i for i, c in enumerate(captions)}
+    for lst, out in zip(lists, outs):
+        for c, feats in zip(lst, out):
+            np.testing.assert_allclose(feats, alone[index[c]], atol=1e-5)
+    assert shared.encoded == len(set(captions))  # each distinct caption through text.onnx once
+
+
+def test_engine_batches_run_on_its_streams_with_the_same_scores(engine, clips) -> None:
+    two = ScoreEngine.load(engine.bundle.root, EngineOptions(device="cpu", threads=1, streams=2, batch_size=2))
+    waves, captions = clips
+    np.testing.assert_allclose(two.score_arrays(waves, captions), engine.score_arrays(waves, captions), atol=1e-5)

@@ -51,6 +51,8 @@ def bench(
     device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when onnxruntime-gpu and a GPU work."),
     threads: Optional[str] = typer.Option(None, "--threads", help="Intra-op threads to try, e.g. 1,2 or 1-4.",
                                           show_default="1 to the number of cores; --quick: all cores"),
+    streams: Optional[str] = typer.Option(None, "--streams", help="Concurrent 1-thread runs to try (mos score's CPU "
+                                          "default is one per core), e.g. 2,4.", show_default="the number of cores"),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Batch sizes to try, e.g. 1,8,32.",
                                               show_default="1,8,16,32; --quick: 1,16"),
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Timed repetitions per cell, after a warm-up.",
@@ -83,7 +85,8 @@ def bench(
     try:
         opts = BenchOptions(
             bundle=bundle, data=data, captions=captions, clips=clips, device=device.value,
-            threads=parse_int_list(threads, "--threads"), batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
+            threads=parse_int_list(threads, "--threads"), streams=parse_int_list(streams, "--streams"),
+            batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
             repeats=repeats, out=out, quick=quick, checkpoint=checkpoint, eager=eager, peer=peer, memory=memory,
             profile=profile, progress=not quiet,
         )

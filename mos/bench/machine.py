@@ -8,6 +8,8 @@ import resource
 from importlib import metadata
 from pathlib import Path
 
+from mos.runtime.session import usable_cores  # re-exported: the bench reports it
+
 
 def cpu_model() -> str:
     try:
@@ -17,14 +19,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (the affinity mask), else os.cpu_count()."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def _version(dist: str) -> str | None:

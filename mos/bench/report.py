@@ -34,14 +34,15 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     )
 
     t = Table(title="End to end (mos score: decode, resample, text, audio, write)", title_justify="left")
-    for col in ("variant", "provider", "threads", "batch", "clips/s median (min-max)", "real-time factor"):
+    for col in ("variant", "provider", "streams", "threads", "batch", "clips/s median (min-max)", "real-time factor"):
         t.add_column(col, justify="right" if col not in ("variant", "provider") else "left")
     for r in report.get("end_to_end", []):
-        t.add_row(r["variant"], r["provider"].replace("ExecutionProvider", ""), str(r["threads"]), str(r["batch_size"]),
-                  fmt_spread(r["clips_per_s"], 1), fmt_spread(r["rtf"], 0) + "x")
+        t.add_row(r["variant"], r["provider"].replace("ExecutionProvider", ""), str(r.get("streams", 1)),
+                  str(r["threads"]), str(r["batch_size"]), fmt_spread(r["clips_per_s"], 1), fmt_spread(r["rtf"], 0) + "x")
     ap = report.get("audio_path")
     if ap:
-        t.add_row("fp32, captions cached", "", str(ap["threads"]), str(ap["batch_size"]), fmt_spread(ap["clips_per_s"], 1), "")
+        t.add_row("fp32, captions cached", "", str(ap.get("streams", 1)), str(ap["threads"]), str(ap["batch_size"]),
+                  fmt_spread(ap["clips_per_s"], 1), "")
     console.print(t)
 
     ma = report.get("model_alone") or {}

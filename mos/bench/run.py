@@ -57,7 +57,8 @@ class BenchOptions:
     clips: int | None = None  # workload size (200; quick 48)
     clip_seconds: float = 10.0  # generated clip length
     device: str = "auto"
-    threads: list[int] | None = None  # intra-op threads to try (1..cores; quick: cores)
+    threads: list[int] | None = None  # intra-op threads of one run to try (1..cores; quick: cores)
+    streams: list[int] | None = None  # concurrent 1-thread runs to try, mos score's CPU default (cores)
     batch_sizes: list[int] | None = None  # (1, 8, 16, 32; quick 1, 16)
     repeats: int | None = None  # timed repetitions (3; quick 1)
     out: Path | None = DEFAULT_OUT
@@ -87,6 +88,7 @@ class BenchOptions:
             self,
             clips=max(1, pick(self.clips, 200, 48)),
             threads=sorted({max(1, int(t)) for t in pick(self.threads, list(range(1, cores + 1)), [cores])}),
+            streams=sorted({max(1, int(s)) for s in pick(self.streams, [cores], [cores])}),
             batch_sizes=sorted({max(1, int(b)) for b in pick(self.batch_sizes, [1, 8, 16, 32], [1, 16])}),
             repeats=max(1, pick(self.repeats, 3, 1)),
             peer_clips=max(1, pick(self.peer_clips, 16, 4)),
@@ -180,45 +182,59 @@ class _Log:
 # ---------------------------------------------------------------------------------------------
 
 
-def _score_once(opts: BenchOptions, work: wl.Workload, device: str, threads: int, batch: int, variant: str,
+def layouts(opts: BenchOptions, device: str) -> list[tuple[int, int]]:
+    """(streams, threads per run) cells: one run of each thread count, then each stream count of
+    1-thread runs (what mos score does by default on CPU). On a GPU: one run, default threads."""
+    if device != "cpu":
+        return [(1, 0)]
+    assert opts.threads is not None and opts.streams is not None
+    return [(1, t) for t in opts.threads] + [(s, 1) for s in opts.streams if s > 1]
+
+
+def layout_name(streams: int, threads: int) -> str:
+    return f"{streams} x {threads} thread{'s' if threads != 1 else ''}" if streams > 1 else f"{threads or 'default'} threads"
+
+
+def _score_once(opts: BenchOptions, work: wl.Workload, device: str, layout: tuple[int, int], batch: int, variant: str,
                 out: Path) -> tuple[float, float, str, int]:
     """One `mos score` run (run_score) -> (clips/s, real-time factor, provider, failed)."""
     if variant == "fp16":  # the runtime has no fp16 switch: score through the fp16 file's own bundle
         raise MosError("fp16 end to end is not supported by mos score")
     summary = run_score(
         ScoreOptions(inputs=work.inputs, bundle=opts.bundle, captions=work.captions_csv, out=out,
-                     device=device, threads=threads, batch_size=batch, int8=variant == "int8",
+                     device=device, streams=layout[0], threads=layout[1], batch_size=batch, int8=variant == "int8",
                      workers=opts.workers, progress=False),
         Console(file=io.StringIO()),
     )
     return summary.clips_per_s, summary.rtf, summary.provider, summary.failed
 
 
-def end_to_end(opts: BenchOptions, work: wl.Workload, device: str, variants: list[str], threads: list[int],
-               log: _Log, tmp: Path, extra: AudioPath | None = None) -> list[dict[str, Any]]:
+def end_to_end(opts: BenchOptions, work: wl.Workload, device: str, variants: list[str],
+               cells_layouts: list[tuple[int, int]], log: _Log, tmp: Path,
+               extra: AudioPath | None = None) -> list[dict[str, Any]]:
     out = tmp / "scores.csv"
     log("end to end: warm-up run (page cache, sessions)")
-    _score_once(opts, work, device, threads[-1], opts.batch_sizes[-1], "fp32", out)
+    _score_once(opts, work, device, cells_layouts[-1], opts.batch_sizes[-1], "fp32", out)
     rows: list[dict[str, Any]] = []
-    cells = [(v, t, b) for t in threads for b in opts.batch_sizes for v in variants if v != "fp16"]
-    runs: dict[tuple[str, int, int], list[tuple[float, float]]] = {c: [] for c in cells}
+    cells = [(v, lay, b) for lay in cells_layouts for b in opts.batch_sizes for v in variants if v != "fp16"]
+    runs: dict[tuple[str, tuple[int, int], int], list[tuple[float, float]]] = {c: [] for c in cells}
     provider = ""
     failed = 0
     for rep in range(opts.repeats):
         for cell in cells:  # interleaved: outside load hits every cell alike
-            v, t, b = cell
-            cps, rtf, provider, f = _score_once(opts, work, device, t, b, v, out)
+            v, lay, b = cell
+            cps, rtf, provider, f = _score_once(opts, work, device, lay, b, v, out)
             failed = max(failed, f)
             runs[cell].append((cps, rtf))
-            log(f"end to end {v} threads {t} batch {b}: {cps:.1f} clips/s (repeat {rep + 1}/{opts.repeats})")
+            log(f"end to end {v} {layout_name(*lay)} batch {b}: {cps:.1f} clips/s (repeat {rep + 1}/{opts.repeats})")
         if extra is not None:
             rate = extra.once()
-            log(f"audio path (captions cached) fp32 threads {extra.threads} batch {extra.engine.batch_size}: "
-                f"{rate:.1f} clips/s (repeat {rep + 1}/{opts.repeats})")
-    for (v, t, b), vals in runs.items():
-        rows.append({"variant": v, "provider": provider, "threads": t, "batch_size": b, "clips": len(work.files),
-                     "clips_per_s": spread([c for c, _ in vals], 1), "rtf": spread([r for _, r in vals], 0),
-                     "failed": failed})
+            log(f"audio path (captions cached) fp32 {layout_name(extra.streams, extra.threads)} batch "
+                f"{extra.engine.batch_size}: {rate:.1f} clips/s (repeat {rep + 1}/{opts.repeats})")
+    for (v, (s, t), b), vals in runs.items():
+        rows.append({"variant": v, "provider": provider, "streams": s, "threads": t, "batch_size": b,
+                     "clips": len(work.files), "clips_per_s": spread([c for c, _ in vals], 1),
+                     "rtf": spread([r for _, r in vals], 0), "failed": failed})
     return rows
 
 
@@ -227,19 +243,20 @@ class AudioPath:
     encoded and no writing: what an audio-only model costs end to end. Timed once per repeat,
     interleaved with the end-to-end cells."""
 
-    def __init__(self, opts: BenchOptions, bundle: Bundle, work: wl.Workload, device: str, threads: int,
+    def __init__(self, opts: BenchOptions, bundle: Bundle, work: wl.Workload, device: str, layout: tuple[int, int],
                  batch: int) -> None:
         from mos.runtime.inputs import Job
         from mos.runtime.pipeline import PipelineOptions, score_jobs
 
         self.score_jobs = score_jobs
-        self.engine = ScoreEngine(bundle, EngineOptions(device=device, threads=threads, batch_size=batch))
+        self.engine = ScoreEngine(bundle, EngineOptions(device=device, streams=layout[0], threads=layout[1],
+                                                        batch_size=batch))
         self.jobs = [Job(id=i, path=f, caption=work.captions.get(i)) for i, f in zip(work.ids, work.files)]
         if self.engine.text is not None:
             self.engine.text.cache_bytes = max(self.engine.text.cache_bytes, 1 << 30)
             self.engine.text.encode([j.caption or "" for j in self.jobs])
         self.pipe = PipelineOptions(workers=opts.workers, batch_size=self.engine.batch_size)
-        self.threads = threads
+        self.streams, self.threads = layout
         self.rates: list[float] = []
         for _ in self.score_jobs(self.engine, self.jobs[: min(len(self.jobs), 2 * self.engine.batch_size)], self.pipe):
             pass  # warm-up
@@ -251,7 +268,7 @@ class AudioPath:
         return self.rates[-1]
 
     def result(self) -> dict[str, Any]:
-        return {"variant": "fp32", "threads": self.threads, "batch_size": self.engine.batch_size,
+        return {"variant": "fp32", "streams": self.streams, "threads": self.threads, "batch_size": self.engine.batch_size,
                 "clips": len(self.jobs), "clips_per_s": spread(self.rates, 1),
                 "what": "decode + resample + audio model (reader pool, batching); captions pre-encoded; no writing"}
 
@@ -379,7 +396,8 @@ def check_targets(report: dict[str, Any], max_threads: int, device: str) -> list
         for v, key in (("fp32", "e2e_fp32_clips_per_s"), ("int8", "e2e_int8_clips_per_s")):
             best = _best(e2e, "clips_per_s", variant=v)
             add(f"end to end {v}, clips/s", TARGETS[key], best["clips_per_s"]["median"] if best else None,
-                f"threads {best['threads']}, batch {best['batch_size']}" if best else "not measured")
+                f"{layout_name(best.get('streams', 1), best['threads'])}, batch {best['batch_size']}" if best
+                else "not measured")
     else:
         best = _best(e2e, "clips_per_s", variant="fp32")
         add("end to end on the GPU, clips/s", TARGETS["e2e_gpu_clips_per_s"],
@@ -437,6 +455,7 @@ def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, A
     bundle = load_bundle(opts.bundle)
     threads = opts.threads if device == "cpu" else [0]
     max_threads = threads[-1]
+    lays = layouts(opts, device)
     variants = _variants(bundle, device)
     if device == "cpu" and "int8" not in variants:
         notes.append("no int8 variant in the bundle (mos export --quantize int8): int8 not measured")
@@ -470,10 +489,10 @@ def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, A
 
         path: AudioPath | None = None
         try:
-            path = AudioPath(opts, bundle, work, device, max_threads, 16 if device == "cpu" else 64)
+            path = AudioPath(opts, bundle, work, device, lays[-1], 16 if device == "cpu" else 64)
         except Exception as exc:  # a diagnostic: never fail the bench on it
             notes.append(f"audio path not measured: {one_line(exc, limit=200)}")
-        report["end_to_end"] = end_to_end(opts, work, device, variants, threads, log, tmp, path)
+        report["end_to_end"] = end_to_end(opts, work, device, variants, lays, log, tmp, path)
         if path is not None:
             report["audio_path"] = path.result()
             del path

@@ -68,7 +68,10 @@ def score(
         OutputFormat.csv, "--format", help="csv/jsonl: one row per file; xacle/audiomos: challenge files."
     ),
     device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when onnxruntime-gpu and a GPU work."),
-    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per session (0: ONNX Runtime's default)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per session run (0: the cores divided among "
+                                "--streams; with neither, one single-threaded run per core)."),
+    streams: int = typer.Option(0, "--streams", min=0, help="Batches scored at once, each on its own thread (0: one per "
+                                "core on CPU, or 1 when --threads is given; 1 on CUDA)."),
     batch_size: int = typer.Option(0, "--batch-size", min=0, help="Clips (windows) per run (0: 16 on CPU, 64 on CUDA)."),
     int8: bool = typer.Option(False, "--int8", help="Use the bundle's int8 audio model."),
     resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok and score "
@@ -125,6 +128,7 @@ def score(
         format=output_format.value,
         device=device.value,
         threads=threads,
+        streams=streams,
         batch_size=batch_size,
         int8=int8,
         resume=resume,

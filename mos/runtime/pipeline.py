@@ -1,9 +1,15 @@
-"""The scoring loop: decoded files -> windows -> length-sorted batches -> per-file results in order."""
+"""The scoring loop: decoded files -> windows -> length-sorted batches -> per-file results in order.
+
+Chunks of windows are scored by `engine.streams` threads at once (ONNX Runtime releases the GIL):
+each runs its chunk's captions through the text model, then its batches through the audio model,
+so one chunk's text overlaps another's audio, and decoding runs beside both in the reader pool."""
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,7 +99,7 @@ def score_segments_safely(
     """A score row per segment, or its one-line error: when a batch fails, its segments are
     retried one by one so only the culprit fails."""
     try:
-        results = engine.score_segments(waves, captions, batch_size)
+        results = engine.score_segments(waves, captions, batch_size, streams=1)
     except Exception as exc:
         if len(waves) == 1:
             return [f"scoring failed: {one_line(exc)}"]
@@ -104,9 +110,8 @@ def score_segments_safely(
     return list(results)
 
 
-def _score_chunk(engine: ScoreEngine, segments: list[_Segment], batch_size: int) -> None:
-    """Score a chunk and hand each segment's row (or error) to its file."""
-    results = score_segments_safely(engine, [s.wave for s in segments], [s.caption for s in segments], batch_size)
+def _apply(segments: list[_Segment], results: list[np.ndarray | str]) -> None:
+    """Hand each scored segment's row (or error) to its file (on the loop's thread only)."""
     for seg, result in zip(segments, results):
         if isinstance(result, str):
             seg.state.outstanding -= 1
@@ -124,14 +129,18 @@ class _CaptionsAhead:
         self.jobs = jobs
         self.span = engine.options.text_batch_size if engine.text is not None else 0
         self.next = 0
+        self._lock = threading.Lock()  # chunks are scored on several threads
 
     def ensure(self, upto: int) -> None:
         """Captions of jobs [.. upto] are cached (plus the following ones, a text batch at a time)."""
-        if self.engine.text is None or upto < self.next:
+        if self.engine.text is None:
             return
-        end = max(upto + 1, self.next + self.span)
-        captions = [j.caption for j in self.jobs[self.next : end] if j.caption and j.error is None]
-        self.next = end
+        with self._lock:
+            if upto < self.next:
+                return
+            end = max(upto + 1, self.next + self.span)
+            captions = [j.caption for j in self.jobs[self.next : end] if j.caption and j.error is None]
+            self.next = end
         if captions:
             try:
                 self.engine.text.encode(captions)
@@ -152,6 +161,16 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
     captions_ahead = _CaptionsAhead(engine, jobs)
     batch_size = max(1, options.batch_size)
     chunk_size = batch_size * max(1, options.chunk_batches)
+    streams = max(1, engine.streams)
+
+    def score_chunk(segments: list[_Segment], upto: int) -> list[np.ndarray | str]:
+        captions_ahead.ensure(upto)
+        return score_segments_safely(engine, [s.wave for s in segments], [s.caption for s in segments], batch_size)
+
+    # Chunks in flight: one per stream plus one queued, so no stream waits while the next chunk is
+    # gathered; memory is about streams + 3 chunks of windows (with the reader's look-ahead).
+    pool = ThreadPoolExecutor(streams, thread_name_prefix="mos-score") if streams > 1 else None
+    pending: deque[tuple[list[_Segment], Future[list[np.ndarray | str]]]] = deque()
 
     def decode(job: Job) -> Decoded:
         if job.error is not None:
@@ -207,16 +226,29 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
                     state.complete = True
                     segments.append(_Segment(state, dec.wave, job.caption))
             if segments:
-                captions_ahead.ensure(max(s.state.index for s in segments))
-                _score_chunk(engine, segments, batch_size)
+                upto = max(s.state.index for s in segments)
+                if pool is None:
+                    _apply(segments, score_chunk(segments, upto))
+                else:
+                    pending.append((segments, pool.submit(score_chunk, segments, upto)))
                 del segments
+            done = exhausted and long_iter is None
+            # Wait for the oldest chunk when every stream is busy and one more is queued (or at the end).
+            while pending and (len(pending) > streams or done):
+                chunk, future = pending.popleft()
+                _apply(chunk, future.result())
+                del chunk, future
+                while order and order[0].finished:
+                    yield order.popleft().result(engine.sample_rate, engine.finish)
             while order and order[0].finished:
                 yield order.popleft().result(engine.sample_rate, engine.finish)
-            if exhausted and long_iter is None:
+            if done:
                 break
         while order:  # only reached when every state is final
             yield order.popleft().result(engine.sample_rate, engine.finish)
     finally:
+        if pool is not None:  # on an early close (Ctrl-C, an error downstream) drop what has not started
+            pool.shutdown(wait=True, cancel_futures=True)
         if long_iter is not None:
             long_iter.close()
         close = getattr(decoded, "close", None)

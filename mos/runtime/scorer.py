@@ -57,6 +57,7 @@ class ScoreOptions:
     format: str = "csv"
     device: str = "auto"
     threads: int = 0
+    streams: int = 0
     batch_size: int = 0
     int8: bool = False
     resume: bool = False
@@ -186,8 +187,8 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
     rows; bad run inputs (bundle, captions file, --format for this bundle, inputs, an output
     --resume must not touch) raise MosError before any scoring."""
     console = console or Console(stderr=True)
-    if opts.ray is not None and (opts.threads or opts.workers):
-        raise MosError("--threads and --workers size the local pipeline: with --ray, size the actors with "
+    if opts.ray is not None and (opts.threads or opts.workers or opts.streams):
+        raise MosError("--threads, --streams and --workers size the local pipeline: with --ray, size the actors with "
                        "--ray-actors and --ray-cpus-per-actor")
     stream_path, challenge_path = output_paths(opts.out, opts.format)
     stream_fmt = "jsonl" if opts.format == "jsonl" else "csv"
@@ -216,7 +217,7 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
     keep = resume_rows(stream_path, stream_fmt, score_columns, stamp) if opts.resume else []
     done = {row.id for row in keep}
     todo = [job for job in jobset.jobs if job.id not in done]
-    engine_options = EngineOptions(device=opts.device, threads=opts.threads, int8=opts.int8, batch_size=opts.batch_size,
+    engine_options = EngineOptions(device=opts.device, threads=opts.threads, streams=opts.streams, int8=opts.int8, batch_size=opts.batch_size,
                                    quantiles=opts.quantiles)
     with ExitStack() as stack:
         if opts.ray is None:

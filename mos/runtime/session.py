@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,14 @@ def import_onnxruntime() -> ModuleType:
     except ImportError:
         raise MosError(INSTALL_HINT) from None
     return onnxruntime
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (the affinity mask), else os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ class CaptionSource(Protocol):
 
 class TextEncoder:
     """Encodes captions with text.onnx; a caption is encoded once and kept (LRU, `cache_bytes`).
+    `encode` may be called from several threads (the pipeline's concurrent batches): one runs at a time.
 
     Features are the first n_i token rows of the encoder output, n_i = the caption's token count
     (an encoder that pools, such as CLAP's text tower, outputs one row per caption: that row).
@@ -56,6 +58,7 @@ class TextEncoder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cached_bytes = 0
         self.encoded = 0  # captions run through text.onnx (cache misses)
+        self._lock = threading.Lock()
 
     def _remember(self, caption: str, features: np.ndarray) -> None:
         self._cache[caption] = features
@@ -81,6 +84,10 @@ class TextEncoder:
 
     def encode(self, captions: Sequence[str]) -> list[np.ndarray]:
         """Token features [n_i, dim] per caption; new distinct captions are encoded in batches."""
+        with self._lock:
+            return self._encode(captions)
+
+    def _encode(self, captions: Sequence[str]) -> list[np.ndarray]:
         todo = [c for c in dict.fromkeys(captions) if c not in self._cache]
         if todo:
             # Group captions of similar token length so padding stays small.

@@ -365,3 +365,32 @@ def test_engine_batches_run_on_its_streams_with_the_same_scores(engine, clips) -
     two = ScoreEngine.load(engine.bundle.root, EngineOptions(device="cpu", threads=1, streams=2, batch_size=2))
     waves, captions = clips
     np.testing.assert_allclose(two.score_arrays(waves, captions), engine.score_arrays(waves, captions), atol=1e-5)
+
+
+def test_pipeline_keeps_only_the_captions_still_needed(text_bundle, tmp_path: Path) -> None:  # noqa: F811
+    """Each distinct caption is encoded once, even one repeated far apart in the run, and a
+    caption's features are dropped after its last job: memory follows the look-ahead."""
+    from mos.runtime.inputs import Job
+    from mos.runtime.pipeline import PipelineOptions, _CaptionFeatures, score_jobs
+
+    wav = write_wav(tmp_path / "a.wav", 0.5, seed=3)
+    captions = [caption_for(i, words=4 + i % 5) for i in range(150)]
+    captions[140] = captions[2]  # MusicEval-like: a prompt used again much later
+    jobs = [Job(f"j{i}", wav, c) for i, c in enumerate(captions)]
+    engine = ScoreEngine.load(text_bundle.path, EngineOptions(device="cpu", threads=1, streams=2,
+                                                             text_batch_size=16))
+    results = list(score_jobs(engine, jobs, PipelineOptions(batch_size=4, chunk_batches=1)))
+    assert all(r.ok for r in results)
+    assert engine.text.encoded == len(set(captions)) == 149
+    np.testing.assert_allclose(results[140].scores, results[2].scores, atol=1e-6)
+
+    table = _CaptionFeatures(engine, jobs)
+    peak = 0
+    for i, job in enumerate(jobs):
+        table.ensure(i)
+        got = table.encode([job.caption])[0]
+        np.testing.assert_allclose(got, engine.text.encode([job.caption])[0], atol=1e-5)
+        table.release(job)
+        peak = max(peak, len(table.features))
+    assert peak <= 16 + 1  # one text batch ahead, plus the caption that comes back at job 140
+    assert table.features == {} and not table.uses

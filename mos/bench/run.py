@@ -247,14 +247,15 @@ class AudioPath:
                  batch: int) -> None:
         from mos.runtime.inputs import Job
         from mos.runtime.pipeline import PipelineOptions, score_jobs
+        from mos.runtime.text import CaptionTable
 
         self.score_jobs = score_jobs
-        self.engine = ScoreEngine(bundle, EngineOptions(device=device, streams=layout[0], threads=layout[1],
-                                                        batch_size=batch))
+        options = EngineOptions(device=device, streams=layout[0], threads=layout[1], batch_size=batch)
+        self.engine = ScoreEngine(bundle, options)
         self.jobs = [Job(id=i, path=f, caption=work.captions.get(i)) for i, f in zip(work.ids, work.files)]
-        if self.engine.text is not None:
-            self.engine.text.cache_bytes = max(self.engine.text.cache_bytes, 1 << 30)
-            self.engine.text.encode([j.caption or "" for j in self.jobs])
+        if self.engine.text is not None:  # every caption encoded beforehand, looked up while scoring
+            table = CaptionTable.build(self.engine.text, [j.caption or "" for j in self.jobs])
+            self.engine = ScoreEngine(bundle, options, text=table)
         self.pipe = PipelineOptions(workers=opts.workers, batch_size=self.engine.batch_size)
         self.streams, self.threads = layout
         self.rates: list[float] = []
@@ -372,7 +373,7 @@ def memory_growth(opts: BenchOptions, bundle_sample_rate: int, device: str, thre
     base = rows[0]["peak_rss_mb"] if rows else None
     for r in rows:
         r["growth_mb_vs_first"] = round(r["peak_rss_mb"] - base, 1) if base is not None else None
-    return {"clip_seconds": opts.memory_clip_seconds, "threads": threads, "batch_size": "default",
+    return {"clip_seconds": opts.memory_clip_seconds, "threads": threads or "default", "batch_size": "default",
             "captions": "one distinct caption per file", "rows": rows,
             "audio": "100 distinct clips hard-linked under distinct names (each file decoded)"}
 
@@ -523,7 +524,7 @@ def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, A
         else:
             report["peer"] = {"skipped": "--no-peer"}
         if opts.memory:
-            report["memory"] = memory_growth(opts, bundle.sample_rate, device, max_threads, log, tmp)
+            report["memory"] = memory_growth(opts, bundle.sample_rate, device, 0, log, tmp)  # mos score's defaults
     report["targets"] = check_targets(report, max_threads, device)
     report["notes"] = notes
     report["machine"]["load_average_end"] = load_average()

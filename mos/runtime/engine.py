@@ -192,28 +192,30 @@ class ScoreEngine:
             out[:, t:] = out[:, t:] ** 2 + out[:, :t] ** 2
         return out
 
-    def _caption_features(self, captions: Sequence[str | None]) -> list[np.ndarray] | None:
+    def _caption_features(self, captions: Sequence[str | None], source: CaptionSource | None = None
+                          ) -> list[np.ndarray] | None:
         if self.text is None:
             return None
         if any(not c for c in captions):
             raise MosError("this bundle's model needs a caption for every clip")
-        return self.text.encode([c for c in captions if c])
+        return (source or self.text).encode([c for c in captions if c])
 
     def score_segments(
         self, waves: Sequence[np.ndarray], captions: Sequence[str | None], batch_size: int | None = None,
-        streams: int | None = None,
+        streams: int | None = None, text: CaptionSource | None = None,
     ) -> np.ndarray:
         """One raw row per segment (no windowing): unclamped scores, then for a distribution model
         each target's second moment (spread^2 + score^2, so that a clip's windows average like its
         scores; `finish` turns them back into spreads); similar lengths batched (equal lengths
         only when the bundle is not padding invariant), input order kept. The batches run on
         `streams` threads at once (default: the engine's; the pipeline, which runs chunks
-        concurrently itself, asks for 1)."""
+        concurrently itself, asks for 1). `text` looks the captions up instead of the engine's
+        encoder (the pipeline's features of the captions it still needs)."""
         n = len(waves)
         out = np.zeros((n, len(self._output_index)), dtype=np.float64)
         if n == 0:
             return out
-        feats = self._caption_features(captions)
+        feats = self._caption_features(captions, text)
         batches = plan_batches([w.shape[0] for w in waves], batch_size or self.batch_size, self.equal_lengths)
 
         def run(batch: list[int]) -> None:

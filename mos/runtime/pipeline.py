@@ -7,14 +7,15 @@ so one chunk's text overlaps another's audio, and decoding runs beside both in t
 from __future__ import annotations
 
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mos.runtime.engine import ScoreEngine
+from mos.runtime.text import CaptionSource
 from mos.runtime.inputs import Job
 from mos.errors import one_line
 from mos.runtime.reader import AudioSpec, BackgroundIterator, Decoded, decode_file, prefetch_ordered
@@ -94,18 +95,20 @@ class _Segment:
 
 
 def score_segments_safely(
-    engine: ScoreEngine, waves: list[np.ndarray], captions: list[str | None], batch_size: int
+    engine: ScoreEngine, waves: list[np.ndarray], captions: list[str | None], batch_size: int,
+    text: CaptionSource | None = None,
 ) -> list[np.ndarray | str]:
     """A score row per segment, or its one-line error: when a batch fails, its segments are
-    retried one by one so only the culprit fails."""
+    retried one by one so only the culprit fails. `text`: where caption features come from
+    (default: the engine's encoder)."""
     try:
-        results = engine.score_segments(waves, captions, batch_size, streams=1)
+        results = engine.score_segments(waves, captions, batch_size, streams=1, text=text)
     except Exception as exc:
         if len(waves) == 1:
             return [f"scoring failed: {one_line(exc)}"]
         out: list[np.ndarray | str] = []
         for wave, caption in zip(waves, captions):
-            out.extend(score_segments_safely(engine, [wave], [caption], 1))
+            out.extend(score_segments_safely(engine, [wave], [caption], 1, text))
         return out
     return list(results)
 
@@ -120,32 +123,69 @@ def _apply(segments: list[_Segment], results: list[np.ndarray | str]) -> None:
             seg.state.add(result, seg.wave.shape[0])
 
 
-class _CaptionsAhead:
-    """Encodes the captions of upcoming jobs in full text batches, whatever the audio batch size
-    (batch size 1 would otherwise run the text model on a handful of captions at a time)."""
+class _CaptionFeatures:
+    """Token features of the captions the run still needs (a CaptionSource for the engine).
+
+    Captions of upcoming jobs are encoded a full text batch at a time, whatever the audio batch
+    size, each distinct caption once; a caption's features are dropped when the last job that
+    uses it is finished. Memory follows the look-ahead (plus captions repeated later in the run,
+    as MusicEval's prompts), never the length of the run, and nothing is encoded twice."""
 
     def __init__(self, engine: ScoreEngine, jobs: list[Job]) -> None:
         self.engine = engine
         self.jobs = jobs
         self.span = engine.options.text_batch_size if engine.text is not None else 0
         self.next = 0
-        self._lock = threading.Lock()  # chunks are scored on several threads
+        self.uses: Counter[str] = Counter(j.caption for j in jobs if self._counted(j))
+        self.features: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()  # chunks are scored on several threads; one encodes at a time
+
+    @staticmethod
+    def _counted(job: Job) -> bool:
+        return bool(job.caption) and job.error is None
+
+    def _encode(self, captions: list[str]) -> dict[str, np.ndarray]:
+        text = self.engine.text
+        assert text is not None
+        uncached = getattr(text, "encode_uncached", None)  # a TextEncoder; a CaptionTable only looks up
+        if uncached is not None:
+            return uncached(captions)
+        return dict(zip(captions, text.encode(captions)))
 
     def ensure(self, upto: int) -> None:
-        """Captions of jobs [.. upto] are cached (plus the following ones, a text batch at a time)."""
+        """Captions of jobs [.. upto] are encoded (plus the following ones, a text batch at a time)."""
         if self.engine.text is None:
             return
         with self._lock:
             if upto < self.next:
                 return
             end = max(upto + 1, self.next + self.span)
-            captions = [j.caption for j in self.jobs[self.next : end] if j.caption and j.error is None]
+            todo = [j.caption for j in self.jobs[self.next : end]
+                    if self._counted(j) and j.caption not in self.features]
             self.next = end
-        if captions:
-            try:
-                self.engine.text.encode(captions)
-            except Exception:  # scoring the chunk reports it, clip by clip
-                pass
+            if todo:
+                try:
+                    self.features.update(self._encode(todo))
+                except Exception:  # scoring the chunk reports it, clip by clip
+                    pass
+
+    def encode(self, captions: Sequence[str]) -> list[np.ndarray]:
+        missing = [c for c in captions if c not in self.features]
+        if missing:  # a batch that failed above: encode its captions alone, errors to the caller
+            with self._lock:
+                self.features.update(self._encode([c for c in missing if c not in self.features]))
+        return [self.features[c] for c in captions]
+
+    def release(self, job: Job) -> None:
+        """`job` is finished: forget its caption when no later job needs it."""
+        if not self._counted(job):
+            return
+        assert job.caption is not None
+        with self._lock:
+            self.uses[job.caption] -= 1
+            if self.uses[job.caption] <= 0:
+                self.features.pop(job.caption, None)
+                del self.uses[job.caption]
 
 
 def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOptions) -> Iterator[FileResult]:
@@ -158,14 +198,19 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
     """
     spec = AudioSpec(engine.sample_rate, engine.window_seconds)
     jobs = list(jobs)
-    captions_ahead = _CaptionsAhead(engine, jobs)
+    captions = _CaptionFeatures(engine, jobs)
     batch_size = max(1, options.batch_size)
     chunk_size = batch_size * max(1, options.chunk_batches)
     streams = max(1, engine.streams)
 
     def score_chunk(segments: list[_Segment], upto: int) -> list[np.ndarray | str]:
-        captions_ahead.ensure(upto)
-        return score_segments_safely(engine, [s.wave for s in segments], [s.caption for s in segments], batch_size)
+        captions.ensure(upto)
+        return score_segments_safely(engine, [s.wave for s in segments], [s.caption for s in segments], batch_size,
+                                     captions if engine.text is not None else None)
+
+    def finish(state: FileState) -> FileResult:
+        captions.release(state.job)
+        return state.result(engine.sample_rate, engine.finish)
 
     # Chunks in flight: one per stream plus one queued, so no stream waits while the next chunk is
     # gathered; memory is about streams + 3 chunks of windows (with the reader's look-ahead).
@@ -239,13 +284,13 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
                 _apply(chunk, future.result())
                 del chunk, future
                 while order and order[0].finished:
-                    yield order.popleft().result(engine.sample_rate, engine.finish)
+                    yield finish(order.popleft())
             while order and order[0].finished:
-                yield order.popleft().result(engine.sample_rate, engine.finish)
+                yield finish(order.popleft())
             if done:
                 break
         while order:  # only reached when every state is final
-            yield order.popleft().result(engine.sample_rate, engine.finish)
+            yield finish(order.popleft())
     finally:
         if pool is not None:  # on an early close (Ctrl-C, an error downstream) drop what has not started
             pool.shutdown(wait=True, cancel_futures=True)

@@ -209,6 +209,10 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
             f"{opts.inputs}: the bundle's model needs a caption per clip and these inputs carry none: "
             "pass --captions FILE (CSV wav_file_name,text, or a MusicEval prompt_info.txt)"
         )
+    # The jobs hold what scoring needs: let the manifest and the caption table go (memory stays
+    # a job per file, not three objects per file, over a long run).
+    inputs_description, left_out = inputs.description, inputs.skipped
+    del inputs, captions
     if challenge_path is not None:
         check_challenge_names(opts.format, [job.id for job in jobset.jobs])
     # The score columns: the targets, then a distribution model's spreads and quantiles.
@@ -256,8 +260,8 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         challenge=challenge_path,
         duplicate_ids=jobset.duplicate_ids,
         first_errors=first_errors,
-        inputs=inputs.description,
-        left_out=inputs.skipped,
+        inputs=inputs_description,
+        left_out=left_out,
     )
 
 

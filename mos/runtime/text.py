@@ -82,6 +82,22 @@ class TextEncoder:
         (hidden,) = self.runner.run({"input_ids": input_ids, "attention_mask": mask})[:1]
         return [np.ascontiguousarray(hidden[row, : max(1, len(seq))], dtype=np.float32) for row, seq in enumerate(ids)]
 
+    def encode_uncached(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
+        """Token features of each distinct caption, encoded in batches of similar token length,
+        without touching the cache (for a caller that keeps features itself, as the pipeline does)."""
+        todo = list(dict.fromkeys(captions))
+        out: dict[str, np.ndarray] = {}
+        if not todo:
+            return out
+        ids = dict(zip(todo, self.ids(todo)))
+        todo.sort(key=lambda c: len(ids[c]))  # similar lengths together: little padding
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            out.update(zip(chunk, self._run([ids[c] for c in chunk])))
+        with self._lock:
+            self.encoded += len(out)
+        return out
+
     def encode(self, captions: Sequence[str]) -> list[np.ndarray]:
         """Token features [n_i, dim] per caption; new distinct captions are encoded in batches."""
         with self._lock:
@@ -90,9 +106,8 @@ class TextEncoder:
     def _encode(self, captions: Sequence[str]) -> list[np.ndarray]:
         todo = [c for c in dict.fromkeys(captions) if c not in self._cache]
         if todo:
-            # Group captions of similar token length so padding stays small.
             ids = dict(zip(todo, self.ids(todo)))
-            todo.sort(key=lambda c: len(ids[c]))
+            todo.sort(key=lambda c: len(ids[c]))  # similar lengths together: little padding
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
                 for caption, feats in zip(chunk, self._run([ids[c] for c in chunk])):

@@ -125,9 +125,18 @@ def bundle_from_meta(root: Path, meta: dict[str, Any], where: Path | None = None
     return Bundle(Path(root), meta, targets)
 
 
+def verify_files(bundle: Bundle) -> None:
+    """Every file mos.json lists matches its sha256, else BundleError naming the first that does not."""
+    for name, digest in bundle.meta["files"].items():
+        path = bundle.root / name
+        if sha256_file(path) != digest:
+            raise BundleError(f"{path}: corrupted (sha256 does not match {BUNDLE_META_FILE})")
+
+
 def load_bundle(root: Path | str, verify_hashes: bool = True) -> Bundle:
     """Read and validate a bundle: schema known, every listed file present and, by default,
-    matching its sha256. Raises BundleError naming the file and the problem."""
+    matching its sha256 (`verify_files`; `mos score` runs it beside its session start-up).
+    Raises BundleError naming the file and the problem."""
     root = Path(root)
     meta_path = root / BUNDLE_META_FILE
     if not root.is_dir():
@@ -142,12 +151,11 @@ def load_bundle(root: Path | str, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{meta_path}: not a JSON object")
     bundle = bundle_from_meta(root, meta, where=meta_path)
     files: dict[str, str] = meta["files"]
-    for name, digest in files.items():
-        path = root / name
-        if not path.is_file():
-            raise BundleError(f"{path}: missing from the bundle")
-        if verify_hashes and sha256_file(path) != digest:
-            raise BundleError(f"{path}: corrupted (sha256 does not match {BUNDLE_META_FILE})")
+    for name in files:
+        if not (root / name).is_file():
+            raise BundleError(f"{root / name}: missing from the bundle")
+    if verify_hashes:
+        verify_files(bundle)
     needed = [bundle.audio_model().name]
     if bundle.uses_text:
         needed += [bundle.text_model().name, bundle.tokenizer().name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, sha256_file
+from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, sha256_file, verify_files
 from mos.data.detect import open_inputs
 from mos.data.folder import Skipped, describe_skipped
 from mos.data.table import parse_column_spec
@@ -192,7 +193,12 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
                        "--ray-actors and --ray-cpus-per-actor")
     stream_path, challenge_path = output_paths(opts.out, opts.format)
     stream_fmt = "jsonl" if opts.format == "jsonl" else "csv"
-    bundle = load_bundle(opts.bundle)
+    bundle = load_bundle(opts.bundle, verify_hashes=False)
+    # The files' sha256 are checked on a thread (hashlib and file reads release the GIL) while the
+    # inputs are listed and the sessions start; nothing is scored before the check has passed.
+    hashing = ThreadPoolExecutor(1, thread_name_prefix="mos-verify")
+    verified = hashing.submit(verify_files, bundle)
+    hashing.shutdown(wait=False)
     targets = bundle.target_names
     check_challenge_targets(opts.format, targets)
     columns = parse_column_spec(opts.columns) if opts.columns else None
@@ -225,11 +231,17 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
                                    quantiles=opts.quantiles)
     with ExitStack() as stack:
         if opts.ray is None:
-            engine = ScoreEngine(bundle, engine_options)
+            try:
+                engine = ScoreEngine(bundle, engine_options)
+            except Exception:
+                verified.result()  # a corrupted file is reported as such, not as an unloadable model
+                raise
+            verified.result()
             provider = engine.provider
             pipeline = PipelineOptions(workers=reader_workers(opts.workers, provider), batch_size=engine.batch_size)
             results = score_jobs(engine, todo, pipeline)
         else:
+            verified.result()
             from mos.runtime.ray_score import RayScorer
 
             ray = stack.enter_context(RayScorer(bundle, engine_options, opts.ray, todo))

@@ -22,9 +22,10 @@ SHAPES = [(400, 160, 200), (1024, 480, 0), (2048, 1024, 1024), (512, 160, 0), (4
 
 
 def reference_power(x: np.ndarray, window: np.ndarray, n_fft: int, hop: int, padding: int) -> np.ndarray:
-    """[F, T] float64 power of frames x_padded[i*hop : i*hop + n_fft] with the window at the start."""
+    """[F, T] float64 power of frames x_padded[i*hop : i*hop + len(window)], windowed and
+    zero-padded to n_fft."""
     xp = np.pad(x.astype(np.float64), (padding, padding))
-    t = (len(xp) - n_fft) // hop + 1
+    t = (len(xp) - len(window)) // hop + 1
     frames = np.stack([xp[i * hop : i * hop + len(window)] for i in range(t)]) * window
     return (np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2).T
 
@@ -89,8 +90,9 @@ def batch(lengths: list[int], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(wave), torch.tensor(lengths), clips
 
 
-def test_log_mel_alone_padded_and_reference() -> None:
-    cfg = ModelConfig()
+@pytest.mark.parametrize("n_fft", [400, 512])  # 512: the first edge model's DFT (window 400)
+def test_log_mel_alone_padded_and_reference(n_fft: int) -> None:
+    cfg = ModelConfig(n_fft=n_fft)
     fe = LogMel(cfg).eval()
     assert set(fe.state_dict()) == {"feat_mean", "feat_std"}  # the DFT is no checkpoint state
     lengths = [16000, 4801, 399, 161, 1]

@@ -87,15 +87,15 @@ def factorised_bases(window: torch.Tensor, n_fft: int, a: int) -> tuple[torch.Te
 
 class Spectrum(nn.Module):
     """waveform [B, N] -> power spectrum of frames every `hop` samples (frame i = the padded
-    waveform's samples [i*hop, i*hop + n_fft), the window at its start), zero `padding` each
-    side. Factorised (see `factorised_bases`) when `decimation` finds a factor, else one DFT
+    waveform's samples [i*hop, i*hop + len(window)), zero-padded to n_fft), zero `padding` each
+    side: (N + 2 padding - len(window)) // hop + 1 frames, as a Conv1d with the window as kernel. Factorised (see `factorised_bases`) when `decimation` finds a factor, else one DFT
     Conv1d. `power` gives the bins in the factorisation's row order (`rows`); `rows_of` maps a
     [F, M] matrix (a mel filterbank) onto that order, so the mel MatMul needs no reordering.
     No persistent state: checkpoints hold none of it."""
 
     def __init__(self, window: torch.Tensor, n_fft: int, hop: int) -> None:
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
+        self.n_fft, self.hop, self.win = n_fft, hop, window.shape[0]
         self.n_freqs = n_fft // 2 + 1
         a = decimation(n_fft, hop) if window.shape[0] <= n_fft else None
         self.a = a or 0
@@ -122,9 +122,9 @@ class Spectrum(nn.Module):
             re, im = spec[:, : self.n_freqs], spec[:, self.n_freqs :]
             return re * re + im * im
         b, n = waveform.shape
-        frames = torch.div(n + 2 * padding - self.n_fft, self.hop, rounding_mode="floor") + 1
-        total = (frames - 1) * self.hop + self.n_fft  # <= n + 2 * padding, a multiple of a
-        x = nn.functional.pad(waveform, (padding, padding))[:, :total]
+        frames = torch.div(n + 2 * padding - self.win, self.hop, rounding_mode="floor") + 1
+        total = (frames - 1) * self.hop + self.n_fft  # a multiple of a; the taps past the window are zero
+        x = nn.functional.pad(waveform, (padding, padding + self.n_fft - self.win))[:, :total]
         # x[:, i*hop + n1 + a*n2] = x.view(b, -1, a)[:, i*hop/a + n2, n1]: no framing needed
         y = nn.functional.conv1d(x.reshape(b, -1, self.a).transpose(1, 2), self.stage1,
                                  stride=self.hop // self.a, groups=self.a)  # [B, a*G*2, T]

@@ -1,18 +1,26 @@
 """The log-mel front end is the largest single cost of the edge model on CPU (see README.md,
-"Where the time goes"). This script measures a cheaper, numerically equivalent formulation.
+"Where the time goes"). This script measures cheaper, numerically equivalent formulations.
 
     python benchmarks/frontend_variants.py [--repeats 5] [--out benchmarks/results/frontend_variants.json]
 
 Variants, each exported alone to ONNX (TorchScript exporter, opset 17, dynamic batch/length) and
 run in ONNX Runtime as the runtime opens sessions:
-- conv:    what mos/model/frontend.py does now: Conv1d(1 -> 2x257, kernel 400, stride 160) with a
-           windowed DFT basis, power, mel MatMul, log. 514 x 400 multiply-adds per frame.
+- conv:    the direct DFT (mos/model/frontend.py before the factorised one): Conv1d(1 -> 2x201,
+           kernel 400, stride 160) with a windowed DFT basis, power, mel MatMul, log.
+           402 x 400 multiply-adds per frame.
 - matmul:  the same basis, frames built by slicing 160-sample blocks (no gather) and one MatMul.
 - folded:  frames as in `matmul`, then the symmetry of the periodic Hann window about sample
            200 is used: with the phase referenced to the frame centre (|X_k| is unchanged),
            Re X_k = sum_m w(m) (x[200+m] + x[200-m]) cos(2 pi k m / 512) and
            Im X_k = -sum_m w(m) (x[200+m] - x[200-m]) sin(2 pi k m / 512), so 200 + 199 taps
            instead of 2 x 400: half the multiply-adds, same power spectrum up to rounding.
+- fftA:    two-stage Cooley-Tukey, n_fft = A x C (mos.model.frontend.Spectrum with decimation A):
+           a grouped Conv1d straight on the waveform viewed as [B, A, N/A] (stride hop/A, kernel
+           C: per n1 the C-point DFT of the windowed decimated sequence, bins 0..C/2), a
+           transpose, one MatMul batched over those bins (the A-point sums with the twiddles,
+           bins 0..n_fft/2 only), power, and the mel MatMul on the factorised row order (no
+           gather). "(LogMel)" marks the A that LogMel uses (`decimation`); for A = 20:
+           20 x 22 x 20 + 11 x 44 x 40 = 28k multiply-adds per frame before the mel.
 Same log-mel (max abs difference printed), same frame counts, padding invariance kept (frames
 only read masked samples).
 """
@@ -59,7 +67,29 @@ class Framed(nn.Module):
 
 
 class ConvLogMel(nn.Module):
-    """The current front end (mos.model.frontend.LogMel.log_mel), un-normalised log-mel."""
+    """The front end before the factorised DFT: Conv1d(1 -> 2F, kernel win, stride hop) with the
+    windowed DFT basis, power, mel MatMul, log."""
+
+    def __init__(self, base: nn.Module, n_fft: int) -> None:
+        super().__init__()
+        from mos.model.frontend import dft_basis
+
+        self.base = base
+        window = torch.hann_window(base.win, periodic=True, dtype=torch.float64)
+        self.register_buffer("dft_basis", dft_basis(window, n_fft))
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.arange(waveform.shape[1], device=waveform.device)
+        x = waveform * (idx[None, :] < lengths[:, None]).to(waveform.dtype)
+        spec = nn.functional.conv1d(x.unsqueeze(1), self.dft_basis, stride=self.base.hop, padding=self.base.win // 2)
+        f = self.base.n_freqs
+        power = spec[:, :f] ** 2 + spec[:, f:] ** 2
+        mel = torch.matmul(power.transpose(1, 2), self.base.mel_fbank).transpose(1, 2)
+        return torch.log(mel + 1e-6), self.base.frame_lengths(lengths)
+
+
+class CurrentLogMel(nn.Module):
+    """What mos/model/frontend.py does now (LogMel.log_mel), un-normalised log-mel."""
 
     def __init__(self, base: nn.Module) -> None:
         super().__init__()
@@ -70,9 +100,12 @@ class ConvLogMel(nn.Module):
 
 
 class MatmulLogMel(Framed):
-    def __init__(self, base: nn.Module) -> None:
+    def __init__(self, base: nn.Module, n_fft: int) -> None:
         super().__init__(base)
-        self.register_buffer("basis", base.dft_basis[:, 0, :].t().contiguous())  # [win, 2F]
+        from mos.model.frontend import dft_basis
+
+        window = torch.hann_window(base.win, periodic=True, dtype=torch.float64)
+        self.register_buffer("basis", dft_basis(window, n_fft)[:, 0, :].t().contiguous())  # [win, 2F]
 
     def forward(self, waveform, lengths):
         spec = torch.matmul(self.frames(waveform, lengths), self.basis)  # [B, T, 2F]
@@ -112,6 +145,30 @@ class FoldedLogMel(Framed):
         return torch.log(mel + 1e-6), self.base.frame_lengths(lengths)
 
 
+
+class FftLogMel(nn.Module):
+    """The factorised DFT of mos.model.frontend.Spectrum with a chosen decimation `a` (LogMel
+    picks one with `decimation`), the mel MatMul on its row order."""
+
+    def __init__(self, base: nn.Module, n_fft: int, a: int) -> None:
+        super().__init__()
+        from mos.model.frontend import Spectrum, factorised_bases
+
+        self.base = base
+        window = torch.hann_window(base.win, periodic=True, dtype=torch.float64)
+        self.spectrum = Spectrum(window, n_fft, base.hop)
+        stage1, stage2, rows = factorised_bases(window, n_fft, a)
+        self.spectrum.a, self.spectrum.stage1, self.spectrum.stage2, self.spectrum.rows = a, stage1, stage2, rows
+        self.register_buffer("mel_rows", self.spectrum.rows_of(base.mel_fbank))
+
+    def forward(self, waveform, lengths):
+        idx = torch.arange(waveform.shape[1], device=waveform.device)
+        x = waveform * (idx[None, :] < lengths[:, None]).to(waveform.dtype)
+        power = self.spectrum.power(x, padding=self.base.win // 2)
+        mel = torch.matmul(power.transpose(1, 2), self.mel_rows).transpose(1, 2)
+        return torch.log(mel + 1e-6), self.base.frame_lengths(lengths)
+
+
 def export(module: nn.Module, path: Path) -> None:
     wave = torch.randn(2, 37000) * 0.1
     lengths = torch.tensor([37000, 21000])
@@ -148,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from mos.bench.machine import load_average, machine_info
     from mos.model import ModelConfig
-    from mos.model.frontend import LogMel
+    from mos.model.frontend import LogMel, decimation
 
     cfg = ModelConfig()
     base = LogMel(cfg).eval()
-    variants = {"conv": ConvLogMel(base), "matmul": MatmulLogMel(base), "folded": FoldedLogMel(base, cfg.n_fft)}
+    variants = {"conv": ConvLogMel(base, cfg.n_fft), "matmul": MatmulLogMel(base, cfg.n_fft),
+                "folded": FoldedLogMel(base, cfg.n_fft), "fft10": FftLogMel(base, cfg.n_fft, 10),
+                "fft16": FftLogMel(base, cfg.n_fft, 16), "fft40": FftLogMel(base, cfg.n_fft, 40),
+                f"fft{decimation(cfg.n_fft, cfg.hop_length)} (LogMel)": CurrentLogMel(base)}
     rng = np.random.default_rng(0)
     # Equivalence on odd lengths in a padded batch, and against each clip alone.
     lens = [160000, 4801, 99999, 300]

@@ -422,12 +422,16 @@ def test_int8_dropped_when_it_misses_tolerance(tmp_path: Path, monkeypatch: pyte
 def test_int8_keeps_front_end_fp32(text_run) -> None:
     bundle = text_run[0] / "bundle"
     fe = front_end(onnx.load(str(bundle / "audio.onnx")))
-    assert fe.dft_convs == ["/frontend/Conv"] and fe.matmuls == ["/frontend/MatMul"]
+    # the factorised DFT's stage-1 grouped conv; its stage-2 MatMul and the mel MatMul
+    assert fe.dft_convs == ["/frontend/Conv"] and fe.matmuls == ["/frontend/MatMul", "/frontend/MatMul_1"]
     q = onnx.load(str(bundle / "audio.int8.onnx"))
     produced_by = {o: n for n in q.graph.node for o in n.output}
     convs = {n.name: n for n in q.graph.node if n.op_type == "Conv"}
     dft = convs["/frontend/Conv"]
     assert all(produced_by.get(i) is None or produced_by[i].op_type != "DequantizeLinear" for i in dft.input)
+    matmuls = {n.name: n for n in q.graph.node if n.op_type == "MatMul"}
+    for name in fe.matmuls:
+        assert all(produced_by.get(i) is None or produced_by[i].op_type != "DequantizeLinear" for i in matmuls[name].input)
     quantized = [n for n in convs.values()
                  if any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear" for i in n.input)]
     assert len(quantized) >= 4  # the encoder's convolutions are QDQ

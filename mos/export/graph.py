@@ -9,9 +9,9 @@ import onnx
 
 @dataclass
 class FrontEnd:
-    dft_convs: list[str]  # Conv nodes fed by the raw waveform (the DFT as a strided conv)
+    dft_convs: list[str]  # Conv nodes fed by the raw waveform (the DFT's strided conv, its first stage)
     nodes: list[str]  # every node from those convs up to (not including) the next Conv
-    matmuls: list[str]  # MatMul nodes among them (the mel projection)
+    matmuls: list[str]  # MatMul nodes among them (the DFT's second stage, the mel projection)
 
 
 def front_end(model: onnx.ModelProto, waveform: str = "waveform") -> FrontEnd:

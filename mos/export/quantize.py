@@ -42,7 +42,7 @@ CNN_ENCODERS = ("conv", "aisfx")
 
 def method(op_types: Sequence[str]) -> str:
     return (f"onnxruntime quantize_static, QDQ, per-channel, {' and '.join(op_types)} only, MinMax; "
-            "front end (DFT conv, mel MatMul) fp32")
+            "front end (DFT conv and MatMul, mel MatMul) fp32")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from mos.bundle import sha256_file
 from mos.errors import MosError, one_line
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder
 from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals
-from mos.model.frontend import dft_basis, float32_region, power_spectrogram
+from mos.model.frontend import Spectrum, float32_region
 
 KIND = "aisfx"
 VERSION = "0.1.2"
@@ -135,8 +135,8 @@ class AisfxFrontEnd(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-        self.register_buffer("dft_basis", dft_basis(window, N_FFT), persistent=False)
-        self.register_buffer("mel_fbank", mel_filters().float(), persistent=False)
+        self.spectrum = Spectrum(window, N_FFT, HOP)
+        self.register_buffer("mel_rows", self.spectrum.rows_of(mel_filters().float()), persistent=False)  # [rows, n_mels]
         idx = torch.arange(BLOCK, dtype=torch.int64)
         self.register_buffer("block_offsets", idx, persistent=False)
 
@@ -147,8 +147,8 @@ class AisfxFrontEnd(nn.Module):
         wave = waveform * valid
         peak = torch.amax(torch.abs(wave), dim=1, keepdim=True)
         wave = wave / torch.where(peak > 0, peak, torch.ones_like(peak))
-        power = power_spectrogram(wave, self.dft_basis, HOP, padding=N_FFT // 2)  # [B, F, T]
-        mel = torch.matmul(power.transpose(1, 2), self.mel_fbank)  # [B, T, M]
+        power = self.spectrum.power(wave, padding=N_FFT // 2)  # [B, rows, T]
+        mel = torch.matmul(power.transpose(1, 2), self.mel_rows)  # [B, T, M]
         spec = torch.log10(mel * 1e4 + 1.0) / SPEC_MAX
         frames = torch.div(lengths, HOP, rounding_mode="floor") + 1
         keep = torch.arange(spec.shape[1], device=spec.device)[None, :] < frames[:, None]

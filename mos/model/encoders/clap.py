@@ -23,7 +23,7 @@ from torch import nn
 from mos.errors import MosError
 from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, WindowEmbeddingEncoder, check_weights_present
 from mos.files import read_json
-from mos.model.frontend import dft_basis, float32_region, power_spectrogram
+from mos.model.frontend import Spectrum, float32_region
 from mos.model.text_encoder import l2_normalize, load_complete, text_encoder_sha256
 
 KIND = "clap"
@@ -116,8 +116,8 @@ class ClapFrontEnd(nn.Module):
         self.hop = int(settings["hop_length"])
         self.padding = str(settings["padding"])
         window = torch.hann_window(self.n_fft, periodic=True, dtype=torch.float64)
-        self.register_buffer("dft_basis", dft_basis(window, self.n_fft), persistent=False)
-        self.register_buffer("mel_fbank", mel_filters.float(), persistent=False)  # [F, n_mels]
+        self.spectrum = Spectrum(window, self.n_fft, self.hop)
+        self.register_buffer("mel_rows", self.spectrum.rows_of(mel_filters.float()), persistent=False)  # [rows, n_mels]
 
     def fixed_length(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Each clip as the extractor gives it to the STFT: [B, samples] (padded by `padding`, a
@@ -140,8 +140,8 @@ class ClapFrontEnd(nn.Module):
             wave = self.fixed_length(waveform.float(), lengths)
             half = self.n_fft // 2
             wave = nn.functional.pad(wave.unsqueeze(1), (half, half), mode="reflect").squeeze(1)  # center=True
-            power = power_spectrogram(wave, self.dft_basis, self.hop)  # [B, F, T]
-            mel = torch.matmul(power.transpose(1, 2), self.mel_fbank)  # [B, T, M]
+            power = self.spectrum.power(wave)  # [B, rows, T]
+            mel = torch.matmul(power.transpose(1, 2), self.mel_rows)  # [B, T, M]
             return (10.0 * torch.log10(torch.clamp(mel, min=MEL_FLOOR))).unsqueeze(1)
 
 

@@ -185,6 +185,9 @@ def test_text_int8_that_fails_the_srcc_rule_is_dropped_and_audio_int8_kept(
     assert report.int8 is not None and not report.int8.dropped
     q = report.text_int8
     assert q is not None and q.dropped and q.calibration == "the validation captions"
+    # tried with every weight MatMul int8, then again with the FFN down-projections fp32
+    assert q.method.endswith(text_int8.METHOD_DOWN_FP32) and len(q.excluded_nodes) == 12 + 6
+    assert any(w.startswith("with every weight MatMul int8: validation SRCC") for w in q.warnings)
     meta = _meta(tmp_path / "b")
     assert meta["variants"] == {"int8": "audio.int8.onnx"} and not (tmp_path / "b" / TEXT_INT8_MODEL).exists()
     assert meta["export"]["variants"]["int8"]["text"]["written"] is False

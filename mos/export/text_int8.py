@@ -41,6 +41,7 @@ BENCH_BATCH = 64
 BENCH_REPEATS = 5
 METHOD = ("onnxruntime quantize_static, QDQ, per-channel, inputs of the weight MatMuls only (outputs fp32), "
           "MinMax; embeddings, LayerNorm, Softmax and attention MatMuls (Q.K^T, attention.V) fp32")
+METHOD_DOWN_FP32 = "; FFN down-projections (the MatMuls fed by GELU, weight rows > columns) fp32 too"
 
 
 def weight_matmuls(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
@@ -52,6 +53,14 @@ def weight_matmuls(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
         if node.op_type == "MatMul":
             (weights if any(i in inits for i in node.input) else activations).append(node.name)
     return weights, activations
+
+
+def down_projections(model: onnx.ModelProto) -> list[str]:
+    """MatMul nodes whose 2-D weight initializer has more rows than columns: a transformer's FFN
+    output (fed by GELU, whose outliers int8 activations cope with worst)."""
+    dims = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul"
+            and any(len(dims.get(i, ())) == 2 and dims[i][0] > dims[i][1] for i in n.input)]
 
 
 def pick_captions(captions: Sequence[str], limit: int = MAX_CALIBRATION_CAPTIONS) -> list[str]:
@@ -69,13 +78,18 @@ def calibration_feeds(encoder: TextEncoder, captions: Sequence[str]) -> list[dic
     return [pad_token_ids(ids[k: k + CALIBRATION_BATCH]) for k in range(0, len(ids), CALIBRATION_BATCH)]
 
 
-def quantize_text(src: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> list[str]:
-    """Write the int8 text model `out` from `src`; returns the MatMul nodes kept fp32."""
-    weights, attention = weight_matmuls(onnx.load(str(src)))
-    if not weights:
+def quantize_text(src: Path, out: Path, feeds: list[dict[str, np.ndarray]], down_fp32: bool = False) -> list[str]:
+    """Write the int8 text model `out` from `src` (with `down_fp32`, the FFN down-projections stay
+    fp32 too); returns the MatMul nodes kept fp32."""
+    model = onnx.load(str(src))
+    weights, keep = weight_matmuls(model)
+    if down_fp32:
+        keep += [n for n in down_projections(model) if n not in keep]
+    if not [w for w in weights if w not in keep]:
         raise MosError(f"{src.name}: no MatMul with a weight to quantize")
-    run_quantize_static(src, out, feeds, ["MatMul"], attention, quantize_outputs=False)
-    return attention
+    del model
+    run_quantize_static(src, out, feeds, ["MatMul"], keep, quantize_outputs=False)
+    return keep
 
 
 def batch_gap(encoder: TextEncoder, captions: Sequence[str]) -> float:
@@ -220,11 +234,13 @@ def quantize_text_int8(
     clips: Sequence[np.ndarray],
     clip_captions: Sequence[str],
     validation: ValidationData | None = None,
+    down_fp32: bool = False,
 ) -> TextInt8Report:
     """Write `out` from the fp32 text model of `reference` (an engine on CPU), calibrated on the
     captions `calibration`, and measure it: batch gap, pooled cosine and speed on the validation
     captions (else the calibration ones), and the scores of fp32 audio + int8 text and of
-    `audio_int8` + int8 text vs `reference` on `validation` (else on `clips` with `clip_captions`)."""
+    `audio_int8` + int8 text vs `reference` on `validation` (else on `clips` with `clip_captions`).
+    `down_fp32` keeps the FFN down-projections fp32 (slower, closer to fp32)."""
     bundle = reference.bundle
     if not bundle.uses_text:
         raise MosError("text int8: this bundle has no text model")
@@ -234,7 +250,7 @@ def quantize_text_int8(
     cfg = SessionConfig(device="cpu", threads=reference.options.threads)
     fp32_text = open_text_encoder(bundle, cfg)
     src = bundle.text_model()
-    excluded = quantize_text(src, out, calibration_feeds(fp32_text, captions))
+    excluded = quantize_text(src, out, calibration_feeds(fp32_text, captions), down_fp32)
     int8_text = open_text_encoder(bundle, cfg, path=out)
 
     v_caps = list(validation[1] or []) if validation is not None else []
@@ -269,7 +285,7 @@ def quantize_text_int8(
     ranges = {tg.name: tg.high - tg.low for tg in bundle.targets}
     return TextInt8Report(
         path=out,
-        method=METHOD,
+        method=METHOD + (METHOD_DOWN_FP32 if down_fp32 else ""),
         excluded_nodes=excluded,
         calibration_captions=len(captions),
         fp32_bytes=src.stat().st_size,

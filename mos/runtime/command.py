@@ -70,7 +70,7 @@ def score(
     device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when onnxruntime-gpu and a GPU work."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per session (0: ONNX Runtime's default)."),
     batch_size: int = typer.Option(0, "--batch-size", min=0, help="Clips (windows) per run (0: 16 on CPU, 64 on CUDA)."),
-    int8: bool = typer.Option(False, "--int8", help="Use the bundle's int8 audio model."),
+    int8: bool = typer.Option(False, "--int8", help="Use the bundle's int8 audio model (and its int8 text model when it has one)."),
     resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok and score "
                                 "the rest; refused when another bundle, model variant or format wrote the output."),
     workers: int = typer.Option(0, "--workers", min=0, help="Reader threads decoding ahead (0: 2 on CPU, up to 8 with CUDA)."),

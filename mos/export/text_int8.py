@@ -24,8 +24,9 @@ import numpy as np
 import onnx
 
 from mos.errors import MosError
-from mos.export.quantize import INT8_MAE_FRACTION, MAX_SRCC_DROP, ValidationData, run_quantize_static
 from mos.export.bench import scores_alone
+from mos.export.clips import CAPTIONS, LONG_CAPTION
+from mos.export.quantize import INT8_MAE_FRACTION, MAX_SRCC_DROP, ValidationData, run_quantize_static
 from mos.metrics import compute_metrics
 from mos.runtime.engine import ScoreEngine, open_text_encoder
 from mos.runtime.session import SessionConfig
@@ -256,7 +257,8 @@ def quantize_text_int8(
     v_caps = list(validation[1] or []) if validation is not None else []
     probe = pick_captions(v_caps) or captions
     cos = pooled_cosines(fp32_text, int8_text, probe)
-    gap = batch_gap(int8_text, probe[:CALIBRATION_BATCH])
+    # with a caption truncated at max_tokens and a short one: every other caption gets padded
+    gap = batch_gap(int8_text, [*probe[:CALIBRATION_BATCH], LONG_CAPTION, CAPTIONS[5]])
     fp32_ms, int8_ms = ms_per_caption([fp32_text, int8_text], probe)
 
     text_only = ScoreEngine(bundle, reference.options, text=int8_text)

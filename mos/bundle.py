@@ -15,6 +15,7 @@ A bundle is a directory:
                    only clips of equal length (the runtime does).
   tokenizer.json   for the `tokenizers` library (truncate to text.max_tokens).
   audio.int8.onnx / audio.fp16.onnx   optional variants with the same interface.
+  text.int8.onnx   optional int8 text.onnx (variants["text_int8"]), used with audio.int8.onnx.
   mos.json         this module's schema; mirrored into each ONNX file's metadata_props["mos.json"]
                    (without the "files" hashes, which cannot hash themselves).
 """
@@ -40,6 +41,8 @@ TEXT_INPUTS = ("text", "text_lengths")
 TEXT_MODEL_INPUTS = ("input_ids", "attention_mask")
 TEXT_MODEL_OUTPUT = "text"
 BUNDLE_META_FILE = "mos.json"
+# mos.json "variants" keys with this prefix are text-model variants ("text_int8"); others are audio.
+TEXT_VARIANT_PREFIX = "text_"
 
 
 def sha256_file(path: Path) -> str:
@@ -104,8 +107,22 @@ class Bundle:
             raise BundleError(f"{self.root}: this bundle has no {variant} variant (re-export with the option for it)")
         return self.root / name
 
-    def text_model(self) -> Path:
-        return self.root / self.meta["text"]["model"]
+    @property
+    def audio_variants(self) -> dict[str, str]:
+        """Variant -> file of the audio model's variants ('int8', 'fp16'), without text variants."""
+        return {k: v for k, v in self.meta.get("variants", {}).items() if not k.startswith(TEXT_VARIANT_PREFIX)}
+
+    def has_text_variant(self, variant: str) -> bool:
+        return self.uses_text and f"{TEXT_VARIANT_PREFIX}{variant}" in self.meta.get("variants", {})
+
+    def text_model(self, variant: str = "fp32") -> Path:
+        """Path of the text model: 'fp32' (text.onnx) or 'int8' (text.int8.onnx) when exported."""
+        if variant == "fp32":
+            return self.root / self.meta["text"]["model"]
+        name = self.meta.get("variants", {}).get(f"{TEXT_VARIANT_PREFIX}{variant}") if self.uses_text else None
+        if name is None:
+            raise BundleError(f"{self.root}: this bundle has no {variant} text model (re-export with the option for it)")
+        return self.root / name
 
     def tokenizer(self) -> Path:
         return self.root / self.meta["text"]["tokenizer"]

@@ -144,7 +144,7 @@ def test_default_out_and_report(text_run) -> None:
     bundle = run / "bundle"
     assert report.bundle == bundle
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["audio.onnx", "audio.int8.onnx", "text.onnx", "tokenizer.json", "mos.json"])
+        ["audio.onnx", "audio.int8.onnx", "text.onnx", "text.int8.onnx", "tokenizer.json", "mos.json"])
     assert not any(p.name.startswith(".") for p in run.iterdir())  # no work dir left behind
     assert report.verify is not None and report.verify.ok and report.verify.compared_with_torch
     text = "\n".join(report.format())
@@ -186,7 +186,7 @@ def test_verification_catches_a_length_baked_in_by_the_tracer(tmp_path: Path, mo
 
 def test_opset_17_by_default(text_run) -> None:
     bundle = text_run[0] / "bundle"
-    for name in ("audio.onnx", "text.onnx", "audio.int8.onnx"):
+    for name in ("audio.onnx", "text.onnx", "audio.int8.onnx", "text.int8.onnx"):
         model = onnx.load(str(bundle / name), load_external_data=False)
         assert onnx_io.default_opset(model) == 17, name
     assert _meta(bundle)["export"]["opset"] == 17
@@ -239,14 +239,14 @@ def test_metadata_round_trips(text_run) -> None:
                      "outputs": ["overall", "textual"]}
     assert meta["text"]["model"] == "text.onnx" and meta["text"]["tokenizer"] == "tokenizer.json"
     assert meta["text"]["dim"] == 384 and meta["text"]["max_tokens"] == 64 and "MiniLM" in meta["text"]["encoder"]
-    assert meta["variants"] == {"int8": "audio.int8.onnx"}
+    assert meta["variants"] == {"int8": "audio.int8.onnx", "text_int8": "text.int8.onnx"}
     assert meta["training"]["data"] == "synthetic" and meta["training"]["epoch"] == 0
     assert meta["training"]["checkpoint"] == "../checkpoints/best.pt"
     assert meta["export"]["exporter"] == "torch.onnx (TorchScript)"
     assert {"torch", "onnx", "onnxruntime", "created"} <= set(meta["export"])
-    assert set(meta["files"]) == {"audio.onnx", "audio.int8.onnx", "text.onnx", "tokenizer.json"}
+    assert set(meta["files"]) == {"audio.onnx", "audio.int8.onnx", "text.onnx", "text.int8.onnx", "tokenizer.json"}
     expected = {k: v for k, v in meta.items() if k != "files"}
-    for name in ("audio.onnx", "audio.int8.onnx", "text.onnx"):
+    for name in ("audio.onnx", "audio.int8.onnx", "text.onnx", "text.int8.onnx"):
         props = {p.key: p.value for p in onnx.load(str(bundle / name)).metadata_props}
         assert json.loads(props["mos.json"]) == expected, name
     # and ONNX Runtime exposes it to a deployment

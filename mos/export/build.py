@@ -14,12 +14,13 @@ import torch
 from mos.bundle import BUNDLE_META_FILE, bundle_from_meta, sha256_file, write_bundle_meta
 from mos.errors import MosError
 from mos.export.bundle_meta import build_meta
-from mos.export.clips import caption_for, synthetic_clip, synthetic_clips
+from mos.export.clips import CAPTIONS, caption_for, synthetic_clip, synthetic_clips
 from mos.export.fp16 import FP16_MODEL, convert_fp16
 from mos.export.onnx_io import embed_metadata, export_torchscript
 from mos.export.quantize import INT8_MODEL, MAX_SRCC_DROP, Int8Report, pick_calibration, quantize_int8
 from mos.export.report import ExportReport
 from mos.export.text import TEXT_MODEL, TOKENIZER, export_text
+from mos.export.text_int8 import TEXT_INT8_MODEL, TEXT_INT8_VARIANT, TextInt8Report, quantize_text_int8
 from mos.export.verify import BATCH_SECONDS, SINGLE_SECONDS, verify_bundle
 from mos.export.wrapper import (
     TEXT_MODEL_INPUTS,
@@ -115,6 +116,7 @@ def export_bundle(
     force: bool = False,
     calibration_source: str | None = None,
     calibration_warnings: Sequence[str] = (),
+    text_calibration_captions: Sequence[str] | None = None,
 ) -> ExportReport:
     """Export a run folder or checkpoint to a bundle at `out` (default `<run dir>/bundle`).
 
@@ -124,8 +126,10 @@ def export_bundle(
     int8 variant is written only when its validation SRCC drops at most MAX_SRCC_DROP on every
     target, unless `force` (the drop is then recorded in mos.json). `calibration_source` says
     where the clips came from and `calibration_warnings` what went wrong finding them (both
-    recorded with the variant). Verification failure raises MosError naming the worst case and
-    leaves no bundle behind.
+    recorded with the variant). A model with text also gets text.int8.onnx, calibrated on
+    `text_calibration_captions` (the run's training captions) and the calibration captions, kept
+    when int8 audio + int8 text pass the same rules. Verification failure raises MosError naming
+    the worst case and leaves no bundle behind.
     """
     source = Path(source)
     if quantize not in (None, "int8"):
@@ -142,7 +146,7 @@ def export_bundle(
     stages["load"] = time.perf_counter() - t
     try:
         int8 = Int8Inputs(calibration_clips, calibration_captions, validation, force, calibration_source,
-                          list(calibration_warnings)) if quantize == "int8" else None
+                          list(calibration_warnings), list(text_calibration_captions or [])) if quantize == "int8" else None
         report = _export_into(work, out, model, ckpt, checkpoint, opset, int8, fp16, verify, stages)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -151,11 +155,13 @@ def export_bundle(
     report.bundle = out
     if report.verify is not None:
         report.verify.bundle = out
-    for name in (AUDIO_MODEL, TEXT_MODEL, TOKENIZER, INT8_MODEL, FP16_MODEL, BUNDLE_META_FILE):
+    for name in (AUDIO_MODEL, TEXT_MODEL, TOKENIZER, INT8_MODEL, TEXT_INT8_MODEL, FP16_MODEL, BUNDLE_META_FILE):
         if (out / name).is_file():
             report.files[name] = (out / name).stat().st_size
     if report.int8 is not None and not report.int8.dropped:
         report.int8.path = out / INT8_MODEL
+    if report.text_int8 is not None and not report.text_int8.dropped:
+        report.text_int8.path = out / TEXT_INT8_MODEL
     if report.fp16 is not None:
         report.fp16.path = out / FP16_MODEL
     return report
@@ -171,6 +177,7 @@ class Int8Inputs:
     force: bool
     source: str | None
     warnings: list[str]
+    text_captions: list[str]  # the run's training captions, for text.int8.onnx
 
 
 def _int8_variant(work: Path, reference: ScoreEngine, inputs: Int8Inputs, bench_clip: np.ndarray,
@@ -211,6 +218,50 @@ def _int8_variant(work: Path, reference: ScoreEngine, inputs: Int8Inputs, bench_
         q.forced = True
         report.notes.append(f"int8 variant written with --force although its {srcc}")
     report.int8 = q
+    if reference.uses_text:
+        if q.dropped:
+            report.notes.append("text int8 variant not built: it runs only with audio.int8.onnx, which was not written")
+        else:
+            _text_int8_variant(work, reference, inputs, clips, captions, val, report)
+    return not q.dropped
+
+
+def _text_int8_variant(work: Path, reference: ScoreEngine, inputs: Int8Inputs, clips: list[np.ndarray],
+                       captions: list[str | None], val: Validation | None, report: ExportReport) -> bool:
+    """Quantize text.onnx, measure it with audio.int8.onnx and decide; True when text.int8.onnx stays."""
+    given = [c for c in inputs.captions or [] if c]
+    calibration = [c for c in inputs.text_captions if c] + given
+    warnings: list[str] = []
+    if inputs.text_captions:
+        source = f"the run's training captions ({len(inputs.text_captions)})"
+    elif given:
+        source = "the calibration clips' captions"
+    elif val is not None and val[1]:
+        calibration, source = [c for c in val[1] if c], "the validation captions"
+    else:
+        calibration, source = list(CAPTIONS), "the built-in example captions"
+        warnings.append("text int8 calibration FELL BACK to the built-in example captions: no captions given")
+    # All weight MatMuls first; when that misses a rule, again with the FFN down-projections in fp32.
+    for down_fp32 in (False, True):
+        q = quantize_text_int8(reference, work / INT8_MODEL, work / TEXT_INT8_MODEL, calibration, clips,
+                               [c or "" for c in captions], val, down_fp32=down_fp32)
+        missed = q.failure() or q.srcc_failure()
+        if not missed or down_fp32:
+            break
+        warnings.append(f"with every weight MatMul int8: {missed}; the FFN down-projections were kept fp32")
+    q.calibration, q.warnings = source, warnings
+    if not q.srcc_checked:
+        q.warnings.append(f"validation SRCC not measured: the {MAX_SRCC_DROP:g} SRCC rule was not applied to int8 text")
+    hard, srcc = q.failure(), q.srcc_failure()
+    if hard or (srcc and not inputs.force):
+        (work / TEXT_INT8_MODEL).unlink()
+        q.dropped = True
+        q.why_dropped = hard or f"{srcc}; `mos export --force` writes it anyway"
+        report.notes.append(f"text int8 variant NOT written (audio.int8.onnx kept, runs with text.onnx): {q.why_dropped}")
+    elif srcc:
+        q.forced = True
+        report.notes.append(f"text int8 variant written with --force although its {srcc}")
+    report.text_int8 = q
     return not q.dropped
 
 
@@ -263,6 +314,13 @@ def _export_into(
                 variants["int8"] = INT8_MODEL
                 variant_info["int8"] = report.int8.summary()
                 files.append(INT8_MODEL)
+            if report.text_int8 is not None and "int8" in variant_info:
+                t8 = report.text_int8
+                variant_info["int8"]["text"] = ({"written": False, "why": t8.why_dropped} if t8.dropped
+                                                else {"written": True, "file": TEXT_INT8_MODEL, **t8.summary()})
+                if not t8.dropped:
+                    variants[TEXT_INT8_VARIANT] = TEXT_INT8_MODEL
+                    files.append(TEXT_INT8_MODEL)
             stages["int8"] = time.perf_counter() - t
         if fp16:
             t = time.perf_counter()

@@ -147,6 +147,38 @@ class _Reader(CalibrationDataReader):
         return next(self._it, None)
 
 
+def run_quantize_static(src: Path, out: Path, feeds: list[dict[str, np.ndarray]], op_types: Sequence[str],
+                        exclude: Sequence[str], quantize_outputs: bool = True) -> None:
+    """quantize_static `src` -> `out`: QDQ, per-channel int8 weights, uint8 activations, MinMax
+    calibrated on `feeds`; only `op_types`, never the nodes in `exclude`; with `quantize_outputs`
+    False their outputs stay fp32 (ORT then fuses MatMul into MatMulIntegerToFloat); onnxruntime's
+    logging quiet."""
+    extra = {} if quantize_outputs else {"OpTypesToExcludeOutputQuantization": list(op_types)}
+    log = logging.getLogger()
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            quantize_static(
+                str(src),
+                str(out),
+                _Reader(feeds),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(op_types),
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude),
+                extra_options=extra,
+            )
+    finally:
+        log.setLevel(level)
+    # quantize_static leaves its augmented copy next to the output in some versions
+    for leftover in out.parent.glob("augmented_model*.onnx"):
+        leftover.unlink()
+
+
 def pick_calibration(clips: Sequence[np.ndarray], window: int) -> tuple[list[np.ndarray], list[int]]:
     """At most MAX_CALIBRATION_CLIPS non-empty clips, evenly spread, each cut to one window; with
     their indices in `clips` (to pair them with their captions)."""
@@ -192,29 +224,7 @@ def quantize_int8(
     op_types = ["Conv"] if kind in CNN_ENCODERS else ["Conv", "MatMul"]
     if not dft and kind == "conv":
         raise MosError(f"{fp32.name}: cannot find the front-end DFT Conv (a Conv fed by 'waveform') to keep in fp32")
-    reader = _Reader(_calibration_feeds(reference, clips, captions))
-    log = logging.getLogger()
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            quantize_static(
-                str(fp32),
-                str(out),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=dft + mel,
-            )
-    finally:
-        log.setLevel(level)
-    # quantize_static leaves its augmented copy next to the output in some versions
-    for leftover in out.parent.glob("augmented_model*.onnx"):
-        leftover.unlink()
+    run_quantize_static(fp32, out, _calibration_feeds(reference, clips, captions), op_types, dft + mel)
 
     int8 = ScoreEngine(reference.bundle, reference.options, audio_path=out, text=reference.text)
     names = reference.targets

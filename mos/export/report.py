@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mos.export.fp16 import Fp16Report
 from mos.export.quantize import INT8_PADDING_TOL, MAX_SRCC_DROP, Int8Report
+from mos.export.text_int8 import TextInt8Report
 from mos.export.verify import VerifyReport
 
 
@@ -23,6 +24,7 @@ class ExportReport:
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     verify: VerifyReport | None = None
     int8: Int8Report | None = None
+    text_int8: TextInt8Report | None = None
     fp16: Fp16Report | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -55,6 +57,8 @@ class ExportReport:
                 per = ", ".join(f"'{k}' {a:.4f} -> {b:.4f} ({b - a:+.4f})" for k, (a, b) in q.validation_srcc.items())
                 lines.append(f"  validation SRCC fp32 -> int8 on {q.validation_clips} clips: {per} "
                              f"(allowed drop {MAX_SRCC_DROP:g})")
+        if self.text_int8 is not None:
+            lines += self.text_int8.format()
         if self.fp16 is not None:
             lines.append(f"fp16: {_mb(self.fp16.fp32_bytes)} -> {_mb(self.fp16.fp16_bytes)}; {self.fp16.note}")
         if self.verify is not None:

@@ -43,6 +43,7 @@ class RunClips:
     source: str = ""  # where the clips came from and how that was found
     warnings: list[str] = field(default_factory=list)
     data: Path | None = None  # the run's training data, when found
+    text_captions: list[str] | None = None  # the training set's captions (text.int8.onnx calibration)
 
 
 def _shown(path: Path) -> str:
@@ -188,6 +189,7 @@ def run_clips(run_dir: Path, cfg: ModelConfig, n_calibration: int = N_CALIBRATIO
     return RunClips(
         calibration=cal,
         calibration_captions=[it.caption or "" for it in cal_items] if uses_text else None,
+        text_captions=[it.caption for it in train_items if it.caption] if uses_text else None,
         validation=validation,
         source=f"the run's training data {how}",
         warnings=warnings,
@@ -222,4 +224,5 @@ def export_run(source: Path, out: Path | None = None, opset: int = 17, quantize:
         force=force,
         calibration_source=clips.source or None,
         calibration_warnings=clips.warnings,
+        text_calibration_captions=clips.text_captions,
     )

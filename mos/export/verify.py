@@ -124,7 +124,7 @@ def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyRepor
     expected = bundle.target_names + ([spread_column(t) for t in bundle.target_names] if bundle.predicts_spread else [])
     if want_out != expected:
         problems.append(f"mos.json audio outputs {want_out} != {expected}")
-    audio_files = [bundle.audio_model().name] + list(bundle.meta.get("variants", {}).values())
+    audio_files = [bundle.audio_model().name] + list(bundle.audio_variants.values())
     for name in audio_files:
         ins, outs = interface(protos[name])
         if list(ins) != want_in:
@@ -137,8 +137,10 @@ def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyRepor
                 exp = ["batch", "tokens", int(bundle.meta["text"]["dim"])]
             if not _dims_ok(dims, exp):
                 problems.append(f"{name}: '{io_name}' has dims {dims}, expected {exp} (dynamic axes must be dim_param)")
-    if bundle.uses_text:
-        name = bundle.text_model().name
+    text_files = [bundle.text_model().name] if bundle.uses_text else []
+    if bundle.has_text_variant("int8"):
+        text_files.append(bundle.text_model("int8").name)
+    for name in text_files:
         ins, outs = interface(protos[name])
         if list(ins) != list(TEXT_MODEL_INPUTS) or list(outs) != [TEXT_MODEL_OUTPUT]:
             problems.append(f"{name}: interface {list(ins)} -> {list(outs)}, expected "
@@ -271,7 +273,9 @@ def _check_int8(
     fp32_scores: np.ndarray, report: VerifyReport,
 ) -> None:
     name = bundle.meta["variants"]["int8"]
-    int8 = ScoreEngine(bundle, EngineOptions(device="cpu", int8=True), text=fp32.text)
+    # What `mos score --int8` runs: with text.int8.onnx when the bundle has it.
+    text = None if bundle.has_text_variant("int8") else fp32.text
+    int8 = ScoreEngine(bundle, EngineOptions(device="cpu", int8=True), text=text)
     _padding_case(bundle, int8, name, INT8_PADDING_TOL, report)
     t = len(bundle.targets)  # the scores (a distribution model's spreads follow them, not gated here)
     got = scores_alone(int8, clips, captions)

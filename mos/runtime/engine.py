@@ -21,9 +21,9 @@ from mos.runtime.text import CaptionSource, TextEncoder
 @dataclass(frozen=True)
 class EngineOptions:
     """Device ('auto', 'cpu', 'cuda'), intra-op threads per session run and concurrent runs
-    (`streams`; both 0 = `plan_streams`), the int8 audio variant, the audio batch size (0 = 16 on
-    CPU, 64 on CUDA), and for a bundle that predicts the listener spread, the quantiles to report
-    (e.g. (0.1, 0.9))."""
+    (`streams`; both 0 = `plan_streams`), the int8 variants (audio, and text when the bundle has
+    text.int8.onnx), the audio batch size (0 = 16 on CPU, 64 on CUDA), and for a bundle that
+    predicts the listener spread, the quantiles to report (e.g. (0.1, 0.9))."""
 
     device: str = "auto"
     threads: int = 0
@@ -61,10 +61,13 @@ def _check_interface(runner: SessionRunner, path: Path, inputs: Sequence[str], o
         raise BundleError(f"{path}: does not match mos.json: {'; '.join(parts)}")
 
 
-def open_text_encoder(bundle: Bundle, cfg: SessionConfig, batch_size: int = 64) -> TextEncoder:
-    """The bundle's caption encoder: text.onnx (checked against the interface) and tokenizer.json."""
+def open_text_encoder(bundle: Bundle, cfg: SessionConfig, batch_size: int = 64, int8: bool = False,
+                      path: Path | None = None) -> TextEncoder:
+    """The bundle's caption encoder: text.onnx (checked against the interface) and tokenizer.json;
+    with `int8`, text.int8.onnx when the bundle has it (older bundles: text.onnx). `path` replaces
+    the text model with a file of the same interface (export measures its variant with it)."""
     text_meta = bundle.meta.get("text") or {}
-    text_path = bundle.text_model()
+    text_path = path or bundle.text_model("int8" if int8 and bundle.has_text_variant("int8") else "fp32")
     runner = SessionRunner(open_session(text_path, cfg))
     _check_interface(runner, text_path, ("input_ids", "attention_mask"), ())
     return TextEncoder(runner, bundle.tokenizer(), int(text_meta.get("max_tokens", 64)), batch_size=batch_size)
@@ -148,7 +151,7 @@ class ScoreEngine:
         self._output_index = [self.audio.output_names.index(t) for t in self.targets + self.spread_names]
         self.text: CaptionSource | None = text if bundle.uses_text else None
         if bundle.uses_text and self.text is None:
-            self.text = open_text_encoder(bundle, cfg, self.options.text_batch_size)
+            self.text = open_text_encoder(bundle, cfg, self.options.text_batch_size, self.options.int8)
         self.provider: str = self.audio.provider
         # Concurrent batches (mos.runtime.pipeline): one at a time on a GPU unless asked.
         self.streams: int = streams if self.provider != CUDA or self.options.streams > 0 else 1

@@ -233,7 +233,8 @@ class RayScorer:
     def _broadcast_captions(self, captions: list[str]) -> None:
         """Encode each distinct caption once, here, and put the table in the object store."""
         start = time.perf_counter()
-        encoder = open_text_encoder(self.bundle, SessionConfig(device="cpu"), self.engine_options.text_batch_size)
+        encoder = open_text_encoder(self.bundle, SessionConfig(device="cpu"), self.engine_options.text_batch_size,
+                                    self.engine_options.int8)
         table = CaptionTable.build(encoder, captions)
         self.captions_ref = self.ray.put(table)
         self.captions_note = (f"captions: {len(table)} distinct encoded in {time.perf_counter() - start:.1f} s "

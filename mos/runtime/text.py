@@ -28,6 +28,18 @@ def load_tokenizer(path: Path, max_tokens: int):  # -> tokenizers.Tokenizer
 
 
 
+def pad_token_ids(ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+    """text.onnx feeds for token id lists: input_ids and attention_mask [n, longest] int64, zero
+    padded (an empty list becomes one padded position, masked out)."""
+    width = max(1, max((len(i) for i in ids), default=0))
+    input_ids = np.zeros((len(ids), width), dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
 class CaptionSource(Protocol):
     """What the audio model's caller needs: token features [n_i, dim] per caption."""
 
@@ -71,15 +83,9 @@ class TextEncoder:
         """Token ids per caption, truncated to `max_tokens`, unpadded."""
         return [list(e.ids) for e in self.tokenizer.encode_batch(list(captions))]
 
-    def _run(self, ids: list[list[int]]) -> list[np.ndarray]:
+    def features(self, ids: list[list[int]]) -> list[np.ndarray]:
         """text.onnx on token id lists (padded here to the longest) -> features per list."""
-        width = max(1, max(len(i) for i in ids))
-        input_ids = np.zeros((len(ids), width), dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        (hidden,) = self.runner.run({"input_ids": input_ids, "attention_mask": mask})[:1]
+        (hidden,) = self.runner.run(pad_token_ids(ids))[:1]
         return [np.ascontiguousarray(hidden[row, : max(1, len(seq))], dtype=np.float32) for row, seq in enumerate(ids)]
 
     def encode_uncached(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
@@ -93,7 +99,7 @@ class TextEncoder:
         todo.sort(key=lambda c: len(ids[c]))  # similar lengths together: little padding
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            out.update(zip(chunk, self._run([ids[c] for c in chunk])))
+            out.update(zip(chunk, self.features([ids[c] for c in chunk])))
         with self._lock:
             self.encoded += len(out)
         return out
@@ -110,14 +116,14 @@ class TextEncoder:
             todo.sort(key=lambda c: len(ids[c]))  # similar lengths together: little padding
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
-                for caption, feats in zip(chunk, self._run([ids[c] for c in chunk])):
+                for caption, feats in zip(chunk, self.features([ids[c] for c in chunk])):
                     self._remember(caption, feats)
                     self.encoded += 1
         out = []
         for c in captions:
             feats = self._cache.get(c)
             if feats is None:  # evicted by this very call (cache smaller than one chunk)
-                feats = self._run([self.tokenizer.encode(c).ids])[0]
+                feats = self.features([self.tokenizer.encode(c).ids])[0]
                 self._remember(c, feats)
             else:
                 self._cache.move_to_end(c)

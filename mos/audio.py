@@ -134,23 +134,64 @@ def _mixdown(block: np.ndarray) -> np.ndarray:
     return block.sum(axis=1, dtype=np.float32) * np.float32(1.0 / channels)
 
 
-# The one resampler of training and scoring: scipy's polyphase resample_poly (Kaiser window),
-# imported on first use, so that `mos score` on audio already at the model's rate never loads
-# scipy.signal (half a second of start-up). libsoxr (HQ) was measured as a replacement: twice as
-# fast on 44.1 kHz input, but it changed the MUSHRA cross-validation's out-of-fold SRCC of the
-# aisfx model from 0.662 to 0.485 (seed 0; benchmarks/README.md), far past the 0.01 any speed-up
-# may cost, so it is not used. Named in the feature cache's key.
+# The one resampler of training and scoring: scipy.signal.resample_poly's polyphase filter (a
+# Kaiser-windowed sinc, beta 5, 10 zero crossings per side of the slower rate), computed here with
+# numpy: the same taps, the same output samples (tests/test_audio.py compares the two), without
+# importing scipy.signal, which took a second of a one-clip `mos score` on 44.1 kHz audio. libsoxr
+# (HQ) was measured as a replacement: twice as fast on 44.1 kHz input, but it changed the MUSHRA
+# cross-validation's out-of-fold SRCC of the aisfx model from 0.662 to 0.485 (seed 0;
+# benchmarks/README.md), far past the 0.01 any speed-up may cost. Named in the feature cache's key.
 RESAMPLER = "scipy-resample_poly"
+
+
+def lowpass_taps(up: int, down: int) -> tuple[np.ndarray, int]:
+    """resample_poly's anti-aliasing filter for coprime `up`/`down` (scipy.signal.firwin with
+    window ('kaiser', 5.0), cutoff 1/max(up, down), unit gain at DC), float64, and its half length."""
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    m = np.arange(2 * half_len + 1, dtype=np.float64) - half_len
+    cutoff = 1.0 / max_rate
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(2 * half_len + 1, 5.0)
+    return h / h.sum(), half_len
+
+
+def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """`x` (1-D) upsampled by `up`, low-pass filtered, downsampled by `down`: the samples of
+    scipy.signal.resample_poly(x, up, down) (zero padding at the ends), computed per polyphase
+    branch as strided matrix-vector products in x's dtype."""
+    g = math.gcd(int(up), int(down))
+    up, down = int(up) // g, int(down) // g
+    if up == down == 1:
+        return x.copy()
+    n_out = -(-x.shape[0] * up // down)
+    taps, half_len = lowpass_taps(up, down)
+    taps = taps.astype(x.dtype) * x.dtype.type(up)
+    per_branch = -(-taps.shape[0] // up)
+    branches = np.zeros(per_branch * up, dtype=x.dtype)
+    branches[: taps.shape[0]] = taps
+    # branches[r, m] = taps[r + up * m], reversed so that taps meet samples in increasing order.
+    branches = branches.reshape(per_branch, up).T[:, ::-1].copy()
+    # Output i is sum_k taps[k] * xup[i * down + half_len - k], xup = x with up - 1 zeros after
+    # each sample; the outputs i0, i0 + up, i0 + 2 up, ... share a branch and step x by `down`.
+    last = ((n_out - 1) * down + half_len) // up
+    padded = np.concatenate([np.zeros(per_branch, x.dtype), x, np.zeros(max(0, last - x.shape[0] + 1), x.dtype)])
+    y = np.empty(n_out, dtype=x.dtype)
+    step = padded.strides[0]
+    for i0 in range(min(up, n_out)):
+        j0 = i0 * down + half_len
+        start = per_branch + j0 // up - (per_branch - 1)
+        count = (n_out - i0 + up - 1) // up
+        rows = np.lib.stride_tricks.as_strided(padded[start:], shape=(count, per_branch), strides=(down * step, step),
+                                               writeable=False)
+        y[i0::up] = rows @ branches[j0 % up]
+    return y
 
 
 def _resample(x: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling with up/down reduced by their gcd; no-op when rates are equal."""
     if source_rate == target_rate:
         return x
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(source_rate), int(target_rate))
-    return resample_poly(x, int(target_rate) // g, int(source_rate) // g)
+    return resample_poly(x, int(target_rate), int(source_rate))
 
 
 def _all_finite(x: np.ndarray) -> bool:

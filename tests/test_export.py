@@ -449,6 +449,42 @@ def test_fp16_variant(audio_run) -> None:
         assert report.fp16.max_abs_vs_fp32 is not None and report.fp16.max_abs_vs_fp32 < 0.05
 
 
+def test_mos_score_fp16_uses_the_fp16_variant(audio_run, tmp_path: Path) -> None:
+    """`mos score --fp16` scores with audio.fp16.onnx (close to fp32, not equal), refuses --int8
+    beside it, and --resume refuses to mix variants in one output."""
+    import csv
+
+    import soundfile as sf
+
+    _, _, report = audio_run
+    if not report.fp16.runs_on_cpu:
+        pytest.skip("this onnxruntime has no CPU kernels for the fp16 graph")
+    folder = tmp_path / "wav"
+    folder.mkdir()
+    for k, seconds in enumerate((1.0, 2.5, 12.0)):
+        sf.write(folder / f"c{k}.wav", synthetic_clip(seconds, SR, seed=300 + k), SR)
+
+    def score(*args: str) -> tuple[int, dict[str, float]]:
+        out = tmp_path / "fp16.csv" if "--fp16" in args else tmp_path / "fp32.csv"
+        res = CliRunner().invoke(app, ["score", str(folder), "--bundle", str(report.bundle), "--out", str(out),
+                                       "--device", "cpu", "-q", *args])
+        if res.exit_code != 0:
+            return res.exit_code, {}
+        with out.open() as f:
+            return 0, {r["id"]: float(r["overall"]) for r in csv.DictReader(f)}
+
+    code, fp32 = score()
+    assert code == 0
+    code, fp16 = score("--fp16")
+    assert code == 0 and fp16.keys() == fp32.keys()
+    diffs = [abs(fp16[k] - fp32[k]) for k in fp32]
+    assert max(diffs) < 0.05 and max(diffs) > 0.0
+    assert score("--fp16", "--int8")[0] == 2
+    res = CliRunner().invoke(app, ["score", str(folder), "--bundle", str(report.bundle), "--out",
+                                   str(tmp_path / "fp16.csv"), "--device", "cpu", "-q", "--resume"])
+    assert res.exit_code == 2 and "cannot resume" in res.output
+
+
 # -------------------------------------------------------------------------------- bad bundles
 
 

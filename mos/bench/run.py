@@ -198,11 +198,10 @@ def layout_name(streams: int, threads: int) -> str:
 def _score_once(opts: BenchOptions, work: wl.Workload, device: str, layout: tuple[int, int], batch: int, variant: str,
                 out: Path) -> tuple[float, float, str, int]:
     """One `mos score` run (run_score) -> (clips/s, real-time factor, provider, failed)."""
-    if variant == "fp16":  # the runtime has no fp16 switch: score through the fp16 file's own bundle
-        raise MosError("fp16 end to end is not supported by mos score")
     summary = run_score(
         ScoreOptions(inputs=work.inputs, bundle=opts.bundle, captions=work.captions_csv, out=out,
                      device=device, streams=layout[0], threads=layout[1], batch_size=batch, int8=variant == "int8",
+                     fp16=variant == "fp16",
                      workers=opts.workers, progress=False),
         Console(file=io.StringIO()),
     )
@@ -216,7 +215,7 @@ def end_to_end(opts: BenchOptions, work: wl.Workload, device: str, variants: lis
     log("end to end: warm-up run (page cache, sessions)")
     _score_once(opts, work, device, cells_layouts[-1], opts.batch_sizes[-1], "fp32", out)
     rows: list[dict[str, Any]] = []
-    cells = [(v, lay, b) for lay in cells_layouts for b in opts.batch_sizes for v in variants if v != "fp16"]
+    cells = [(v, lay, b) for lay in cells_layouts for b in opts.batch_sizes for v in variants]
     runs: dict[tuple[str, tuple[int, int], int], list[tuple[float, float]]] = {c: [] for c in cells}
     provider = ""
     failed = 0
@@ -340,9 +339,8 @@ def latency(opts: BenchOptions, bundle: Bundle, work: wl.Workload, device: str, 
     out = []
     n = min(len(work.files), opts.latency_clips + 2)
     for v in variants:
-        if v == "fp16":
-            continue
-        engine = ScoreEngine(bundle, EngineOptions(device=device, threads=threads, int8=v == "int8", batch_size=1))
+        engine = ScoreEngine(bundle, EngineOptions(device=device, threads=threads, int8=v == "int8", fp16=v == "fp16",
+                                                   batch_size=1))
         times = []
         for k in range(n):
             t = time.perf_counter()

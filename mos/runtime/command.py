@@ -73,6 +73,7 @@ def score(
     streams: int = typer.Option(0, "--streams", min=0, help="Batches scored at once, each on its own thread (0: one per "
                                 "core on CPU, or 1 when --threads is given; 1 on CUDA)."),
     batch_size: int = typer.Option(0, "--batch-size", min=0, help="Clips (windows) per run (0: 16 on CPU, 64 on CUDA)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Use the bundle's fp16 audio model (mos export --fp16), for CUDA."),
     int8: bool = typer.Option(False, "--int8", help="Use the bundle's int8 audio model (and its int8 text model when it has one)."),
     resume: bool = typer.Option(False, "--resume", help="Keep rows already in the output with status ok and score "
                                 "the rest; refused when another bundle, model variant or format wrote the output."),
@@ -131,6 +132,7 @@ def score(
         streams=streams,
         batch_size=batch_size,
         int8=int8,
+        fp16=fp16,
         resume=resume,
         workers=workers,
         quantiles=levels,

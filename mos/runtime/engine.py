@@ -29,9 +29,17 @@ class EngineOptions:
     threads: int = 0
     streams: int = 0
     int8: bool = False
+    fp16: bool = False  # the bundle's audio.fp16.onnx (mos export --fp16; meant for CUDA)
     batch_size: int = 0
     text_batch_size: int = 64
     quantiles: tuple[float, ...] = ()
+
+
+def audio_variant(int8: bool, fp16: bool) -> str:
+    """'int8', 'fp16' or 'fp32': the audio model a run asks for (not both reduced precisions)."""
+    if int8 and fp16:
+        raise MosError("--int8 and --fp16 exclude each other: int8 is the CPU variant, fp16 the GPU one")
+    return "int8" if int8 else "fp16" if fp16 else "fp32"
 
 
 def plan_streams(streams: int, threads: int, cores: int) -> tuple[int, int]:
@@ -140,7 +148,7 @@ class ScoreEngine:
         cfg = SessionConfig(device=self.options.device, threads=threads)
         self.threads: int = threads
         if audio_path is None:
-            audio_path = bundle.audio_model("int8" if self.options.int8 else "fp32")
+            audio_path = bundle.audio_model(audio_variant(self.options.int8, self.options.fp16))
         self.audio = SessionRunner(open_session(audio_path, cfg))
         self.targets: list[str] = bundle.target_names
         # A distribution model also gives each target's listener spread, `<target>_std`.

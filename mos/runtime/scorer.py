@@ -20,7 +20,7 @@ from mos.data.detect import open_inputs
 from mos.data.folder import Skipped, describe_skipped
 from mos.data.table import parse_column_spec
 from mos.errors import MosError
-from mos.runtime.engine import EngineOptions, ScoreEngine, output_columns
+from mos.runtime.engine import EngineOptions, ScoreEngine, audio_variant, output_columns
 from mos.runtime.inputs import make_jobs, read_caption_file
 from mos.runtime.pipeline import FileResult, PipelineOptions, score_jobs
 from mos.runtime.session import CUDA
@@ -61,6 +61,7 @@ class ScoreOptions:
     streams: int = 0
     batch_size: int = 0
     int8: bool = False
+    fp16: bool = False
     resume: bool = False
     workers: int = 0
     quantiles: tuple[float, ...] = ()
@@ -145,10 +146,10 @@ def _progress(console: Console, enabled: bool) -> Progress:
     )
 
 
-def output_stamp(bundle: Bundle, int8: bool, fmt: str, targets: list[str]) -> OutputStamp:
+def output_stamp(bundle: Bundle, variant: str, fmt: str, targets: list[str]) -> OutputStamp:
     """What this run writes with: the stream format, the bundle (sha256 of its mos.json) and the
     audio model file it scores with (its sha256 as mos.json lists it; load_bundle checked it)."""
-    model = bundle.audio_model("int8" if int8 else "fp32")
+    model = bundle.audio_model(variant)
     return OutputStamp(fmt, tuple(targets), str(bundle.root.resolve()), sha256_file(bundle.root / BUNDLE_META_FILE),
                        model.name, str(bundle.meta["files"].get(model.name, "")))
 
@@ -223,11 +224,12 @@ def run_score(opts: ScoreOptions, console: Console | None = None) -> ScoreSummar
         check_challenge_names(opts.format, [job.id for job in jobset.jobs])
     # The score columns: the targets, then a distribution model's spreads and quantiles.
     score_columns = output_columns(bundle, opts.quantiles)
-    stamp = output_stamp(bundle, opts.int8, stream_fmt, score_columns)
+    stamp = output_stamp(bundle, audio_variant(opts.int8, opts.fp16), stream_fmt, score_columns)
     keep = resume_rows(stream_path, stream_fmt, score_columns, stamp) if opts.resume else []
     done = {row.id for row in keep}
     todo = [job for job in jobset.jobs if job.id not in done]
-    engine_options = EngineOptions(device=opts.device, threads=opts.threads, streams=opts.streams, int8=opts.int8, batch_size=opts.batch_size,
+    engine_options = EngineOptions(device=opts.device, threads=opts.threads, streams=opts.streams, int8=opts.int8, fp16=opts.fp16,
+                                   batch_size=opts.batch_size,
                                    quantiles=opts.quantiles)
     with ExitStack() as stack:
         if opts.ray is None:

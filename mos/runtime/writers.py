@@ -204,7 +204,7 @@ def _check_stamp(stream: Path, stamp: OutputStamp) -> None:
                               f"{old}...; this bundle's is {stamp.bundle_sha256[:12]}...)")
     if meta.get("audio_model_sha256") != stamp.audio_model_sha256:
         raise _refuse(stream, f"it was scored with {meta.get('audio_model')}, this run uses {stamp.audio_model} "
-                              "(--int8 differs?)")
+                              "(--int8 or --fp16 differs?)")
 
 
 def resume_rows(path: Path, fmt: str, targets: list[str], stamp: OutputStamp) -> list[Row]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +149,19 @@ class ScoreEngine:
         self.threads: int = threads
         if audio_path is None:
             audio_path = bundle.audio_model(audio_variant(self.options.int8, self.options.fp16))
-        self.audio = SessionRunner(open_session(audio_path, cfg))
+        # The caption encoder's session opens on a thread beside the audio model's (ONNX Runtime
+        # releases the GIL while it loads and optimises a graph): a one-file run starts sooner.
+        opening: Future[TextEncoder] | None = None
+        if bundle.uses_text and text is None:
+            with ThreadPoolExecutor(1, thread_name_prefix="mos-open") as pool:
+                opening = pool.submit(open_text_encoder, bundle, cfg, self.options.text_batch_size, self.options.int8)
+                try:
+                    self.audio = SessionRunner(open_session(audio_path, cfg))
+                except BaseException:
+                    opening.cancel()
+                    raise
+        else:
+            self.audio = SessionRunner(open_session(audio_path, cfg))
         self.targets: list[str] = bundle.target_names
         # A distribution model also gives each target's listener spread, `<target>_std`.
         self.spread_names: list[str] = [spread_column(t) for t in self.targets] if bundle.predicts_spread else []
@@ -158,8 +170,8 @@ class ScoreEngine:
         _check_interface(self.audio, audio_path, wanted, self.targets + self.spread_names)
         self._output_index = [self.audio.output_names.index(t) for t in self.targets + self.spread_names]
         self.text: CaptionSource | None = text if bundle.uses_text else None
-        if bundle.uses_text and self.text is None:
-            self.text = open_text_encoder(bundle, cfg, self.options.text_batch_size, self.options.int8)
+        if opening is not None:
+            self.text = opening.result()
         self.provider: str = self.audio.provider
         # Concurrent batches (mos.runtime.pipeline): one at a time on a GPU unless asked.
         self.streams: int = streams if self.provider != CUDA or self.options.streams > 0 else 1

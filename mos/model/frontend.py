@@ -85,6 +85,13 @@ def factorised_bases(window: torch.Tensor, n_fft: int, a: int) -> tuple[torch.Te
             rows.reshape(-1))
 
 
+def squared_magnitude(parts: torch.Tensor) -> torch.Tensor:
+    """[..., 2, X, T] real and imaginary parts -> [..., X, T] re^2 + im^2, as one Mul and one
+    ReduceSum in ONNX (slicing re and im apart costs a Split copy, two Muls and an Add: measured
+    ~1.2 ms per 10 s clip in ORT at 1 thread, against ~0.5 ms for the Mul and ReduceSum)."""
+    return (parts * parts).sum(-3)
+
+
 class Spectrum(nn.Module):
     """waveform [B, N] -> power spectrum of frames every `hop` samples (frame i = the padded
     waveform's samples [i*hop, i*hop + len(window)), zero-padded to n_fft), zero `padding` each
@@ -119,8 +126,7 @@ class Spectrum(nn.Module):
         """[B, rows, T] power, row r holding bin `self.rows[r]` (unused rows, -1, are zero)."""
         if not self.a:
             spec = nn.functional.conv1d(waveform.unsqueeze(1), self.dft_basis, stride=self.hop, padding=padding)
-            re, im = spec[:, : self.n_freqs], spec[:, self.n_freqs :]
-            return re * re + im * im
+            return squared_magnitude(spec.unflatten(1, (2, self.n_freqs)))
         b, n = waveform.shape
         frames = torch.div(n + 2 * padding - self.win, self.hop, rounding_mode="floor") + 1
         total = (frames - 1) * self.hop + self.n_fft  # a multiple of a; the taps past the window are zero
@@ -132,10 +138,8 @@ class Spectrum(nn.Module):
         # graph's front end (mos.export.graph.front_end) ends at the next Conv
         groups, t = self.stage2.shape[0], y.shape[2]
         y = y.reshape(-1, self.a, 2 * groups, t).transpose(1, 2).reshape(-1, groups, 2 * self.a, t)
-        z = torch.matmul(self.stage2, y)  # [B, G, 2R, T]
-        r = self.stage2.shape[1] // 2
-        re, im = z[:, :, :r], z[:, :, r:]
-        return (re * re + im * im).flatten(1, 2)
+        z = torch.matmul(self.stage2, y)  # [B, G, 2R, T]: per group R real parts, then R imaginary parts
+        return squared_magnitude(z.reshape(-1, groups, 2, self.stage2.shape[1] // 2, t)).flatten(1, 2)
 
 
 class LogMel(nn.Module):

@@ -384,7 +384,7 @@ def test_pipeline_keeps_only_the_captions_still_needed(text_bundle, tmp_path: Pa
     assert engine.text.encoded == len(set(captions)) == 149
     np.testing.assert_allclose(results[140].scores, results[2].scores, atol=1e-6)
 
-    table = _CaptionFeatures(engine, jobs)
+    table = _CaptionFeatures(engine, jobs, span=16)
     peak = 0
     for i, job in enumerate(jobs):
         table.ensure(i)

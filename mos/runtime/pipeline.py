@@ -126,19 +126,23 @@ def _apply(segments: list[_Segment], results: list[np.ndarray | str]) -> None:
 class _CaptionFeatures:
     """Token features of the captions the run still needs (a CaptionSource for the engine).
 
-    Captions of upcoming jobs are encoded a full text batch at a time, whatever the audio batch
-    size, each distinct caption once; a caption's features are dropped when the last job that
-    uses it is finished. Memory follows the look-ahead (plus captions repeated later in the run,
-    as MusicEval's prompts), never the length of the run, and nothing is encoded twice."""
+    Captions of upcoming jobs are encoded `span` jobs at a time (a full text batch, whatever the
+    audio batch size; with concurrent streams, a chunk's worth, so that each stream encodes its
+    own chunk's captions while another runs the audio model instead of waiting for it), each
+    distinct caption once; encoding runs outside the lock, and a stream that needs a caption
+    another is encoding waits for that one. A caption's features are dropped when the last job
+    that uses it is finished: memory follows the look-ahead (plus captions repeated later in the
+    run, as MusicEval's prompts), never the length of the run, and nothing is encoded twice."""
 
-    def __init__(self, engine: ScoreEngine, jobs: list[Job]) -> None:
+    def __init__(self, engine: ScoreEngine, jobs: list[Job], span: int) -> None:
         self.engine = engine
         self.jobs = jobs
-        self.span = engine.options.text_batch_size if engine.text is not None else 0
+        self.span = max(1, span)
         self.next = 0
         self.uses: Counter[str] = Counter(j.caption for j in jobs if self._counted(j))
         self.features: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()  # chunks are scored on several threads; one encodes at a time
+        self.pending: dict[str, threading.Event] = {}  # being encoded by some stream
+        self._lock = threading.Lock()  # guards next, features, pending and uses
 
     @staticmethod
     def _counted(job: Job) -> bool:
@@ -152,29 +156,50 @@ class _CaptionFeatures:
             return uncached(captions)
         return dict(zip(captions, text.encode(captions)))
 
+    def _encode_claimed(self, todo: list[str], done: threading.Event) -> None:
+        """Encode captions this thread claimed (in `pending`), store them, wake their waiters."""
+        try:
+            got = self._encode(todo)
+        except Exception:  # `encode` retries them for the chunk that needs them, clip by clip
+            got = {}
+        with self._lock:
+            self.features.update(got)
+            for c in todo:
+                self.pending.pop(c, None)
+        done.set()
+
     def ensure(self, upto: int) -> None:
-        """Captions of jobs [.. upto] are encoded (plus the following ones, a text batch at a time)."""
+        """Captions of jobs [.. upto] are encoded, or being encoded (plus the following ones, up
+        to `span` jobs from the last claim)."""
         if self.engine.text is None:
             return
         with self._lock:
             if upto < self.next:
                 return
             end = max(upto + 1, self.next + self.span)
-            todo = [j.caption for j in self.jobs[self.next : end]
-                    if self._counted(j) and j.caption not in self.features]
+            todo = list(dict.fromkeys(j.caption for j in self.jobs[self.next : end] if self._counted(j)
+                                      and j.caption not in self.features and j.caption not in self.pending))
             self.next = end
-            if todo:
-                try:
-                    self.features.update(self._encode(todo))
-                except Exception:  # scoring the chunk reports it, clip by clip
-                    pass
+            done = threading.Event()
+            for c in todo:
+                self.pending[c] = done
+        if todo:
+            self._encode_claimed(todo, done)  # type: ignore[arg-type]
 
     def encode(self, captions: Sequence[str]) -> list[np.ndarray]:
-        missing = [c for c in captions if c not in self.features]
-        if missing:  # a batch that failed above: encode its captions alone, errors to the caller
+        for c in dict.fromkeys(captions):
             with self._lock:
-                self.features.update(self._encode([c for c in missing if c not in self.features]))
-        return [self.features[c] for c in captions]
+                waiting = self.pending.get(c)
+            if waiting is not None:
+                waiting.wait()
+        with self._lock:
+            missing = [c for c in dict.fromkeys(captions) if c not in self.features]
+        if missing:  # a batch that failed in `ensure`: encode these alone, errors to the caller
+            got = self._encode(missing)
+            with self._lock:
+                self.features.update(got)
+        with self._lock:
+            return [self.features[c] for c in captions]
 
     def release(self, job: Job) -> None:
         """`job` is finished: forget its caption when no later job needs it."""
@@ -198,10 +223,10 @@ def score_jobs(engine: ScoreEngine, jobs: Iterable[Job], options: PipelineOption
     """
     spec = AudioSpec(engine.sample_rate, engine.window_seconds)
     jobs = list(jobs)
-    captions = _CaptionFeatures(engine, jobs)
     batch_size = max(1, options.batch_size)
     chunk_size = batch_size * max(1, options.chunk_batches)
     streams = max(1, engine.streams)
+    captions = _CaptionFeatures(engine, jobs, engine.options.text_batch_size if streams == 1 else chunk_size)
 
     def score_chunk(segments: list[_Segment], upto: int) -> list[np.ndarray | str]:
         captions.ensure(upto)

@@ -43,7 +43,7 @@ CAPTION = "a dog barks twice near a busy road while cars pass by in the rain"
 def one_run(checkout: Path, clip: Path, bundle: Path, out: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of one `mos score` process. The clip's ~12-word caption is
     in captions.csv beside it (an audio-only bundle notes that it does not read it)."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    env = child_env(checkout)
     captions = clip.parent / "captions.csv"
     if not captions.exists():
         captions.write_text("wav_file_name,text\n" + "".join(f"{p.name},{CAPTION}\n" for p in clip.parent.glob("*.wav")))
@@ -59,8 +59,16 @@ def one_run(checkout: Path, clip: Path, bundle: Path, out: Path) -> tuple[float,
     return wall, usage.ru_maxrss / 1024.0
 
 
+def child_env(checkout: Path) -> dict[str, str]:
+    """The checkout first on the path; bytecode caches allowed (PYTHONDONTWRITEBYTECODE dropped),
+    as an installed package has them: the warm-up run writes them, the timed runs read them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(checkout)
+    return env
+
+
 def import_seconds(checkout: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    env = child_env(checkout)
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mos.cli"], env=env,
                           capture_output=True, text=True, cwd=checkout)
     last = [line for line in proc.stderr.splitlines() if re.search(r"\|\s*mos\.cli$", line)]
@@ -80,9 +88,11 @@ def main() -> None:
     labels = args.label or [c.name for c in checkouts]
     work = Path(tempfile.mkdtemp(prefix="mos-cold-"))
     clips = {"16 kHz": write_clip(work / "clip16k.wav", 16000), "44.1 kHz": write_clip(work / "clip44k.wav", 44100)}
+    load_start = os.getloadavg()
+    for label, checkout in zip(labels, checkouts):  # warm-ups: file cache, bytecode caches
+        for clip in clips.values():
+            one_run(checkout, clip, args.bundle, work / "warm.csv")
     results: dict[str, dict] = {label: {"import_mos_cli_s": import_seconds(c)} for label, c in zip(labels, checkouts)}
-    for label, checkout in zip(labels, checkouts):  # one warm-up each (file cache)
-        one_run(checkout, clips["16 kHz"], args.bundle, work / "warm.csv")
     walls: dict[tuple[str, str], list[float]] = {}
     rss: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeats):  # interleaved, so load changes hit every configuration alike
@@ -97,7 +107,7 @@ def main() -> None:
                                 "peak_rss_mb": round(statistics.median(rss[(label, kind)]), 1)}
     doc = {"benchmark": "cold_start", "bundle": args.bundle.name, "repeats": args.repeats,
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                       "loadavg_end": os.getloadavg()}, "results": results,
+                       "loadavg_start": load_start, "loadavg_end": os.getloadavg()}, "results": results,
            "note": "wall: median (and min) of the repeats; peak RSS: the median process's ru_maxrss (os.wait4)"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

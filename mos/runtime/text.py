@@ -88,9 +88,8 @@ class TextEncoder:
         (hidden,) = self.runner.run(pad_token_ids(ids))[:1]
         return [np.ascontiguousarray(hidden[row, : max(1, len(seq))], dtype=np.float32) for row, seq in enumerate(ids)]
 
-    def encode_uncached(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
-        """Token features of each distinct caption, encoded in batches of similar token length,
-        without touching the cache (for a caller that keeps features itself, as the pipeline does)."""
+    def _batched(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
+        """Token features of each distinct caption, encoded in batches of similar token length."""
         todo = list(dict.fromkeys(captions))
         out: dict[str, np.ndarray] = {}
         if not todo:
@@ -100,6 +99,12 @@ class TextEncoder:
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             out.update(zip(chunk, self.features([ids[c] for c in chunk])))
+        return out
+
+    def encode_uncached(self, captions: Sequence[str]) -> dict[str, np.ndarray]:
+        """`_batched` without touching the cache (for a caller that keeps features itself, as the
+        pipeline does)."""
+        out = self._batched(captions)
         with self._lock:
             self.encoded += len(out)
         return out
@@ -110,15 +115,10 @@ class TextEncoder:
             return self._encode(captions)
 
     def _encode(self, captions: Sequence[str]) -> list[np.ndarray]:
-        todo = [c for c in dict.fromkeys(captions) if c not in self._cache]
-        if todo:
-            ids = dict(zip(todo, self.ids(todo)))
-            todo.sort(key=lambda c: len(ids[c]))  # similar lengths together: little padding
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start : start + self.batch_size]
-                for caption, feats in zip(chunk, self.features([ids[c] for c in chunk])):
-                    self._remember(caption, feats)
-                    self.encoded += 1
+        new = self._batched([c for c in captions if c not in self._cache])
+        for caption, feats in new.items():
+            self._remember(caption, feats)
+        self.encoded += len(new)
         out = []
         for c in captions:
             feats = self._cache.get(c)

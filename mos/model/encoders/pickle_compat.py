@@ -8,12 +8,22 @@ stream instead of from the stack, strings and bytes as protocol 2 writes them, m
 index) into a temporary copy of the archive, and reads that with `torch.load(weights_only=True)`:
 the globals it may build are still only the ones torch allows plus `allowed`. Nothing is unpickled
 here; the rewrite only moves bytes.
+
+Checkpoints are untrusted input. A pickle that names any other global (`os.system`,
+`builtins.eval`, ...) is refused by torch's reader before anything is called, rewritten or not,
+and comes back as a one-line MosError naming the file and the global. The rewrite refuses a
+global whose module or name is not one printable line (a newline would let the rewritten stream
+say something the parsed one did not), and caps its output: protocol 4 memoises a string once
+and fetches it by a 2-byte GET, which protocol 2 (as written here) repeats in full, so a string
+fetched again and again would expand without bound. The output may be at most MAX_GROWTH times
+the input or MIN_CAP bytes, whichever is larger; a real checkpoint grows about 1.4 times.
 """
 
 from __future__ import annotations
 
 import pickle
 import pickletools
+import re
 import shutil
 import struct
 import tempfile
@@ -25,12 +35,17 @@ from typing import Any
 
 import torch
 
-from mos.errors import MosError
+from mos.errors import MosError, one_line
 
 _STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
 _BYTES = {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
 _GETS = {"BINGET", "LONG_BINGET", "GET"}
 _PUTS = {"BINPUT", "LONG_BINPUT", "PUT"}
+# The rewritten stream may be at most MAX_GROWTH x the original, or MIN_CAP bytes if that is more:
+# real checkpoints grow about 1.4x (each tensor's memoised 'storage' and device strings written
+# out again); far more means one string fetched from the memo over and over (a pickle bomb).
+MAX_GROWTH = 16
+MIN_CAP = 64 << 20
 
 
 def _unicode(text: str) -> bytes:
@@ -48,13 +63,19 @@ def _get(index: int) -> bytes:
 
 def to_protocol2(data: bytes, where: str) -> bytes:
     """A protocol-4 pickle stream as the protocol-2 stream with the same meaning (a protocol-2
-    stream comes back unchanged); a one-line MosError for opcodes that have no such rewrite."""
-    ops = list(pickletools.genops(data))
+    stream comes back unchanged); a one-line MosError for opcodes that have no such rewrite, for
+    a global not named by one printable line, and for output past the cap (see MAX_GROWTH)."""
+    try:
+        ops = list(pickletools.genops(data))
+    except Exception as exc:  # noqa: BLE001 - a truncated or malformed stream
+        raise MosError(f"{where}: not a readable pickle stream ({one_line(exc, limit=120)})") from None
     if not ops or ops[0][0].name != "PROTO" or ops[0][1] <= 2:
         return data
+    cap = max(MAX_GROWTH * len(data), MIN_CAP)
+    size = 0
     out: list[tuple[bytes, str | None]] = []  # (bytes, the string it pushes, if it is a string push)
     strings: dict[int, str] = {}  # memo index -> string; strings are pushed as literals, never memoised
-    memo_size = 0
+    memo: set[int] = set()  # the memo's indexes: MEMOIZE stores at len(memo), as the unpickler does
     ends = [pos for _, _, pos in ops[1:]] + [len(data)]
     for (op, arg, pos), end in zip(ops, ends):
         name = op.name
@@ -69,12 +90,13 @@ def to_protocol2(data: bytes, where: str) -> bytes:
             out.append((pickle.GLOBAL + b"_codecs\nencode\n" + _unicode(arg.decode("latin1")) + _unicode("latin1")
                         + pickle.TUPLE2 + pickle.REDUCE, None))
         elif name == "MEMOIZE" or name in _PUTS:
-            index = memo_size if name == "MEMOIZE" else int(arg)
-            memo_size = max(memo_size, index + 1)
+            index = len(memo) if name == "MEMOIZE" else int(arg)
+            memo.add(index)
+            strings.pop(index, None)
             if out and out[-1][1] is not None:
                 strings[index] = out[-1][1]
-            else:
-                out.append((_put(index), None))
+                continue  # nothing written: a GET of it writes the string again
+            out.append((_put(index), None))
         elif name in _GETS:
             index = int(arg)
             out.append((_unicode(strings[index]), strings[index]) if index in strings else (_get(index), None))
@@ -82,6 +104,10 @@ def to_protocol2(data: bytes, where: str) -> bytes:
             if len(out) < 2 or out[-1][1] is None or out[-2][1] is None:
                 raise MosError(f"{where}: a pickle global whose module and name are not plain strings")
             module, qualname = out[-2][1], out[-1][1]
+            if not all(part and part.isprintable() for part in (module, qualname)):
+                raise MosError(f"{where}: a pickle global named {module!r} {qualname!r} (not one printable line each): "
+                               "refused")
+            size -= len(out[-2][0]) + len(out[-1][0])
             del out[-2:]
             out.append((pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"), None))
         elif name in ("NEWOBJ_EX", "BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER", "ADDITEMS", "EMPTY_SET",
@@ -89,7 +115,30 @@ def to_protocol2(data: bytes, where: str) -> bytes:
             raise MosError(f"{where}: pickle opcode {name} (protocol {ops[0][1]}) has no protocol-2 form")
         else:
             out.append((data[pos:end], None))
+        size += len(out[-1][0])
+        if size > cap:
+            raise MosError(f"{where}: its pickle would grow past {cap:,} bytes rewritten to protocol 2 ({len(data):,} "
+                           f"bytes in; the cap is {MAX_GROWTH}x that, at least {MIN_CAP >> 20} MiB): refused (a string "
+                           "fetched from the pickle's memo again and again?)")
     return b"".join(chunk for chunk, _ in out)
+
+
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+?)\.? (?:was not an allowed global|whose module)")
+
+
+def _torch_refusal(path: Path, exc: BaseException) -> MosError:
+    """torch's weights-only refusal (a long text with advice to load unsafely) as one line."""
+    message = str(exc)
+    found = _REFUSED_GLOBAL.search(message)
+    if found:
+        name = found.group(1) if "." in found.group(1) else f"builtins.{found.group(1)}"  # torch drops `builtins.`
+        return MosError(f"{path}: refused: its pickle names {name}, a global a weights-only load does not allow "
+                        "(nothing was run; load only checkpoints of tensors from sources you trust)")
+    # The cause follows torch's advice: after "WeightsUnpickler error:", else after a blank line.
+    head, _, cause = message.rpartition("WeightsUnpickler error:")
+    text = cause if head else message.split("\n\n", 1)[-1]
+    return MosError(f"{path}: not a checkpoint torch can read safely (weights_only): "
+                    f"{one_line(RuntimeError(text), limit=160)}")
 
 
 def numpy_scalar_globals() -> list[Any]:
@@ -120,7 +169,7 @@ def load_weights_only(path: Path, allowed: Sequence[Any] = (), scratch: Path | N
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             if "Unsupported operand" not in str(exc) or not zipfile.is_zipfile(path):
-                raise
+                raise _torch_refusal(path, exc) from None
         with zipfile.ZipFile(path) as archive:
             name = _pickle_name(archive)
             if name is None:
@@ -137,4 +186,7 @@ def load_weights_only(path: Path, allowed: Sequence[Any] = (), scratch: Path | N
                         else:
                             with archive.open(info) as src, out.open(info.filename, "w", force_zip64=True) as dst:
                                 shutil.copyfileobj(src, dst, 1 << 20)
-                return torch.load(copy, map_location="cpu", weights_only=True)
+                try:
+                    return torch.load(copy, map_location="cpu", weights_only=True)
+                except pickle.UnpicklingError as exc:
+                    raise _torch_refusal(path, exc) from None

@@ -22,8 +22,17 @@ from fixtures_runtime import (  # noqa: F401
     write_captions,
     write_wav,
 )
+from functools import partial
+
+import numpy as np
+
+from mos.audio import read_audio
+from mos.bundle import load_bundle
 from mos.errors import MosError
-from mos.runtime.ray_score import RayOptions, import_ray, plan_actors
+from mos.runtime import EngineOptions, ScoreEngine
+from mos.runtime.engine import finish_raw
+from mos.runtime.inputs import Job
+from mos.runtime.ray_score import RayOptions, ScoreActor, _decode_rows, fold_rows, import_ray, plan_actors
 from mos.runtime.scorer import ScoreOptions, run_score
 from mos.runtime.writers import meta_path
 
@@ -206,3 +215,51 @@ def test_the_plain_runtime_does_not_import_ray() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray' or m == 'mos.runtime.ray_score'))")
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert probe.returncode == 0 and probe.stdout.strip() == "[]", probe.stderr
+
+
+def _batch(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Rows as Ray Data hands a batch to an actor (numpy format: one array per column)."""
+    batch = {key: np.array([r[key] for r in rows]) for key in ("index", "part", "final", "path", "caption", "error")}
+    batch["wave"] = np.empty(len(rows), dtype=object)
+    batch["wave"][:] = [r["wave"] for r in rows]
+    return batch
+
+
+def test_rows_delivered_twice_by_retried_tasks_are_counted_once(clips, audio_bundle) -> None:  # noqa: F811
+    """Real read-task rows scored by a real ScoreActor, then delivered as a retried Ray task
+    delivers them: some batches again, before and after the file they belong to is complete.
+    Each file comes out once, with the scores of the run without repeats (the 21 s file's three
+    windows each weighed once, as the local engine weighs them)."""
+    folder, _ = clips
+    names = [LONG, "clip_000.wav", "clip_001.wav", BROKEN]
+    jobs = [Job(id=name, path=folder / name) for name in names]
+    bundle = load_bundle(audio_bundle.path)
+    rows = [row for i, job in enumerate(jobs)
+            for row in _decode_rows({"index": i, "path": str(job.path), "source": str(job.path), "caption": "",
+                                     "error": ""}, bundle.sample_rate, bundle.window_seconds)]
+    long_rows = [r for r in rows if r["index"] == 0]
+    assert [(r["part"], r["final"]) for r in long_rows] == [(0, False), (1, False), (2, True)]
+    actor = ScoreActor(str(audio_bundle.path), EngineOptions(device="cpu", threads=1))
+    a = actor(_batch([long_rows[0], rows[3]]))  # the long file's first window, clip_000
+    b = actor(_batch([long_rows[1], rows[4]]))  # its second window, clip_001
+    c = actor(_batch([long_rows[2], rows[5]]))  # its last window, the broken file's error row
+    finish = partial(finish_raw, bundle, ())
+
+    def fold(batches: list[dict]) -> list[tuple[int, object]]:
+        return list(fold_rows(batches, jobs, bundle.sample_rate, finish))
+
+    once = fold([a, b, c])
+    twice = fold([a, a, b, a, b, c, c, b, a])
+    assert sorted(i for i, _ in once) == [0, 1, 2, 3]
+    assert [i for i, _ in twice] == [i for i, _ in once]  # each file once, in the same order
+    for (_, got), (_, want) in zip(twice, once):
+        assert (got.job, got.error, got.duration) == (want.job, want.error, want.duration)
+        if want.error is None:
+            np.testing.assert_array_equal(got.scores, want.scores)
+    results = {i: r for i, r in twice}
+    assert results[3].error is not None and BROKEN in results[3].error
+    assert results[0].duration == pytest.approx(21.0, abs=1e-3)
+    engine = ScoreEngine.load(audio_bundle.path, EngineOptions(device="cpu", threads=1))
+    local = engine.score_arrays([read_audio(folder / name, bundle.sample_rate) for name in names[:3]], [None] * 3)
+    for i in range(3):
+        np.testing.assert_allclose(results[i].scores, local[i, :len(bundle.targets)], atol=1e-5)

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -157,6 +157,46 @@ def ray_cause(exc: BaseException) -> str:
     return text if len(text) <= 400 else text[:400] + "..."
 
 
+def fold_rows(batches: Iterable[dict[str, np.ndarray]], jobs: list[Job], sample_rate: int,
+              finish: Callable[[np.ndarray], np.ndarray]) -> Iterator[tuple[int, FileResult]]:
+    """ScoreActor's score rows folded into one result per file, (job index, result), in the order
+    files finish: a file's windows' length-weighted mean once all its parts are in (its final
+    row says how many), or its first error.
+
+    A row is counted once by (index, part): a Ray task that fails and is retried can deliver
+    rows it had already delivered, which would otherwise weigh a window twice or finish a file
+    before its last window (or never, its count overshot)."""
+    states: dict[int, FileState] = {}
+    parts: dict[int, set[int]] = {}  # the parts folded in so far, per unfinished file
+    expected: dict[int, int] = {}  # windows of a file, known once its final row is in
+    finished: set[int] = set()
+    for batch in batches:
+        for k in range(len(batch["index"])):
+            index, part = int(batch["index"][k]), int(batch["part"][k])
+            seen = parts.setdefault(index, set())
+            if index in finished or part in seen:
+                continue  # delivered again
+            seen.add(part)
+            state = states.setdefault(index, FileState(jobs[index], index=index))
+            error = str(batch["error"][k])
+            if error:
+                state.fail(error)
+            else:
+                length = int(batch["length"][k])
+                state.outstanding += 1
+                state.samples += length
+                state.windows += 1
+                state.add(batch["scores"][k], length)
+            if bool(batch["final"][k]):
+                expected[index] = part + 1
+            if state.error is not None or state.windows == expected.get(index):
+                state.complete = True
+                finished.add(index)
+                del states[index], parts[index]
+                expected.pop(index, None)
+                yield index, state.result(sample_rate, finish)
+
+
 class ScoreActor:
     """One actor of the pool: an ONNX Runtime session opened in the constructor, scoring batches
     of clips (windows) into one score row each, or the row's one-line error."""
@@ -257,32 +297,12 @@ class RayScorer:
             return
         ds = self._dataset(jobs)
         finish = partial(finish_raw, self.bundle, self.engine_options.quantiles)
-        states: dict[int, FileState] = {}
-        expected: dict[int, int] = {}  # windows of a file, known once its final row is in
         finished: set[int] = set()
         try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for k in range(len(batch["index"])):
-                    index = int(batch["index"][k])
-                    if index in finished:
-                        continue
-                    state = states.setdefault(index, FileState(jobs[index], index=index))
-                    error = str(batch["error"][k])
-                    if error:
-                        state.fail(error)
-                    else:
-                        length = int(batch["length"][k])
-                        state.outstanding += 1
-                        state.samples += length
-                        state.windows += 1
-                        state.add(batch["scores"][k], length)
-                    if bool(batch["final"][k]):
-                        expected[index] = int(batch["part"][k]) + 1
-                    if state.error is not None or state.windows == expected.get(index):
-                        state.complete = True
-                        finished.add(index)
-                        del states[index]
-                        yield state.result(self.bundle.sample_rate, finish)
+            for index, result in fold_rows(ds.iter_batches(batch_size=None, batch_format="numpy"), jobs,
+                                           self.bundle.sample_rate, finish):
+                finished.add(index)
+                yield result
         except Exception as exc:  # an actor that cannot start, a lost node: Ray's own errors
             raise MosError(f"Ray: the scoring pipeline failed ({ray_cause(exc)}); the finished rows are saved: "
                            "re-run with --resume") from None

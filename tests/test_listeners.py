@@ -17,7 +17,7 @@ from mos.cli import app
 from mos.data.listeners import standardise_listeners
 from mos.data.manifest import Item, Manifest, Target
 from mos.data.table import load_table, parse_column_spec
-from mos.data.xacle import load_xacle
+from mos.data.xacle import load_xacle, load_xacle_listener_csv
 from mos.errors import ManifestError, MosError
 from mos.trainer.config import TrainConfig
 from mos.trainer.listener_norm import listener_norm_active
@@ -186,6 +186,38 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             w.writeheader()
             w.writerows(rows)
     return tree
+
+
+def _rekey(per: Path, column: str) -> None:
+    """Rename a per-listener file's `wav_file_name` column, the rest of the file as it is."""
+    header, rest = per.read_text(encoding="utf-8").split("\n", 1)
+    assert header.split(",")[0] == "wav_file_name"
+    per.write_text(header.replace("wav_file_name", column, 1) + "\n" + rest, encoding="utf-8")
+
+
+def test_per_listener_lists_keyed_wav_load_like_those_keyed_wav_file_name(demo: Path, tmp_path: Path) -> None:
+    """The XACLE baseline names its per-listener lists' clip column `wav`: a tree whose
+    meta_data/{split}.csv does so loads the same ratings and listeners, and screens the same."""
+    keyed = shutil.copytree(demo, tmp_path / "XACLE_dataset")
+    for split in ("train", "validation"):
+        _rekey(keyed / "meta_data" / f"{split}.csv", "wav")
+    assert (keyed / "meta_data" / "train.csv").read_text(encoding="utf-8").startswith("wav,text,score,listener\n")
+    for split in ("train", "validation"):
+        want, got = load_xacle(demo, split), load_xacle(keyed, split)
+        assert want.has_listeners() and all(it.listeners for it in want.items)
+        assert ([(it.id, it.targets, it.ratings, it.listeners) for it in got.items]
+                == [(it.id, it.targets, it.ratings, it.listeners) for it in want.items])
+        assert standardise_listeners(got)[1].dropped == standardise_listeners(want)[1].dropped
+    assert "L03" in {d.id for d in standardise_listeners(load_xacle(keyed, "train"))[1].dropped}
+    # The per-listener file alone, as `mos eval` reads validation.csv.
+    alone, want = (load_xacle_listener_csv(root / "meta_data" / "validation.csv") for root in (keyed, demo))
+    assert [(it.id, it.ratings, it.listeners) for it in alone.items] == [(it.id, it.ratings, it.listeners)
+                                                                          for it in want.items]
+    _rekey(shutil.copytree(demo, tmp_path / "other" / "XACLE_dataset") / "meta_data" / "train.csv", "clip")
+    with pytest.raises(ManifestError) as err:
+        load_xacle(tmp_path / "other", "train")
+    assert str(err.value).endswith("train.csv:1: missing column 'wav_file_name' (or 'wav') "
+                                   "(header: clip, text, score, listener)")
 
 
 def _train(demo: Path, runs: Path, name: str, *extra: str):

@@ -17,6 +17,9 @@ SCORE_COLUMN = "average_score"
 RATING_COLUMNS = ("score", "average_score", "rating")
 # The per-listener file's listener id column: the first of these in its header.
 LISTENER_COLUMNS = ("listener", "listener_id", "rater", "rater_id", "worker_id")
+# The per-listener file's clip column: the dataset's `wav_file_name`, or `wav` as the XACLE
+# baseline's own per-listener lists name it; the first of these in its header.
+CLIP_COLUMNS = ("wav_file_name", "wav")
 _ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
 
 
@@ -59,8 +62,8 @@ def load_xacle(root: Path, split: str, check_audio: bool = True) -> Manifest:
     """Load one XACLE split from the XACLE_dataset dir or a parent up to two levels above it.
 
     train/validation need `meta_data/{split}_average.csv`; `meta_data/{split}.csv`, when present,
-    adds per-listener ratings (and their listener ids, from a LISTENER_COLUMNS column). test may be
-    a caption CSV without scores, or just `wav/test/`.
+    adds per-listener ratings (its clips in `wav_file_name` or `wav`; listener ids from a
+    LISTENER_COLUMNS column). test may be a caption CSV without scores, or just `wav/test/`.
     """
     root = Path(root)
     split = canonical_split(split)
@@ -89,10 +92,13 @@ def load_xacle(root: Path, split: str, check_audio: bool = True) -> Manifest:
 
 
 def _read_listener_ratings(file: Path) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
-    """Per-listener ratings: wav_file_name -> list of scores, from `score`/`average_score`/`rating`,
-    and wav_file_name -> the listener ids of those scores when a LISTENER_COLUMNS column exists
-    (else an empty dict)."""
-    table = read_csv_rows(file, required=["wav_file_name"])
+    """Per-listener ratings: clip name (`wav_file_name`, or `wav`) -> list of scores, from
+    `score`/`average_score`/`rating`, and clip name -> the listener ids of those scores when a
+    LISTENER_COLUMNS column exists (else an empty dict)."""
+    table = read_csv_rows(file)
+    clip = next((c for c in CLIP_COLUMNS if c in table.header), None)
+    if clip is None:
+        raise ManifestError(f"{file}:1: missing column 'wav_file_name' (or 'wav') (header: {', '.join(table.header)})")
     column = next((c for c in RATING_COLUMNS if c in table.header), None)
     if column is None:
         raise ManifestError(
@@ -103,9 +109,9 @@ def _read_listener_ratings(file: Path) -> tuple[dict[str, list[float]], dict[str
     listeners: dict[str, list[str]] = {}
     for line, row in table.rows:
         where = f"{file}:{line}"
-        name = row["wav_file_name"].strip()
+        name = row[clip].strip()
         if not name:
-            raise ManifestError(f"{where}: empty wav_file_name")
+            raise ManifestError(f"{where}: empty {clip}")
         value = parse_number(row[column], where, column)
         check_range(value, SCORE_LOW, SCORE_HIGH, where, column)
         ratings.setdefault(name, []).append(value)

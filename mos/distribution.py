@@ -8,14 +8,18 @@ A distribution head predicts, per target, probabilities over `bins` values of [l
 kernels turn a listener's rating into a training distribution over them (`Grid`):
 
 - "beta-binomial" (the default since the kernel was recorded): the values are `bins` evenly
-  spaced points with both ends of the scale among them, and a rating at position u of the scale
-  becomes BetaBinomial(bins - 1, u) over them. The scale's ends censor: a rating at an end is all
-  mass on that end point (a clip every listener rated 5 has the target "5" exactly), and the
-  smoothing narrows towards the ends as sqrt((r - low)(high - r)), its width being its standard
-  deviation mid-scale. Its mean is the rating exactly and its variance kappa (r - low)(high - r),
-  so a clip's target (the mean over listeners) reads back the listeners' mean and population
-  standard deviation exactly: mean = p.x, and the listener variance
-  (var(p) - kappa (mean - low)(high - mean)) / (1 - kappa).
+  spaced points with both ends of the scale among them, and a rating at position
+  u = (r - low) / (high - low) becomes a beta-binomial over the bins - 1 steps with mean u (the
+  binomial at the narrowest width). The scale's ends censor: a rating at an end is all mass on
+  that end point (a clip every listener rated 5 has the target "5" exactly), and the smoothing
+  narrows towards the ends as sqrt((r - low)(high - r)), its width being its standard deviation
+  mid-scale. Its mean is the rating exactly and its variance kappa (r - low)(high - r), both
+  linear in (1, r, r^2), so a clip's target (the mean over listeners) reads back the listeners'
+  mean and population standard deviation exactly: mean = p.x, and the listener variance
+  (var(p) - kappa (mean - low)(high - mean)) / (1 - kappa). (A Gaussian folded or reflected at
+  the ends has a mean and variance non-linear in r, so a mix of listeners could not be read back
+  exactly; a kernel that can must vanish at the ends, and on these points none is narrower than
+  the binomial, kappa = 1 / (bins - 1).)
 - "gaussian" (checkpoints from before the kernel was recorded): the values are the bins' centres
   and a rating a Gaussian of `width` (default one bin) at them, renormalised over the bins; the
   spread reads back as sqrt(var - width^2). Biased at the ends of the scale (kept so that old

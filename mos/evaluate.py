@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mos.data.keys import KeyIndex, Match, clip_key, match_ids
-from mos.distribution import Calibration, calibration, spread_column
+from mos.distribution import BandCalibration, Calibration, calibration, calibration_by_band, spread_column
 from mos.data.manifest import Item, Manifest
 from mos.data.table import ColumnMap, csv_records, parse_column_spec, parse_number, read_text
 from mos.errors import ManifestError, MosError
@@ -241,6 +241,8 @@ class EvalSummary:
     rated: int = 0  # rated clips in the ratings file (more than `clips` for a trainer's split file)
     # truth target -> how the predicted spread (`<target>_std`) describes single listeners' ratings
     calibration: dict[str, Calibration] = field(default_factory=dict)
+    # truth target -> the same per third of its scale, by each clip's true score (low, mid, high)
+    calibration_bands: dict[str, list[BandCalibration]] = field(default_factory=dict)
 
 
 def _pair_targets(
@@ -352,6 +354,8 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
 
     results: dict[str, dict[str, Metrics]] = {}
     calibrations: dict[str, Calibration] = {}
+    bands: dict[str, list[BandCalibration]] = {}
+    scales = {t.name: (t.low, t.high) for t in manifest.targets}
     system_truth: dict[str, str] = {}
     for truth_t, pred_t in pairing.items():
         picked = [(it, row) for it, row in zip(items, rows) if truth_t in it.targets and row is not None]
@@ -370,10 +374,14 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
         except ValueError as e:
             raise MosError(f"{truth_path}: {truth_t}: {e}") from None
         spread_t = spread_column(pred_t)
-        rated = [(row, it.ratings[truth_t]) for it, row in picked if it.ratings.get(truth_t) and row is not None]
+        rated = [(row, it) for it, row in picked if it.ratings.get(truth_t) and row is not None]
         if rated and all(spread_t in row.values for row, _ in rated):
-            calibrations[truth_t] = calibration([row.values[pred_t] for row, _ in rated],
-                                                [row.values[spread_t] for row, _ in rated], [r for _, r in rated])
+            means, spreads = [row.values[pred_t] for row, _ in rated], [row.values[spread_t] for row, _ in rated]
+            ratings = [it.ratings[truth_t] for _, it in rated]
+            calibrations[truth_t] = calibration(means, spreads, ratings)
+            if truth_t in scales:
+                bands[truth_t] = calibration_by_band(means, spreads, ratings, [it.targets[truth_t] for _, it in rated],
+                                                     *scales[truth_t])
         if "system" in results[truth_t]:
             if manifest.system_targets:
                 results[truth_t]["system"] = _system_metrics(manifest, truth_t, pred, true, systems)  # type: ignore[arg-type]
@@ -385,7 +393,8 @@ def evaluate_summary(pred_path: Path, truth_path: Path, columns: ColumnMap | Non
     used = {id(row) for row in rows}
     ignored = sum(1 for row in preds.rows if id(row) not in used)
     return EvalSummary(results=results, clips=len(items), ignored=ignored, targets=pairing,
-                       joined=joined, system_truth=system_truth, rated=len(manifest.items), calibration=calibrations)
+                       joined=joined, system_truth=system_truth, rated=len(manifest.items), calibration=calibrations,
+                       calibration_bands=bands)
 
 
 def evaluate_files(pred_path: Path, truth_path: Path, columns: ColumnMap | None = None) -> dict[str, dict[str, Metrics]]:
@@ -413,14 +422,21 @@ def format_report(results: dict[str, dict[str, Metrics]]) -> str:
     return "\n".join(lines)
 
 
-def format_calibration(calibrations: dict[str, Calibration]) -> list[str]:
-    """One line per target whose predictions carry a listener spread and whose truth has ratings."""
+def format_calibration(calibrations: dict[str, Calibration],
+                       bands: dict[str, list[BandCalibration]] | None = None) -> list[str]:
+    """One line per target whose predictions carry a listener spread and whose truth has ratings,
+    then one per third of its scale (by the clips' true scores) that has rated clips."""
     lines = []
     for target, c in calibrations.items():
         lcc = "n/a" if c.spread_lcc is None else f"{c.spread_lcc:.4f}"
         lines.append(f"[CALIBRATION] {DISPLAY_NAMES.get(target, target.upper())}: listener ratings inside the "
                      f"predicted 50% interval {c.coverage50:.3f} (nominal 0.5), 90% interval {c.coverage90:.3f} "
                      f"(nominal 0.9); Gaussian NLL {c.nll:.4f}; spread LCC {lcc} ({c.ratings} ratings of {c.clips} clips)")
+        for b in (bands or {}).get(target, []):
+            k = b.calibration
+            lines.append(f"[CALIBRATION] {DISPLAY_NAMES.get(target, target.upper())} {b.band} third "
+                         f"(true score {b.low:.4g}-{b.high:.4g}): 50% interval {k.coverage50:.3f}, 90% interval "
+                         f"{k.coverage90:.3f}; Gaussian NLL {k.nll:.4f} ({k.ratings} ratings of {k.clips} clips)")
     return lines
 
 
@@ -448,7 +464,7 @@ def run_eval(pred: Path, truth: Path, json_out: Path | None = None, columns: str
     `mos train --columns`), optionally write the results as JSON, return the report."""
     cmap = parse_column_spec(columns) if isinstance(columns, str) else columns
     summary = evaluate_summary(pred, truth, cmap)
-    report = "\n".join([format_report(summary.results), *format_calibration(summary.calibration),
+    report = "\n".join([format_report(summary.results), *format_calibration(summary.calibration, summary.calibration_bands),
                         *_notes(summary, truth)])
     if json_out is not None:
         doc = {
@@ -462,7 +478,9 @@ def run_eval(pred: Path, truth: Path, json_out: Path | None = None, columns: str
             "system_truth": summary.system_truth or None,
             "results": {
                 target: {level: m.as_dict() for level, m in per_level.items()}
-                | ({"calibration": summary.calibration[target].as_dict()} if target in summary.calibration else {})
+                | ({"calibration": summary.calibration[target].as_dict()
+                    | {"bands": {b.band: b.as_dict() for b in summary.calibration_bands.get(target, [])}}}
+                   if target in summary.calibration else {})
                 for target, per_level in summary.results.items()
             },
         }

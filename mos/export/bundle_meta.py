@@ -93,6 +93,7 @@ def build_meta(
                   "padding_invariant": bool(cfg.padding_invariant), "encoder": encoder_meta(model),
                   **({"spread": True, "distribution": {
                       "bins": int(cfg.distribution_bins),
+                      "kernel": cfg.distribution_kernel,
                       "smoothing": [cfg.smoothing_width(t) for t in cfg.targets],
                       "spread_outputs": "<target>_std: the listener spread (std of single ratings), "
                                         "smoothing removed; average a long clip's windows as a mixture"}}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mos.distribution import BETA_BINOMIAL, GAUSSIAN, Grid
+
 
 @dataclass
 class TargetSpec:
@@ -39,10 +41,13 @@ class ModelConfig:
     head_layers: tuple[int, ...] = (256, 64)  # the pooled and per-target heads' hidden layer sizes
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
     audio_only_targets: tuple[str, ...] = ()
-    # > 0: each target's head predicts probabilities over this many equal bins of its range (the
+    # > 0: each target's head predicts probabilities over this many values of its range (the
     # score is their mean, the listener spread their deconvolved std; mos.distribution).
     distribution_bins: int = 0
-    distribution_width: float = 0.0  # the targets' Gaussian smoothing on the scale (0: one bin)
+    distribution_width: float = 0.0  # the targets' smoothing on the scale (0: the kernel's default)
+    # How ratings are smoothed onto the values and read back (mos.distribution.Grid): "beta-binomial"
+    # (both ends of the scale exact); a checkpoint without this field is "gaussian" (from_dict).
+    distribution_kernel: str = BETA_BINOMIAL
     sample_rate: int = 16000
     n_fft: int = 400  # = the window: no zero-padded DFT bins to compute (22% less front-end work than 512)
     win_length: int = 400
@@ -78,11 +83,15 @@ class ModelConfig:
     def predicts_spread(self) -> bool:
         return self.distribution_bins > 0
 
+    def grid(self, target: TargetSpec) -> Grid:
+        """A distribution model's values, kernel and smoothing for `target` (ValueError for a
+        width the kernel cannot have)."""
+        return Grid(float(target.low), float(target.high), int(self.distribution_bins), self.distribution_kernel,
+                    float(self.distribution_width))
+
     def smoothing_width(self, target: TargetSpec) -> float:
-        """The Gaussian smoothing of a distribution target on its scale (default: one bin)."""
-        if self.distribution_width > 0:
-            return float(self.distribution_width)
-        return (target.high - target.low) / max(self.distribution_bins, 1)
+        """The smoothing of a distribution target on its scale (mos.distribution.Grid.smoothing)."""
+        return self.grid(target).smoothing
 
     @property
     def target_names(self) -> list[str]:
@@ -104,5 +113,7 @@ class ModelConfig:
         d["strides"] = tuple(d.get("strides", cls.strides))
         d["head_layers"] = tuple(d.get("head_layers", cls.head_layers))
         d["audio_only_targets"] = tuple(d.get("audio_only_targets", ()))
+        if d.get("distribution_bins") and "distribution_kernel" not in d:
+            d["distribution_kernel"] = GAUSSIAN  # written before the kernel was recorded: its targets and read-back
         known = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in d.items() if k in known})

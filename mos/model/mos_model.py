@@ -7,7 +7,7 @@ per target; or one MLP per target on the pooled embeddings ("per-target"), where
 in `audio_only_targets` see the audio embedding alone (the MusicEval baseline's overall head).
 With `distribution_bins` each output is a distribution over the target's range instead of one
 number: the score is its mean, and `spread` its standard deviation with the training targets'
-smoothing taken out (the listener spread; mos.distribution).
+smoothing taken out (the listener spread; mos.distribution.Grid.moments, which it equals).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from mos.distribution import bin_centers
 from mos.errors import MosError
 from mos.model.audio_encoder import ConvAudioEncoder
 from mos.model.config import ModelConfig
@@ -98,10 +97,16 @@ class MosModel(nn.Module):
             self.trunk = mlp(sizes, cfg.dropout, cfg.head_activation if cfg.head == "pooled" else "gelu")
             self.heads = nn.ModuleDict({t.name: nn.Linear(sizes[-1], outputs) for t in cfg.targets})
         if cfg.distribution_bins:
-            centers = [bin_centers(t.low, t.high, cfg.distribution_bins) for t in cfg.targets]
-            self.register_buffer("bin_centers", torch.tensor(np.stack(centers), dtype=torch.float32))
-            self.register_buffer("bin_width", torch.tensor([cfg.smoothing_width(t) for t in cfg.targets],
-                                                           dtype=torch.float32))
+            try:
+                grids = [cfg.grid(t) for t in cfg.targets]
+            except ValueError as e:
+                raise MosError(f"--distribution-width: {e}") from None
+            # The value each probability stands for; the constant smoothing the spread takes out
+            # ("gaussian": its width, else 0); the edge-exact kernel's kappa (not saved: from cfg).
+            self.register_buffer("bin_centers", torch.tensor(np.stack([g.values for g in grids]), dtype=torch.float32))
+            self.register_buffer("bin_width", torch.tensor([np.sqrt(g.offset) for g in grids], dtype=torch.float32))
+            self.register_buffer("bin_kappa", torch.tensor([g.kappa for g in grids], dtype=torch.float32),
+                                 persistent=False)
         self.register_buffer("target_mean", torch.tensor([t.mean for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_std", torch.tensor([t.std for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_low", torch.tensor([t.low for t in cfg.targets], dtype=torch.float32))
@@ -166,11 +171,14 @@ class MosModel(nn.Module):
 
     def spread(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [B, T, bins] -> the listener spread on each target's scale [B, T]: the
-        distribution's standard deviation with the targets' smoothing width taken out."""
+        distribution's standard deviation with the targets' smoothing taken out, as
+        mos.distribution.Grid.moments does it."""
         probs = torch.softmax(logits.float(), dim=-1)
         mean = (probs * self.bin_centers).sum(-1, keepdim=True)
         var = (probs * (self.bin_centers - mean) ** 2).sum(-1)
-        return torch.sqrt(torch.clamp(var - self.bin_width ** 2, min=0.0))
+        m = mean[..., 0]
+        edge = self.bin_kappa * (m - self.target_low) * (self.target_high - m)
+        return torch.sqrt(torch.clamp((var - edge - self.bin_width ** 2) / (1.0 - self.bin_kappa), min=0.0))
 
     def outputs(
         self,

@@ -74,11 +74,11 @@ class TrainConfig:
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
     dropout: float = 0.1  # in the conv encoder, the fusion and the heads while training
     audio_only_targets: list[str] = field(default_factory=list)
-    # > 0: distribution heads over this many bins per target, trained with KL divergence against
-    # Gaussian-smoothed listener ratings (weight distribution_weight) beside the losses on their mean;
+    # > 0: distribution heads over this many values per target, trained with KL divergence against
+    # smoothed listener ratings (weight distribution_weight) beside the losses on their mean;
     # scores then come with the listener spread (mos.distribution).
     distribution_bins: int = 0
-    distribution_width: float = 0.0  # smoothing on the target's scale (0: one bin)
+    distribution_width: float = 0.0  # smoothing mid-scale on the target's scale (0: the narrowest)
     distribution_weight: float = 1.0
     # Where a frozen encoder's features are cached (None: $MOS_CACHE_DIR/features or
     # ~/.cache/mos/features; "none": no cache, the encoder runs on every batch).

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mos.data.manifest import Item, Manifest
-from mos.distribution import bin_centers, listener_spread, mixture, smoothed_target
+from mos.distribution import listener_spread, mixture
 from mos.errors import MosError
 from mos.metrics import compute_metrics, evaluate_levels
 from mos.model import ModelConfig, MosModel, TargetSpec
@@ -487,22 +487,23 @@ class Trainer:
 
     def _distribution_targets(self, manifest: Manifest) -> torch.Tensor:
         """[clips, targets, bins]: each clip's smoothed listener ratings, or for a clip with only a
-        mean, a Gaussian around it with the pooled listener spread of the clips that have ratings."""
+        mean, a distribution around it with the pooled listener spread of the clips that have
+        ratings (mos.distribution.Grid.target)."""
         cfg = self.model.cfg
         out = np.zeros((len(manifest.items), len(cfg.targets), cfg.distribution_bins), dtype=np.float32)
         notes = []
         for j, t in enumerate(cfg.targets):
-            centers, width = bin_centers(t.low, t.high, cfg.distribution_bins), cfg.smoothing_width(t)
+            grid = cfg.grid(t)
             rated = [it.ratings.get(t.name, ()) for it in manifest.items]
             spread = listener_spread(rated)
             for i, it in enumerate(manifest.items):
-                out[i, j] = smoothed_target(centers, width, rated[i], it.targets[t.name], spread)
+                out[i, j] = grid.target(rated[i], it.targets[t.name], spread)
             with_ratings = sum(1 for r in rated if len(r))
             notes.append(f"{t.name}: {with_ratings} clips from listener ratings, {len(rated) - with_ratings} from "
                          f"their mean with listener spread {spread:.3g}")
-        self.console.print(f"distribution: {cfg.distribution_bins} bins per target, smoothing "
-                           f"{', '.join(f'{cfg.smoothing_width(t):.3g}' for t in cfg.targets)}; " + "; ".join(notes),
-                           markup=False)
+        self.console.print(f"distribution: {cfg.distribution_bins} bins per target, {cfg.distribution_kernel} "
+                           f"smoothing {', '.join(f'{cfg.smoothing_width(t):.3g}' for t in cfg.targets)}; "
+                           + "; ".join(notes), markup=False)
         return torch.from_numpy(out)
 
     def _normalised(self, manifest: Manifest) -> np.ndarray:

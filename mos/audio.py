@@ -138,8 +138,9 @@ def _mixdown(block: np.ndarray) -> np.ndarray:
 # Kaiser-windowed sinc, beta 5, 10 zero crossings per side of the slower rate), computed here with
 # numpy as a stream that keeps its state across blocks: a file read in blocks gives the samples of
 # the whole file resampled at once, which are scipy's (tests/test_audio.py compares them), without
-# importing scipy.signal (a second of a one-clip `mos score` on 44.1 kHz audio). Named in the
-# feature cache's key.
+# importing scipy.signal (a second of a one-clip `mos score` on 44.1 kHz audio). libsoxr was
+# measured and not applied (docs/onnx-notes.md). Named in the feature cache's key: the whole-file
+# samples are those of the earlier one-shot code, so features cached before stay valid.
 RESAMPLER = "scipy-resample_poly"
 
 
@@ -174,7 +175,7 @@ class Resampler:
         g = math.gcd(int(source_rate), int(target_rate))
         self.up, self.down = int(target_rate) // g, int(source_rate) // g
         self.dtype = np.dtype(dtype)
-        self._held = np.zeros(0, self.dtype)  # source samples from index _held_start on
+        self._held = np.zeros(0, self.dtype)  # source samples _held_start.. up to the block being fed
         self._held_start = 0
         self._received = 0  # source samples fed so far
         self._next = 0  # index of the next output sample
@@ -202,9 +203,7 @@ class Resampler:
         self._done = last
         if self.up == self.down == 1:
             return x
-        if x.shape[0]:
-            self._held = np.concatenate([self._held, x]) if self._held.shape[0] else x
-            self._received += x.shape[0]
+        self._received += x.shape[0]
         n = self._received
         if last:
             end = -(-n * self.up // self.down)
@@ -212,28 +211,32 @@ class Resampler:
             top = n * self.up - self._half_len - 1
             end = top // self.down + 1 if top >= 0 else 0
         start, end = self._next, max(self._next, end)
-        y = self._outputs(start, end)
+        y = np.empty(end - start, dtype=self.dtype)
+        if end > start:
+            lo = self._last_source(start) - (self._per_branch - 1)
+            self._outputs(self._source(x, lo, self._last_source(end - 1) + 1), lo, start, y)
         self._next = end
-        keep_from = max(self._held_start, self._last_source(end) - (self._per_branch - 1))
         if last:
             self._held = np.zeros(0, self.dtype)
-        elif keep_from > self._held_start:
-            self._held = self._held[keep_from - self._held_start :].copy()
-            self._held_start = keep_from
+        else:  # from the first sample the next output reads on
+            keep_from = min(n, max(self._held_start, self._last_source(end) - (self._per_branch - 1)))
+            self._held, self._held_start = self._source(x, keep_from, n), keep_from
         return y
 
-    def _outputs(self, start: int, end: int) -> np.ndarray:
-        """Outputs start..end-1 from the held samples (zeros before the signal and past its end),
+    def _source(self, x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """A new array of source samples lo..hi-1 from the held ones and `x` (the block just
+        received, which follows them), zeros before the signal and past its end."""
+        out = np.zeros(hi - lo, dtype=self.dtype)
+        for part, part_start in ((self._held, self._held_start), (x, self._received - x.shape[0])):
+            a, b = max(lo, part_start), min(hi, part_start + part.shape[0])
+            if b > a:
+                out[a - lo : b - lo] = part[a - part_start : b - part_start]
+        return out
+
+    def _outputs(self, span: np.ndarray, lo: int, start: int, y: np.ndarray) -> None:
+        """Outputs start..start+len(y)-1 into `y` from `span` (source samples from index `lo`),
         per polyphase branch as strided matrix-vector products."""
-        y = np.empty(max(0, end - start), dtype=self.dtype)
-        if end <= start:
-            return y
-        per_branch = self._per_branch
-        lo, hi = self._last_source(start) - (per_branch - 1), self._last_source(end - 1) + 1
-        span = np.zeros(hi - lo, dtype=self.dtype)  # source samples lo..hi-1
-        a, b = max(lo, self._held_start), min(hi, self._received)
-        if b > a:
-            span[a - lo : b - lo] = self._held[a - self._held_start : b - self._held_start]
+        per_branch, end = self._per_branch, start + y.shape[0]
         step = span.strides[0]
         # Outputs i0, i0 + up, i0 + 2 up, ... share a branch and step the source by `down`.
         for i0 in range(start, min(start + self.up, end)):
@@ -243,7 +246,6 @@ class Resampler:
             rows = np.lib.stride_tricks.as_strided(span[first:], shape=(count, per_branch),
                                                    strides=(self.down * step, step), writeable=False)
             y[i0 - start :: self.up] = rows @ self._branches[j0 % self.up]
-        return y
 
 
 def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:

@@ -207,6 +207,10 @@ def test_non_finite_samples(tmp_path: Path, bad: float) -> None:
 
 
 def test_windows_of_long_file(tmp_path: Path) -> None:
+    """A 44.1 kHz 25 s file read in windows is the whole file resampled, then cut: the resampler
+    keeps its state across blocks, so there are no filter edges at window boundaries."""
+    from mos.runtime.batching import split_windows
+
     rate = 44100
     rng = np.random.default_rng(0)
     t = np.arange(25 * rate) / rate
@@ -216,15 +220,81 @@ def test_windows_of_long_file(tmp_path: Path) -> None:
     whole = read_audio(path, RATE)
     windows = list(iter_audio_windows(path, RATE, 10.0))
     assert [len(w) for w in windows] == [160000, 160000, 80000]
-    assert all(w.dtype == np.float32 for w in windows)
-    joined = np.concatenate(windows)
-    assert len(joined) == len(whole)
-    keep = np.ones(len(whole), dtype=bool)
-    margin = 64
-    for edge in (0, 160000, 320000, len(whole)):
-        keep[max(0, edge - margin) : edge + margin] = False
-    np.testing.assert_allclose(joined[keep], whole[keep], atol=1e-5)
-    assert np.abs(joined - whole).max() < 0.2
+    assert all(w.dtype == np.float32 and w.flags.c_contiguous for w in windows)
+    for got, want in zip(windows, split_windows(whole, 160000), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+# Rates and windows whose source blocks do not fall on output window boundaries (0.37 s of
+# 22.05 kHz is 8158.5 source samples), and one without resampling.
+@pytest.mark.parametrize("source,target,seconds", [(22050, 16000, 0.37), (48000, 16000, 1.0003), (11025, 16000, 0.5),
+                                                   (8000, 16000, 0.25), (44100, 48000, 0.7), (16000, 16000, 0.3)])
+def test_windows_are_the_whole_file_cut_alike(tmp_path: Path, source: int, target: int, seconds: float) -> None:
+    """Windows of any length at any rate: as many, as long, and the same samples (1e-5) as the
+    whole file resampled in one go and cut by split_windows, as training cuts it."""
+    from mos.runtime.batching import split_windows
+
+    rng = np.random.default_rng(source + target)
+    x = (0.3 * rng.standard_normal((int(3.3 * source), 2))).astype(np.float32)
+    path = tmp_path / "x.wav"
+    sf.write(path, x, source, subtype="FLOAT")
+    window = int(round(seconds * target))  # as the engine and the trainer round
+    want = split_windows(read_audio(path, target), window)
+    got = list(iter_audio_windows(path, target, seconds))
+    assert [len(w) for w in got] == [len(w) for w in want] and len(got) > 3
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_streamed_resampler_in_any_blocks_equals_one_shot() -> None:
+    """The stream, fed blocks of any size (empty and single samples too), gives the one-shot
+    samples: the output of each call is what the input so far fully determines."""
+    from mos.audio import Resampler, resample_poly
+
+    rng = np.random.default_rng(1)
+    for source, target in ((44100, 16000), (16000, 48000), (24000, 44100), (16000, 16000)):
+        x = (0.3 * rng.standard_normal(50000)).astype(np.float32)
+        whole = resample_poly(x, target, source)
+        stream = Resampler(source, target)
+        cuts = np.sort(rng.integers(0, len(x), 40))
+        cuts = np.sort(np.concatenate([[0], cuts, cuts[:3], [1, len(x) - 1, len(x)]]))  # repeats: empty blocks
+        parts = [stream.process(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])] + [stream.process(x[:0], last=True)]
+        got = np.concatenate(parts)
+        assert got.dtype == np.float32 and got.shape == whole.shape
+        np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("source,target,freq", [(44100, 16000, 1000.0), (16000, 48000, 3000.0), (24000, 44100, 440.0)])
+def test_a_resampled_sine_stays_the_sine(source: int, target: int, freq: float) -> None:
+    """Quality: a tone well inside both bands comes out as the same tone at the new rate."""
+    from mos.audio import resample_poly
+
+    y = resample_poly(sine(freq, source, 2.0), target, source)
+    want = sine(freq, target, 2.0)
+    assert len(y) == len(want)
+    inner = slice(target // 10, -target // 10)  # away from the zero padding at the ends
+    np.testing.assert_allclose(y[inner], want[inner], rtol=0, atol=2e-3)
+
+
+def test_long_file_windows_hold_one_window_in_memory(tmp_path: Path) -> None:
+    """Reading a 44.1 kHz file in 1 s windows holds about a window, not the file: the peak
+    does not grow from a 20 s file to a 120 s one and stays far below the 120 s file whole."""
+    import tracemalloc
+
+    peaks = []
+    for seconds in (20, 120):
+        path = tmp_path / f"long{seconds}.wav"
+        x = 0.1 * np.random.default_rng(seconds).standard_normal(seconds * 44100)
+        sf.write(path, x.astype(np.float32), 44100, subtype="PCM_16")
+        tracemalloc.start()
+        try:
+            n = sum(len(w) for w in iter_audio_windows(path, RATE, 1.0))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert n == seconds * RATE
+    assert peaks[1] < 1.5 * peaks[0], peaks
+    assert peaks[1] < 120 * RATE * 4 / 4, peaks
 
 
 def test_window_of_short_file_equals_read_audio(tmp_path: Path) -> None:

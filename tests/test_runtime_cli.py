@@ -540,6 +540,25 @@ def test_long_files_are_clamped_after_their_windows_are_averaged(tmp_path: Path)
     assert [float(r["score"]) for r in read_csv_dicts(out)] == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_long_file_scores_as_training_scores_it_whole(tmp_path: Path, text_bundle) -> None:  # noqa: F811
+    """`mos score` reads a 25 s 44.1 kHz file window by window; its score is the engine's on the
+    whole file resampled at once and cut into the same windows (what validation in training
+    scores), to float rounding: no resampler edges at the window boundaries."""
+    folder = tmp_path / "in"
+    write_wav(folder / "long.wav", 25.0, rate=44100, seed=5, channels=2, subtype="PCM_24")
+    write_captions(tmp_path / "captions.csv", [("long.wav", caption_for(4))])
+    out = tmp_path / "scores.csv"
+    code, _, stderr = run_score_cli(folder, "--captions", tmp_path / "captions.csv", "--bundle", text_bundle.path,
+                                    "--out", out, *FAST)
+    assert code == 0, stderr
+    [row] = read_csv_dicts(out)
+    engine = ScoreEngine.load(text_bundle.path, EngineOptions(device="cpu", threads=1))
+    whole = read_audio(folder / "long.wav", 16000)
+    assert len(whole) > 2 * engine.window_samples  # three windows
+    expected = engine.score_arrays([whole], [caption_for(4)])[0]
+    np.testing.assert_allclose([float(row["overall"]), float(row["textual"])], expected, rtol=0, atol=2e-6)
+
+
 def test_a_ratings_table_is_scored_through_its_column_mapping(tmp_path: Path, audio_bundle, tiny_mushra: Path) -> None:  # noqa: F811
     """The same reading of a table as mos train and mos eval: ids are the path column as written,
     so `mos eval` joins the rows back on them."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from mos.audio import read_audio
+from mos.audio import read_audio, window_samples
 from mos.bench import workload as wl
 from mos.bench.backends import build_backends, interleaved, make_batches, agreement
 from mos.bench.machine import load_average, machine_info, usable_cores
@@ -275,7 +275,7 @@ class AudioPath:
 
 def decode_clips(bundle: Bundle, work: wl.Workload, count: int) -> tuple[list[np.ndarray], list[str | None]]:
     """The first `count` clips decoded at the model rate, cut into windows as the engine does."""
-    window = max(1, int(round(bundle.window_seconds * bundle.sample_rate)))
+    window = window_samples(bundle.window_seconds, bundle.sample_rate)
     waves: list[np.ndarray] = []
     caps: list[str | None] = []
     for i, f in zip(work.ids[:count], work.files[:count]):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mos.audio import window_samples
 from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, Bundle, load_bundle
 from mos.distribution import quantile, quantile_column, spread_column
 from mos.errors import BundleError, MosError
@@ -197,7 +198,7 @@ class ScoreEngine:
 
     @property
     def window_samples(self) -> int:
-        return max(1, int(round(self.window_seconds * self.sample_rate)))
+        return window_samples(self.window_seconds, self.sample_rate)
 
     @property
     def uses_text(self) -> bool:

@@ -31,6 +31,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mos.audio import window_samples
 from mos.data.manifest import Item, Manifest
 from mos.distribution import listener_spread, mixture
 from mos.errors import MosError
@@ -79,11 +80,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MosError("--device cuda: PyTorch sees no CUDA device here")
     return torch.device(name)
-
-
-def window_samples(seconds: float, sample_rate: int) -> int:
-    """Samples in a window of `seconds`, rounded as the runtime rounds."""
-    return max(1, int(round(seconds * sample_rate)))
 
 
 def rng_state(train_ds: ClipDataset, loader_gen: torch.Generator) -> dict[str, Any]:

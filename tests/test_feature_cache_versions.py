@@ -23,7 +23,7 @@ from mos.model.encoders import build_audio_encoder, resolve_audio_encoder, ssl  
 from mos.model.encoders.ssl import SslAudioEncoder  # noqa: E402
 from mos.trainer.feature_cache import FeatureCache  # noqa: E402
 
-from fixtures_encoders import make_tiny_ast, make_tiny_clap, save_tiny  # noqa: E402
+from fixtures_encoders import count_encoded_windows, make_tiny_ast, make_tiny_clap, save_tiny  # noqa: E402
 
 RATE = 16000
 WINDOW = 8000  # 0.5 s windows: the 0.8 s clips have two each
@@ -76,15 +76,7 @@ def items(tmp_path_factory: pytest.TempPathFactory) -> list[Item]:
 @pytest.fixture
 def encoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many clip windows the speech encoder's features() has been run on."""
-    calls: list[int] = []
-    original = SslAudioEncoder.features
-
-    def counting(self, waveform, lengths):
-        calls.append(int(waveform.shape[0]))
-        return original(self, waveform, lengths)
-
-    monkeypatch.setattr(SslAudioEncoder, "features", counting)
-    return calls
+    return count_encoded_windows(monkeypatch, SslAudioEncoder)
 
 
 def prepared(w2v_dir: Path, root: Path, items: list[Item]) -> tuple[FeatureCache, list[str]]:

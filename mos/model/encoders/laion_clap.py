@@ -16,8 +16,9 @@ Each checkpoint is converted once into a transformers CLAP directory in the cach
 (`$MOS_CACHE_DIR/laion-clap/<sha256 of the .pt>/`: config.json, model.safetensors and LAION's
 extractor settings, and mos-conversion.json naming the converter that wrote it), which the clap
 family then reads; the encoder stays pinned by the sha256 of the .pt itself. A directory written by
-another converter version (FEATURES_VERSION) is converted again, never reused. The text tower needs RoBERTa's tokenizer, which the checkpoint does not hold: it is
-taken from beside the checkpoint (TOKENIZER_DIRS) and copied into that directory.
+another converter version (FEATURES_VERSION) is converted again, never reused. The text tower needs
+RoBERTa's tokenizer, which the checkpoint does not hold: it is taken from beside the checkpoint
+(TOKENIZER_DIRS) and copied into that directory.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def converted_dir(path: Path, sha256: str) -> Path:
     made_by, want = _converted_by(dest), converter_version()
     if made_by == want:
         return dest
-    if (dest / WEIGHTS).is_file():
+    if (dest / "config.json").is_file() and (dest / WEIGHTS).is_file():
         print(f"{dest}: converted by other mos code ({made_by or 'an unversioned converter'}; this mos is {want}), "
               f"converting {path.name} again", file=sys.stderr, flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -104,3 +104,17 @@ def make_tiny_ast(dest: Path, max_length: int = 1024, head: bool = False) -> Pat
     model.save_pretrained(str(dest))
     ASTFeatureExtractor(max_length=max_length).save_pretrained(str(dest))
     return dest
+
+
+def count_encoded_windows(monkeypatch, encoder_class: type) -> list[int]:
+    """Counts, per call, the clip windows `encoder_class.features` is run on (monkeypatched for the
+    test): the list it appends to."""
+    calls: list[int] = []
+    original = encoder_class.features
+
+    def counting(self, waveform, lengths):
+        calls.append(int(waveform.shape[0]))
+        return original(self, waveform, lengths)
+
+    monkeypatch.setattr(encoder_class, "features", counting)
+    return calls

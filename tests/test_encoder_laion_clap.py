@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 from mos.bundle import sha256_file  # noqa: E402
 from mos.errors import MosError  # noqa: E402
-from mos.model.encoders import build_audio_encoder, configure, resolve_audio_encoder  # noqa: E402
+from mos.model.encoders import build_audio_encoder, clap, configure, laion_clap, resolve_audio_encoder  # noqa: E402
 from mos.model.text_encoder import FrozenTextEncoder  # noqa: E402
 
 from fixtures_encoders import CAPTIONS, PROJECTION, tiny_clap_config, tiny_tokenizer  # noqa: E402
@@ -175,6 +175,60 @@ def test_converted_once_then_read_from_the_cache(original, cache: Path) -> None:
     build_audio_encoder(str(checkpoint), first.sha256)
     assert (converted / "model.safetensors").is_file()
 
+
+def converted_by(converted: Path) -> object:
+    import json
+
+    return json.loads((converted / laion_clap.STAMP).read_text())["converter"]
+
+
+@pytest.mark.parametrize("made_by", ["laion-clap.v0", None])
+def test_a_directory_another_converter_wrote_is_converted_again(original, cache: Path, made_by: str | None,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """A converted directory that records another converter version (or none, as directories did
+    before versions) holds what that code wrote (here: other audio projection weights): it is
+    converted again, said in one line, and gives the original model's embeddings."""
+    from safetensors.torch import load_file, save_file
+
+    directory, _, checkpoint = original
+    first = resolve_audio_encoder(str(checkpoint))
+    (converted,) = cache.iterdir()
+    weights = converted / laion_clap.WEIGHTS
+    state = load_file(str(weights))
+    state["audio_projection.linear2.weight"] = state["audio_projection.linear2.weight"] + 0.5
+    save_file(state, str(weights), metadata={"format": "pt"})
+    if made_by is None:
+        (converted / laion_clap.STAMP).unlink(missing_ok=True)
+    else:
+        (converted / laion_clap.STAMP).write_text(f'{{"converter": "{made_by}"}}\n')
+    capsys.readouterr()
+    clips = [generated(3.1, 1), generated(0.7, 3)]
+    ours = embeddings(build_audio_encoder(str(checkpoint), first.sha256).eval(), clips)
+    want = embeddings(build_audio_encoder(str(directory)).eval(), clips)
+    assert (ours - want).abs().max().item() == 0.0
+    assert capsys.readouterr().err == (f"{converted}: converted by other mos code ({made_by or 'an unversioned converter'}; "
+                                       f"this mos is laion-clap.v{laion_clap.FEATURES_VERSION}), converting music_tiny.pt again\n")
+    assert converted_by(converted) == f"laion-clap.v{laion_clap.FEATURES_VERSION}"
+    assert [p.name for p in cache.iterdir()] == [first.sha256]  # replaced in place, nothing left beside it
+    assert first.code_version == f"clap.v{clap.FEATURES_VERSION}+laion-clap.v{laion_clap.FEATURES_VERSION}"
+
+
+def test_an_upgraded_converter_converts_again_and_keys_the_features(original, cache: Path, capsys: pytest.CaptureFixture,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newer converter (FEATURES_VERSION bumped) does not trust the older one's directory, and the
+    audio features it gives are keyed on it (a fresh feature cache folder)."""
+    _, _, checkpoint = original
+    older = resolve_audio_encoder(str(checkpoint))
+    (converted,) = cache.iterdir()
+    stamp = (converted / laion_clap.WEIGHTS).stat().st_mtime_ns
+    capsys.readouterr()
+    monkeypatch.setattr(laion_clap, "FEATURES_VERSION", laion_clap.FEATURES_VERSION + 1)
+    newer = resolve_audio_encoder(str(checkpoint))
+    assert "converted by other mos code" in capsys.readouterr().err
+    assert (converted / laion_clap.WEIGHTS).stat().st_mtime_ns != stamp
+    assert converted_by(converted) == f"laion-clap.v{laion_clap.FEATURES_VERSION}"
+    assert newer.sha256 == older.sha256 and newer.code_version != older.code_version
+    assert newer.code_version.endswith(f"+laion-clap.v{laion_clap.FEATURES_VERSION}")
 
 def test_a_changed_checkpoint_is_refused(original, cache: Path, tmp_path: Path) -> None:
     _, model, checkpoint = original

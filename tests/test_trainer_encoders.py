@@ -26,7 +26,7 @@ from mos.trainer.run import run_training  # noqa: E402
 from mos.trainer.splits import resolve_splits  # noqa: E402
 from mos.data.table import parse_column_spec  # noqa: E402
 
-from fixtures_encoders import make_tiny_clap  # noqa: E402
+from fixtures_encoders import count_encoded_windows, make_tiny_clap  # noqa: E402
 from fixtures_train import TABLE_COLUMNS, make_table, quiet  # noqa: E402
 
 
@@ -55,15 +55,7 @@ def splits_of(cfg: TrainConfig):
 @pytest.fixture
 def encoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many clip windows the CLAP encoder's features() has been run on."""
-    calls: list[int] = []
-    original = ClapAudioEncoder.features
-
-    def counting(self, waveform, lengths):
-        calls.append(int(waveform.shape[0]))
-        return original(self, waveform, lengths)
-
-    monkeypatch.setattr(ClapAudioEncoder, "features", counting)
-    return calls
+    return count_encoded_windows(monkeypatch, ClapAudioEncoder)
 
 
 def test_frozen_encoder_runs_once_then_epochs_and_runs_use_the_cache(table: Path, clap_dir: Path, tmp_path: Path,

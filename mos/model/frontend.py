@@ -3,7 +3,8 @@ real DFT: a grouped strided Conv1d straight on the waveform, then one batched Ma
 Runtime, opset-17 exportable, no complex STFT); zero padding only, frame counts tracked from
 sample lengths. It always computes in float32, also under mixed-precision autocast in training,
 as every exported variant does. `Spectrum` and `dft_basis` are shared with the pretrained
-encoders' front ends (mos.model.encoders)."""
+encoders' front ends (mos.model.encoders): a change to what they compute changes those encoders'
+features, so it raises FEATURES_VERSION of each family that uses them (aisfx, ast, clap)."""
 
 from __future__ import annotations
 

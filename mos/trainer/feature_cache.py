@@ -7,12 +7,14 @@ only what follows it (the encoder's `mix` and the head). Windows are the ones `m
 does: every window scored, the unclamped window scores averaged weighted by window length, then
 clamped. Training draws one of a clip's windows at random each epoch.
 
-Cache layout: <root>/<kind>-<encoder sha256[:16]>-<rate>hz-<window>/<audio file sha256>.npz, one
-file per clip with `w0, w1, ...` (features [T, ...] per window), `frames` (valid frames per window)
-and `samples` (samples per window). The key covers the file's bytes, the sample rate, the window
-and the encoder's files, so a changed clip or encoder is encoded again and cross-validation folds
-share one cache. Features are stored as float32, or float16 when a window's features exceed
-FLOAT16_ABOVE_MB (hidden-state stacks of speech models).
+Cache layout: <root>/<kind>-<encoder sha256[:16]>-<rate>hz-<window>-<resampler>-<code version>/
+<audio file sha256>.npz, one file per clip with `w0, w1, ...` (features [T, ...] per window), `frames`
+(valid frames per window), `samples` (samples per window) and `code_version` (the encoder family's
+code that made them, EncoderInfo.code_version). The key covers the file's bytes, the sample rate,
+the window, the encoder's files and the code version, so a changed clip, encoder or encoder code is
+encoded again and cross-validation folds share one cache; a file whose stored code version is not
+this mos's (or that has none) is encoded again too, never reused. Features are stored as float32,
+or float16 when a window's features exceed FLOAT16_ABOVE_MB (hidden-state stacks of speech models).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class FeatureCache:
     def __init__(self, root: Path, encoder: PretrainedAudioEncoder, window: int, device: torch.device,
                  batch_size: int = 16) -> None:
         info = encoder.info
-        self.dir = root / f"{info.kind}-{info.sha256[:16]}-{info.sample_rate}hz-{window}-{RESAMPLER}"
+        self.code_version = info.code_version
+        self.dir = root / f"{info.kind}-{info.sha256[:16]}-{info.sample_rate}hz-{window}-{RESAMPLER}-{info.code_version}"
         self.encoder = encoder
         self.rate = info.sample_rate
         self.window = window
@@ -79,19 +82,28 @@ class FeatureCache:
         return self.dir / f"{key}.npz"
 
     def prepare(self, items: list[Item], report: Callable[[str], None] = lambda s: None) -> None:
-        """Load every clip's features, encoding (and storing) those not cached yet."""
+        """Load every clip's features, encoding (and storing) those not cached yet or made by
+        other code (another FEATURES_VERSION of the encoder family; said in one line)."""
         todo = []
+        others: list[str] = []  # the code versions of cached files made by other code
         for it in items:
             if it.path in self.clips:
                 continue
             path = self.path_for(it)
             if path.is_file():
                 try:
-                    self.clips[it.path] = _read(path)
-                    continue
+                    made_by, clip = _read(path, self.code_version)
                 except (OSError, ValueError, KeyError):
-                    pass  # a damaged cache file is simply made again
+                    made_by, clip = self.code_version, None  # a damaged cache file is simply made again
+                if clip is not None:
+                    self.clips[it.path] = clip
+                    continue
+                if made_by != self.code_version:
+                    others.append(made_by or "unversioned")
             todo.append(it)
+        if others:
+            report(f"audio features: {len(others)} cached clip(s) made by other mos code ({', '.join(sorted(set(others)))}; "
+                   f"this mos makes {self.code_version}), encoding them again")
         if todo:
             t0 = time.perf_counter()
             self._encode(todo)
@@ -127,26 +139,31 @@ class FeatureCache:
         for i, it in enumerate(items):
             ks = [k for k, (o, _) in enumerate(owner) if o == i]
             clip = ClipFeatures([feats[k] for k in ks], frames[ks], np.array([len(pieces[k]) for k in ks], dtype=np.int64))
-            _write(self.path_for(it), clip)
+            _write(self.path_for(it), clip, self.code_version)
             self.clips[it.path] = clip
 
 
-def _write(path: Path, clip: ClipFeatures) -> None:
+def _write(path: Path, clip: ClipFeatures, code_version: str) -> None:
     big = clip.windows[0].nbytes / 2**20 > FLOAT16_ABOVE_MB
     arrays = {f"w{j}": (w.astype(np.float16) if big else w) for j, w in enumerate(clip.windows)}
 
     def save(tmp: Path) -> None:
         with tmp.open("wb") as f:
-            np.savez(f, frames=clip.frames, samples=clip.samples, **arrays)
+            np.savez(f, frames=clip.frames, samples=clip.samples, code_version=np.str_(code_version), **arrays)
 
     replace_atomically(path, save)
 
 
-def _read(path: Path) -> ClipFeatures:
+def _read(path: Path, code_version: str) -> tuple[str | None, ClipFeatures | None]:
+    """The code version a cache file records (None: none) and its features, read only when that
+    is `code_version` (else None)."""
     with np.load(path, allow_pickle=False) as z:
+        made_by = str(z["code_version"]) if "code_version" in z.files else None
+        if made_by != code_version:
+            return made_by, None
         frames, samples = z["frames"], z["samples"]
         windows = [z[f"w{j}"].astype(np.float32) for j in range(len(frames))]
-    return ClipFeatures(windows, frames, samples)
+    return made_by, ClipFeatures(windows, frames, samples)
 
 
 @dataclass

@@ -31,11 +31,13 @@ from torch import nn
 
 from mos.bundle import sha256_file
 from mos.errors import MosError, one_line
-from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder
+from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, features_version
 from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals
 from mos.model.frontend import Spectrum, float32_region
 
 KIND = "aisfx"
+# Bump when this module's front end or forward changes the features it gives (caches key on it).
+FEATURES_VERSION = 1
 VERSION = "0.1.2"
 INSTALL = f"pip install --no-deps aisfx=={VERSION}"
 SAMPLE_RATE = 44100
@@ -77,6 +79,7 @@ def resolve(spec: str) -> EncoderInfo:
         sample_rate=SAMPLE_RATE,
         out_dim=OUT_DIM,
         sha256=sha256_file(path),
+        code_version=features_version(KIND, FEATURES_VERSION),
         window_seconds=None,
         padding_invariant=True,
         parameters=sum(p.numel() for p in EmbeddingNet().parameters()),

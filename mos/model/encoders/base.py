@@ -14,6 +14,11 @@ sha256); trainable layers that must follow the cache (e.g. the learned weighting
 layers) live under `mixer` and are always trained and saved. Frames past `frame_lengths` are zero.
 A clip must give the same frames alone or zero-padded in a batch, unless `info.padding_invariant`
 is False (then callers batch only equal lengths).
+
+Each family module (aisfx, clap, ast, ssl, laion_clap) declares FEATURES_VERSION, an int bumped
+whenever its front end or forward changes the features it gives for the same weights and audio;
+`info.code_version` carries it, and caches of features (mos.trainer.feature_cache) key on it, so
+features made by other code are never reused.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class EncoderInfo:
     sample_rate: int
     out_dim: int
     sha256: str  # over the weight/config files: pins the encoder
+    code_version: str  # the code that turns audio into features, e.g. "clap.v1" (see features_version)
     # Fixed input length the encoder was trained with (CLAP 10 s, AST 1024 frames), or None when
     # any length works (the training window then comes from --max-seconds).
     window_seconds: float | None = None
@@ -50,6 +56,11 @@ class EncoderInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def features_version(family: str, version: int) -> str:
+    """`EncoderInfo.code_version` of a family's code at FEATURES_VERSION `version`: "<family>.v<n>"."""
+    return f"{family}.v{version}"
 
 
 class PretrainedAudioEncoder(nn.Module):

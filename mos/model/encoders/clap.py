@@ -21,12 +21,14 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, WindowEmbeddingEncoder, check_weights_present
+from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, WindowEmbeddingEncoder, check_weights_present, features_version
 from mos.files import read_json
 from mos.model.frontend import Spectrum, float32_region
 from mos.model.text_encoder import l2_normalize, load_complete, text_encoder_sha256
 
 KIND = "clap"
+# Bump when this module's front end or forward changes the features it gives (caches key on it).
+FEATURES_VERSION = 1
 # The LAION CLAP extractor settings (laion/clap-htsat-unfused's preprocessor_config.json), used for
 # any that a directory's preprocessor_config.json does not give (or when it has none).
 DEFAULT_EXTRACTOR: dict[str, Any] = {
@@ -99,6 +101,7 @@ def resolve(spec: str) -> EncoderInfo:
         sample_rate=int(settings["sampling_rate"]),
         out_dim=out_dim,
         sha256=text_encoder_sha256(model_dir),
+        code_version=features_version(KIND, FEATURES_VERSION),
         window_seconds=float(settings["max_length_s"]),
         padding_invariant=True,
         parameters=_audio_parameters(model_dir),

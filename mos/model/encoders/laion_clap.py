@@ -14,18 +14,22 @@ so HTSAT-tiny and HTSAT-base checkpoints both work; fused checkpoints are refuse
 
 Each checkpoint is converted once into a transformers CLAP directory in the cache
 (`$MOS_CACHE_DIR/laion-clap/<sha256 of the .pt>/`: config.json, model.safetensors and LAION's
-extractor settings), which the clap family then reads; the encoder stays pinned by the sha256 of
-the .pt itself. The text tower needs RoBERTa's tokenizer, which the checkpoint does not hold: it is
-taken from beside the checkpoint (TOKENIZER_DIRS) and copied into that directory.
+extractor settings, and mos-conversion.json naming the converter that wrote it), which the clap
+family then reads; the encoder stays pinned by the sha256 of the .pt itself. A directory written by
+another converter version (FEATURES_VERSION) is converted again, never reused. The text tower needs
+RoBERTa's tokenizer, which the checkpoint does not hold: it is taken from beside the checkpoint
+(TOKENIZER_DIRS) and copied into that directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,11 +40,16 @@ from mos.bundle import sha256_file
 from mos.errors import MosError, one_line
 from mos.files import cache_root
 from mos.model.encoders import clap
-from mos.model.encoders.base import EncoderInfo
+from mos.model.encoders.base import EncoderInfo, features_version
 from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals
 
 CACHE_NAME = "laion-clap"
+# This family's own code is the conversion (its features are then the clap family's): bump when
+# convert() writes anything different for the same checkpoint; the converted directories and the
+# feature cache key on it.
+FEATURES_VERSION = 1
 WEIGHTS = "model.safetensors"
+STAMP = "mos-conversion.json"  # in a converted directory: {"converter": converter_version()}
 SPEC_SIZE = 256  # HTSAT's input image side in every LAION model (the mel image is folded into it)
 ROBERTA_HEAD_DIM = 64  # RoBERTa's attention heads are 64 wide (base: 768 / 12)
 ROBERTA_LAYER_NORM_EPS = 1e-5  # roberta-base's config, which laion_clap's text branch loads
@@ -233,22 +242,45 @@ def convert(path: Path, dest: Path) -> Path:
     return dest
 
 
+def converter_version() -> str:
+    """The code that converts checkpoints here, as stored in each converted directory."""
+    return features_version("laion-clap", FEATURES_VERSION)
+
+
+def _converted_by(dest: Path) -> str | None:
+    """The converter version a complete converted directory records (None: incomplete, or written
+    before directories recorded it)."""
+    if not ((dest / "config.json").is_file() and (dest / WEIGHTS).is_file()):
+        return None
+    try:
+        made_by = json.loads((dest / STAMP).read_text(encoding="utf-8")).get("converter")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return made_by if isinstance(made_by, str) else None
+
+
 def converted_dir(path: Path, sha256: str) -> Path:
     """The cache's CLAP directory for the checkpoint whose sha256 is `sha256`, converted now if it
-    is not there yet (written beside it, then renamed into place: never seen half-written)."""
+    is not there yet or was written by another converter version (said in one line on stderr);
+    written beside it, then renamed into place: never seen half-written."""
     dest = cache_root(CACHE_NAME) / sha256
-    if (dest / "config.json").is_file() and (dest / WEIGHTS).is_file():
+    made_by, want = _converted_by(dest), converter_version()
+    if made_by == want:
         return dest
+    if (dest / "config.json").is_file() and (dest / WEIGHTS).is_file():
+        print(f"{dest}: converted by other mos code ({made_by or 'an unversioned converter'}; this mos is {want}), "
+              f"converting {path.name} again", file=sys.stderr, flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{sha256}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         convert(path, tmp)
-        if dest.exists():  # an incomplete leftover (a complete one returned above)
+        (tmp / STAMP).write_text(json.dumps({"converter": want}) + "\n", encoding="utf-8")
+        if dest.exists():  # an incomplete leftover, or one another converter wrote
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     except OSError as exc:
-        if not (dest / WEIGHTS).is_file():  # else another process has just converted it
+        if _converted_by(dest) != want:  # else another process has just converted it
             raise MosError(f"{dest}: cannot write the converted checkpoint ({one_line(exc, limit=120)})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -263,7 +295,8 @@ def resolve(spec: str) -> EncoderInfo:
         raise MosError(f"{spec}: no such file (a LAION-CLAP checkpoint, e.g. music_audioset_epoch_15_esc_90.14.pt)")
     sha256 = sha256_file(path)
     info = clap.resolve(str(converted_dir(path, sha256)))
-    return replace(info, name=f"LAION-CLAP checkpoint {path.name} (audio tower)", source=str(path), sha256=sha256)
+    return replace(info, name=f"LAION-CLAP checkpoint {path.name} (audio tower)", source=str(path), sha256=sha256,
+                   code_version=f"{info.code_version}+{converter_version()}")
 
 
 def build(info: EncoderInfo) -> clap.ClapAudioEncoder:

@@ -35,13 +35,16 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import PREPROCESSOR, EagerAttention, EncoderInfo, PretrainedAudioEncoder, check_weights_present
+from mos.model.encoders.base import (PREPROCESSOR, EagerAttention, EncoderInfo, PretrainedAudioEncoder,
+                                     check_weights_present, features_version)
 from mos.files import read_json
 from mos.model.frontend import float32_region
 from mos.model.text_encoder import load_complete, text_encoder_sha256
 
 NAMES = {"wav2vec2": "wav2vec2", "hubert": "HuBERT", "wavlm": "WavLM", "data2vec-audio": "data2vec-audio"}
 KINDS = tuple(NAMES)
+# Bump when this module's front end or forward changes the features it gives (caches key on it).
+FEATURES_VERSION = 1
 SAMPLE_RATE = 16000
 NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm: sqrt(var + 1e-7)
 
@@ -89,6 +92,7 @@ def resolve(spec: str) -> EncoderInfo:
         sample_rate=SAMPLE_RATE,
         out_dim=int(settings["hidden_size"]),
         sha256=text_encoder_sha256(model_dir),
+        code_version=features_version("ssl", FEATURES_VERSION),
         window_seconds=None,
         padding_invariant=settings["norm"] == "layer" and settings["kind"] != "data2vec-audio",
         parameters=0,

@@ -258,8 +258,10 @@ def window_scores(model: MosModel, batch: Batch | FeatureBatch, device: torch.de
 
 
 def clamp_scores(model: MosModel, scores: np.ndarray) -> np.ndarray:
-    """Scale-space scores [n, targets] clamped to each target's range (float32)."""
-    return np.clip(scores, model.target_low.cpu().numpy(), model.target_high.cpu().numpy()).astype(np.float32)
+    """Scale-space scores [n, targets] clamped to each target's range (MosModel.clamp), float32."""
+    with torch.no_grad():
+        clamped = model.clamp(torch.from_numpy(np.asarray(scores, dtype=np.float32)).to(model.target_low.device))
+    return clamped.cpu().numpy()
 
 
 def predict_with_spread(model: MosModel, loader: Any, device: torch.device, amp: bool,

@@ -183,6 +183,11 @@ def test_the_shipped_recipes_are_valid_and_say_what_they_reproduce() -> None:
     assert baseline["select_by"] == "loss" and baseline["batch_size"] == 64 and baseline["patience"] == 20
     assert "30 s" in load_recipe("musiceval-baseline").text  # why max_seconds does not apply to CLAP
     assert load_recipe("xacle-clap").settings["listnet_weight"] == 1.0
+    # The baseline script's training: L1 on the raw 1-5 scores, the heads' losses summed, fp32, no
+    # gradient clipping, CLAP in eval mode, captions of up to 77 tokens, selection on the unclamped loss.
+    assert (baseline["target_scale"], baseline["loss_reduction"], baseline["max_text_tokens"]) == ("raw", "sum", 77)
+    assert (baseline["grad_clip"], baseline["encoder_mode"], baseline["amp"]) == (0.0, "eval", False)
+    assert baseline["val_loss_clamp"] is False and baseline["weight_decay"] == 0.0
     exact = load_recipe("musiceval-baseline-exact").settings
     assert exact == {**baseline, "encoder_input_rate": 16000}  # the quirk and nothing else
 
@@ -293,6 +298,9 @@ def test_recipe_musiceval_baseline_one_epoch_then_the_answer_file(musiceval: Pat
     assert (train["optimizer"], train["schedule"], train["loss"], train["select_by"]) == ("sgd", "constant", "l1", "loss")
     assert train["batch_size"] == 4 and train["lr"] == 5e-4 and train["finetune_audio"] is True
     assert model_cfg["head"] == "per-target" and model_cfg["audio_only_targets"] == ["overall"]
+    # Raw-scale targets (normalised by mean 0, std 1: the heads learn the 1-5 scores), 77 tokens.
+    assert [(t["mean"], t["std"]) for t in model_cfg["targets"]] == [(0.0, 1.0), (0.0, 1.0)]
+    assert model_cfg["max_text_tokens"] == 77
     assert model_cfg["audio_encoder_kind"] == "clap" and model_cfg["finetune_audio"] is True
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [5e-4, 5e-4]  # head and fine-tuned tower
@@ -316,7 +324,7 @@ def test_recipe_musiceval_baseline_one_epoch_then_the_answer_file(musiceval: Pat
     dev = sorted(line.split(",")[0] for line in (musiceval / "sets" / "dev_mos_list.txt").read_text().split())
     assert sorted(r[0] + ".wav" for r in rows) == dev and all(len(r) == 3 for r in rows)
     captions = dict(line.split("\t") for line in (musiceval / "prompt_info.txt").read_text().splitlines())
-    text = load_text_encoder(str(clap))
+    text = load_text_encoder(str(clap), model.cfg.max_text_tokens)
     for name, overall, textual in rows:
         x = torch.from_numpy(read_audio(musiceval / "wav" / f"{name}.wav", model.cfg.sample_rate)).unsqueeze(0)
         (token,) = text.encode([captions[name.rsplit("_", 1)[1]]])  # one pooled feature [1, D]
@@ -324,6 +332,25 @@ def test_recipe_musiceval_baseline_one_epoch_then_the_answer_file(musiceval: Pat
         with torch.no_grad():
             expected = model.scores(x, torch.tensor([x.shape[1]]), feats, lengths)[0]
         assert [float(overall), float(textual)] == pytest.approx(expected.tolist(), abs=1e-3)
+    # The raw-scale model's outputs lie below 1 after one small step, so the answer file holds
+    # clamped 1s: the bundle's unclamped scores are PyTorch's too.
+    from mos.runtime.engine import ScoreEngine
+
+    meta = json.loads((run / "bundle" / "mos.json").read_text())
+    assert meta["text"]["max_tokens"] == 77
+    engine = ScoreEngine.load(run / "bundle")
+    names = [r[0] for r in rows]
+    waves = [read_audio(musiceval / "wav" / f"{n}.wav", model.cfg.sample_rate) for n in names]
+    prompts = [captions[n.rsplit("_", 1)[1]] for n in names]
+    raw = engine.score_segments(waves, prompts)
+    with torch.no_grad():
+        for i, (wave, prompt) in enumerate(zip(waves, prompts)):
+            (token,) = text.encode([prompt])
+            x = torch.from_numpy(wave).unsqueeze(0)
+            expected = model.scores(x, torch.tensor([x.shape[1]]), token.unsqueeze(0), torch.tensor([token.shape[0]]),
+                                    clamp=False)[0]
+            assert raw[i].tolist() == pytest.approx(expected.tolist(), abs=1e-3)
+    print(f"unclamped scores from the bundle: {raw.min():.3f} to {raw.max():.3f}")
 
 
 def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(musiceval: Path, tmp_path: Path) -> None:
@@ -361,11 +388,18 @@ def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(musicev
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
     assert model.cfg.target_names == ["overall", "textual"]
+    assert [(t.mean, t.std) for t in model.cfg.targets] == [(0.0, 1.0), (0.0, 1.0)]  # raw-scale targets
+    from mos.runtime.engine import ScoreEngine
+
+    engine = ScoreEngine.load(run / "bundle")
     for row in rows:
-        x = torch.from_numpy(read_audio(row["path"], 16000)).unsqueeze(0)
+        wave = read_audio(row["path"], 16000)
+        x = torch.from_numpy(wave).unsqueeze(0)
         with torch.no_grad():
             expected = model.scores(x, torch.tensor([x.shape[1]]))[0].tolist()
+            unclamped = model.scores(x, torch.tensor([x.shape[1]]), clamp=False)[0].tolist()
         assert [float(row["overall"]), float(row["textual"])] == pytest.approx(expected, abs=1e-3)
+        assert engine.score_segments([wave], [None])[0].tolist() == pytest.approx(unclamped, abs=1e-3)
 
 
 def test_one_cycle_schedules_of_any_length_rise_then_fall() -> None:
@@ -388,3 +422,171 @@ def test_one_cycle_schedules_of_any_length_rise_then_fall() -> None:
         assert all(0 < lr <= 1e-3 for lr in lrs), (total, lrs)
         peak = int(np.argmax(lrs))
         assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True), total
+
+
+# -- the MusicEval baseline's training, exactly -------------------------------------------------------
+
+
+def test_loss_reduction_sum_adds_the_targets_losses() -> None:
+    """--loss-reduction sum: the baseline's loss1.backward(); loss2.backward() is the gradient of
+    the SUM of the per-head L1 losses, twice that of their mean with two heads."""
+    from mos.trainer.losses import distribution_loss
+
+    pred = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    true = torch.tensor([[2.0, 1.0], [0.0, 1.0], [1.0, 3.0]])
+    l1 = [(2 + 1 + 1) / 3, (0 + 0 + 2) / 3]
+    assert float(combined_loss(pred, true, 1.0, 0.0, 0.0, pointwise="l1", reduction="sum")) == pytest.approx(sum(l1))
+    assert float(combined_loss(pred, true, 1.0, 0.0, 0.0, pointwise="l1")) == pytest.approx(sum(l1) / 2)
+    logits = torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(0))
+    target = torch.softmax(torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(1)), -1)
+    per_target = [float(distribution_loss(logits[:, j:j + 1], target[:, j:j + 1])) for j in range(2)]
+    assert float(distribution_loss(logits, target, "sum")) == pytest.approx(sum(per_target), rel=1e-6)
+    for changes, message in [(dict(loss_reduction="total"), "--loss-reduction total: expected mean or sum"),
+                             (dict(target_scale="minmax"), "--target-scale minmax: expected zscore or raw"),
+                             (dict(encoder_mode="frozen"), "--encoder-mode frozen: expected train or eval"),
+                             (dict(grad_clip=-1.0), "--grad-clip -1: must not be negative"),
+                             (dict(max_text_tokens=0), "--max-text-tokens 0: must be at least 1")]:
+        with pytest.raises(MosError, match=message.replace("-", r"\-")):
+            TrainConfig(**changes).check()
+
+
+@pytest.fixture(scope="module")
+def tiny_clap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fixtures_encoders import make_tiny_clap
+
+    return make_tiny_clap(tmp_path_factory.mktemp("clap") / "tiny-clap")
+
+
+@pytest.fixture(scope="module")
+def small_musiceval(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 train clips (prompts 2 and 3, systems 0 and 1) and 4 dev clips."""
+    return tiny_musiceval(tmp_path_factory.mktemp("me-small"), systems=2, prompts=4)
+
+
+def _exact(tree: Path, clap: Path, root: Path, **changes) -> TrainConfig:
+    """The musiceval-baseline-exact recipe as shipped, on the tiny CLAP (audio and text), CPU,
+    one batch holding every training clip."""
+    settings = {**load_recipe("musiceval-baseline-exact").settings, "data": str(tree), "audio_encoder": str(clap),
+                "text_encoder": str(clap), "runs_dir": str(root / "runs"), "name": "exact", "epochs": 1,
+                "batch_size": 4, "device": "cpu", "seed": 0}
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def _exact_trainer(cfg: TrainConfig):
+    from mos.trainer.loop import Trainer
+    from mos.trainer.splits import resolve_splits
+
+    splits = resolve_splits(Path(cfg.data), None, cfg.val_fraction, cfg.seed, None, None)
+    return Trainer(cfg, splits, quiet()[0], Path(cfg.runs_dir) / cfg.name), splits
+
+
+def _clip_scores(model, clap: Path, items, max_tokens: int) -> torch.Tensor:
+    """Each clip alone through `model` (16 kHz audio, its caption's CLAP embedding): the unclamped
+    scores on the rating scale [clips, targets], with the graph (for a backward)."""
+    from mos.audio import read_audio
+    from mos.model.text_encoder import load_text_encoder
+
+    text = load_text_encoder(str(clap), max_tokens)
+    rows = []
+    for it in items:
+        x = torch.from_numpy(read_audio(it.path, model.cfg.sample_rate)).unsqueeze(0)
+        (token,) = text.encode([it.caption])
+        rows.append(model.scores(x, torch.tensor([x.shape[1]]), token.unsqueeze(0), torch.tensor([token.shape[0]]),
+                                 clamp=False)[0])
+    return torch.stack(rows)
+
+
+def test_exact_recipe_takes_the_baselines_sgd_step(small_musiceval: Path, tiny_clap: Path, tmp_path: Path) -> None:
+    """One optimiser step of musiceval-baseline-exact equals the baseline's step computed here by
+    hand: the L1 loss of each head on the RAW scores (1-5), the two heads' losses SUMMED (its two
+    backward calls), CLAP in eval mode (no dropout), no gradient clipping, then SGD (lr 5e-4,
+    momentum 0.9, no weight decay) on every trainable parameter, the audio tower's included."""
+    import copy
+
+    cfg = _exact(small_musiceval, tiny_clap, tmp_path)
+    trainer, splits = _exact_trainer(cfg)
+    assert len(splits.train.items) == cfg.batch_size == 4
+    before = copy.deepcopy(trainer.model).eval()
+    trainer.train_epoch(1)
+    assert trainer.steps == 1
+    names = trainer.model.cfg.target_names
+    assert names == ["overall", "textual"]
+    scores = _clip_scores(before, tiny_clap, splits.train.items, 77)
+    true = torch.tensor([[it.targets[n] for n in names] for it in splits.train.items])
+    loss = (scores - true).abs().mean(0).sum()  # L1 per head over the batch, the heads' losses added
+    loss.backward()
+    params = [(n, p) for n, p in before.named_parameters() if p.requires_grad]
+    reached = [(n, p) for n, p in params if p.grad is not None]
+    assert any(n.startswith("audio_encoder.backbone.") for n, _ in reached)  # the audio tower is fine-tuned
+    assert any(n.startswith("heads.overall.") for n, _ in reached) and any(n.startswith("heads.textual.") for n, _ in reached)
+    after = dict(trainer.model.named_parameters())
+    # The gradient the trainer stepped with: SGD's momentum buffer after its first step.
+    used = torch.cat([trainer.optimizer.state[after[n]]["momentum_buffer"].flatten() for n, _ in reached])
+    hand = torch.cat([p.grad.flatten() for _, p in reached])
+    error = float((used - hand).norm() / hand.norm())
+    print(f"gradient norm {float(hand.norm()):.3f}; the trainer's gradient differs from the hand-computed one "
+          f"by {error:.1e} of its norm")
+    assert error < 1e-4  # measured 2.3e-7; z-scored targets give 1.14, the mean over targets 0.5, dropout 2.3e-3
+    for n, p in reached:  # the step: lr 5e-4 times that gradient (momentum's first step, no weight decay)
+        assert torch.allclose(after[n].detach(), torch.add(p.detach(), p.grad, alpha=-5e-4), rtol=1e-6, atol=1e-9), n
+    for n, p in params:  # parameters the loss does not reach do not move
+        if p.grad is None:
+            assert torch.equal(after[n].detach(), p.detach()), n
+
+
+def test_exact_recipe_selects_on_the_unclamped_validation_loss(small_musiceval: Path, tiny_clap: Path,
+                                                               tmp_path: Path) -> None:
+    """The baseline keeps the epoch of the lowest validation loss computed on its heads' raw
+    outputs, never clamped to 1-5: the untrained model's outputs lie below 1, where a clamped
+    loss would not see them move."""
+    cfg = _exact(small_musiceval, tiny_clap, tmp_path)
+    trainer, splits = _exact_trainer(cfg)
+    val, vloss, pred, _ = trainer.validate()
+    names = trainer.model.cfg.target_names
+    with torch.no_grad():
+        scores = _clip_scores(trainer.model.eval(), tiny_clap, splits.validation.items, 77)
+    true = torch.tensor([[it.targets[n] for n in names] for it in splits.validation.items])
+    unclamped = float((scores - true).abs().mean(0).sum())
+    clamped = float((scores.clamp(1.0, 5.0) - true).abs().mean(0).sum())
+    assert abs(clamped - unclamped) > 0.1  # the two differ here
+    assert vloss == pytest.approx(unclamped, rel=1e-5)
+    assert trainer.selection_score(val, vloss) == -vloss
+    assert pred.min() >= 1.0  # the metrics and the predictions written are still the clamped scores
+
+
+def test_exact_recipe_tokenises_captions_to_77_tokens(small_musiceval: Path, tiny_clap: Path, tmp_path: Path) -> None:
+    """LAION-CLAP's tokenizer call truncates captions at 77 tokens (padding them to 77, which
+    changes no embedding: the padding is masked); the recipe's model and its bundle's tokenizer
+    keep 77."""
+    from mos.model.text_encoder import FrozenTextEncoder
+    from mos.runtime.text import load_tokenizer
+    from mos.trainer.loop import build_model_config
+    from mos.trainer.splits import resolve_splits
+
+    cfg = _exact(small_musiceval, tiny_clap, tmp_path)
+    model_cfg = build_model_config(cfg, resolve_splits(small_musiceval, None, 0.2, 0, None, None).train)
+    assert model_cfg.max_text_tokens == 77
+    encoder = FrozenTextEncoder(str(tiny_clap), max_tokens=model_cfg.max_text_tokens)
+    long_caption = "rain on a roof, then drums and a piano; " * 12
+    short_caption = "a dog barks twice"
+    batch = encoder.tokenize([long_caption, short_caption])
+    assert batch["input_ids"].shape == (2, 77) and int(batch["attention_mask"][0].sum()) == 77
+    baseline = encoder.tokenizer([long_caption, short_caption], padding="max_length", truncation=True,
+                                 max_length=77, return_tensors="pt")
+    assert torch.equal(baseline["input_ids"][0], batch["input_ids"][0])
+    with torch.no_grad():
+        theirs = encoder.module(baseline["input_ids"], baseline["attention_mask"])[:, 0]
+    ours = torch.cat(encoder.encode([long_caption, short_caption]))
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    with torch.no_grad():  # 64 tokens would give the long caption another embedding
+        cut = encoder.module(baseline["input_ids"][:1, :64], baseline["attention_mask"][:1, :64])[:, 0]
+    assert not torch.allclose(cut, theirs[:1], atol=1e-3)
+    runtime = load_tokenizer(encoder.save_tokenizer(tmp_path / "tokenizer.json"), model_cfg.max_text_tokens)
+    assert len(runtime.encode(long_caption).ids) == 77
+
+
+def test_max_text_tokens_beyond_the_encoder_is_one_line(small_musiceval: Path, tmp_path: Path) -> None:
+    line = _one_line_error(_invoke(["train", str(small_musiceval), "--max-text-tokens", "600", "--text-encoder", "minilm",
+                                    "--runs-dir", str(tmp_path)]))
+    assert "--max-text-tokens 600" in line and "at most 512 tokens" in line

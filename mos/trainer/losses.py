@@ -1,6 +1,7 @@
-"""Training losses on normalised targets: a pointwise loss ((clipped) MSE or L1), pairwise
-ranking, 1 - LCC and ListNet top-1; the KL divergence of a distribution head; and for
-`mos distill` soft rank agreement with a teacher."""
+"""Training losses on normalised targets (z-scored, or the raw scores): a pointwise loss
+((clipped) MSE or L1), pairwise ranking, 1 - LCC and ListNet top-1, per target, then averaged or
+summed over the targets; the KL divergence of a distribution head; and for `mos distill` soft
+rank agreement with a teacher."""
 
 from __future__ import annotations
 
@@ -20,11 +21,22 @@ def l1_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return (pred - true).abs().mean()
 
 
-def distribution_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """KL(target || softmax(logits)) over the bins [B, T, bins], averaged over clips and targets."""
+REDUCTIONS = ("mean", "sum")
+
+
+def over_targets(per_target: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-target losses [T] -> one loss: their mean, or their sum."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction {reduction!r}: expected one of {REDUCTIONS}")
+    return per_target.sum() if reduction == "sum" else per_target.mean()
+
+
+def distribution_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """KL(target || softmax(logits)) over the bins [B, T, bins], averaged over clips, then
+    averaged (or summed, `reduction`) over targets."""
     log_q = torch.log_softmax(logits.float(), dim=-1)
     kl = torch.where(target > 0, target * (torch.log(target.clamp_min(1e-30)) - log_q), torch.zeros_like(log_q))
-    return kl.sum(-1).mean()
+    return over_targets(kl.sum(-1).mean(0), reduction)
 
 
 # ListNet's temperature, on normalised targets (unit variance over the training set): the batch's
@@ -98,14 +110,17 @@ def combined_loss(
     rank_margin: float = 0.1,
     pointwise: str = "mse",
     listnet_weight: float = 0.0,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Weighted sum, averaged over targets (columns of pred/true [B, n_targets]); `mse_weight`
-    weighs the `pointwise` loss ("mse": (clipped) MSE, "l1": mean absolute error)."""
+    """Weighted sum per target (columns of pred/true [B, n_targets]), then averaged over the
+    targets, or summed (`reduction` "sum"); `mse_weight` weighs the `pointwise` loss ("mse":
+    (clipped) MSE, "l1": mean absolute error)."""
     if pointwise not in POINTWISE:
         raise ValueError(f"pointwise loss {pointwise!r}: expected one of {POINTWISE}")
-    total = pred.sum() * 0.0
+    per_target = []
     for j in range(pred.shape[1]):
         p, t = pred[:, j], true[:, j]
+        total = pred.sum() * 0.0
         if mse_weight:
             point = mse_loss(p, t, clip_tau) if pointwise == "mse" else l1_loss(p, t)
             total = total + mse_weight * point
@@ -115,4 +130,5 @@ def combined_loss(
             total = total + corr_weight * correlation_loss(p, t)
         if listnet_weight:
             total = total + listnet_weight * listnet_loss(p, t)
-    return total / pred.shape[1]
+        per_target.append(total)
+    return over_targets(torch.stack(per_target), reduction)

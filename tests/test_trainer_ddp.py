@@ -1,7 +1,8 @@
 """Training on two CPU processes (DDP over gloo, started by `mos train --nproc 2`) against one
 process with the same global batch and seed: the global batch order, the losses on the gathered
 batch, the gradient arithmetic (SGD, so a wrong gradient scale shows), validation gathered from
-both ranks, rank 0 alone printing and writing, and --resume of a DDP run."""
+both ranks, rank 0 alone printing and writing, --resume of a DDP run, and every worker ending
+with its process group destroyed (no gloo thread left to race the interpreter's shutdown)."""
 
 from __future__ import annotations
 
@@ -41,10 +42,41 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_demo(tmp_path_factory.mktemp("tiny"))
 
 
-def mos(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+# Imported by every process the test starts (a sitecustomize on PYTHONPATH): a torchrun worker
+# (RANK set) records, when it exits, the names of the threads it still has.
+THREADS_AT_EXIT = """
+import atexit, os
+
+def _record():
+    out, rank = os.environ.get("MOS_TEST_EXIT_THREADS"), os.environ.get("RANK")
+    if out and rank is not None:
+        names = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                names.append(open(f"/proc/self/task/{tid}/comm").read().strip())
+            except OSError:
+                pass
+        with open(os.path.join(out, f"rank{rank}-{os.getpid()}.txt"), "w") as f:
+            f.write("\\n".join(names))
+
+atexit.register(_record)
+"""
+
+
+def mos(*args: str, cwd: Path, threads_dir: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, in the torchrun processes too
+    if threads_dir is not None:
+        hook = threads_dir / "hook"
+        hook.mkdir(parents=True, exist_ok=True)
+        (hook / "sitecustomize.py").write_text(THREADS_AT_EXIT)
+        env.update(PYTHONPATH=os.pathsep.join((str(ROOT), str(hook))), MOS_TEST_EXIT_THREADS=str(threads_dir))
     return subprocess.run([sys.executable, "-m", "mos", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
+
+
+def exit_threads(threads_dir: Path) -> dict[str, list[str]]:
+    """Each worker's threads at exit, by the file its sitecustomize wrote (rank<r>-<pid>.txt)."""
+    return {p.stem: p.read_text().split("\n") for p in sorted(threads_dir.glob("rank*.txt"))}
 
 
 def metrics(run: Path) -> list[dict]:
@@ -65,16 +97,18 @@ def single(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ddp(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two processes, two epochs; then resumed (two processes) to three."""
     runs = tmp_path_factory.mktemp("ddp")
-    first = mos("train", str(demo), "--name", "two", "--runs-dir", str(runs), *SETTINGS, "--nproc", "2", cwd=runs)
+    threads = {"first": tmp_path_factory.mktemp("threads-first"), "resumed": tmp_path_factory.mktemp("threads-resumed")}
+    first = mos("train", str(demo), "--name", "two", "--runs-dir", str(runs), *SETTINGS, "--nproc", "2", cwd=runs,
+                threads_dir=threads["first"])
     assert first.returncode == 0, first.stderr[-3000:]
     run = runs / "two"
     before = metrics(run)
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     resumed = mos("train", "--name", "two", "--runs-dir", str(runs), "--resume", "--epochs", "3", "--nproc", "2",
-                  cwd=runs)
+                  cwd=runs, threads_dir=threads["resumed"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return {"run": run, "before": before, "after": metrics(run), "out": first.stdout, "resume_out": resumed.stdout,
-            "last_state": last["trainer_state"]}
+            "last_state": last["trainer_state"], "exit_threads": {k: exit_threads(v) for k, v in threads.items()}}
 
 
 def _close(a: dict, b: dict) -> None:
@@ -119,6 +153,17 @@ def test_resumed_ddp_run_continues_as_one_process_would(single: Path, ddp: dict,
     for r, q in zip(rows, ref_rows):
         for k in ("score", "quality"):
             assert float(r[k]) == pytest.approx(float(q[k]), abs=2e-4)  # written with 4 decimals
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc (Linux)")
+def test_every_worker_exits_with_its_process_group_destroyed(ddp: dict) -> None:
+    """Nothing of gloo is left when a worker exits, after training and after a resume: a gloo
+    thread alive at exit can be letting go of the last collective's tensors while Python
+    finalises, and aborts the process (exit code 134, a few runs in ten on a loaded 2-core machine)."""
+    for run, workers in ddp["exit_threads"].items():
+        assert sorted(name.split("-")[0] for name in workers) == ["rank0", "rank1"], (run, workers)
+        for worker, names in workers.items():
+            assert names and not [n for n in names if "gloo" in n], (run, worker, names)
 
 
 def test_each_rank_gets_a_contiguous_chunk_of_the_single_process_batches(demo: Path) -> None:

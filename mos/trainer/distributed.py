@@ -143,11 +143,22 @@ def setup(device_name: str) -> Dist | None:
     device = device_for(device_name)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not td.is_initialized():
+        # torch.distributed.nn.functional binds `group.WORLD` as a default argument of its
+        # functions when it is first imported, and DDP imports it. Imported after the group
+        # exists, it holds ten references to the group for the life of the process, so
+        # destroy_process_group cannot destroy it and gloo's worker threads outlive the
+        # interpreter: a thread still letting go of the last collective's tensors when Python
+        # finalises needs the GIL, is unwound by pthread_exit and aborts the process ("terminate
+        # called without an active exception", exit code 134). Imported first, its defaults are
+        # None, and teardown() joins those threads while the interpreter is alive.
+        import torch.distributed.nn.functional  # noqa: F401
+
         td.init_process_group(backend, timeout=TIMEOUT)
     return Dist(td.get_rank(), td.get_world_size(), int(os.environ["LOCAL_RANK"]), backend)
 
 
 def teardown(dist: Dist | None) -> None:
+    """Destroy the process group: its backend's threads end here, not at interpreter exit."""
     if dist is not None and td.is_initialized():
         td.destroy_process_group()
 

@@ -220,6 +220,24 @@ def test_per_listener_lists_keyed_wav_load_like_those_keyed_wav_file_name(demo: 
                                    "(header: clip, text, score, listener)")
 
 
+def test_per_listener_names_match_with_or_without_a_leading_slash(demo: Path, tmp_path: Path) -> None:
+    """The XACLE baseline's lists write clips as `/audiocaps/...`: a per-listener file whose
+    names carry a leading `/` the average file's lack gives the same listeners; one whose clips
+    are all elsewhere is refused in one line, not silently ignored."""
+    slashed = shutil.copytree(demo, tmp_path / "XACLE_dataset")
+    per = slashed / "meta_data" / "train.csv"
+    header, *rows = per.read_text(encoding="utf-8").splitlines()
+    per.write_text("\n".join([header, *("/" + r for r in rows)]) + "\n", encoding="utf-8")
+    want, got = load_xacle(demo, "train"), load_xacle(slashed, "train")
+    assert want.has_listeners() and all(it.listeners for it in want.items)
+    assert ([(it.id, it.ratings, it.listeners) for it in got.items]
+            == [(it.id, it.ratings, it.listeners) for it in want.items])
+    per.write_text("\n".join([header, *("elsewhere/" + r for r in rows)]) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError) as err:
+        load_xacle(slashed, "train")
+    assert "train.csv: none of its clips is in" in str(err.value) and "\n" not in str(err.value)
+
+
 def _train(demo: Path, runs: Path, name: str, *extra: str):
     return CliRunner().invoke(app, ["train", str(demo), "--epochs", "1", "--text-encoder", "none", "--batch-size", "8",
                                     "--runs-dir", str(runs), "--name", name, *extra])

@@ -160,6 +160,10 @@ def load_xacle_csv(
         if column.endswith("_score") and column != SCORE_COLUMN and column[: -len("_score")]:
             score_columns[column] = column[: -len("_score")]
     listener, listener_ids = _read_listener_ratings(ratings_file) if ratings_file is not None else ({}, {})
+    # Clip names are matched as paths below the audio folder: `/audiocaps/x.wav` (as the XACLE
+    # baseline's lists write them) is `audiocaps/x.wav`.
+    listener = {k.lstrip("/"): v for k, v in listener.items()}
+    listener_ids = {k.lstrip("/"): v for k, v in listener_ids.items()}
 
     items: list[Item] = []
     first_line: dict[str, int] = {}
@@ -188,12 +192,15 @@ def load_xacle_csv(
             check_range(value, SCORE_LOW, SCORE_HIGH, where, column)
             targets[target] = value
             rated.add(target)
-        ratings = {"score": tuple(listener[name])} if name in listener else {}
-        ids = {"score": tuple(listener_ids[name])} if name in listener_ids else {}
+        ratings = {"score": tuple(listener[relative])} if relative in listener else {}
+        ids = {"score": tuple(listener_ids[relative])} if relative in listener_ids else {}
         caption = row.get("text", "").strip() or None
         items.append(Item(id=name, path=path, caption=caption, targets=targets, system=None, ratings=ratings,
                           listeners=ids))
 
+    if listener and items and not any(it.ratings for it in items):
+        raise ManifestError(f"{ratings_file}: none of its clips is in {csv_file} (first: {next(iter(listener))!r}, "
+                            f"{items[0].id!r}); its listener ratings would be ignored")
     targets_list = [Target(t, SCORE_LOW, SCORE_HIGH) for t in score_columns.values() if t in rated]
     source = str(csv_file) if ratings_file is None else f"{csv_file}, {ratings_file}"
     return Manifest(items=items, targets=targets_list, source=source)

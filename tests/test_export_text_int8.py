@@ -38,16 +38,16 @@ def _caption(i: int) -> str:
 
 
 def _trained_clips(run: Path) -> tuple[list[np.ndarray], list[str], np.ndarray, list[np.ndarray], list[str]]:
-    """The run's validation clips, captions and ratings, and its calibration clips and captions,
-    read as `mos export` reads them."""
+    """The run's validation clips, captions and ratings, its calibration clips and its training
+    captions, read as `mos export` reads them."""
     from mos.export.run_data import run_clips
     from mos.trainer.checkpoint import load_model
 
     clips = run_clips(run, load_model(run)[0].cfg)
-    assert clips.validation is not None and clips.calibration is not None and clips.calibration_captions
+    assert clips.validation is not None and clips.calibration is not None and clips.text_captions
     val = [np.array(c) for c in clips.validation[0]]
     clips.close()
-    return val, list(clips.validation[1] or []), clips.validation[2], clips.calibration, clips.calibration_captions
+    return val, list(clips.validation[1] or []), clips.validation[2], clips.calibration, clips.text_captions or []
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_text_int8_written_listed_and_hashed(exported) -> None:
     assert loaded.audio_variants == {"int8": "audio.int8.onnx"}
     info = meta["export"]["variants"]["int8"]["text"]
     assert info["written"] and info["calibration"] == "the run's training captions (32)"
-    assert info["calibration_captions"] == 32 and info["batch_gap"] <= TEXT_INT8_BATCH_TOL
+    assert info["calibration_captions"] == len(set(validation[4])) and info["batch_gap"] <= TEXT_INT8_BATCH_TOL
     assert 0.95 < info["pooled_cosine_vs_fp32"]["min"] <= info["pooled_cosine_vs_fp32"]["median"] < 1.0
     assert set(info["validation_srcc"]["score"]) == {"fp32", "int8_text", "int8_audio_and_text", "drop", "drop_bound"}
     assert info["agreement_with_int8_audio"]["measured_on"] == "12 validation clips"
@@ -174,21 +174,40 @@ def test_old_bundle_without_text_int8_scores_with_int8(exported, tmp_path: Path)
     np.testing.assert_allclose(got, engine.score_arrays([read_audio(folder / i, SR) for i in ids], caps), atol=2e-6)
 
 
-def test_text_int8_that_misses_the_rule_is_dropped_and_audio_int8_kept(trained_text_run: Path, tmp_path: Path) -> None:
-    """text int8 calibrated on one caption of one word saturates on real captions: int8 audio +
-    int8 text no longer agrees with fp32, while int8 audio alone (calibrated on the run's clips)
-    does. Only text.int8.onnx is left out, after a second try with the FFN down-projections fp32."""
-    val, val_caps, ratings, cal, cal_caps = _trained_clips(trained_text_run)
-    report = export_bundle(trained_text_run, tmp_path / "b", quantize="int8", calibration_clips=cal,
-                           calibration_captions=["."] * len(cal), validation=(val, val_caps, ratings),
-                           text_calibration_captions=["."])
+def test_text_int8_that_misses_the_rule_is_dropped_and_audio_int8_kept(
+    trained_text_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deliberately perturbed text int8 (every weight's int8 scale x 1.5, so every weight MatMul
+    of the caption encoder is 50% too large): int8 audio + int8 text no longer agrees with fp32,
+    while int8 audio alone does. Only text.int8.onnx is left out, after a second try with the FFN
+    down-projections fp32 (perturbed the same way)."""
+    import onnx
+
+    real = text_int8.quantize_text
+
+    def perturbed(src: Path, out: Path, feeds: list, down_fp32: bool = False) -> list[str]:
+        kept = real(src, out, feeds, down_fp32)
+        model = onnx.load(str(out))
+        weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+        scales = {n.input[1] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+        for init in model.graph.initializer:
+            if init.name in scales:
+                init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 1.5, init.name))
+        assert scales
+        onnx.save(model, str(out))
+        return kept
+
+    monkeypatch.setattr(text_int8, "quantize_text", perturbed)
+    val, val_caps, ratings, cal, train_caps = _trained_clips(trained_text_run)
+    report = export_bundle(trained_text_run, tmp_path / "b", quantize="int8", validation=(val, val_caps, ratings),
+                           text_calibration_captions=train_caps)
     assert report.int8 is not None and not report.int8.dropped and not report.int8.forced, report.notes
     q = report.text_int8
-    assert q is not None and q.dropped and q.calibration == "the run's training captions (1)"
-    assert q.calibration_captions == 1 and q.agreement.failures()
+    assert q is not None and q.dropped and q.calibration == "the run's training captions (32)"
+    assert q.agreement.failures() and q.agreement.judged
     # tried with every weight MatMul int8, then again with the FFN down-projections fp32
     assert q.method.endswith(text_int8.METHOD_DOWN_FP32) and len(q.excluded_nodes) == 12 + 6
-    assert any(w.startswith("with every weight MatMul int8: with int8 audio + int8 text: ") for w in q.warnings)
+    assert any(w.startswith("with every weight MatMul int8: with int8 audio + int8 text: '") for w in q.warnings)
     meta = _meta(tmp_path / "b")
     assert meta["variants"] == {"int8": "audio.int8.onnx"} and not (tmp_path / "b" / TEXT_INT8_MODEL).exists()
     assert meta["export"]["variants"]["int8"]["text"]["written"] is False

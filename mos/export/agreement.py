@@ -25,8 +25,8 @@ than MIN_CLIPS clips, nothing is judged and the rule fails: `mos export --force`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -65,7 +65,7 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _bootstrap(n: int, statistic, *columns: np.ndarray) -> np.ndarray:
+def _bootstrap(n: int, statistic: Callable[..., np.ndarray], *columns: np.ndarray) -> np.ndarray:
     """`statistic` of each of BOOTSTRAP paired resamples of the n clips (rows drawn with
     replacement, the same rows for every column), in chunks that bound the memory."""
     rng = np.random.default_rng(SEED)
@@ -99,10 +99,10 @@ class OutputAgreement:
     def failures(self, name: str, clips: int) -> list[str]:
         out = []
         if self.relative_error > MAX_RELATIVE_ERROR:
-            size = (f"{self.relative_error:.3f} x its SD {self.sd:.3g}" if self.sd > 0
-                    else "while fp32's is constant")
-            out.append(f"'{name}' moves by RMS {self.rms:.3g} = {size} over {clips} clips "
-                       f"(shift {self.shift:+.3g}), more than {MAX_RELATIVE_ERROR:.2f} x SD")
+            size = (f" = {self.relative_error:.3f} x its SD {self.sd:.3g} over {clips} clips" if self.sd > 0
+                    else f" over {clips} clips, on which fp32's is constant")
+            out.append(f"'{name}' moves by RMS {self.rms:.3g}{size} (shift {self.shift:+.3g}), more than "
+                       f"{MAX_RELATIVE_ERROR:.2f} x SD")
         if math.isfinite(self.spearman_bound) and self.spearman_bound < MIN_RANK_AGREEMENT:
             out.append(f"'{name}' ranks the clips differently: Spearman fp32 vs int8 {self.spearman:.4f} on {clips} "
                        f"clips (at most {self.spearman_bound:.4f} at {CONFIDENCE:.0%}), below {MIN_RANK_AGREEMENT:g}")

@@ -22,13 +22,11 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from mos.errors import MosError
-from mos.export.agreement import MAX_SRCC_DROP, Agreement, measure
+from mos.export.agreement import Agreement, measure
 from mos.export.bench import ms_per_clip, padding_gap, score_clips
 from mos.export.graph import front_end
 from mos.runtime.batching import pad_token_features, pad_waveforms
 from mos.runtime.engine import ScoreEngine
-
-__all__ = ["INT8_MODEL", "INT8_PADDING_TOL", "MAX_SRCC_DROP", "Int8Report", "quantize_int8"]
 
 INT8_MODEL = "audio.int8.onnx"
 MAX_CALIBRATION_CLIPS = 32

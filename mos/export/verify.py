@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 PARITY_TOL = 1e-4
 PADDING_TOL = 1e-4
+# int8 on the verification clips may not move an output by as much as fp32's output varies between
+# real clips (an error of that size leaves it at chance level); export's int8 rule is the decision.
+INT8_SANITY = 1.0
 SINGLE_SECONDS = (0.3, 1.0, 7.3, 10.0, 30.0, 60.0)
 BATCH_SECONDS = (0.3, 2.5, 7.3)
 
@@ -275,9 +278,11 @@ def _check_int8(
 ) -> None:
     """int8 padding invariance, and every output of int8 (each target's score and a distribution
     model's spreads and judged quantiles) against fp32 on the verification clips, scored as `mos
-    score --int8` scores them: RMS within the tolerance export recorded for it (the int8 rule's
-    MAX_RELATIVE_ERROR x the SD of fp32's output over the run's validation clips). A variant
-    written with --force, or exported before that was recorded, is measured and noted only."""
+    score --int8` scores them. Whether int8 keeps accuracy is export's int8 rule, decided on the
+    run's validation clips; these synthetic clips can only catch a broken variant: its RMS must
+    stay below INT8_SANITY x the SD of fp32's output over those validation clips (recorded at
+    export). A variant written with --force, or exported before that was recorded, is measured
+    and noted only."""
     name = bundle.meta["variants"]["int8"]
     # What `mos score --int8` runs: with text.int8.onnx when the bundle has it.
     text = None if bundle.has_text_variant("int8") else fp32.text
@@ -290,23 +295,20 @@ def _check_int8(
     columns = reference.columns
     per = ", ".join(f"'{c}' {r:.3g}" for c, r in zip(columns, rms))
     info = (bundle.meta.get("export") or {}).get("variants", {}).get("int8", {})
-    agreement = info.get("agreement") or {}
-    rule = agreement.get("rule") or {}
-    recorded = agreement.get("outputs") or {}
-    if info.get("forced") or not rule or any(c not in recorded for c in columns):
-        why = "written with --force" if info.get("forced") else "no tolerance recorded at export"
+    recorded = (info.get("agreement") or {}).get("outputs") or {}
+    if info.get("forced") or any(c not in recorded for c in columns):
+        why = "written with --force" if info.get("forced") else "exported without the spreads it is checked against"
         report.notes.append(f"{name}: RMS vs fp32 on {len(clips)} clips: {per} ({why}: not checked)")
         return
-    tol = np.array([float(rule["max_relative_error"]) * float(recorded[c]["sd"] or 0.0) for c in columns])
+    tol = np.array([INT8_SANITY * float(recorded[c]["sd"] or 0.0) for c in columns])
     j = int(np.argmax(rms / np.maximum(tol, 1e-30)))  # the output closest to (or furthest past) its tolerance
     ok = bool((rms <= tol).all())
     if ok:
-        detail = (f"{name}: RMS vs fp32 on {len(clips)} clips: {per} (tolerance {rule['max_relative_error']:g} x "
-                  f"the SD of fp32's output on the validation clips = {tol[j]:.3g} on '{columns[j]}')")
+        detail = (f"{name}: RMS vs fp32 on {len(clips)} clips: {per} (tolerance: the SD of fp32's output on the "
+                  f"run's validation clips, {tol[j]:.3g} on '{columns[j]}')")
     else:
-        detail = (f"{name}: RMS vs audio.onnx {rms[j]:.4g} on '{columns[j]}' over {len(clips)} clips (tolerance "
-                  f"{tol[j]:.3g} = {rule['max_relative_error']:g} x the SD of fp32's '{columns[j]}' on the "
-                  "validation clips, recorded at export)")
+        detail = (f"{name}: RMS vs audio.onnx {rms[j]:.4g} on '{columns[j]}' over {len(clips)} clips: as large as "
+                  f"fp32's '{columns[j]}' varies over the run's validation clips (SD {tol[j]:.3g}, recorded at export)")
     report.checks.append(Check("int8 accuracy", ok, detail, float(rms[j]), float(tol[j])))
 
 

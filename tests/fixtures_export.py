@@ -63,3 +63,22 @@ def make_trained_run(runs: Path, data: str | None, data_dir: Path | None = None,
         config["data_dir"] = str(data_dir)
     (run / "config.json").write_text(json.dumps(config, indent=2))
     return run
+
+
+def train_demo_run(root: Path, text_encoder: str = "none", seed: int = 0) -> Path:
+    """`mos train` (2 epochs, in process) on the tiny demo tree built under `root`: a model whose
+    outputs vary between clips as a trained model's do (an untrained one's barely move, so any
+    int8 error is large against their spread). Returns the run folder (`root/runs/demo`); its data
+    is `root/XACLE_dataset`."""
+    from fixtures_train import tiny_demo
+    from rich.console import Console
+
+    from mos.trainer.config import TrainConfig
+    from mos.trainer.run import run_training
+
+    demo = tiny_demo(root) / "XACLE_dataset"
+    cfg = TrainConfig(data=str(demo), name="demo", runs_dir=str(root / "runs"), epochs=2, batch_size=8,
+                      text_encoder=text_encoder, seed=seed)
+    with (root / "train.log").open("w") as log:
+        run_training(cfg, Console(file=log))
+    return root / "runs" / "demo"

@@ -468,3 +468,38 @@ def test_eval_reports_calibration_against_listener_ratings(trained, tmp_path: Pa
     srcc = float(compute_metrics(np.array([float(r["score"]) for r in rows]),
                                  np.array([means[r["id"]] for r in rows])).srcc)
     assert again["utterance"]["srcc"] == pytest.approx(srcc)
+
+
+def test_int8_judges_spreads_and_quantiles_like_the_scores(trained, tmp_path: Path) -> None:
+    """`mos export --quantize int8` of a distribution model compares every output `mos score`
+    writes (scores, spreads, 10%/90% quantiles) with fp32 on the run's validation clips, and
+    verification checks each of them: a spread that moved is caught like a score."""
+    from typer.testing import CliRunner
+
+    from mos.bundle import write_bundle_meta
+    from mos.cli import app
+    from mos.export import verify_bundle
+    from mos.export.agreement import MAX_RELATIVE_ERROR
+    from mos.export.onnx_io import embed_metadata
+
+    _, run, _, _ = trained
+    bundle = tmp_path / "b"
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(bundle), "--quantize", "int8"])
+    assert result.exit_code == 0, result.output
+    outputs = ["score", "quality", "score_std", "quality_std", "score_q10", "score_q90", "quality_q10", "quality_q90"]
+    meta = json.loads((bundle / "mos.json").read_text())
+    agreement = meta["export"]["variants"]["int8"]["agreement"]
+    assert list(agreement["outputs"]) == outputs and meta["variants"] == {"int8": "audio.int8.onnx"}
+    assert all(o["relative_error"] <= MAX_RELATIVE_ERROR for o in agreement["outputs"].values())
+    text = " ".join(result.output.split())
+    assert all(f"'{o}': Spearman" in text for o in outputs)
+    assert "[ok] int8 accuracy: audio.int8.onnx: RMS vs fp32 on 6 clips: 'score' " in text
+    assert all(f"'{o}' " in text.split("[ok] int8 accuracy")[1] for o in outputs)
+    # What export recorded about the spread, 1000x narrower: int8 now moves it by more than that.
+    agreement["outputs"]["score_std"]["sd"] /= 1000
+    for name in ("audio.onnx", "audio.int8.onnx"):
+        embed_metadata(bundle / name, {k: v for k, v in meta.items() if k != "files"})
+    write_bundle_meta(bundle, meta)
+    report = verify_bundle(bundle, raise_on_failure=False)
+    assert [c.name for c in report.failures] == ["int8 accuracy"]
+    assert "on 'score_std' over 6 clips" in report.failures[0].detail

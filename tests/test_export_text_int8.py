@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_export import make_run
+from fixtures_export import train_demo_run
 from fixtures_runtime import make_folder, read_csv_dicts
 from typer.testing import CliRunner
 
@@ -19,6 +19,7 @@ from mos.bundle import load_bundle, sha256_file, write_bundle_meta
 from mos.cli import app
 from mos.errors import BundleError
 from mos.export import ExportReport, export_bundle
+from mos.export.run_data import export_run
 from mos.export import text_int8
 from mos.export.clips import CAPTIONS, LONG_CAPTION, synthetic_clip
 from mos.export.text_int8 import TEXT_INT8_BATCH_TOL, TEXT_INT8_MODEL
@@ -36,38 +37,32 @@ def _caption(i: int) -> str:
     return " ".join(rng.choice(WORDS, 6 + i % 9))
 
 
-def _separated(model, gap: float = 0.03) -> tuple[list[np.ndarray], list[str], np.ndarray]:
-    """Validation clips with their own captions whose fp32 'overall' scores lie at least `gap`
-    apart (int8 audio + int8 text moves this model's scores by ~0.005 on average), rated by those
-    scores; 'textual' rated flat."""
-    encoder = FrozenTextEncoder("minilm", max_tokens=model.cfg.max_text_tokens)
-    clips = [synthetic_clip(s, SR, seed=600 + k) for k, s in enumerate([1.0, 2.0, 3.0] * 14)]
-    captions = [_caption(k) for k in range(len(clips))]
-    rows = []
-    with torch.no_grad():
-        for clip, cap in zip(clips, captions):
-            feats = encoder.encode([cap])[0][None]
-            rows.append(model.scores(torch.from_numpy(clip)[None], torch.tensor([len(clip)]), feats,
-                                     torch.tensor([feats.shape[1]]), clamp=False)[0].numpy())
-    scores = np.stack(rows).astype(np.float64)
-    chosen: list[int] = []
-    for i in range(len(clips)):
-        if all(abs(scores[i, 0] - scores[j, 0]) >= gap for j in chosen):
-            chosen.append(i)
-    ratings = scores[chosen].copy()
-    ratings[:, 1] = 3.0
-    return [clips[i] for i in chosen], [captions[i] for i in chosen], ratings
+def _trained_clips(run: Path) -> tuple[list[np.ndarray], list[str], np.ndarray, list[np.ndarray], list[str]]:
+    """The run's validation clips, captions and ratings, its calibration clips and its training
+    captions, read as `mos export` reads them."""
+    from mos.export.run_data import run_clips
+    from mos.trainer.checkpoint import load_model
+
+    clips = run_clips(run, load_model(run)[0].cfg)
+    assert clips.validation is not None and clips.calibration is not None and clips.text_captions
+    val = [np.array(c) for c in clips.validation[0]]
+    clips.close()
+    return val, list(clips.validation[1] or []), clips.validation[2], clips.calibration, clips.text_captions or []
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportReport, tuple]:
+def trained_text_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MiniLM model trained (2 epochs) on the tiny demo set: int8 agrees with it."""
+    return train_demo_run(tmp_path_factory.mktemp("text-run"), "minilm")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_text_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportReport, tuple]:
+    """`mos export --quantize int8` of the trained run: calibrated on its training clips and
+    captions, judged on its validation clips."""
     root = tmp_path_factory.mktemp("text-int8")
-    run, model = make_run(root, "minilm", seed=3)
-    validation = _separated(model)
-    train_captions = [_caption(100 + k) for k in range(40)]
-    report = export_bundle(run, root / "bundle", quantize="int8", validation=validation,
-                           text_calibration_captions=train_captions)
-    return root / "bundle", report, validation
+    report = export_run(trained_text_run, root / "bundle", quantize="int8", log=lambda _: None)
+    return root / "bundle", report, _trained_clips(trained_text_run)
 
 
 def _meta(bundle: Path) -> dict:
@@ -76,9 +71,10 @@ def _meta(bundle: Path) -> dict:
 
 def test_text_int8_written_listed_and_hashed(exported) -> None:
     bundle, report, validation = exported
-    assert len(validation[0]) >= 5
+    assert len(validation[0]) == 12
     q = report.text_int8
-    assert q is not None and not q.dropped, report.notes
+    assert q is not None and not q.dropped and not q.forced, report.notes
+    assert q.agreement.held_out and q.agreement.clips == 12 and not q.agreement.failures()
     meta = _meta(bundle)
     assert meta["variants"] == {"int8": "audio.int8.onnx", "text_int8": TEXT_INT8_MODEL}
     assert meta["files"][TEXT_INT8_MODEL] == sha256_file(bundle / TEXT_INT8_MODEL)
@@ -86,14 +82,17 @@ def test_text_int8_written_listed_and_hashed(exported) -> None:
     assert loaded.text_model("int8") == bundle / TEXT_INT8_MODEL and loaded.text_model() == bundle / "text.onnx"
     assert loaded.audio_variants == {"int8": "audio.int8.onnx"}
     info = meta["export"]["variants"]["int8"]["text"]
-    assert info["written"] and info["calibration"] == "the run's training captions (40)"
-    assert info["calibration_captions"] == 40 and info["batch_gap"] <= TEXT_INT8_BATCH_TOL
+    assert info["written"] and info["calibration"] == "the run's training captions (32)"
+    assert info["calibration_captions"] == len(set(validation[4])) and info["batch_gap"] <= TEXT_INT8_BATCH_TOL
     assert 0.95 < info["pooled_cosine_vs_fp32"]["min"] <= info["pooled_cosine_vs_fp32"]["median"] < 1.0
-    assert set(info["validation_srcc"]["overall"]) == {"fp32", "int8_text", "int8_audio_and_text"}
+    assert set(info["validation_srcc"]["score"]) == {"fp32", "int8_text", "int8_audio_and_text", "drop", "drop_bound"}
+    assert info["agreement_with_int8_audio"]["measured_on"] == "12 validation clips"
+    assert set(info["agreement_with_int8_audio"]["outputs"]) == {"score", "quality"}
     assert (bundle / TEXT_INT8_MODEL).stat().st_size < 0.75 * (bundle / "text.onnx").stat().st_size
     assert report.verify is not None and report.verify.ok
     text = "\n".join(report.format())
-    assert "text int8 (" in text and "validation SRCC fp32 on" in text and "-> text int8" in text
+    assert "text int8 (" in text and "validation SRCC fp32 on 12 clips" in text and "-> text int8" in text
+    assert "int8 audio + int8 text vs fp32 on 12 validation clips, label-free:" in text
     # the weight MatMuls are quantized, the attention MatMuls (two activations) are not
     import onnx
 
@@ -131,7 +130,7 @@ def _score_cli(*args: object) -> tuple[int, str]:
 
 def _scores(out: Path) -> tuple[list[str], np.ndarray]:
     rows = read_csv_dicts(out)
-    return [r["id"] for r in rows], np.array([[float(r["overall"]), float(r["textual"])] for r in rows])
+    return [r["id"] for r in rows], np.array([[float(r["score"]), float(r["quality"])] for r in rows])
 
 
 def test_score_int8_uses_text_int8(exported, tmp_path: Path) -> None:
@@ -175,22 +174,43 @@ def test_old_bundle_without_text_int8_scores_with_int8(exported, tmp_path: Path)
     np.testing.assert_allclose(got, engine.score_arrays([read_audio(folder / i, SR) for i in ids], caps), atol=2e-6)
 
 
-def test_text_int8_that_fails_the_srcc_rule_is_dropped_and_audio_int8_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_text_int8_that_misses_the_rule_is_dropped_and_audio_int8_kept(
+    trained_text_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(text_int8, "MAX_SRCC_DROP", -1.0)  # any int8 text fails; audio int8 keeps its rule
-    run, model = make_run(tmp_path, "minilm", seed=3)
-    validation = _separated(model)
-    report = export_bundle(run, tmp_path / "b", quantize="int8", validation=validation)
-    assert report.int8 is not None and not report.int8.dropped
+    """A deliberately perturbed text int8 (every weight's int8 scale x 1.5, so every weight MatMul
+    of the caption encoder is 50% too large): int8 audio + int8 text no longer agrees with fp32,
+    while int8 audio alone does. Only text.int8.onnx is left out, after a second try with the FFN
+    down-projections fp32 (perturbed the same way)."""
+    import onnx
+
+    real = text_int8.quantize_text
+
+    def perturbed(src: Path, out: Path, feeds: list, down_fp32: bool = False) -> list[str]:
+        kept = real(src, out, feeds, down_fp32)
+        model = onnx.load(str(out))
+        weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+        scales = {n.input[1] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+        for init in model.graph.initializer:
+            if init.name in scales:
+                init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 1.5, init.name))
+        assert scales
+        onnx.save(model, str(out))
+        return kept
+
+    monkeypatch.setattr(text_int8, "quantize_text", perturbed)
+    val, val_caps, ratings, cal, train_caps = _trained_clips(trained_text_run)
+    report = export_bundle(trained_text_run, tmp_path / "b", quantize="int8", validation=(val, val_caps, ratings),
+                           text_calibration_captions=train_caps)
+    assert report.int8 is not None and not report.int8.dropped and not report.int8.forced, report.notes
     q = report.text_int8
-    assert q is not None and q.dropped and q.calibration == "the validation captions"
+    assert q is not None and q.dropped and q.calibration == "the run's training captions (32)"
+    assert q.agreement.failures() and q.agreement.judged
     # tried with every weight MatMul int8, then again with the FFN down-projections fp32
     assert q.method.endswith(text_int8.METHOD_DOWN_FP32) and len(q.excluded_nodes) == 12 + 6
-    assert any(w.startswith("with every weight MatMul int8: validation SRCC") for w in q.warnings)
+    assert any(w.startswith("with every weight MatMul int8: with int8 audio + int8 text: '") for w in q.warnings)
     meta = _meta(tmp_path / "b")
     assert meta["variants"] == {"int8": "audio.int8.onnx"} and not (tmp_path / "b" / TEXT_INT8_MODEL).exists()
     assert meta["export"]["variants"]["int8"]["text"]["written"] is False
     notes = [n for n in report.notes if n.startswith("text int8 variant NOT written")]
-    assert len(notes) == 1 and "with int8 audio + int8 text drops" in notes[0] and "\n" not in notes[0]
+    assert len(notes) == 1 and "with int8 audio + int8 text: '" in notes[0] and "\n" not in notes[0]
     assert report.verify is not None and report.verify.ok

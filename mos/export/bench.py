@@ -1,5 +1,5 @@
 """Small measurements on runtime engines, shared by the int8 report and verification: speed,
-scores of clips alone, and the padding gap."""
+scores of clips alone or as `mos score` scores them, and the padding gap."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from mos.runtime.engine import ScoreEngine
+
+SCORE_CHUNK = 64
 
 
 def ms_per_clip(
@@ -34,6 +36,16 @@ def scores_alone(engine: ScoreEngine, clips: Sequence[np.ndarray], captions: Seq
     """[n_clips, n_targets (+ n_targets spreads)]: each clip scored as one segment in a batch of
     one (no windowing), unclamped."""
     return engine.unpack(engine.score_segments(list(clips), list(captions), 1))
+
+
+def score_clips(engine: ScoreEngine, clips: Sequence[np.ndarray], captions: Sequence[str | None],
+                chunk: int = SCORE_CHUNK) -> np.ndarray:
+    """`engine.score_arrays` (as `mos score` scores: windows averaged, then clamped; every column
+    of `engine.columns`) over `clips`, `chunk` clips at a time, so that a long validation set
+    (kept on disk) is never all in memory."""
+    rows = [engine.score_arrays([np.asarray(c) for c in clips[k: k + chunk]], list(captions[k: k + chunk]))
+            for k in range(0, len(clips), chunk)]
+    return np.concatenate(rows) if rows else np.zeros((0, len(engine.columns)))
 
 
 def padding_gap(

@@ -17,7 +17,8 @@ from mos.export.bundle_meta import build_meta
 from mos.export.clips import CAPTIONS, caption_for, synthetic_clip, synthetic_clips
 from mos.export.fp16 import FP16_MODEL, convert_fp16
 from mos.export.onnx_io import embed_metadata, export_torchscript
-from mos.export.quantize import INT8_MODEL, MAX_SRCC_DROP, Int8Report, pick_calibration, quantize_int8
+from mos.export.agreement import gate_options
+from mos.export.quantize import INT8_MODEL, Int8Report, pick_calibration, quantize_int8
 from mos.export.report import ExportReport
 from mos.export.text import TEXT_MODEL, TOKENIZER, export_text
 from mos.export.text_int8 import TEXT_INT8_MODEL, TEXT_INT8_VARIANT, TextInt8Report, quantize_text_int8
@@ -39,8 +40,8 @@ AUDIO_MODEL = "audio.onnx"
 TRACE_SECONDS = (3.7, 2.2)
 TRACE_TOKENS = (9, 5)
 SYNTHETIC_CALIBRATION = 16
-# (clips, their captions or None, ratings [n, n_targets] on the target scales)
-Validation = tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray]
+# (clips, their captions or None, ratings [n, n_targets] on the target scales or None)
+Validation = tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray | None]
 
 
 def check_trace_lengths(trace: Sequence[float] | None = None, checked: Sequence[float] | None = None) -> None:
@@ -122,14 +123,15 @@ def export_bundle(
 
     quantize: None or "int8" (static QDQ, calibrated on `calibration_clips` at the model rate,
     paired with `calibration_captions`; synthetic noise+tones, with a warning, when None).
-    `validation` = (clips, captions or None, ratings [n, n_targets] on the target scales): the
-    int8 variant is written only when its validation SRCC drops at most MAX_SRCC_DROP on every
-    target, unless `force` (the drop is then recorded in mos.json). `calibration_source` says
-    where the clips came from and `calibration_warnings` what went wrong finding them (both
-    recorded with the variant). A model with text also gets text.int8.onnx, calibrated on
-    `text_calibration_captions` (the run's training captions) and the calibration captions, kept
-    when int8 audio + int8 text pass the same rules. Verification failure raises MosError naming
-    the worst case and leaves no bundle behind.
+    `validation` = (clips, captions or None, ratings [n, n_targets] on the target scales, or None
+    when unrated): the held-out clips the int8 rule (`mos.export.agreement`) judges the variant on,
+    every clip; it is written only when it passes, or with `force` (what it missed is then recorded
+    in mos.json). Without validation clips nothing can judge it: it is written only with `force`.
+    `calibration_source` says where the clips came from and `calibration_warnings` what went wrong
+    finding them (both recorded with the variant). A model with text also gets text.int8.onnx,
+    calibrated on `text_calibration_captions` (the run's training captions) and the calibration
+    captions, kept when int8 audio + int8 text pass the same rule. Verification failure raises
+    MosError naming the worst case and leaves no bundle behind.
     """
     source = Path(source)
     if quantize not in (None, "int8"):
@@ -200,34 +202,34 @@ def _int8_variant(work: Path, reference: ScoreEngine, inputs: Int8Inputs, bench_
         v_clips, v_caps, v_true = inputs.validation
         if reference.uses_text and v_caps is None:
             raise MosError("validation: this model uses text; give the validation captions")
-        val = (list(v_clips), list(v_caps) if reference.uses_text and v_caps is not None else None,
-               np.asarray(v_true, dtype=np.float64).reshape(len(v_clips), -1))
+        val = (v_clips, list(v_caps) if reference.uses_text and v_caps is not None else None,
+               None if v_true is None else np.asarray(v_true, dtype=np.float64).reshape(len(v_clips), -1))
+        if v_true is None and len(v_clips):
+            warnings.append("the validation clips have no ratings: int8 judged label-free only (no validation SRCC)")
     q: Int8Report = quantize_int8(reference, work / INT8_MODEL, clips, captions, bench_clip, bench_caption, val)
     q.calibration = inputs.source or ("synthetic noise+tones" if inputs.clips is None else f"{len(clips)} given clips")
     q.warnings = warnings
-    if not q.srcc_checked:
-        why = "no validation clips" if not q.validation_srcc else "SRCC undefined (constant scores or ratings)"
-        q.warnings.append(f"validation SRCC not measured ({why}): the {MAX_SRCC_DROP:g} SRCC rule was not applied")
-    hard, srcc = q.failure(), q.srcc_failure()
-    if hard or (srcc and not inputs.force):
+    hard, rule = q.failure(), q.rule_failure()
+    if hard or (rule and not inputs.force):
         (work / INT8_MODEL).unlink()
         q.dropped = True
-        why = hard or f"{srcc}; `mos export --force` writes it anyway"
+        why = hard or f"{rule}; `mos export --force` writes it anyway"
         report.notes.append(f"int8 variant NOT written: {why}")
-    elif srcc:
+    elif rule:
         q.forced = True
-        report.notes.append(f"int8 variant written with --force although its {srcc}")
+        report.notes.append(f"int8 variant written with --force although: {rule}")
     report.int8 = q
     if reference.uses_text:
         if q.dropped:
             report.notes.append("text int8 variant not built: it runs only with audio.int8.onnx, which was not written")
         else:
-            _text_int8_variant(work, reference, inputs, clips, captions, val, report)
+            _text_int8_variant(work, reference, inputs, clips, captions, val, q.reference_scores, report)
     return not q.dropped
 
 
 def _text_int8_variant(work: Path, reference: ScoreEngine, inputs: Int8Inputs, clips: list[np.ndarray],
-                       captions: list[str | None], val: Validation | None, report: ExportReport) -> bool:
+                       captions: list[str | None], val: Validation | None, fp32_scores: np.ndarray | None,
+                       report: ExportReport) -> bool:
     """Quantize text.onnx, measure it with audio.int8.onnx and decide; True when text.int8.onnx stays."""
     given = [c for c in inputs.captions or [] if c]
     calibration = [c for c in inputs.text_captions if c] + given
@@ -241,26 +243,25 @@ def _text_int8_variant(work: Path, reference: ScoreEngine, inputs: Int8Inputs, c
     else:
         calibration, source = list(CAPTIONS), "the built-in example captions"
         warnings.append("text int8 calibration FELL BACK to the built-in example captions: no captions given")
-    # All weight MatMuls first; when that misses a rule, again with the FFN down-projections in fp32.
+    # All weight MatMuls first; when that misses a rule, again with the FFN down-projections in fp32
+    # (unless nothing held out can judge it: keeping more in fp32 cannot change that).
     for down_fp32 in (False, True):
         q = quantize_text_int8(reference, work / INT8_MODEL, work / TEXT_INT8_MODEL, calibration, clips,
-                               [c or "" for c in captions], val, down_fp32=down_fp32)
-        missed = q.failure() or q.srcc_failure()
-        if not missed or down_fp32:
+                               [c or "" for c in captions], val, down_fp32=down_fp32, fp32_scores=fp32_scores)
+        missed = q.failure() or q.rule_failure()
+        if not missed or down_fp32 or not q.agreement.judged:
             break
         warnings.append(f"with every weight MatMul int8: {missed}; the FFN down-projections were kept fp32")
     q.calibration, q.warnings = source, warnings
-    if not q.srcc_checked:
-        q.warnings.append(f"validation SRCC not measured: the {MAX_SRCC_DROP:g} SRCC rule was not applied to int8 text")
-    hard, srcc = q.failure(), q.srcc_failure()
-    if hard or (srcc and not inputs.force):
+    hard, rule = q.failure(), q.rule_failure()
+    if hard or (rule and not inputs.force):
         (work / TEXT_INT8_MODEL).unlink()
         q.dropped = True
-        q.why_dropped = hard or f"{srcc}; `mos export --force` writes it anyway"
+        q.why_dropped = hard or f"{rule}; `mos export --force` writes it anyway"
         report.notes.append(f"text int8 variant NOT written (audio.int8.onnx kept, runs with text.onnx): {q.why_dropped}")
-    elif srcc:
+    elif rule:
         q.forced = True
-        report.notes.append(f"text int8 variant written with --force although its {srcc}")
+        report.notes.append(f"text int8 variant written with --force although: {rule}")
     report.text_int8 = q
     return not q.dropped
 
@@ -304,7 +305,9 @@ def _export_into(
     variant_info: dict[str, Any] = {}
     if int8 is not None or fp16:
         # The variants are measured with the runtime's engine on the files written so far.
-        reference = ScoreEngine(bundle_from_meta(work, meta_for({}, {})), EngineOptions(device="cpu", threads=2))
+        # With the quantiles the int8 rule judges, so that it scores every output it compares.
+        bundle = bundle_from_meta(work, meta_for({}, {}))
+        reference = ScoreEngine(bundle, gate_options(bundle, EngineOptions(device="cpu", threads=2)))
         bench_clip = synthetic_clip(reference.window_seconds, reference.sample_rate, seed=999)
         bench_caption = caption_for(0) if cfg.uses_text else None
         if int8 is not None:

@@ -1,10 +1,10 @@
 """int8 variant: static QDQ on the convolutions (per-channel), front end in fp32, calibrated on clips.
 
 The variant is measured through the runtime's own engine (the sessions `mos score` opens): size,
-speed, mean abs difference to fp32 (on held-out validation clips when there are any, else on the
-calibration clips), padding invariance, and the validation SRCC of fp32 vs int8. It must stay
-within INT8_MAE_FRACTION of each target's range and INT8_PADDING_TOL (never overridable), and
-lose at most MAX_SRCC_DROP of validation SRCC on any target (`mos export --force` overrides that).
+speed, padding invariance (INT8_PADDING_TOL, never overridable) and its agreement with fp32 on
+every held-out validation clip, output by output (`mos.export.agreement`: rank agreement, error
+relative to the spread of fp32's outputs, and the validation SRCC where there are ratings).
+Missing that rule, or measured on no held-out clips, it is not written unless `mos export --force`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +22,15 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from mos.errors import MosError
-from mos.export.bench import ms_per_clip, padding_gap, scores_alone
+from mos.export.agreement import Agreement, measure
+from mos.export.bench import ms_per_clip, padding_gap, score_clips
 from mos.export.graph import front_end
-from mos.metrics import compute_metrics
 from mos.runtime.batching import pad_token_features, pad_waveforms
 from mos.runtime.engine import ScoreEngine
 
 INT8_MODEL = "audio.int8.onnx"
 MAX_CALIBRATION_CLIPS = 32
-# int8 must stay within this fraction of each target's range width (mean abs diff to fp32).
-INT8_MAE_FRACTION = 0.02
 INT8_PADDING_TOL = 1e-4
-# int8 may lose at most this much validation SRCC on any target (fp32 SRCC - int8 SRCC).
-MAX_SRCC_DROP = 0.01
 # Conv-only for the CNN encoders (conv, aisfx); transformer encoders also quantize their MatMuls.
 CNN_ENCODERS = ("conv", "aisfx")
 
@@ -58,56 +53,31 @@ class Int8Report:
     fp32_ms_best: float  # fastest run: steadier than the median when the CPU is shared
     int8_ms_best: float
     bench_seconds: float  # length of the clip the speed was measured on (the model's window)
-    mae: dict[str, float]
-    max_abs: dict[str, float]
-    mae_tolerance: dict[str, float]
-    mae_clips: int
-    mae_on: str  # "validation" (held-out clips, scored as mos score does) or "calibration"
     padding_gap: float
-    # target -> (fp32 SRCC, int8 SRCC) on the validation clips, when given
-    validation_srcc: dict[str, tuple[float, float]] = field(default_factory=dict)
-    validation_clips: int = 0
+    agreement: Agreement  # int8 audio (fp32 text) vs fp32, every output, on the validation clips
     dropped: bool = False  # set by the exporter when the variant is not written
-    forced: bool = False  # set by the exporter when --force wrote it despite the SRCC rule
+    forced: bool = False  # set by the exporter when --force wrote it despite the rule
     calibration: str = ""  # where the calibration clips came from (set by the exporter)
-    warnings: list[str] = field(default_factory=list)  # e.g. synthetic calibration, rule not applied
+    warnings: list[str] = field(default_factory=list)  # e.g. synthetic calibration
+    # fp32's outputs on the clips the agreement was measured on (reused by the text int8 variant)
+    reference_scores: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def speedup(self) -> float:
         return self.fp32_ms / self.int8_ms if self.int8_ms > 0 else float("nan")
 
     @property
-    def srcc_drop(self) -> dict[str, float]:
-        """target -> fp32 SRCC - int8 SRCC on the validation clips (NaN when not measurable)."""
-        return {k: a - b for k, (a, b) in self.validation_srcc.items()}
-
-    @property
-    def srcc_checked(self) -> bool:
-        """Whether the validation SRCC rule could be applied (validation clips, finite SRCCs)."""
-        return bool(self.validation_srcc) and all(math.isfinite(d) for d in self.srcc_drop.values())
-
-    @property
     def ok(self) -> bool:
-        """Within the MAE and padding tolerances (these cannot be overridden)."""
-        within = all(self.mae[k] <= self.mae_tolerance[k] for k in self.mae)
-        return within and self.padding_gap <= INT8_PADDING_TOL
+        """Within the padding tolerance (never overridable)."""
+        return self.padding_gap <= INT8_PADDING_TOL
 
     def failure(self) -> str:
-        """Why the variant misses its MAE/padding tolerance ('' when it holds)."""
-        bad = [f"MAE vs fp32 {self.mae[k]:.4f} on '{k}' > {self.mae_tolerance[k]:.3g}"
-               for k in self.mae if self.mae[k] > self.mae_tolerance[k]]
-        if self.padding_gap > INT8_PADDING_TOL:
-            bad.append(f"padding gap {self.padding_gap:.1e} > {INT8_PADDING_TOL:.0e}")
-        return "; ".join(bad)
+        """Why the variant misses its padding tolerance ('' when it holds)."""
+        return "" if self.ok else f"padding gap {self.padding_gap:.1e} > {INT8_PADDING_TOL:.0e}"
 
-    def srcc_failure(self) -> str:
-        """The targets whose validation SRCC drops more than MAX_SRCC_DROP, worst first ('' when none)."""
-        bad = [f"validation SRCC of '{k}' drops {d:.4f} ({self.validation_srcc[k][0]:.4f} -> "
-               f"{self.validation_srcc[k][1]:.4f} on {self.validation_clips} clips), more than the "
-               f"{MAX_SRCC_DROP:g} allowed"
-               for k, d in sorted(self.srcc_drop.items(), key=lambda kv: -kv[1])
-               if math.isfinite(d) and d > MAX_SRCC_DROP]
-        return "; ".join(bad)
+    def rule_failure(self) -> str:
+        """Why the agreement rule refuses the variant ('' when it passes; --force overrides it)."""
+        return "; ".join(self.agreement.failures())
 
     def summary(self) -> dict[str, object]:
         """What mos.json records about the variant."""
@@ -115,25 +85,21 @@ class Int8Report:
             "method": self.method,
             "calibration": self.calibration,
             "calibration_clips": self.calibration_clips,
-            "mae_vs_fp32": {k: round(v, 6) for k, v in self.mae.items()},
-            "mae_measured_on": f"{self.mae_clips} {self.mae_on} clips",
-            "mae_tolerance": self.mae_tolerance,
             "padding_gap": self.padding_gap,
-            "max_srcc_drop": MAX_SRCC_DROP,
+            "agreement": self.agreement.summary(),
         }
-        if self.validation_srcc:
-            out["validation_srcc"] = {k: {"fp32": round(a, 4), "int8": round(b, 4), "drop": round(a - b, 4)}
-                                      for k, (a, b) in self.validation_srcc.items()}
-            out["validation_clips"] = self.validation_clips
+        if self.agreement.srcc:
+            out["validation_srcc"] = {k: s.summary() for k, s in self.agreement.srcc.items()}
+            out["validation_clips"] = self.agreement.clips
         if self.forced:
-            out["forced"] = f"written with --force: {self.srcc_failure()}"
+            out["forced"] = f"written with --force: {self.rule_failure()}"
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
 
 
-# (clips, their captions or None, ratings [n, targets] on the target scales)
-ValidationData = tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray]
+# (clips, their captions or None, ratings [n, targets] on the target scales or None)
+ValidationData = tuple[Sequence[np.ndarray], Sequence[str] | None, np.ndarray | None]
 
 
 class _Reader(CalibrationDataReader):
@@ -211,9 +177,10 @@ def quantize_int8(
     bench_caption: str | None,
     validation: ValidationData | None = None,
 ) -> Int8Report:
-    """Write `out` from the fp32 audio model of `reference` (an engine on CPU with 2 threads) and
-    measure it with an engine of the same options: size, speed, MAE and padding gap, and the SRCC
-    of fp32 vs int8 against the ratings of `validation`, scored the way `mos score` scores."""
+    """Write `out` from the fp32 audio model of `reference` (an engine on CPU with 2 threads, made
+    with `agreement.gate_options`) and measure it with an engine of the same options: size, speed,
+    padding gap, and its agreement with fp32 on every clip of `validation` (scored the way `mos
+    score` scores them; without validation clips, on the calibration clips, which judges nothing)."""
     if not clips:
         raise MosError("int8: no calibration clips")
     fp32 = reference.bundle.audio_model()
@@ -227,26 +194,18 @@ def quantize_int8(
     run_quantize_static(fp32, out, _calibration_feeds(reference, clips, captions), op_types, dft + mel)
 
     int8 = ScoreEngine(reference.bundle, reference.options, audio_path=out, text=reference.text)
-    names = reference.targets
     gap_clips = [clips[k % len(clips)][: max(1, len(clips[k % len(clips)]) // d)] for k, d in enumerate((1, 3, 7))]
     gap_caps = [captions[k % len(captions)] for k in range(3)]
     gap, _, _ = padding_gap(int8, gap_clips, gap_caps)
     fp32_ms, int8_ms = ms_per_clip([reference, int8], bench_clip, bench_caption)
-    srcc: dict[str, tuple[float, float]] = {}
     if validation is not None and len(validation[0]) > 0:
-        v_clips, v_caps, v_true = validation
+        v_clips, v_caps, ratings = validation
         v_captions: list[str | None] = list(v_caps) if v_caps is not None else [None] * len(v_clips)
-        ref = reference.score_arrays(list(v_clips), v_captions)
-        got = int8.score_arrays(list(v_clips), v_captions)
-        mae_on = "validation"
-        if len(v_clips) >= 2:
-            for j, n in enumerate(names):
-                srcc[n] = (compute_metrics(ref[:, j], v_true[:, j]).srcc, compute_metrics(got[:, j], v_true[:, j]).srcc)
+        ref, got = score_clips(reference, v_clips, v_captions), score_clips(int8, v_clips, v_captions)
+        agreement = measure(ref, got, reference.columns, True, ratings, reference.targets)
     else:
-        ref, got = scores_alone(reference, clips, captions), scores_alone(int8, clips, captions)
-        mae_on = "calibration"
-    diff = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(ref, dtype=np.float64))
-    ranges = {t.name: t.high - t.low for t in reference.bundle.targets}
+        ref, got = score_clips(reference, clips, captions), score_clips(int8, clips, captions)
+        agreement = measure(ref, got, reference.columns, False)
     return Int8Report(
         path=out,
         method=method(op_types),
@@ -259,12 +218,7 @@ def quantize_int8(
         fp32_ms_best=fp32_ms[1],
         int8_ms_best=int8_ms[1],
         bench_seconds=len(bench_clip) / reference.sample_rate,
-        mae={n: float(diff[:, j].mean()) for j, n in enumerate(names)},
-        max_abs={n: float(diff[:, j].max()) for j, n in enumerate(names)},
-        mae_tolerance={n: INT8_MAE_FRACTION * ranges[n] for n in names},
-        mae_clips=len(diff),
-        mae_on=mae_on,
         padding_gap=gap,
-        validation_srcc=srcc,
-        validation_clips=len(validation[0]) if srcc and validation is not None else 0,
+        agreement=agreement,
+        reference_scores=ref,
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mos.export.fp16 import Fp16Report
-from mos.export.quantize import INT8_PADDING_TOL, MAX_SRCC_DROP, Int8Report
+from mos.export.quantize import INT8_PADDING_TOL, Int8Report
 from mos.export.text_int8 import TextInt8Report
 from mos.export.verify import VerifyReport
 
@@ -40,8 +40,6 @@ class ExportReport:
         lines += [f"  {name:<18} {_mb(size)}" for name, size in self.files.items()]
         if self.int8 is not None:
             q = self.int8
-            mae = ", ".join(f"'{k}' {v:.4f} (max {q.max_abs[k]:.4f}, tolerance {q.mae_tolerance[k]:.3g})"
-                            for k, v in q.mae.items())
             state = " - NOT WRITTEN" if q.dropped else " - written with --force" if q.forced else ""
             lines += [
                 f"int8 ({q.method}){state}",
@@ -50,13 +48,13 @@ class ExportReport:
                 f"  size {_mb(q.fp32_bytes)} -> {_mb(q.int8_bytes)}; speed per {q.bench_seconds:g} s clip (2 threads, "
                 f"median) {q.fp32_ms:.2f} ms -> {q.int8_ms:.2f} ms ({q.speedup:.2f}x; fastest run "
                 f"{q.fp32_ms_best:.2f} -> {q.int8_ms_best:.2f} ms)",
-                f"  MAE vs fp32 on {q.mae_clips} {q.mae_on} clips: {mae}",
                 f"  padding invariance: max abs diff {q.padding_gap:.1e} (tolerance {INT8_PADDING_TOL:.0e})",
+                *q.agreement.lines(),
             ]
-            if q.validation_srcc:
-                per = ", ".join(f"'{k}' {a:.4f} -> {b:.4f} ({b - a:+.4f})" for k, (a, b) in q.validation_srcc.items())
-                lines.append(f"  validation SRCC fp32 -> int8 on {q.validation_clips} clips: {per} "
-                             f"(allowed drop {MAX_SRCC_DROP:g})")
+            if q.agreement.srcc:
+                per = ", ".join(f"'{k}' {s.fp32:.4f} -> {s.variant:.4f} ({-s.drop:+.4f}; lower 95% bound "
+                                f"of the drop {s.drop_bound:+.4f})" for k, s in q.agreement.srcc.items())
+                lines.append(f"  validation SRCC fp32 -> int8 on {q.agreement.clips} clips: {per}")
         if self.text_int8 is not None:
             lines += self.text_int8.format()
         if self.fp16 is not None:

@@ -1,5 +1,6 @@
 """Clips from the data a run was trained on, for `--quantize int8`: calibration (training clips)
-and the int8 accuracy rule (validation clips with their ratings), read with the runtime's decoder.
+and the int8 rule (every validation clip, with its ratings where it has them), read with the
+runtime's decoder. The validation clips are kept in a temporary file (ClipStore), not in memory.
 
 The data is found from the run folder, whatever the current directory: config.json's `data_dir`
 (the absolute path the trainer records), else, for runs written before it, the recorded relative
@@ -11,10 +12,11 @@ skipped and named.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -27,23 +29,80 @@ if TYPE_CHECKING:
     from mos.model import ModelConfig
 
 N_CALIBRATION = 32
-N_VALIDATION = 96
 # Validation clips are scored as `mos score` scores them (windows averaged), up to this long.
 VALIDATION_MAX_SECONDS = 60.0
 SHOW_SKIPPED = 5
 
 
+class ClipStore(Sequence[np.ndarray]):
+    """float32 clips appended to one file in a temporary folder and read back as memory maps, so
+    that a validation set larger than memory stays on disk until each clip is scored. `close`
+    (or garbage collection) removes the folder."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="mos-int8-")
+        self._path = Path(self._dir.name) / "clips.f32"
+        self._writer: Any = self._path.open("wb")
+        self._offsets = [0]
+        self._data: np.ndarray | None = None
+
+    def append(self, clip: np.ndarray) -> None:
+        if self._writer is None:
+            raise ValueError("ClipStore: read from already; cannot append")
+        self._writer.write(np.ascontiguousarray(clip, dtype=np.float32).tobytes())
+        self._offsets.append(self._offsets[-1] + len(clip))
+
+    def _array(self) -> np.ndarray:
+        if self._data is None:
+            self._writer.close()
+            self._writer = None
+            total = self._offsets[-1]
+            self._data = (np.memmap(self._path, dtype=np.float32, mode="r", shape=(total,)) if total
+                          else np.zeros(0, np.float32))
+        return self._data
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        return self._array()[self._offsets[i]: self._offsets[i + 1]]
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._data = None
+        self._dir.cleanup()
+
+
 @dataclass
 class RunClips:
-    """Calibration and validation clips of a run; `calibration` None means: use synthetic clips."""
+    """Calibration and validation clips of a run; `calibration` None means: use synthetic clips.
+    `validation` = (clips, captions or None, ratings [n, targets] with NaN where a clip has none,
+    or None when the validation data rates none of the model's targets)."""
 
     calibration: list[np.ndarray] | None = None
     calibration_captions: list[str] | None = None
-    validation: tuple[list[np.ndarray], list[str] | None, np.ndarray] | None = None
+    validation: tuple[Sequence[np.ndarray], list[str] | None, np.ndarray | None] | None = None
     source: str = ""  # where the clips came from and how that was found
     warnings: list[str] = field(default_factory=list)
     data: Path | None = None  # the run's training data, when found
     text_captions: list[str] | None = None  # the training set's captions (text.int8.onnx calibration)
+
+    def close(self) -> None:
+        """Remove the validation clips' temporary file."""
+        if self.validation is not None and isinstance(self.validation[0], ClipStore):
+            self.validation[0].close()
 
 
 def _shown(path: Path) -> str:
@@ -106,10 +165,11 @@ def find_run_data(run_dir: Path) -> tuple[Path | None, str]:
 
 
 def _read(items: Iterable[Item], sample_rate: int, seconds: float, window_seconds: float, want: int,
-          need_caption: bool, skipped: list[str]) -> tuple[list[np.ndarray], list[Item]]:
-    """Up to `want` clips (the first `seconds` of each) from `items` in order, skipping (and
-    naming in `skipped`) files that cannot be read and, for text models, clips without a caption."""
-    clips: list[np.ndarray] = []
+          need_caption: bool, skipped: list[str], sink: Any = None) -> tuple[Any, list[Item]]:
+    """Up to `want` clips (the first `seconds` of each) from `items` in order, appended to `sink`
+    (a new list by default), skipping (and naming in `skipped`) files that cannot be read and, for
+    text models, clips without a caption."""
+    clips = [] if sink is None else sink
     kept: list[Item] = []
     limit = max(1, int(round(seconds * sample_rate)))
     for item in items:
@@ -144,9 +204,9 @@ def _skipped_line(what: str, skipped: list[str]) -> str:
     return f"skipped {len(skipped)} unreadable {what} clip(s): {shown}{more}"
 
 
-def run_clips(run_dir: Path, cfg: ModelConfig, n_calibration: int = N_CALIBRATION,
-              n_validation: int = N_VALIDATION) -> RunClips:
-    """The run's clips for int8; without them, a RunClips with calibration None and the reason."""
+def run_clips(run_dir: Path, cfg: ModelConfig, n_calibration: int = N_CALIBRATION) -> RunClips:
+    """The run's clips for int8 (every validation clip, in a ClipStore: `close` the RunClips when
+    done); without them, a RunClips with calibration None and the reason."""
     data, how = find_run_data(run_dir)
     fallback = "int8 calibration FELL BACK to synthetic noise+tones: "
     if data is None:
@@ -171,20 +231,28 @@ def run_clips(run_dir: Path, cfg: ModelConfig, n_calibration: int = N_CALIBRATIO
     if not cal:
         return RunClips(warnings=warnings + [fallback + f"no readable training clip in {data}"])
 
-    val_all = splits.validation.items
-    spread = [int(k) for k in np.unique(np.linspace(0, len(val_all) - 1, min(n_validation, len(val_all))).round())]
     skipped = []
-    val, val_items = _read((val_all[i] for i in spread), sr, VALIDATION_MAX_SECONDS, window, len(spread),
-                           uses_text, skipped)
+    store = ClipStore()
+    try:
+        val, val_items = _read(splits.validation.items, sr, VALIDATION_MAX_SECONDS, window,
+                               len(splits.validation.items), uses_text, skipped, store)
+    except BaseException:
+        store.close()
+        raise
     if skipped:
         warnings.append(_skipped_line("validation", skipped))
     names = list(cfg.target_names)
     missing = [n for n in names if n not in splits.validation.target_names]
     validation = None
-    if missing:
-        warnings.append(f"the run's validation data has no ratings for {', '.join(missing)}: validation SRCC not measured")
-    elif val:
-        ratings = np.array([[it.targets[n] for n in names] for it in val_items], dtype=np.float64)
+    if not val_items:
+        store.close()
+    else:
+        ratings = None
+        if missing and len(missing) < len(names):  # none rated: export_bundle says so
+            warnings.append(f"the run's validation data has no ratings for {', '.join(missing)}: "
+                            "its validation SRCC is not measured")
+        if len(missing) < len(names):
+            ratings = np.array([[it.targets.get(n, np.nan) for n in names] for it in val_items], dtype=np.float64)
         validation = (val, [it.caption or "" for it in val_items] if uses_text else None, ratings)
     return RunClips(
         calibration=cal,
@@ -201,7 +269,8 @@ def export_run(source: Path, out: Path | None = None, opset: int = 17, quantize:
                fp16: bool = False, verify: bool = True, log: Callable[[str], None] = print,
                force: bool = False) -> "ExportReport":
     """`mos export`: export a run or checkpoint; int8 is calibrated on the run's own training clips
-    and must keep its validation SRCC (unless `force`) when that data is still there."""
+    and judged by the int8 rule on all its validation clips; without them (the run's data is gone)
+    it is written only with `force`."""
     from mos.export.build import export_bundle, run_dir_of
     from mos.trainer.checkpoint import find_checkpoint, load_model
 
@@ -216,13 +285,16 @@ def export_run(source: Path, out: Path | None = None, opset: int = 17, quantize:
         if clips.calibration is not None and clips.data is not None:
             n_val = len(clips.validation[0]) if clips.validation else 0
             log(f"int8: {len(clips.calibration)} calibration and {n_val} validation clips from {_shown(clips.data)}")
-    return export_bundle(
-        source, out, opset=opset, quantize=quantize, fp16=fp16, verify=verify,
-        calibration_clips=clips.calibration,
-        calibration_captions=clips.calibration_captions,
-        validation=clips.validation,
-        force=force,
-        calibration_source=clips.source or None,
-        calibration_warnings=clips.warnings,
-        text_calibration_captions=clips.text_captions,
-    )
+    try:
+        return export_bundle(
+            source, out, opset=opset, quantize=quantize, fp16=fp16, verify=verify,
+            calibration_clips=clips.calibration,
+            calibration_captions=clips.calibration_captions,
+            validation=clips.validation,
+            force=force,
+            calibration_source=clips.source or None,
+            calibration_warnings=clips.warnings,
+            text_calibration_captions=clips.text_captions,
+        )
+    finally:
+        clips.close()

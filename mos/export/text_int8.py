@@ -6,14 +6,13 @@ fp32, so ORT runs them as MatMulIntegerToFloat; quantizing the outputs too was s
 accuracy). Embeddings (Gather), LayerNorm, Softmax and the attention MatMuls (activation x
 activation: Q.K^T and attention.V) stay fp32. The variant is measured
 through the runtime: batch independence (TEXT_INT8_BATCH_TOL, never overridable), cosine of
-mean-pooled features to fp32, speed per caption, and the scores of fp32 audio + int8 text and of
-int8 audio + int8 text (what `mos score --int8` runs) against fp32: MAE within INT8_MAE_FRACTION
-of each target's range, validation SRCC within MAX_SRCC_DROP (`mos export --force` overrides it).
+mean-pooled features to fp32, speed per caption, and the outputs of fp32 audio + int8 text and of
+int8 audio + int8 text (what `mos score --int8` runs) against fp32: the latter must pass the int8
+rule of `mos.export.agreement` on the validation clips (`mos export --force` overrides it).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -24,10 +23,10 @@ import numpy as np
 import onnx
 
 from mos.errors import MosError
-from mos.export.bench import scores_alone
+from mos.export.agreement import Agreement, SrccChange, measure, srcc_changes
+from mos.export.bench import score_clips
 from mos.export.clips import CAPTIONS, LONG_CAPTION
-from mos.export.quantize import INT8_MAE_FRACTION, MAX_SRCC_DROP, ValidationData, run_quantize_static
-from mos.metrics import compute_metrics
+from mos.export.quantize import ValidationData, run_quantize_static
 from mos.runtime.engine import ScoreEngine, open_text_encoder
 from mos.runtime.session import SessionConfig
 from mos.runtime.text import TextEncoder, pad_token_ids
@@ -140,14 +139,9 @@ class TextInt8Report:
     cosine_min: float
     cosine_median: float
     cosine_captions: int
-    mae: dict[str, float]  # int8 audio + int8 text vs fp32, per target
-    mae_tolerance: dict[str, float]
-    mae_clips: int
-    mae_on: str
-    # target -> (fp32 SRCC, SRCC with int8 text and fp32 audio) / (..., int8 text and int8 audio)
-    text_srcc: dict[str, tuple[float, float]] = field(default_factory=dict)
-    both_srcc: dict[str, tuple[float, float]] = field(default_factory=dict)
-    validation_clips: int = 0
+    agreement: Agreement  # int8 audio + int8 text vs fp32: every output, the validation SRCC per target
+    # target -> validation SRCC of fp32 vs fp32 audio + int8 text (reported, not judged)
+    text_srcc: dict[str, SrccChange] = field(default_factory=dict)
     calibration: str = ""
     dropped: bool = False
     forced: bool = False
@@ -158,29 +152,19 @@ class TextInt8Report:
     def speedup(self) -> float:
         return self.fp32_ms / self.int8_ms if self.int8_ms > 0 else float("nan")
 
-    @property
-    def srcc_checked(self) -> bool:
-        return bool(self.both_srcc) and all(math.isfinite(a - b) for a, b in self.both_srcc.values())
-
     def failure(self) -> str:
-        """Why the variant misses its batch or MAE tolerance ('' when it holds; not overridable)."""
-        bad = [f"MAE of int8 audio + int8 text vs fp32 {self.mae[k]:.4f} on '{k}' > {self.mae_tolerance[k]:.3g}"
-               for k in self.mae if self.mae[k] > self.mae_tolerance[k]]
+        """Why the variant misses its batch tolerance ('' when it holds; not overridable)."""
         if self.batch_gap > TEXT_INT8_BATCH_TOL:
-            bad.append(f"a caption's features differ by {self.batch_gap:.1e} alone vs in a batch "
-                       f"(tolerance {TEXT_INT8_BATCH_TOL:.0e})")
-        return "; ".join(bad)
+            return (f"a caption's features differ by {self.batch_gap:.1e} alone vs in a batch "
+                    f"(tolerance {TEXT_INT8_BATCH_TOL:.0e})")
+        return ""
 
-    def srcc_failure(self) -> str:
-        """Targets whose validation SRCC with int8 audio + int8 text drops more than MAX_SRCC_DROP."""
-        drops = {k: a - b for k, (a, b) in self.both_srcc.items()}
-        return "; ".join(
-            f"validation SRCC of '{k}' with int8 audio + int8 text drops {d:.4f} ({self.both_srcc[k][0]:.4f} -> "
-            f"{self.both_srcc[k][1]:.4f} on {self.validation_clips} clips), more than the {MAX_SRCC_DROP:g} allowed"
-            for k, d in sorted(drops.items(), key=lambda kv: -kv[1]) if math.isfinite(d) and d > MAX_SRCC_DROP)
+    def rule_failure(self) -> str:
+        """Why the int8 rule refuses int8 audio + int8 text ('' when it passes; --force overrides it)."""
+        return "; ".join(f"with int8 audio + int8 text: {f}" for f in self.agreement.failures())
 
     def summary(self) -> dict[str, object]:
-        """What mos.json records about the variant (under export.variants.text_int8)."""
+        """What mos.json records about the variant (under export.variants.int8.text)."""
         out: dict[str, object] = {
             "method": self.method,
             "calibration": self.calibration,
@@ -190,17 +174,17 @@ class TextInt8Report:
                                       "captions": self.cosine_captions},
             "ms_per_caption": {"fp32": round(self.fp32_ms, 3), "int8": round(self.int8_ms, 3),
                                "batch": BENCH_BATCH, "threads": self.threads},
-            "mae_vs_fp32_with_int8_audio": {k: round(v, 6) for k, v in self.mae.items()},
-            "mae_measured_on": f"{self.mae_clips} {self.mae_on} clips",
-            "max_srcc_drop": MAX_SRCC_DROP,
+            "agreement_with_int8_audio": self.agreement.summary(),
         }
-        if self.both_srcc:
+        if self.agreement.srcc:
             out["validation_srcc"] = {
-                k: {"fp32": round(a, 4), "int8_text": round(self.text_srcc[k][1], 4), "int8_audio_and_text": round(b, 4)}
-                for k, (a, b) in self.both_srcc.items()}
-            out["validation_clips"] = self.validation_clips
+                k: {"fp32": s.summary()["fp32"], "int8_text": self.text_srcc[k].summary()["int8"],
+                    "int8_audio_and_text": s.summary()["int8"], "drop": s.summary()["drop"],
+                    "drop_bound": s.summary()["drop_bound"]}
+                for k, s in self.agreement.srcc.items()}
+            out["validation_clips"] = self.agreement.clips
         if self.forced:
-            out["forced"] = f"written with --force: {self.srcc_failure()}"
+            out["forced"] = f"written with --force: {self.rule_failure()}"
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
@@ -217,13 +201,13 @@ class TextInt8Report:
             f"  pooled features vs fp32 on {self.cosine_captions} captions: cosine min {self.cosine_min:.4f}, "
             f"median {self.cosine_median:.4f}; alone vs batched max abs diff {self.batch_gap:.1e} "
             f"(tolerance {TEXT_INT8_BATCH_TOL:.0e})",
-            "  MAE vs fp32 (int8 audio + int8 text) on " f"{self.mae_clips} {self.mae_on} clips: "
-            + ", ".join(f"'{k}' {v:.4f} (tolerance {self.mae_tolerance[k]:.3g})" for k, v in self.mae.items()),
+            *self.agreement.lines("int8 audio + int8 text"),
         ]
-        if self.both_srcc:
-            per = ", ".join(f"'{k}' {a:.4f} -> text int8 {self.text_srcc[k][1]:.4f} ({self.text_srcc[k][1] - a:+.4f}) "
-                            f"-> audio+text int8 {b:.4f} ({b - a:+.4f})" for k, (a, b) in self.both_srcc.items())
-            lines.append(f"  validation SRCC fp32 on {self.validation_clips} clips: {per} (allowed drop {MAX_SRCC_DROP:g})")
+        if self.agreement.srcc:
+            per = ", ".join(f"'{k}' {s.fp32:.4f} -> text int8 {self.text_srcc[k].variant:.4f} "
+                            f"({-self.text_srcc[k].drop:+.4f}) -> audio+text int8 {s.variant:.4f} ({-s.drop:+.4f}; "
+                            f"lower 95% bound of the drop {s.drop_bound:+.4f})" for k, s in self.agreement.srcc.items())
+            lines.append(f"  validation SRCC fp32 on {self.agreement.clips} clips: {per}")
         return lines
 
 
@@ -236,12 +220,14 @@ def quantize_text_int8(
     clip_captions: Sequence[str],
     validation: ValidationData | None = None,
     down_fp32: bool = False,
+    fp32_scores: np.ndarray | None = None,
 ) -> TextInt8Report:
     """Write `out` from the fp32 text model of `reference` (an engine on CPU), calibrated on the
     captions `calibration`, and measure it: batch gap, pooled cosine and speed on the validation
     captions (else the calibration ones), and the scores of fp32 audio + int8 text and of
-    `audio_int8` + int8 text vs `reference` on `validation` (else on `clips` with `clip_captions`).
-    `down_fp32` keeps the FFN down-projections fp32 (slower, closer to fp32)."""
+    `audio_int8` + int8 text vs `reference` on `validation` (else on `clips` with `clip_captions`);
+    `fp32_scores` are `reference`'s outputs on those clips when already scored. `down_fp32` keeps
+    the FFN down-projections fp32 (slower, closer to fp32)."""
     bundle = reference.bundle
     if not bundle.uses_text:
         raise MosError("text int8: this bundle has no text model")
@@ -263,28 +249,19 @@ def quantize_text_int8(
 
     text_only = ScoreEngine(bundle, reference.options, text=int8_text)
     both = ScoreEngine(bundle, reference.options, audio_path=audio_int8, text=int8_text)
-    names = reference.targets
-    text_srcc: dict[str, tuple[float, float]] = {}
-    both_srcc: dict[str, tuple[float, float]] = {}
+    text_srcc: dict[str, SrccChange] = {}
     if validation is not None and len(validation[0]) > 0 and validation[1] is not None:
-        v_clips, v_true = list(validation[0]), validation[2]
+        v_clips, ratings = validation[0], validation[2]
         v_captions: list[str | None] = list(validation[1])
-        ref = reference.score_arrays(v_clips, v_captions)
-        got_text = text_only.score_arrays(v_clips, v_captions)
-        got = both.score_arrays(v_clips, v_captions)
-        mae_on, n_val = "validation", len(v_clips)
-        if len(v_clips) >= 2:
-            for j, n in enumerate(names):
-                fp32_srcc = compute_metrics(ref[:, j], v_true[:, j]).srcc
-                text_srcc[n] = (fp32_srcc, compute_metrics(got_text[:, j], v_true[:, j]).srcc)
-                both_srcc[n] = (fp32_srcc, compute_metrics(got[:, j], v_true[:, j]).srcc)
+        ref = fp32_scores if fp32_scores is not None else score_clips(reference, v_clips, v_captions)
+        got = score_clips(both, v_clips, v_captions)
+        agreement = measure(ref, got, reference.columns, True, ratings, reference.targets)
+        if ratings is not None:
+            text_srcc = srcc_changes(ref, score_clips(text_only, v_clips, v_captions), ratings, reference.targets)
     else:
         caps: list[str | None] = list(clip_captions)
-        ref, got = scores_alone(reference, clips, caps), scores_alone(both, clips, caps)
-        mae_on, n_val = "calibration", 0
-    t = len(names)
-    diff = np.abs(np.asarray(got, dtype=np.float64)[:, :t] - np.asarray(ref, dtype=np.float64)[:, :t])
-    ranges = {tg.name: tg.high - tg.low for tg in bundle.targets}
+        ref = fp32_scores if fp32_scores is not None else score_clips(reference, clips, caps)
+        agreement = measure(ref, score_clips(both, clips, caps), reference.columns, False)
     return TextInt8Report(
         path=out,
         method=METHOD + (METHOD_DOWN_FP32 if down_fp32 else ""),
@@ -299,11 +276,6 @@ def quantize_text_int8(
         cosine_min=float(cos.min()),
         cosine_median=float(np.median(cos)),
         cosine_captions=len(probe),
-        mae={n: float(diff[:, j].mean()) for j, n in enumerate(names)},
-        mae_tolerance={n: INT8_MAE_FRACTION * ranges[n] for n in names},
-        mae_clips=len(diff),
-        mae_on=mae_on,
+        agreement=agreement,
         text_srcc=text_srcc,
-        both_srcc=both_srcc,
-        validation_clips=n_val if both_srcc else 0,
     )

@@ -1,8 +1,13 @@
 """Markdown tables from the result files, for benchmarks/README.md (so the README quotes the JSON).
 
-    python benchmarks/summarize.py benchmarks/results/cpu.json [benchmarks/results/mushra_accuracy.json]
+    python benchmarks/summarize.py benchmarks/results/cpu.json [benchmarks/results/cold_start.json ...]
     python benchmarks/summarize.py --compare benchmarks/results/mushra_accuracy_*.json   # one row per model
-    python benchmarks/summarize.py benchmarks/results/encoders_cpu.json                 # speed per encoder
+    python benchmarks/summarize.py --targets benchmarks/results/cpu.json benchmarks/results/cpu-600.json
+
+Any file of benchmarks/results/ works: the kind of result is read from its fields (a `mos bench`
+report, a MUSHRA accuracy run, encoder speed, cold start, DDP, Ray, listener spread, front-end
+variants, distillation). Each table starts with the machine the file records, or says that it
+records none.
 """
 
 from __future__ import annotations
@@ -18,14 +23,72 @@ def _s(d: dict | None, digits: int = 1) -> str:
     return f"{d['median']:.{digits}f} ({d['min']:.{digits}f}-{d['max']:.{digits}f})"
 
 
+def _n(v: float) -> str:
+    """A figure as recorded, with at least one decimal (7.0, not 7; 2.993 stays 2.993)."""
+    return f"{v:.1f}" if round(v, 1) == v else f"{v:g}"
+
+
+def _load(v: list | None) -> str:
+    return "/".join(f"{x:.2f}" for x in v) if v else "-"
+
+
+def _run_loads(r: dict) -> list[float]:
+    """The 1-minute load averages recorded around each run of a file that records them per run."""
+    runs = r.get("runs")
+    runs = [x for v in runs.values() for x in v] if isinstance(runs, dict) else runs if isinstance(runs, list) else []
+    loads = []
+    for x in runs:
+        for k in ("load_before", "load_after"):
+            v = x.get(k) if isinstance(x, dict) else None
+            if v is not None:
+                loads.append(v[0] if isinstance(v, list) else v)
+    return loads
+
+
+def machine_line(r: dict) -> str:
+    """The machine a result file records, in one line: CPU, cores, platform, versions, load average.
+
+    Files record different fields (a full `mos bench` machine block, or only a CPU count and the
+    platform); what is missing is said, never guessed.
+    """
+    m = r.get("machine")
+    if not m:
+        return "Machine not recorded."
+    if m.get("cpu"):
+        flags = ", ".join(m.get("cpu_flags") or [])
+        head = f"{m['cpu']}, {m.get('cores')} cores" + (f" ({flags})" if flags else "")
+        if m.get("memory_gb"):
+            head += f", {m['memory_gb']} GB"
+    else:
+        n = m.get("cores") or m.get("cpus") or m.get("cpu_threads")
+        head = f"CPU model not recorded, {n} CPUs" if n else "CPU model not recorded"
+    parts = [head]
+    if m.get("platform"):
+        parts.append(m["platform"])
+    versions = [f"{k} {m[k]}" for k in ("python", "onnxruntime", "torch") if m.get(k)]
+    if versions:
+        parts.append(", ".join(versions))
+    start = m.get("load_average_start") or m.get("loadavg_start") or r.get("load_average_start")
+    end = m.get("load_average_end") or m.get("loadavg_end") or r.get("load_average_end")
+    runs = _run_loads(r)
+    if runs:
+        parts.append(f"load average (1 min) {min(runs):.1f}-{max(runs):.1f} around the runs")
+    elif start or end:
+        parts.append(f"load average (1/5/15 min) {_load(start)} at the start, "
+                     + (f"{_load(end)} at the end" if end else "not recorded at the end"))
+    elif m.get("loadavg"):
+        parts.append(f"load average (1/5/15 min) {_load(m['loadavg'])}")
+    else:
+        parts.append("load average not recorded")
+    return "Machine: " + "; ".join(parts) + "."
+
+
 def bench_tables(r: dict) -> str:
-    m = r["machine"]
     w = r["workload"]
     out = [
-        f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m.get('cpu_flags') or [])}), {m.get('memory_gb')} GB; "
-        f"Python {m['python']}, onnxruntime {m['onnxruntime']}, torch {m['torch']}, numpy {m['numpy']}. "
-        f"Load average (1/5/15 min) {m.get('load_average_start')} at the start, {m.get('load_average_end')} at the end. "
-        f"Run took {r['seconds']:.0f} s; created {r['created']}.",
+        machine_line(r),
+        "",
+        f"Command: `{r['command']}` (run took {r['seconds']:.0f} s).",
         "",
         f"Workload: {w['clips']} {w['kind']} clips of {w.get('clip_seconds')} s at {w.get('sample_rate')} Hz "
         f"({w['audio_seconds']:.0f} s of audio), each with its own ~12-word caption.",
@@ -33,17 +96,19 @@ def bench_tables(r: dict) -> str:
         "**End to end** (`mos score`'s engine: decode, resample, text, audio, write; clips/s, median (min-max) of "
         f"{r['settings']['repeats']} runs after a warm-up):",
         "",
-        "| variant | streams | threads | batch | clips/s | real-time factor |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | streams | threads | batch | clips/s | real-time factor | x DNSMOS (same run) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    peer = (r.get("peer") or {}).get("clips_per_s")
     for e in sorted(r["end_to_end"], key=lambda e: (e["variant"], e.get("streams", 1), e["threads"], e["batch_size"])):
+        x = f"{e['clips_per_s']['median'] / peer:.1f}x" if peer else "-"
         out.append(f"| {e['variant']} | {e.get('streams', 1)} | {e['threads']} | {e['batch_size']} | {_s(e['clips_per_s'])} | "
-                   f"{_s(e['rtf'], 0)}x |")
+                   f"{_s(e['rtf'], 0)}x | {x} |")
     ap = r.get("audio_path")
     if ap:
         out.append(f"| fp32, captions already encoded (no text cost, no writing) | {ap.get('streams', 1)} | {ap['threads']} | "
                    f"{ap['batch_size']} | "
-                   f"{_s(ap['clips_per_s'])} | |")
+                   f"{_s(ap['clips_per_s'])} | | |")
     ma = r["model_alone"]
     names = [b["name"] for b in ma["backends"]]
     out += ["", f"**Model alone** (audio model on pre-decoded {ma['clip_seconds']} s batches, caption features "
@@ -88,23 +153,28 @@ def bench_tables(r: dict) -> str:
             out.append(f"| {x['files']:,} | {x['peak_rss_mb']:.0f} | {x['growth_mb_vs_first']:+.0f} | "
                        f"{x.get('rss_mb_at_10pct', 0):.0f} / {x.get('rss_mb_at_50pct', 0):.0f} / {x.get('rss_mb_at_100pct', 0):.0f} | "
                        f"{x['clips_per_s']:.0f} |")
-    out += ["", "**Against the project's targets** (docs/design.md; as recorded in the report when it was run; "
-                "best cell of the grid for each figure):", "",
-            "| figure | target | measured | | where |", "|---|---:|---:|---|---|"]
-    for t in r.get("targets", []):
-        met = {True: "met", False: "**short**", None: "n/a"}[t["met"]]
-        meas = "-" if t["measured"] is None else f"{t['measured']:g}"
-        out.append(f"| {t['figure']} | {t['target']} | {meas} | {met} | {t.get('where', '')} |")
     for n in r.get("notes") or []:
         out.append(f"\nNote: {n}")
     return "\n".join(out)
 
 
+def targets_table(named: list[tuple[str, dict]]) -> str:
+    """The targets each `mos bench` report recorded (docs/design.md's), one row per file and figure."""
+    out = ["| figure | target | measured | | where | file |", "|---|---:|---:|---|---|---|"]
+    for name, r in named:
+        for t in r.get("targets", []):
+            met = {True: "met", False: "short", None: "n/a"}[t["met"]]
+            meas = "-" if t["measured"] is None else f"{t['measured']:g}"
+            out.append(f"| {t['figure']} | {t['target']} | {meas} | {met} | {t.get('where', '')} | `{name}` |")
+    return "\n".join(out)
+
+
 def accuracy_table(r: dict) -> str:
     p = r["protocol"]
-    out = [f"{r['clips']} clips, {r['utterances']} utterances x {len(r['systems'])} systems; {p['folds']}-fold "
-           f"cross-validation split by utterance (seed {p['seed']}); ours: {p['model']}, {p['epochs']} epochs, "
-           f"batch {p['batch_size']}, {p.get('train_crop_seconds', '-')} s training crops, {p['weights']}. "
+    out = [machine_line(r), "", f"{r['clips']} clips, {r['utterances']} utterances x {len(r['systems'])} systems; {p['folds']}-fold "
+           f"cross-validation split by utterance (seed {p['seed']}); ours: {p['model']}, at most {p['epochs']} epochs"
+           + (f" (patience {p['patience']})" if p.get("patience") else "") +
+           f", batch {p['batch_size']}, {p.get('train_crop_seconds', '-')} s training window, {p['weights']}. "
            f"Total {r['seconds']['total']:.0f} s.", "",
            "| predictor | clip SRCC [95% interval] | clip LCC | system SRCC [95% interval] | system LCC |",
            "|---|---:|---:|---:|---:|"]
@@ -125,8 +195,9 @@ def accuracy_table(r: dict) -> str:
     return "\n".join(out)
 
 
-def comparison_table(results: list[dict]) -> str:
-    """One row per accuracy file (its model over its seeds), then the DNSMOS rows of the first."""
+def comparison_table(results: list[dict], names: list[str] | None = None) -> str:
+    """One row per accuracy file (its model over its seeds), then the DNSMOS rows of the first; then the
+    machine each file records."""
     out = ["| predictor | seeds | pooled clip SRCC per seed | mean (sd) | seed-0 95% interval | system SRCC mean |",
            "|---|---|---|---:|---:|---:|"]
     for r in results:
@@ -148,36 +219,230 @@ def comparison_table(results: list[dict]) -> str:
             ci = first.get("bootstrap_over_utterances", {}).get(name, {}).get("clip_srcc_95")
             out.append(f"| {name} (zero-shot) | - | {m['utterance']['srcc']:.3f} | {m['utterance']['srcc']:.3f} | "
                        f"{f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '-'} | {m['system']['srcc']:.3f} |")
+    if names:
+        by_machine: dict[str, list[str]] = {}
+        for n, r in zip(names, results):
+            by_machine.setdefault(machine_line(r), []).append(f"`{n}`")
+        out.append("")
+        out += [f"{line} ({', '.join(ns)})" for line, ns in by_machine.items()]
     return "\n".join(out)
 
 
 def speed_table(r: dict) -> str:
     """benchmarks/encoder_speed.py's rows."""
-    m = r["machine"]
-    out = [f"Machine: {m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}. {r['what']}, "
+    out = [machine_line(r), "", f"{r['what']}, "
            f"{r['threads']} threads, batch {r['batch_size']}, {r['clip_seconds']:g} s clips at {r['input_rate']} Hz, "
-           f"each with its own caption. Load average {r.get('load_average_start')} at the start, "
-           f"{r.get('load_average_end')} at the end.", "",
-           "| encoder | variant | model rate | clips | clips/s | x real time | peak RSS MB | ONNX MB |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for row in r["rows"]:
-        out.append(f"| {row['encoder']} | {row['variant']} | {row['sample_rate']} | {row['clips']} | "
-                   f"{row['clips_per_s']:.2f} | {row['x_realtime']:.1f} | {row['peak_rss_mb']:.0f} | {row['onnx_mb']:.1f} |")
+           f"each with its own caption.", "",
+           "| encoder | variant | model rate | clips | clips/s | x real time | x DNSMOS (same run) | peak RSS MB | ONNX MB |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     peer = r.get("peer") or {}
+    for row in r["rows"]:
+        x = f"{row['clips_per_s'] / peer['clips_per_s']:.1f}x" if peer.get("clips_per_s") else "-"
+        out.append(f"| {row['encoder']} | {row['variant']} | {row['sample_rate']} | {row['clips']} | "
+                   f"{_n(row['clips_per_s'])} | {row['x_realtime']:.0f} | {x} | {row['peak_rss_mb']:.0f} | {row['onnx_mb']:.1f} |")
     if peer.get("clips_per_s"):
-        out.append(f"| DNSMOS (peer) | - | 16000 | {peer['clips']} | {peer['clips_per_s']:.2f} | {peer['rtf']:.1f} | - | - |")
+        out.append(f"| DNSMOS (peer) | - | 16000 | {peer['clips']} | {peer['clips_per_s']:.2f} | {peer['rtf']:.1f} | 1x | - | - |")
     return "\n".join(out)
+
+
+def cold_start_table(r: dict) -> str:
+    """benchmarks/cold_start.py: one row per checkout and clip rate."""
+    out = [machine_line(r), "",
+           f"`mos score` on one 10 s clip from process start to exit, {r['repeats']} fresh processes per cell, "
+           f"checkouts interleaved; {r.get('note', '')}.", "",
+           "| checkout | clip | median wall s (min) | peak RSS MB | `import mos.cli` s |", "|---|---|---:|---:|---:|"]
+    for label, res in r["results"].items():
+        for rate, x in res.items():
+            if isinstance(x, dict):
+                out.append(f"| {label} | {rate} | {x['median_wall_s']:.2f} ({x['min_wall_s']:.2f}) | "
+                           f"{x['peak_rss_mb']:.0f} | {res.get('import_mos_cli_s', float('nan')):.2f} |")
+    return "\n".join(out)
+
+
+def ddp_table(r: dict) -> str:
+    """benchmarks/ddp_train.py: seconds per optimiser step and start-up per layout."""
+    w = r["workload"]
+    out = [machine_line(r), "",
+           f"`mos train` on {w['train_clips']} generated clips of {w['clip_seconds']:g} s ({w['validation_clips']} "
+           f"validation), {w['model']}, global batch {w['global_batch']}, {w['epochs']} epochs, {w['repeats']} "
+           "interleaved repeats; a step is an epoch's seconds over its steps, epochs 2 and later:", "",
+           "| layout | median s/step (min) | median start-up s | step speed vs 1 process x 2 threads |",
+           "|---|---:|---:|---:|"]
+    for name, x in r["summary"].items():
+        out.append(f"| {name} | {x['step_s_median']:.3f} ({x['step_s_min']:.3f}) | {x['startup_s_median']:.1f} | "
+                   f"{x['speedup_vs_1x2']:.2f}x |")
+    return "\n".join(out)
+
+
+def ray_table(r: dict) -> str:
+    """benchmarks/ray_score.py: steady clips/s and start-up, plain vs --ray, and the paper estimate."""
+    w = r["workload"]
+    small, large = (str(c) for c in w["clips"])
+    names = {"local": "`mos score`", "ray": "`mos score --ray` (local Ray, 1 actor x 1 CPU)",
+             "local_1_thread": "`mos score --threads 1`"}
+    out = [machine_line(r), "",
+           f"{w['clips'][0]} and {w['clips'][1]} generated {w['clip_seconds']:g} s clips ({w['captions']}); steady rate "
+           f"= {small} clips / (median wall({large}) - median wall({small})); start-up = the rest of the {small}-clip run:", "",
+           f"| command | steady clips/s | start-up s | median wall {small} / {large} clips, s |", "|---|---:|---:|---|"]
+    for key, x in r["results"].items():
+        out.append(f"| {names.get(key, key)} | {x['steady_clips_per_s']:.1f} | {x['startup_s']:.1f} | "
+                   f"{x['median_wall_s'][small]:.1f} / {x['median_wall_s'][large]:.1f} |")
+    est = r.get("paper_estimate_clips_per_s")
+    if est:
+        cells = [f"{k.replace('_cpus', '-CPU')} nodes x {n}: {v:,.0f}" for k, by in est["nodes"].items() for n, v in by.items()]
+        out += ["", f"Paper estimate from {est['per_actor_clips_per_s']:.1f} clips/s per actor (not measured; assumes "
+                    f"{est['assumes']}), clips/s: " + "; ".join(cells) + "."]
+    return "\n".join(out)
+
+
+def listener_table(r: dict) -> str:
+    """benchmarks/listener_spread.py: SRCC per setting and seed; calibration of the predicted spread."""
+    def setting(x: dict) -> str:
+        d, ln = x.get("distribution", 0), x.get("listener_norm", "off")
+        parts = ([f"`--distribution {d}`"] if d else []) + (["`--listener-norm on`"] if ln == "on" else [])
+        return " + ".join(parts) or "plain"
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for x in r["rows"]:
+        groups.setdefault((x["data"], setting(x)), []).append(x)
+    out = [machine_line(r), "", "Commands: " + "; ".join(f"`{c}`" for c in r.get("commands", [])) + ".", "",
+           "| data | setting | seeds | SRCC per seed | mean | 50% coverage (nominal 0.5) | 90% coverage (nominal 0.9) | spread LCC |",
+           "|---|---|---|---|---:|---|---|---|"]
+    for (data, name), xs in groups.items():
+        xs = sorted(xs, key=lambda x: x["seed"])
+        srcc = [x.get("oof_clip_srcc", x.get("validation_srcc")) for x in xs]
+        cal = [x.get("calibration") for x in xs]
+
+        def col(key: str, fmt: str, cal: list = cal) -> str:
+            return " / ".join(format(c[key], fmt) for c in cal) if all(cal) else ""
+        out.append(f"| {data} | {name} | {','.join(str(x['seed']) for x in xs)} | {' / '.join(f'{v:.3f}' for v in srcc)} | "
+                   f"{sum(srcc) / len(srcc):.3f} | {col('coverage50', '.3f')} | {col('coverage90', '.3f')} | "
+                   f"{col('spread_lcc', '.2f')} |")
+    out += ["", "SRCC: MUSHRA, pooled out-of-fold clip SRCC; demo, validation SRCC of `score`."]
+    return "\n".join(out)
+
+
+def frontend_table(r: dict) -> str:
+    """benchmarks/frontend_variants.py: ms per clip of the front end alone, per variant and cell."""
+    variants = list(dict.fromkeys(x["variant"] for x in r["results"]))
+    cells: dict[tuple[int, int], dict[str, float]] = {}
+    for x in r["results"]:
+        cells.setdefault((x["threads"], x["batch_size"]), {})[x["variant"]] = x["ms_per_clip"]
+    current = next((v for v in variants if "LogMel" in v), variants[-1])
+    out = [machine_line(r), "", f"{r['what']}; ms per clip, medians:", "",
+           "| threads, batch | " + " | ".join(variants) + f" | conv / {current} |",
+           "|---|" + "---:|" * (len(variants) + 1)]
+    for (t, b), by in sorted(cells.items()):
+        ratio = by["conv"] / by[current] if "conv" in by and by.get(current) else float("nan")
+        out.append(f"| {t}, {b} | " + " | ".join(f"{by[v]:.2f}" if v in by else "-" for v in variants)
+                   + f" | {ratio:.2f}x |")
+    checks = r.get("checks") or {}
+    if checks:
+        out += ["", f"Largest log-mel difference from the direct conv in eager, over every variant (a padded batch and "
+                    f"each clip alone in eager, and ONNX Runtime): {max(checks.values()):.1e}."]
+    return "\n".join(out)
+
+
+def _levels(x: dict) -> str:
+    return " / ".join(f"{v['utterance']['srcc']:.3f}" for v in x["levels"].values())
+
+
+def _mean_srcc(x: dict) -> float:
+    return sum(v["utterance"]["srcc"] for v in x["levels"].values()) / len(x["levels"])
+
+
+def distill_demo_table(r: dict) -> str:
+    """benchmarks/distill_demo.py: teacher, distilled student, human-only student on the demo set."""
+    t = r["student"]["teacher"]
+    targets = list(t["levels"])
+    out = [machine_line(r), "",
+           "| model | SRCC (" + " / ".join(targets) + ") | mean SRCC | share of teacher | best epoch | clips/s teacher -> student (same run) | speed-up |",
+           "|---|---|---:|---:|---:|---|---:|"]
+    out.append(f"| teacher | {_levels(t)} | {_mean_srcc(t):.3f} | | | | |")
+    for key, name in (("student", "student, distilled"), ("human_only", "student, human ratings only")):
+        x = r[key]
+        st = x["student"]
+        sp = st["clips_per_s_spread"]
+        out.append(f"| {name} ({st['parameters']:,} parameters) | {_levels(st)} | {_mean_srcc(st):.3f} | {100 * x['srcc_share']:.1f}% | "
+                   f"{st['best_epoch']} | {x['teacher']['clips_per_s']:.1f} -> {st['clips_per_s']:.1f} "
+                   f"({sp['min']:.1f}-{sp['max']:.1f}) | {x['speedup']:.1f}x |")
+    out += ["", "Commands: " + "; ".join(f"`{c}`" for c in r.get("commands", {}).values()) + "."]
+    return "\n".join(out)
+
+
+def distill_mushra_table(r: dict) -> str:
+    """benchmarks/distill_mushra.py: pooled out-of-fold figures per model, per seed."""
+    out = [machine_line(r) + f" Goal: {r.get('goal', '-')}.", ""]
+    for seed, x in r["per_seed"].items():
+        params = {k: m.get("parameters") for f in x["per_fold"] for k, m in f["models"].items()}
+        out += [f"Seed {seed}:", "",
+                "| model | parameters | pooled clip SRCC [95%] | clip LCC | system SRCC | per-fold mean clip SRCC | share of teacher | speed-up, median of folds (per fold) |",
+                "|---|---:|---|---:|---:|---:|---:|---|"]
+        for name, su in x["summary"].items():
+            pooled, ci = x["pooled"][name], x["pooled_clip_and_system_srcc_95"][name]["utterance"]
+            share = su.get("share_of_teacher_clip_srcc")
+            speed = su.get("speedup_median_over_folds")
+            n = params.get(name)
+            out.append(f"| {name} | {f'{n:,}' if n else '-'} | {pooled['utterance']['srcc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
+                       f"{pooled['utterance']['lcc']:.3f} | {pooled['system']['srcc']:.3f} | {su['per_fold_mean_clip_srcc']:.3f} | "
+                       f"{f'{100 * share:.1f}%' if share is not None else ''} | "
+                       + (f"{speed:.1f}x ({', '.join(f'{v:.1f}' for v in su['speedup_per_fold'])})" if speed else "") + " |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def kind(r: dict) -> str:
+    """Which benchmark wrote a result file, from its fields."""
+    if r.get("benchmark") in ("cold_start", "listener_spread"):
+        return r["benchmark"]
+    if "schema" in r and "end_to_end" in r:
+        return "bench"
+    if "ours_per_fold_clip_srcc" in r:
+        return "accuracy"
+    if "per_seed" in r:
+        return "distill_mushra"
+    if "human_only" in r:
+        return "distill_demo"
+    if "paper_estimate_clips_per_s" in r:
+        return "ray"
+    if "checks" in r:
+        return "frontend"
+    if "summary" in r and "runs" in r:
+        return "ddp"
+    if "rows" in r:
+        return "encoder_speed"
+    raise SystemExit(f"summarize: no table for a result with fields {sorted(r)}")
+
+
+TABLES = {"bench": bench_tables, "accuracy": accuracy_table, "encoder_speed": speed_table, "cold_start": cold_start_table,
+          "ddp": ddp_table, "ray": ray_table, "listener_spread": listener_table, "frontend": frontend_table,
+          "distill_demo": distill_demo_table, "distill_mushra": distill_mushra_table}
+
+
+def _command(command: str, path: str) -> str:
+    """The recorded command with its `--out` pointing at the file it is read from (the file may have been
+    written elsewhere and copied into benchmarks/results/)."""
+    words = command.split()
+    if "--out" in words and words.index("--out") + 1 < len(words):
+        words[words.index("--out") + 1] = path
+    return " ".join(words)
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--compare"]:
         print(f"<!-- from {', '.join(argv[1:])} -->")
-        print(comparison_table([json.loads(Path(a).read_text()) for a in argv[1:]]))
+        print(comparison_table([json.loads(Path(a).read_text()) for a in argv[1:]], [Path(a).name for a in argv[1:]]))
+        return 0
+    if argv[:1] == ["--targets"]:
+        print(f"<!-- from {', '.join(argv[1:])} -->")
+        print(targets_table([(Path(a).name, json.loads(Path(a).read_text())) for a in argv[1:]]))
         return 0
     for arg in argv:
         r = json.loads(Path(arg).read_text())
+        if "schema" in r and "command" in r:
+            r["command"] = _command(r["command"], arg)
         print(f"<!-- from {arg} -->")
-        print(accuracy_table(r) if "protocol" in r else speed_table(r) if "rows" in r else bench_tables(r))
+        print(TABLES[kind(r)](r))
         print()
     return 0
 

@@ -171,3 +171,50 @@ def test_the_correction_is_measured_on_the_calibration_clips_not_the_validation_
     assert (int8_val - fp32_val)[:, 0].mean() == pytest.approx(1.5, abs=0.2)
     assert q.bias_correction.offsets["score"] == pytest.approx(-0.5, abs=0.2)
     assert q.agreement.outputs["score"].shift == pytest.approx(1.5, abs=0.2)  # the rule sees what is left
+
+
+def test_a_distribution_model_keeps_its_spreads_nonnegative_and_its_scores_in_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """int8's 'score_std' grows by 40 per second of clip: on calibration clips of 0.05-0.25 s the
+    correction (their mean, about -6) would take the shortest clips' spreads below 0; they stop at
+    0. Every output is corrected, and what `mos score --int8` gives (scores, spreads, quantiles,
+    clips of one window and of many) stays on the scale."""
+    from fixtures_export import SMALL
+
+    from mos.model import ModelConfig, MosModel, TargetSpec
+    from mos.runtime import EngineOptions, ScoreEngine
+    from mos.trainer.checkpoint import save_checkpoint
+
+    model = MosModel(ModelConfig(targets=[TargetSpec("score", 0.0, 10.0, 5.0, 2.0)], text_encoder="none",
+                                 distribution_bins=10, window_seconds=0.25, **SMALL)).eval()
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", model,
+                    {"data": "synthetic", "validation_metrics": {}, "epoch": 0, "train_config": {}})
+    rng = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+    clips = [(0.3 * np.sin(2 * np.pi * (200 + 30 * k) * t) + 0.05 * (k % 5) * rng.standard_normal(SR))
+             .astype(np.float32)[: int(s * SR)] for k, s in enumerate(np.linspace(0.05, 0.25, 21))]
+    real = quantize.run_quantize_static
+
+    def run(src: Path, out: Path, *args, **kwargs) -> None:
+        real(src, out, *args, **kwargs)
+        add_bias(out, "score_std", per_second=40.0)
+
+    monkeypatch.setattr(quantize, "run_quantize_static", run)
+    bundle = tmp_path / "b"
+    report = export_bundle(tmp_path / "run", bundle, quantize="int8", calibration_clips=clips, force=True, verify=False)
+    q = report.int8
+    assert q is not None and not q.dropped
+    offsets = q.bias_correction.offsets
+    assert set(offsets) == {"score", "score_std"} and offsets["score_std"] == pytest.approx(-40.0 * 0.15, abs=0.3)
+    fp32, int8 = ort_scores(bundle / "audio.onnx", clips), ort_scores(bundle / "audio.int8.onnx", clips)
+    seconds = np.array([len(c) / SR for c in clips])
+    unclipped = fp32[:, 1] + 40.0 * seconds + offsets["score_std"]
+    assert (unclipped < 0).sum() >= 3 and np.all(int8[:, 1] >= 0)  # would have gone below 0: stopped at 0
+    np.testing.assert_allclose(int8[unclipped < 0, 1], 0.0)
+    np.testing.assert_allclose(int8[unclipped > 0.5, 1], unclipped[unclipped > 0.5], atol=0.05)
+    assert (int8 - fp32)[:, 0].mean() == pytest.approx(0.0, abs=1e-4)
+    engine = ScoreEngine.load(bundle, EngineOptions(device="cpu", threads=1, int8=True, quantiles=(0.1, 0.9)))
+    rows = engine.score_arrays(clips + [np.tile(c, 9) for c in clips[::5]], [None] * (len(clips) + 5))
+    assert engine.columns == ["score", "score_std", "score_q10", "score_q90"]
+    assert np.all(rows[:, [0, 2, 3]] >= 0.0) and np.all(rows[:, [0, 2, 3]] <= 10.0) and np.all(rows[:, 1] >= 0.0)

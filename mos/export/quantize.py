@@ -1,5 +1,7 @@
 """int8 variant: static QDQ on the convolutions (per-channel), front end in fp32, calibrated on clips.
 
+After quantizing, the constant part of int8's error is removed: the mean difference of each output
+from fp32's on the calibration clips is added to it inside the graph (`mos.export.bias`).
 The variant is measured through the runtime's own engine (the sessions `mos score` opens): size,
 speed, padding invariance (INT8_PADDING_TOL, never overridable) and its agreement with fp32 on
 every held-out validation clip, output by output (`mos.export.agreement`: rank agreement, error
@@ -23,7 +25,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from mos.errors import MosError
 from mos.export.agreement import Agreement, measure
-from mos.export.bench import ms_per_clip, padding_gap, score_clips
+from mos.export.bench import ms_per_clip, padding_gap, score_clips, scores_alone
+from mos.export.bias import BiasCorrection, fold_offsets, measure_offsets
 from mos.export.graph import front_end
 from mos.runtime.batching import pad_token_features, pad_waveforms
 from mos.runtime.engine import ScoreEngine
@@ -55,6 +58,7 @@ class Int8Report:
     bench_seconds: float  # length of the clip the speed was measured on (the model's window)
     padding_gap: float
     agreement: Agreement  # int8 audio (fp32 text) vs fp32, every output, on the validation clips
+    bias_correction: BiasCorrection  # what was added to int8's outputs (measured on the calibration clips)
     dropped: bool = False  # set by the exporter when the variant is not written
     forced: bool = False  # set by the exporter when --force wrote it despite the rule
     calibration: str = ""  # where the calibration clips came from (set by the exporter)
@@ -86,6 +90,7 @@ class Int8Report:
             "calibration": self.calibration,
             "calibration_clips": self.calibration_clips,
             "padding_gap": self.padding_gap,
+            "bias_correction": self.bias_correction.summary(),
             "agreement": self.agreement.summary(),
         }
         if self.agreement.srcc:
@@ -168,6 +173,19 @@ def _calibration_feeds(reference: ScoreEngine, clips: Sequence[np.ndarray],
     return feeds
 
 
+def correct_bias(reference: ScoreEngine, variant: Path, clips: Sequence[np.ndarray],
+                 captions: Sequence[str | None]) -> BiasCorrection:
+    """Fold into the audio model `variant` the mean difference of each of its outputs (scores and
+    spreads: the quantiles follow from them) from `reference`'s on the calibration `clips`, each
+    scored alone and unclamped; spreads stay >= 0."""
+    int8 = ScoreEngine(reference.bundle, reference.options, audio_path=variant, text=reference.text)
+    names = reference.targets + reference.spread_names
+    correction = measure_offsets(scores_alone(reference, clips, captions), scores_alone(int8, clips, captions), names)
+    del int8
+    fold_offsets(variant, correction.offsets, nonnegative=reference.spread_names)
+    return correction
+
+
 def quantize_int8(
     reference: ScoreEngine,
     out: Path,
@@ -180,7 +198,9 @@ def quantize_int8(
     """Write `out` from the fp32 audio model of `reference` (an engine on CPU with 2 threads, made
     with `agreement.gate_options`) and measure it with an engine of the same options: size, speed,
     padding gap, and its agreement with fp32 on every clip of `validation` (scored the way `mos
-    score` scores them; without validation clips, on the calibration clips, which judges nothing)."""
+    score` scores them; without validation clips, on the calibration clips, which judges nothing).
+    Before it is measured, its bias is corrected on the calibration `clips` (never on
+    `validation`): each output's mean difference from fp32's there is added to it in the graph."""
     if not clips:
         raise MosError("int8: no calibration clips")
     fp32 = reference.bundle.audio_model()
@@ -192,6 +212,7 @@ def quantize_int8(
     if not dft and kind == "conv":
         raise MosError(f"{fp32.name}: cannot find the front-end DFT Conv (a Conv fed by 'waveform') to keep in fp32")
     run_quantize_static(fp32, out, _calibration_feeds(reference, clips, captions), op_types, dft + mel)
+    correction = correct_bias(reference, out, clips, captions)
 
     int8 = ScoreEngine(reference.bundle, reference.options, audio_path=out, text=reference.text)
     gap_clips = [clips[k % len(clips)][: max(1, len(clips[k % len(clips)]) // d)] for k, d in enumerate((1, 3, 7))]
@@ -220,5 +241,6 @@ def quantize_int8(
         bench_seconds=len(bench_clip) / reference.sample_rate,
         padding_gap=gap,
         agreement=agreement,
+        bias_correction=correction,
         reference_scores=ref,
     )

@@ -49,6 +49,7 @@ class ExportReport:
                 f"median) {q.fp32_ms:.2f} ms -> {q.int8_ms:.2f} ms ({q.speedup:.2f}x; fastest run "
                 f"{q.fp32_ms_best:.2f} -> {q.int8_ms_best:.2f} ms)",
                 f"  padding invariance: max abs diff {q.padding_gap:.1e} (tolerance {INT8_PADDING_TOL:.0e})",
+                q.bias_correction.line(),
                 *q.agreement.lines(),
             ]
             if q.agreement.srcc:

@@ -1,7 +1,12 @@
-"""The `mos` command line: train, export, score, bench, eval and the end-to-end demo.
+"""The `mos` command line: the table of commands (COMMANDS), the app, and the train, export, eval
+and demo commands (score, bench and distill live in their packages' command.py).
 
-Heavy imports (torch for train/export) happen inside the commands, so `mos score` and
-`mos eval` run in an environment without torch.
+Heavy imports (torch for train/export) happen inside the commands, and a command's module loads
+only when that command is used, so `mos score` and `mos eval` run in an environment without torch.
+
+A new command: a function with typer parameters (options in `rich_help_panel`s when it has many)
+and a docstring of a summary line, prose, an `Examples:` block and an `Exit codes:` block; one
+line in COMMANDS; then `python -m mos.cli_docs --write` updates docs/cli.md.
 """
 
 from __future__ import annotations

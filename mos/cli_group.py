@@ -37,6 +37,9 @@ class MosCommand(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _no_type_after_flags(self.params)
+        for param in self.params:  # INPUTS in the usage line, the Arguments panel and errors alike
+            if param.param_type_name == "argument" and param.metavar is None and param.name:
+                param.metavar = param.name.upper()
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)

@@ -129,6 +129,13 @@ def test_usage_names_arguments_in_capitals(args: list[str]) -> None:
             assert re.search(rf"(?<![\w\[-]){shown}(?![\w\]-])", usage), usage
 
 
+@pytest.mark.parametrize("name", ["score", "eval", "distill"])
+def test_a_missing_argument_is_named_as_the_usage_line_names_it(name: str) -> None:
+    result = CliRunner().invoke(app, [name], prog_name="mos", env={"COLUMNS": WIDTH, "NO_COLOR": "1"})
+    first = next(p for p in _command([name]).params if p.param_type_name == "argument")
+    assert result.exit_code == 2 and f"Missing argument '{first.name.upper()}'" in ANSI.sub("", result.output), result.output
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_the_docstring_is_shown_whole_with_examples_and_exit_codes(name: str) -> None:
     """Every line of the command's docstring is in its help (rich markup swallows none of it),

@@ -110,7 +110,7 @@ def usage(name: str, command: Any) -> str:
 
 def _md(text: str) -> str:
     """Text for a Markdown table cell or paragraph: what Markdown would read as markup escaped."""
-    text = re.sub(r"([\\`*<>|\[\]])", r"\\\1", text)
+    text = re.sub(r"([\\`*<>|~\[\]])", r"\\\1", text)
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
 
 

@@ -30,22 +30,27 @@ def _no_type_after_flags(params: Iterable[Any]) -> None:
             param.metavar = ""
 
 
-class MosCommand(TyperCommand):
-    """A `mos` command: typer's, with the usage line naming arguments in capitals (`INPUTS`,
-    `[DATA]` when optional; typer 0.27+ writes `{inputs}`) and no value type after flags."""
+class _BareHelpFlag:
+    """`--help` is a flag too: no value type after it."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            _no_type_after_flags([option])
+        return option
+
+
+class MosCommand(_BareHelpFlag, TyperCommand):
+    """A `mos` command: typer's, with arguments named in capitals (`INPUTS`) in the usage line
+    (`[DATA]` when optional; typer 0.27+ writes `{inputs}`), the Arguments panel and errors, and
+    no value type after flags."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _no_type_after_flags(self.params)
-        for param in self.params:  # INPUTS in the usage line, the Arguments panel and errors alike
+        for param in self.params:
             if param.param_type_name == "argument" and param.metavar is None and param.name:
                 param.metavar = param.name.upper()
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _no_type_after_flags([option])
-        return option
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -88,7 +93,7 @@ class CommandTable(Mapping[str, Any]):
         return len(self.targets)
 
 
-class CommandGroup(TyperGroup):
+class CommandGroup(_BareHelpFlag, TyperGroup):
     """A typer group whose commands come from `table` (name -> "module:function"), in its order,
     each imported only when used. Subclass it with the table: `class Mos(CommandGroup): table = ...`."""
 
@@ -98,12 +103,6 @@ class CommandGroup(TyperGroup):
         super().__init__(**kwargs)
         self.commands = CommandTable(self.table)
         _no_type_after_flags(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _no_type_after_flags([option])
-        return option
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)  # the names only: listing imports nothing

@@ -1,7 +1,12 @@
-"""The `mos` command line: train, export, score, bench, eval and the end-to-end demo.
+"""The `mos` command line: the table of commands (COMMANDS), the app, and the train, export, eval
+and demo commands (score, bench and distill live in their packages' command.py).
 
-Heavy imports (torch for train/export) happen inside the commands, so `mos score` and
-`mos eval` run in an environment without torch.
+Heavy imports (torch for train/export) happen inside the commands, and a command's module loads
+only when that command is used, so `mos score` and `mos eval` run in an environment without torch.
+
+A new command: a function with typer parameters (options in `rich_help_panel`s when it has many)
+and a docstring of a summary line, prose, an `Examples:` block and an `Exit codes:` block; one
+line in COMMANDS; then `python -m mos.cli_docs --write` updates docs/cli.md.
 """
 
 from __future__ import annotations
@@ -14,13 +19,33 @@ import typer
 from rich.console import Console
 
 from mos import __version__
+from mos.cli_group import CommandGroup
 from mos.errors import MosError
 
 if TYPE_CHECKING:
     from mos.trainer.config import TrainConfig
     from mos.trainer.recipes import Recipe
 
+# Every command: its name -> "module:function", in the order `mos --help` lists them. A command's
+# module is imported only when that command runs or shows its help (mos.cli_group), so `mos score`
+# never imports torch and starts fast; the functions are plain typer signatures, undecorated.
+COMMANDS: dict[str, str] = {
+    "train": "mos.cli:train",
+    "export": "mos.cli:export_command",
+    "score": "mos.runtime.command:score",
+    "eval": "mos.cli:eval_command",
+    "bench": "mos.bench.command:bench",
+    "distill": "mos.distill.command:distill",
+    "demo": "mos.cli:demo",
+}
+
+
+class MosCommands(CommandGroup):
+    table = COMMANDS
+
+
 app = typer.Typer(
+    cls=MosCommands,
     add_completion=False,
     no_args_is_help=True,
     help="Learn to predict how people rate audio clips (MOS), export to ONNX, score without PyTorch.",
@@ -42,6 +67,11 @@ def _version(value: bool) -> None:
     if value:
         console.print(f"mos {__version__}")
         raise typer.Exit()
+
+
+# The panels of `mos train --help`, in this order.
+_DATA, _SETTINGS, _MODEL, _ENCODERS = "Data", "Recipe and settings", "Model", "Encoders"
+_OPTIMISATION, _LOSS, _RUN, _OUTPUT = "Optimisation", "Loss", "Run control", "Output"
 
 
 @app.callback()
@@ -76,75 +106,81 @@ def show_settings(preset: Recipe | None, cfg: TrainConfig, explicit: set[str]) -
         console.print(f"# still to give: {needed}", markup=False)
 
 
-@app.command()
 def train(
     data: Optional[Path] = typer.Argument(None, help="XACLE tree, MusicEval tree, CSV/JSONL ratings file. Default: the built-in demo set."),
-    data_opt: Optional[Path] = typer.Option(None, "--data", help="Same as the DATA argument."),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file with TrainConfig fields; flags override it."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="A shipped preset: musiceval-baseline, musiceval-baseline-exact, xacle-audiomos or xacle-clap; --config and flags given override it."),
-    show: bool = typer.Option(False, "--show", help="Print the recipe and the resulting settings, then exit without training."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name: outputs go to <runs-dir>/<name>/ (default: demo, or the data folder's name)."),
-    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where run folders are written (default: runs)."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping for a generic CSV/JSONL, e.g. 'path=path,target:mushra=mean_score,system=system,range:mushra=0:100'."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per step (default 16)."),
-    accumulate: Optional[int] = typer.Option(None, "--accumulate", help="Gradient accumulation steps (default 1)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate: the one-cycle peak, or the constant rate (default 1e-3)."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="'adamw' (default) or 'sgd' (momentum 0.9)."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="'one-cycle' (default) or 'constant' (--lr and --encoder-lr throughout)."),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without a better --select-by value (default 6)."),
-    select_by: Optional[str] = typer.Option(None, "--select-by", help="What early stopping and the best checkpoint watch: 'srcc' (mean validation SRCC; default) or 'loss' (the training loss on the validation set)."),
-    val_loss_clamp: Optional[bool] = typer.Option(None, "--val-loss-clamp/--no-val-loss-clamp", help="The validation loss from clip scores clamped to each target's range, as mos score gives them (the default), or from the unclamped model outputs (--no-val-loss-clamp, the MusicEval baseline's)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
-    loss: Optional[str] = typer.Option(None, "--loss", help="The pointwise loss: 'mse' (default) or 'l1' (mean absolute error)."),
-    mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="Weight of the pointwise loss, (clipped) MSE or L1 (default 1.0)."),
-    loss_reduction: Optional[str] = typer.Option(None, "--loss-reduction", help="How the targets' losses combine: 'mean' (default) or 'sum' (the MusicEval baseline's: one backward call per head adds them up)."),
-    target_scale: Optional[str] = typer.Option(None, "--target-scale", help="What the heads learn: 'zscore' (each target standardised by its training mean and std; default) or 'raw' (the scores on the rating scale, as the MusicEval baseline). Scores come out on the rating scale either way."),
-    grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Clip the gradients' global norm to this before each step (default 5; 0 = never)."),
-    rank_weight: Optional[float] = typer.Option(None, "--rank-weight", help="Weight of the pairwise ranking loss (default 0.5)."),
-    corr_weight: Optional[float] = typer.Option(None, "--corr-weight", help="Weight of the 1-LCC loss (default 0.5)."),
-    listnet_weight: Optional[float] = typer.Option(None, "--listnet-weight", help="Weight of the ListNet top-1 loss over the batch (default 0)."),
-    clip_tau: Optional[float] = typer.Option(None, "--clip-tau", help="Clipped MSE: errors below tau (normalised units) cost nothing (default 0 = plain MSE; --loss mse only)."),
-    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, a LAION-CLAP checkpoint (.pt, with RoBERTa's tokenizer beside it), or 'none' for audio-only."),
-    max_text_tokens: Optional[int] = typer.Option(None, "--max-text-tokens", help="Captions are truncated to this many tokens, in training and in the bundle (default 64; LAION-CLAP's own tokenizer call: 77)."),
-    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="'conv' (default: the edge encoder, trained from scratch), 'aisfx' (pretrained sound-effects CNN), a local transformers directory (CLAP, AST, wav2vec2, HuBERT, WavLM, data2vec-audio), or a LAION-CLAP checkpoint (.pt)."),
-    finetune_audio: Optional[bool] = typer.Option(None, "--finetune-audio/--freeze-audio", help="Train the pretrained audio encoder too, at --encoder-lr; --freeze-audio keeps it frozen, its features cached (the default)."),
-    encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of a fine-tuned audio encoder: its one-cycle peak, or its constant rate (default 1e-5)."),
-    encoder_mode: Optional[str] = typer.Option(None, "--encoder-mode", help="How a fine-tuned audio encoder runs while it trains: 'train' (its dropout on; default) or 'eval' (as at inference, as the MusicEval baseline's CLAP runs)."),
-    head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens), 'pooled' (audio and text embeddings into an MLP) or 'per-target' (one such MLP per target); default: pooled with a pretrained --audio-encoder, fusion with conv."),
-    head_layers: Optional[str] = typer.Option(None, "--head-layers", help="Hidden sizes of the pooled or per-target head, e.g. 256,64 (default)."),
-    head_activation: Optional[str] = typer.Option(None, "--head-activation", help="Between the pooled or per-target head's layers: 'gelu' (default, with dropout) or 'none' (linear layers, as the MusicEval baseline)."),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout in the conv encoder, the fusion and the heads while training (default 0.1)."),
-    audio_only_targets: Optional[str] = typer.Option(None, "--audio-only-targets", help="With --head per-target: targets whose head sees the audio embedding alone, e.g. overall."),
-    distribution: Optional[int] = typer.Option(None, "--distribution", help="Predict each target's rating distribution over BINS values spanning its range, both ends included (e.g. 20): KL to smoothed listener ratings beside the other losses; scores then come with the listener spread (<target>_std). Default 0: none."),
-    distribution_width: Optional[float] = typer.Option(None, "--distribution-width", help="Smoothing of the distribution targets: its standard deviation mid-scale, on the target's scale, narrowing to 0 at the ends (default and least: range / (2 sqrt(BINS - 1)))."),
-    distribution_weight: Optional[float] = typer.Option(None, "--distribution-weight", help="Weight of the KL term (default 1.0)."),
-    feature_cache: Optional[str] = typer.Option(None, "--feature-cache", help="Where a frozen encoder's features are cached (default $MOS_CACHE_DIR/features or ~/.cache/mos/features); 'none' runs the encoder on every batch."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
-    gain_db: Optional[float] = typer.Option(None, "--gain-db", help="Augmentation: random gain of up to +-N dB on training clips (default 0 = off)."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Training window in seconds: random crop of longer clips; scoring cuts long files into windows of this length (default 10)."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out fraction when the data has no validation split (default 0.2)."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out (or fold) whole groups: a column of the ratings table, e.g. signal (default: by clip)."),
-    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of DATA."),
-    folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation: K models, out-of-fold metrics in cv.json."),
-    listener_norm: Optional[str] = typer.Option(None, "--listener-norm", help="Per-listener standardisation of the training ratings: 'off' (default), 'on' (needs listener ids) or 'auto' (on when the data has listener ids). Z-scores each listener, drops listeners who disagree with the others, trains on the cleaned means; validation is never cleaned. Report: listeners.json."),
-    listener_threshold: Optional[float] = typer.Option(None, "--listener-threshold", help="--listener-norm drops a listener whose ratings correlate below this with the other listeners' mean on the same clips (default 0.2)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> with its own settings; given flags override them."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name."),
-    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train on N processes (DDP: gloo on CPU, nccl on CUDA) by starting torchrun; --batch-size stays the global batch. Same as torchrun --nproc-per-node N -m mos train ..."),
+    data_opt: Optional[Path] = typer.Option(None, "--data", help="Same as the DATA argument.", rich_help_panel=_DATA),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping for a generic CSV/JSONL, e.g. 'path=path,target:mushra=mean_score,system=system,range:mushra=0:100'.", rich_help_panel=_DATA),
+    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of DATA.", rich_help_panel=_DATA),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out fraction when the data has no validation split (default 0.2).", rich_help_panel=_DATA),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out (or fold) whole groups: a column of the ratings table, e.g. signal (default: by clip).", rich_help_panel=_DATA),
+    folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation: K models, out-of-fold metrics in cv.json.", rich_help_panel=_DATA),
+    listener_norm: Optional[str] = typer.Option(None, "--listener-norm", help="Per-listener standardisation of the training ratings: 'off' (default), 'on' (needs listener ids) or 'auto' (on when the data has listener ids). Z-scores each listener, drops listeners who disagree with the others, trains on the cleaned means; validation is never cleaned. Report: listeners.json.", rich_help_panel=_DATA),
+    listener_threshold: Optional[float] = typer.Option(None, "--listener-threshold", help="--listener-norm drops a listener whose ratings correlate below this with the other listeners' mean on the same clips (default 0.2).", rich_help_panel=_DATA),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Training window in seconds: random crop of longer clips; scoring cuts long files into windows of this length (default 10).", rich_help_panel=_DATA),
+    gain_db: Optional[float] = typer.Option(None, "--gain-db", help="Augmentation: random gain of up to +-N dB on training clips (default 0 = off).", rich_help_panel=_DATA),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="A shipped preset: musiceval-baseline, musiceval-baseline-exact, xacle-audiomos or xacle-clap; --config and flags given override it.", rich_help_panel=_SETTINGS),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file with TrainConfig fields; flags override it.", rich_help_panel=_SETTINGS),
+    show: bool = typer.Option(False, "--show", help="Print the recipe and the resulting settings, then exit without training.", rich_help_panel=_SETTINGS),
+    head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens), 'pooled' (audio and text embeddings into an MLP) or 'per-target' (one such MLP per target); default: pooled with a pretrained --audio-encoder, fusion with conv.", rich_help_panel=_MODEL),
+    head_layers: Optional[str] = typer.Option(None, "--head-layers", help="Hidden sizes of the pooled or per-target head, e.g. 256,64 (default).", rich_help_panel=_MODEL),
+    head_activation: Optional[str] = typer.Option(None, "--head-activation", help="Between the pooled or per-target head's layers: 'gelu' (default, with dropout) or 'none' (linear layers, as the MusicEval baseline).", rich_help_panel=_MODEL),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout in the conv encoder, the fusion and the heads while training (default 0.1).", rich_help_panel=_MODEL),
+    audio_only_targets: Optional[str] = typer.Option(None, "--audio-only-targets", help="With --head per-target: targets whose head sees the audio embedding alone, e.g. overall.", rich_help_panel=_MODEL),
+    target_scale: Optional[str] = typer.Option(None, "--target-scale", help="What the heads learn: 'zscore' (each target standardised by its training mean and std; default) or 'raw' (the scores on the rating scale, as the MusicEval baseline). Scores come out on the rating scale either way.", rich_help_panel=_MODEL),
+    distribution: Optional[int] = typer.Option(None, "--distribution", help="Predict each target's rating distribution over BINS values spanning its range, both ends included (e.g. 20): KL to smoothed listener ratings beside the other losses; scores then come with the listener spread (<target>_std). Default 0: none.", rich_help_panel=_MODEL),
+    distribution_width: Optional[float] = typer.Option(None, "--distribution-width", help="Smoothing of the distribution targets: its standard deviation mid-scale, on the target's scale, narrowing to 0 at the ends (default and least: range / (2 sqrt(BINS - 1))).", rich_help_panel=_MODEL),
+    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="'conv' (default: the edge encoder, trained from scratch), 'aisfx' (pretrained sound-effects CNN), a local transformers directory (CLAP, AST, wav2vec2, HuBERT, WavLM, data2vec-audio), or a LAION-CLAP checkpoint (.pt).", rich_help_panel=_ENCODERS),
+    finetune_audio: Optional[bool] = typer.Option(None, "--finetune-audio/--freeze-audio", help="Train the pretrained audio encoder too, at --encoder-lr; --freeze-audio keeps it frozen, its features cached (the default).", rich_help_panel=_ENCODERS),
+    encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of a fine-tuned audio encoder: its one-cycle peak, or its constant rate (default 1e-5).", rich_help_panel=_ENCODERS),
+    encoder_mode: Optional[str] = typer.Option(None, "--encoder-mode", help="How a fine-tuned audio encoder runs while it trains: 'train' (its dropout on; default) or 'eval' (as at inference, as the MusicEval baseline's CLAP runs).", rich_help_panel=_ENCODERS),
+    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="'minilm' (built in, offline), a local transformers directory, a LAION-CLAP checkpoint (.pt, with RoBERTa's tokenizer beside it), or 'none' for audio-only.", rich_help_panel=_ENCODERS),
+    max_text_tokens: Optional[int] = typer.Option(None, "--max-text-tokens", help="Captions are truncated to this many tokens, in training and in the bundle (default 64; LAION-CLAP's own tokenizer call: 77).", rich_help_panel=_ENCODERS),
+    feature_cache: Optional[str] = typer.Option(None, "--feature-cache", help="Where a frozen encoder's features are cached (default $MOS_CACHE_DIR/features or ~/.cache/mos/features); 'none' runs the encoder on every batch.", rich_help_panel=_ENCODERS),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 30).", rich_help_panel=_OPTIMISATION),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per step (default 16).", rich_help_panel=_OPTIMISATION),
+    accumulate: Optional[int] = typer.Option(None, "--accumulate", help="Gradient accumulation steps (default 1).", rich_help_panel=_OPTIMISATION),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate: the one-cycle peak, or the constant rate (default 1e-3).", rich_help_panel=_OPTIMISATION),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="'adamw' (default) or 'sgd' (momentum 0.9).", rich_help_panel=_OPTIMISATION),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="'one-cycle' (default) or 'constant' (--lr and --encoder-lr throughout).", rich_help_panel=_OPTIMISATION),
+    grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Clip the gradients' global norm to this before each step (default 5; 0 = never).", rich_help_panel=_OPTIMISATION),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without a better --select-by value (default 6).", rich_help_panel=_OPTIMISATION),
+    select_by: Optional[str] = typer.Option(None, "--select-by", help="What early stopping and the best checkpoint watch: 'srcc' (mean validation SRCC; default) or 'loss' (the training loss on the validation set).", rich_help_panel=_OPTIMISATION),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0).", rich_help_panel=_OPTIMISATION),
+    loss: Optional[str] = typer.Option(None, "--loss", help="The pointwise loss: 'mse' (default) or 'l1' (mean absolute error).", rich_help_panel=_LOSS),
+    mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="Weight of the pointwise loss, (clipped) MSE or L1 (default 1.0).", rich_help_panel=_LOSS),
+    clip_tau: Optional[float] = typer.Option(None, "--clip-tau", help="Clipped MSE: errors below tau (normalised units) cost nothing (default 0 = plain MSE; --loss mse only).", rich_help_panel=_LOSS),
+    rank_weight: Optional[float] = typer.Option(None, "--rank-weight", help="Weight of the pairwise ranking loss (default 0.5).", rich_help_panel=_LOSS),
+    corr_weight: Optional[float] = typer.Option(None, "--corr-weight", help="Weight of the 1-LCC loss (default 0.5).", rich_help_panel=_LOSS),
+    listnet_weight: Optional[float] = typer.Option(None, "--listnet-weight", help="Weight of the ListNet top-1 loss over the batch (default 0).", rich_help_panel=_LOSS),
+    distribution_weight: Optional[float] = typer.Option(None, "--distribution-weight", help="Weight of the KL term (default 1.0).", rich_help_panel=_LOSS),
+    loss_reduction: Optional[str] = typer.Option(None, "--loss-reduction", help="How the targets' losses combine: 'mean' (default) or 'sum' (the MusicEval baseline's: one backward call per head adds them up).", rich_help_panel=_LOSS),
+    val_loss_clamp: Optional[bool] = typer.Option(None, "--val-loss-clamp/--no-val-loss-clamp", help="The validation loss from clip scores clamped to each target's range, as mos score gives them (the default), or from the unclamped model outputs (--no-val-loss-clamp, the MusicEval baseline's).", rich_help_panel=_LOSS),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto).", rich_help_panel=_RUN),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train on N processes (DDP: gloo on CPU, nccl on CUDA) by starting torchrun; --batch-size stays the global batch. Same as torchrun --nproc-per-node N -m mos train ...", rich_help_panel=_RUN),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run <runs-dir>/<name> with its own settings; given flags override them.", rich_help_panel=_RUN),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name: outputs go to <runs-dir>/<name>/ (default: demo, or the data folder's name).", rich_help_panel=_OUTPUT),
+    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where run folders are written (default: runs).", rich_help_panel=_OUTPUT),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name.", rich_help_panel=_OUTPUT),
 ) -> None:
     """Train a MOS model. With no data it trains on the built-in demo set (made on first use).
 
-    Examples:\n
-      mos train                                   # demo set -> runs/demo/\n
-      mos train ./XACLE_dataset --name xacle --epochs 50\n
-      mos train ./MusicEval-phase1 --name musiceval --accumulate 4\n
-      mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --group-by signal --text-encoder none\n
-      mos train ratings.csv --columns '...' --group-by signal --folds 4 --text-encoder none   # cross-validation\n
-      mos train --resume --name xacle --epochs 80   # continue a run, with more epochs\n
-      mos train ./XACLE_dataset --audio-encoder ./clap-htsat-unfused --text-encoder ./clap-htsat-unfused --head pooled\n
-      mos train ./XACLE_dataset --recipe xacle-audiomos   # a shipped preset; --recipe NAME --show prints it\n
-      mos train ./XACLE_dataset --nproc 2            # two DDP processes, the same global batch
+    Settings come from, each over the one before: the defaults, a --recipe, a --config file, the flags given. A run writes its folder <runs-dir>/<name>/: checkpoints, metrics, validation predictions, train.log.
+
+    Examples:
+        mos train                                     # the demo set -> runs/demo/
+        mos train ./XACLE_dataset --name xacle --epochs 50
+        mos train ./MusicEval-phase1 --name musiceval --accumulate 4
+        mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --group-by signal --text-encoder none
+        mos train ratings.csv --columns '...' --group-by signal --folds 4 --text-encoder none   # cross-validation
+        mos train --resume --name xacle --epochs 80   # continue a run, with more epochs
+        mos train ./XACLE_dataset --audio-encoder ./clap-htsat-unfused --text-encoder ./clap-htsat-unfused --head pooled
+        mos train ./XACLE_dataset --recipe xacle-audiomos   # a shipped preset; --recipe NAME --show prints it
+        mos train ./XACLE_dataset --nproc 2           # two DDP processes, the same global batch
+
+    Exit codes:
+        0  trained, or --show printed the settings
+        2  bad settings, data or run folder (one line on stderr says which and why)
+        N  with --nproc: the exit code of the training process that failed
     """
     from mos.trainer.run import run_training
     from mos.trainer.config import TrainConfig
@@ -237,7 +273,6 @@ def launch_processes(nproc: int, cfg: TrainConfig, explicit: set[str]) -> int:
     return launch(nproc, sys.argv[1:])
 
 
-@app.command("export")
 def export_command(
     source: Path = typer.Argument(Path("runs/demo"), help="A run folder (uses checkpoints/best.pt) or a checkpoint file; with --check, a bundle."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset; the file's opset import equals it exactly, or the export fails."),
@@ -250,10 +285,16 @@ def export_command(
 ) -> None:
     """Export a trained model to a verified ONNX bundle (audio.onnx, text.onnx, tokenizer.json, mos.json).
 
-    Examples:\n
-      mos export runs/demo --opset 17 --quantize int8\n
-      mos export runs/demo/checkpoints/best.pt --out ./bundle --fp16\n
-      mos export --check runs/demo/bundle
+    The bundle is verified before it replaces the output folder: ONNX Runtime, through the code mos score runs, against PyTorch on clips of several lengths, and a padded batch against each clip alone.
+
+    Examples:
+        mos export runs/demo --opset 17 --quantize int8
+        mos export runs/demo/checkpoints/best.pt --out ./bundle --fp16
+        mos export --check runs/demo/bundle
+
+    Exit codes:
+        0  exported and verified (with --check: the bundle passes)
+        2  bad input, or the verification failed (one line on stderr says which check)
     """
     try:
         if check:
@@ -275,7 +316,6 @@ def export_command(
         fail(str(exc))
 
 
-@app.command("eval")
 def eval_command(
     pred: Path = typer.Argument(..., help="Predictions: a mos score CSV/JSONL, a trainer's val_predictions.csv / oof_predictions.csv, an XACLE 'wav_file_name,pred_score' CSV, or an AudioMOS answer.txt."),
     truth: Path = typer.Argument(..., help="Ratings: an XACLE *_average.csv, a MusicEval *_mos_list.txt, or a CSV/JSONL table read with --columns."),
@@ -286,9 +326,13 @@ def eval_command(
 
     Predictions join the ratings on the clip's path relative to the ratings file (or the id the trainer or mos score wrote); a shorter path or a bare file name only where it names one clip.
 
-    Examples:\n
-      mos eval answer.txt MusicEval-phase1/sets/dev_mos_list.txt\n
-      mos eval runs/mushra/val_predictions.csv ratings.csv --columns 'path=path,target:mushra=mean_score,system=system'
+    Examples:
+        mos eval answer.txt MusicEval-phase1/sets/dev_mos_list.txt
+        mos eval runs/mushra/val_predictions.csv ratings.csv --columns 'path=path,target:mushra=mean_score,system=system'
+
+    Exit codes:
+        0  the metrics were printed
+        2  a file cannot be read, or the predictions miss rated clips (one line on stderr says which)
     """
     from mos.evaluate import run_eval
 
@@ -298,7 +342,6 @@ def eval_command(
         fail(str(exc))
 
 
-@app.command()
 def demo(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the run folder runs/demo/ is written."),
     demo_dir: Path = typer.Option(Path("data/demo"), "--demo-dir", help="Where the demo data set is generated."),
@@ -307,8 +350,13 @@ def demo(
 ) -> None:
     """The whole product on the built-in demo set: train, export (int8), score, eval, bench.
 
-    Example:\n
-      mos demo     # a few minutes on a 2-core CPU; prints where its outputs are
+    Examples:
+        mos demo                  # a few minutes on a 2-core CPU; prints where its outputs are
+        mos demo --no-bench --epochs 5
+
+    Exit codes:
+        0  every step finished
+        2  a step failed on bad input (one line on stderr says which)
     """
     from mos.demo_job import run_demo
 
@@ -318,29 +366,10 @@ def demo(
         fail(str(exc))
 
 
-def _register_runtime_commands() -> None:
-    """`score` and `bench` live with the torch-free runtime; they import no torch."""
-    from mos.bench.command import bench as bench_command
-    from mos.runtime.command import score as score_command
-
-    app.command("score")(score_command)
-    app.command("bench")(bench_command)
-
-
-def _register_distill_command() -> None:
-    """`distill` lives in mos.distill (it imports torch only when it runs)."""
-    from mos.distill.command import distill as distill_command
-
-    app.command("distill")(distill_command)
-
-
-_register_runtime_commands()
-_register_distill_command()
-
-
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """The `mos` command (`args`: the command line after `mos`; default sys.argv)."""
     try:
-        app()
+        app(args=args, prog_name="mos")
     except MosError as exc:  # any user error that escaped a command
         print_error(str(exc))
         sys.exit(2)

@@ -1,7 +1,7 @@
 """`mos bench`: speed and memory figures of a bundle (torch only for the optional eager comparison).
 
-`BenchOptions` and `run_bench` are imported on first use, so that `mos score` (whose command
-line registers `mos bench` too) does not pay for the benchmark's imports at start-up.
+`BenchOptions` and `run_bench` are imported on first use, so that loading the command
+(mos.bench.command, e.g. for `mos bench --help`) does not pay for the benchmark's imports.
 """
 
 from __future__ import annotations

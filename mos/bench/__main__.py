@@ -1,14 +1,12 @@
 """`python -m mos.bench ...`: the `mos bench` command on its own (the same options)."""
 
-import typer
+import sys
 
-from mos.bench.command import bench
+from mos.cli import main as mos_main
 
 
 def main() -> None:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(bench)
-    app()
+    mos_main(["bench", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

@@ -12,46 +12,55 @@ from rich.console import Console
 from mos.errors import MosError
 
 
+# The panels of `mos distill --help`, in this order.
+_DATA, _STUDENT, _DISTIL, _OPTIMISATION = "Data", "Student", "Distillation", "Optimisation"
+_TEACHER, _RUN, _OUTPUT = "Teacher and comparison", "Run control", "Output"
+
+
 def distill(
     teacher: Path = typer.Argument(..., help="The teacher: an exported bundle, or a run folder holding one in bundle/ (mos export RUN)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Rated data, as for mos train (XACLE/MusicEval tree, CSV/JSONL with --columns). Default: the built-in demo set."),
-    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unrated audio the teacher labels for the student: a folder, a list file, or a CSV/JSONL table (--unlabeled-columns)."),
-    unlabeled_columns: Optional[str] = typer.Option(None, "--unlabeled-columns", help="Column mapping of an --unlabeled table, e.g. 'path=file,caption=text'."),
-    captions: Optional[Path] = typer.Option(None, "--captions", help="Captions of the --unlabeled clips (CSV wav_file_name,text, or a MusicEval prompt file), when a model reads text."),
-    caption_columns: Optional[str] = typer.Option(None, "--caption-columns", help="Columns of a --captions CSV as id_col,text_col."),
-    name: Optional[str] = typer.Option(None, "--name", help="The student's run name: outputs go to <runs-dir>/<name>/ (default: <teacher>-student)."),
-    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where run folders are written (default: runs)."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping of a generic ratings table, as for mos train."),
-    student_config: Optional[str] = typer.Option(None, "--student-config", help="The student's size: edge (default, mos train's model), small, tiny, or a JSON/TOML file of mos train settings with a model table (channels, hidden, ...)."),
-    teacher_weight: float = typer.Option(0.5, "--teacher-weight", help="Weight of the teacher's labels (every clip); 1 minus it weighs the human ratings (rated clips only). 1: teacher only."),
-    agree_weight: float = typer.Option(0.5, "--agree-weight", help="Weight of the soft rank agreement with the teacher over each batch."),
-    augment: int = typer.Option(0, "--augment", min=0, help="Degraded copies (gain, noise, codec-like low-pass) of each training and unlabelled clip, labelled by the teacher."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per step (default 16)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping patience in epochs (default 6)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
-    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="The student's text encoder (default: minilm when the teacher reads captions, else none)."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="The student's training and scoring window in seconds (default 10)."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out whole groups (a ratings-table column), as for mos train."),
-    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of the data."),
-    device: Optional[str] = typer.Option(None, "--device", help="Where the student trains: auto, cpu or cuda."),
-    teacher_device: str = typer.Option("auto", "--teacher-device", help="Where the teacher scores (ONNX Runtime): auto, cpu or cuda."),
-    teacher_batch_size: int = typer.Option(0, "--teacher-batch-size", min=0, help="Clips per teacher run (0: 16 on CPU, 64 on CUDA)."),
-    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads of the final speed comparison (0: every usable core)."),
-    speed_repeats: int = typer.Option(3, "--speed-repeats", min=1, help="Timed runs of each bundle in the final comparison (median reported)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue <runs-dir>/<name>: labels already cached are kept, training resumes."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Rated data, as for mos train (XACLE/MusicEval tree, CSV/JSONL with --columns). Default: the built-in demo set.", rich_help_panel=_DATA),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Column mapping of a generic ratings table, as for mos train.", rich_help_panel=_DATA),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out whole groups (a ratings-table column), as for mos train.", rich_help_panel=_DATA),
+    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of the data.", rich_help_panel=_DATA),
+    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unrated audio the teacher labels for the student: a folder, a list file, or a CSV/JSONL table (--unlabeled-columns).", rich_help_panel=_DATA),
+    unlabeled_columns: Optional[str] = typer.Option(None, "--unlabeled-columns", help="Column mapping of an --unlabeled table, e.g. 'path=file,caption=text'.", rich_help_panel=_DATA),
+    captions: Optional[Path] = typer.Option(None, "--captions", help="Captions of the --unlabeled clips (CSV wav_file_name,text, or a MusicEval prompt file), when a model reads text.", rich_help_panel=_DATA),
+    caption_columns: Optional[str] = typer.Option(None, "--caption-columns", help="Columns of a --captions CSV as id_col,text_col.", rich_help_panel=_DATA),
+    student_config: Optional[str] = typer.Option(None, "--student-config", help="The student's size: edge (default, mos train's model), small, tiny, or a JSON/TOML file of mos train settings with a model table (channels, hidden, ...).", rich_help_panel=_STUDENT),
+    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="The student's text encoder (default: minilm when the teacher reads captions, else none).", rich_help_panel=_STUDENT),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="The student's training and scoring window in seconds (default 10).", rich_help_panel=_STUDENT),
+    teacher_weight: float = typer.Option(0.5, "--teacher-weight", help="Weight of the teacher's labels (every clip); 1 minus it weighs the human ratings (rated clips only). 1: teacher only.", rich_help_panel=_DISTIL),
+    agree_weight: float = typer.Option(0.5, "--agree-weight", help="Weight of the soft rank agreement with the teacher over each batch.", rich_help_panel=_DISTIL),
+    augment: int = typer.Option(0, "--augment", min=0, help="Degraded copies (gain, noise, codec-like low-pass) of each training and unlabelled clip, labelled by the teacher.", rich_help_panel=_DISTIL),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 30).", rich_help_panel=_OPTIMISATION),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per step (default 16).", rich_help_panel=_OPTIMISATION),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-3).", rich_help_panel=_OPTIMISATION),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping patience in epochs (default 6).", rich_help_panel=_OPTIMISATION),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0).", rich_help_panel=_OPTIMISATION),
+    teacher_device: str = typer.Option("auto", "--teacher-device", help="Where the teacher scores (ONNX Runtime): auto, cpu or cuda.", rich_help_panel=_TEACHER),
+    teacher_batch_size: int = typer.Option(0, "--teacher-batch-size", min=0, help="Clips per teacher run (0: 16 on CPU, 64 on CUDA).", rich_help_panel=_TEACHER),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads of the final speed comparison (0: every usable core).", rich_help_panel=_TEACHER),
+    speed_repeats: int = typer.Option(3, "--speed-repeats", min=1, help="Timed runs of each bundle in the final comparison (median reported).", rich_help_panel=_TEACHER),
+    device: Optional[str] = typer.Option(None, "--device", help="Where the student trains: auto, cpu or cuda.", rich_help_panel=_RUN),
+    resume: bool = typer.Option(False, "--resume", help="Continue <runs-dir>/<name>: labels already cached are kept, training resumes.", rich_help_panel=_RUN),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.", rich_help_panel=_RUN),
+    name: Optional[str] = typer.Option(None, "--name", help="The student's run name: outputs go to <runs-dir>/<name>/ (default: <teacher>-student).", rich_help_panel=_OUTPUT),
+    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where run folders are written (default: runs).", rich_help_panel=_OUTPUT),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name.", rich_help_panel=_OUTPUT),
 ) -> None:
-    """Distil a big teacher into the fast edge model: the teacher labels every clip once (cached,
-    resumable), the student trains on human ratings and teacher labels, is exported, and both are
-    compared on the validation split (SRCC, LCC, MSE; clips/s end to end).
+    """Distil a big teacher into the fast edge model, and compare the two on the validation split.
 
-    Examples:\n
-      mos distill runs/clap --data ./XACLE_dataset --name clap-student\n
-      mos distill runs/aisfx/bundle --unlabeled ./more_audio --captions more.csv --augment 1 --name edge\n
-      mos distill runs/clap --data ./XACLE_dataset --name clap-student --resume
+    The teacher labels every clip once (cached, resumable); the student trains on human ratings and teacher labels and is exported; the comparison reports SRCC, LCC and MSE of both, and their clips/s end to end.
+
+    Examples:
+        mos distill runs/clap --data ./XACLE_dataset --name clap-student
+        mos distill runs/aisfx/bundle --unlabeled ./more_audio --captions more.csv --augment 1 --name edge
+        mos distill runs/clap --data ./XACLE_dataset --name clap-student --resume
+
+    Exit codes:
+        0  the student was trained, exported and compared
+        2  bad settings, teacher or data (one line on stderr says which and why)
     """
     from mos.distill.run import DistillSettings, run_distill, student_config as read_student_config
     from mos.distill.teacher import load_teacher

@@ -277,7 +277,7 @@ def export_command(
     source: Path = typer.Argument(Path("runs/demo"), help="A run folder (uses checkpoints/best.pt) or a checkpoint file; with --check, a bundle."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset; the file's opset import equals it exactly, or the export fails."),
     out: Optional[Path] = typer.Option(None, "--out", help="Bundle directory (default: <run>/bundle)."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': add audio.int8.onnx (static QDQ on convolutions, calibrated on the run's training clips) and, for text models, text.int8.onnx (static QDQ on MatMuls, calibrated on its captions); each written only if it agrees with fp32 on the run's validation clips (README: the int8 rule)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': add audio.int8.onnx (static QDQ on convolutions, calibrated on the run's training clips) and, for text models, text.int8.onnx (static QDQ on MatMuls, calibrated on its captions); each written only if it agrees with fp32 on the run's validation clips (docs/commands/export.md: the int8 rule)."),
     fp16: bool = typer.Option(False, "--fp16", help="Add audio.fp16.onnx for GPU use."),
     force: bool = typer.Option(False, "--force", help="Write the int8 variants even when they miss the int8 rule or no validation clips can judge them (what they missed is recorded in mos.json)."),
     check: bool = typer.Option(False, "--check", help="Re-run the verification on an existing bundle (SOURCE is the bundle); fails when the run's checkpoint changed since export."),

@@ -93,6 +93,20 @@ def clips_per_s(output: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def export_measured(output: str) -> dict[str, Any]:
+    """What `mos export` printed about its int8 models: audio ms per window-long clip and text ms
+    per caption, fp32 -> int8 (its own medians, 2 threads)."""
+    out: dict[str, Any] = {}
+    audio = re.search(r"speed per ([0-9.]+) s clip \(([^)]*)\) ([0-9.]+) ms -> ([0-9.]+) ms", output)
+    if audio:
+        out["audio_ms_per_clip"] = {"clip_seconds": float(audio.group(1)), "how": audio.group(2),
+                                    "fp32": float(audio.group(3)), "int8": float(audio.group(4))}
+    text = re.search(r"ms per caption \(([^)]*)\) ([0-9.]+) -> ([0-9.]+)", output)
+    if text:
+        out["text_ms_per_caption"] = {"how": text.group(1), "fp32": float(text.group(2)), "int8": float(text.group(3))}
+    return out
+
+
 def bundle_summary(bundle: Path) -> dict[str, Any]:
     """File sizes (MB) and which int8 models the export kept, from mos.json."""
     meta = json.loads((bundle / "mos.json").read_text(encoding="utf-8"))
@@ -140,6 +154,7 @@ def one_family(family: str, data: Path, work: Path, args: argparse.Namespace, lo
     if "export" in steps and steps["export"]["rc"] == 0:
         bundle = run_dir / "bundle"
         result["bundle"] = bundle_summary(bundle)
+        result["export_measured"] = export_measured(steps["export"]["output"])
         notes = [line.strip() for line in steps["export"]["output"].splitlines() if line.strip().startswith("note:")]
         if notes:
             result["export_notes"] = notes
@@ -189,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     log = work / "log.txt"
     data = build_demo(work / "data", DemoConfig(n_train=args.train, n_validation=args.validation, seconds=args.seconds))
     report: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
-    report.update({"what": (__doc__ or "").splitlines()[0], "protocol": (__doc__ or "").split("Protocol, ")[1].strip()})
+    report.update({"what": " ".join((__doc__ or "").split("\n\n")[0].split()), "protocol": (__doc__ or "").split("Protocol, ")[1].strip()})
     report.setdefault("families", {})
     for family in families:
         print(f"== {family}", flush=True)
         t0 = time.perf_counter()
+        machine = machine_info()  # the load average at the start
         result = one_family(family, data, work, args, log)
-        result.update({"machine": machine_info(), "seconds": round(time.perf_counter() - t0, 1),
+        result.update({"machine": machine, "seconds": round(time.perf_counter() - t0, 1),
                        "data": {"train_clips": args.train, "validation_clips": args.validation,
                                 "clip_seconds": args.seconds, "rate": 16000},
                        "score_threads": args.threads, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

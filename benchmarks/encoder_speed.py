@@ -27,11 +27,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from make_encoder_dirs import DIRS  # noqa: E402
 
 # Clips per encoder: about half a minute of scoring each at the speeds seen on 2 cores.
 CLIPS = {"conv": 400, "aisfx": 96, "clap": 64, "wavlm": 24, "ast": 8}
 HEADS = {"clap": "pooled", "ast": "pooled"}
-DIRS = {"clap": "clap-htsat-unfused", "ast": "ast-audioset", "wavlm": "wavlm-base-plus"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,6 +92,12 @@ class Bundle:
         return self.meta.get("text") is not None
 
     @property
+    def text_pooled(self) -> bool:
+        """True when text.onnx gives one (pooled) row per caption, [batch, 1, dim], instead of one
+        per token (mos.json text.pooled; absent in older bundles: per token)."""
+        return self.uses_text and bool(self.meta["text"].get("pooled", False))
+
+    @property
     def target_names(self) -> list[str]:
         return [t.name for t in self.targets]
 

@@ -180,6 +180,30 @@ def test_onnx_export_and_onnxruntime_parity(encoder, tmp_path: Path) -> None:
         assert np.abs(got - want.numpy()).max() < 1e-4
 
 
+def test_the_front_end_kept_fp32_by_int8_ends_at_the_backbone(encoder, tmp_path: Path) -> None:
+    """int8 and fp16 keep the front end fp32 (mos.export.graph.front_end). AST's backbone reads the
+    log-mel's shape (the batch size of its CLS token): following that Shape took the whole
+    transformer into the front end, so int8 quantized none of its MatMuls."""
+    import onnx
+
+    from mos.export.graph import front_end
+    from mos.export.onnx_io import export_torchscript
+
+    path = tmp_path / "ast_audio.onnx"
+    export_torchscript(encoder, padded([generated(1.5, 1), generated(2.5, 2)]), path, 17, ["waveform", "lengths"],
+                       ["frames", "frame_lengths"], {"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+                                                     "frames": {0: "batch"}, "frame_lengths": {0: "batch"}})
+    model = onnx.load(str(path))
+    fe = front_end(model)
+    by_name = {n.name: n for n in model.graph.node}
+    assert len(fe.dft_convs) == 1 and fe.matmuls  # the DFT and mel MatMuls stay fp32
+    # Up to the patch embedding's Conv (its input's Unsqueeze and Transpose are layout), no further.
+    assert not [n for n in fe.nodes if "backbone" in n and "/patch_embeddings/" not in n]
+    backbone_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and "backbone" in n.name]
+    assert len(backbone_matmuls) >= 6 * 2 and not set(backbone_matmuls) & set(fe.matmuls)  # q, k, v, out, 2 FFN per layer
+    assert all(by_name[m].op_type == "MatMul" for m in fe.matmuls)
+
+
 def test_a_classification_directory_gives_its_base_model(tmp_path: Path, reference) -> None:
     """MIT/ast-finetuned-audioset-* are ASTForAudioClassification: the classifier is ignored."""
     from transformers import ASTForAudioClassification

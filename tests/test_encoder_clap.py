@@ -189,9 +189,9 @@ def test_text_onnx_and_tokenizer_json_through_the_torch_free_runtime(clap_dir: P
     max_tokens = 8  # the longest caption is truncated: both sides must agree on where
     enc = FrozenTextEncoder(str(clap_dir), max_tokens=max_tokens)
     model_path, tokenizer_path = export_text(enc, tmp_path, 17)
-    # The interface export's verifier asks of every text.onnx: [batch, tokens, dim] with dim fixed.
+    # One pooled row per caption: the output declares it ([batch, 1, dim]), as the verifier asks.
     ins, outs = interface(onnx.load(str(model_path)))
-    assert outs == {"text": ["batch", "tokens", PROJECTION]}
+    assert outs == {"text": ["batch", 1, PROJECTION]}
     assert ins == {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]}
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     runtime = TextEncoder(SessionRunner(session), tokenizer_path, max_tokens)
@@ -202,6 +202,86 @@ def test_text_onnx_and_tokenizer_json_through_the_torch_free_runtime(clap_dir: P
     for g, want in zip(got, enc.encode(captions)):
         assert g.shape == (1, PROJECTION)
         assert np.abs(g - want.numpy()).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def pooled_bundle(clap_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A small text model over the CLAP text tower (one pooled feature per caption), exported
+    with --quantize int8."""
+    from fixtures_export import SMALL, TARGETS
+
+    from mos.export import export_bundle
+    from mos.model import ModelConfig, MosModel, TargetSpec
+    from mos.trainer.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("pooled")
+    text = FrozenTextEncoder(str(clap_dir))
+    torch.manual_seed(3)
+    model = MosModel(ModelConfig(targets=[TargetSpec(**vars(t)) for t in TARGETS], text_encoder=str(clap_dir),
+                                 text_dim=text.dim, text_encoder_sha256=text.sha256, **SMALL)).eval()
+    save_checkpoint(root / "run" / "checkpoints" / "best.pt", model,
+                    {"data": "synthetic", "validation_metrics": {}, "epoch": 0, "train_config": {}})
+    report = export_bundle(root / "run", root / "bundle", quantize="int8")
+    return root / "bundle", report
+
+
+def test_pooled_text_tower_gets_an_int8_text_model(pooled_bundle) -> None:
+    """text.onnx of a pooled encoder declares its one row ([batch, 1, dim]); text.int8.onnx keeps
+    exactly those dims and passes the export's interface check."""
+    import onnx
+
+    from mos.export.onnx_io import interface
+
+    bundle, report = pooled_bundle
+    meta = json.loads((bundle / "mos.json").read_text())
+    assert meta["text"]["pooled"] is True
+    assert meta["variants"].get("text_int8") == "text.int8.onnx", report.notes
+    for name in ("text.onnx", "text.int8.onnx"):
+        _, outs = interface(onnx.load(str(bundle / name)))
+        assert outs == {"text": ["batch", 1, PROJECTION]}, name
+    assert report.verify is not None and report.verify.ok
+
+
+def test_interface_check_holds_int8_text_to_the_fp32_dims(pooled_bundle, tmp_path: Path) -> None:
+    """A text.int8.onnx whose output dims differ from text.onnx's is still refused."""
+    import onnx
+
+    from mos.bundle import write_bundle_meta
+    from mos.export.verify import verify_bundle
+
+    bundle = Path(shutil.copytree(pooled_bundle[0], tmp_path / "b"))
+    proto = onnx.load(str(bundle / "text.int8.onnx"))
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "tokens"
+    onnx.save(proto, str(bundle / "text.int8.onnx"))
+    write_bundle_meta(bundle, json.loads((bundle / "mos.json").read_text()))
+    report = verify_bundle(bundle, use_checkpoint=False, raise_on_failure=False)
+    bad = [c.detail for c in report.failures]
+    assert len(bad) == 1 and "text.int8.onnx: 'text' has dims ['batch', 'tokens', 24], expected ['batch', 1, 24]" in bad[0]
+
+
+def test_score_int8_with_a_pooled_text_tower_uses_text_int8(pooled_bundle, tmp_path: Path) -> None:
+    from fixtures_runtime import make_folder, read_csv_dicts
+    from typer.testing import CliRunner
+
+    from mos.audio import read_audio
+    from mos.cli import app
+    from mos.runtime import EngineOptions, ScoreEngine
+
+    bundle = pooled_bundle[0]
+    folder, captions = make_folder(tmp_path, 4)
+    out = tmp_path / "int8.csv"
+    result = CliRunner().invoke(app, ["score", str(folder), "--captions", str(captions), "--bundle", str(bundle),
+                                      "--out", str(out), "--int8", "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = read_csv_dicts(out)
+    got = np.array([[float(r["overall"]), float(r["textual"])] for r in rows])
+    waves = [read_audio(folder / r["id"], 16000) for r in rows]
+    caps = [r["caption"] for r in rows]
+    int8 = ScoreEngine.load(bundle, EngineOptions(device="cpu", threads=1, int8=True))
+    np.testing.assert_allclose(got, int8.score_arrays(waves, caps), atol=2e-6)
+    int8_audio_fp32_text = ScoreEngine.load(bundle, EngineOptions(device="cpu", threads=1, int8=True))
+    int8_audio_fp32_text.text = ScoreEngine.load(bundle, EngineOptions(device="cpu", threads=1)).text
+    assert float(np.abs(got - int8_audio_fp32_text.score_arrays(waves, caps)).max()) > 1e-6  # really int8 text
 
 
 # -- refused directories ---------------------------------------------------------------------------

@@ -147,3 +147,33 @@ def test_onnx_runtime_matches_reference(tmp_path: Path) -> None:
         assert np.abs(out[i, :, :t] - ref).max() <= 1e-4  # measured 2.3e-6
         alone, _ = session.run(None, {"waveform": c[None], "lengths": np.array([len(c)])})
         assert np.abs(alone[0] - out[i, :, :t]).max() <= 1e-5  # measured 9.5e-7
+
+
+def test_front_end_follows_values_read_inside_a_subgraph() -> None:
+    """An If whose branch reads the log-mel (as a traced length check does) is front end; a Shape of
+    it is not, and neither is anything past the next Conv."""
+    from onnx import TensorProto, helper
+
+    f32 = TensorProto.FLOAT
+    branch = lambda name: helper.make_graph(  # noqa: E731
+        [helper.make_node("Relu", ["mel"], [f"{name}_out"], name=f"{name}_relu")],
+        name, [], [helper.make_tensor_value_info(f"{name}_out", f32, None)])
+    nodes = [
+        helper.make_node("Conv", ["waveform", "w_dft"], ["spec"], name="dft"),
+        helper.make_node("MatMul", ["spec", "w_mel"], ["mel"], name="mel_matmul"),
+        helper.make_node("Shape", ["mel"], ["mel_shape"], name="shape"),
+        helper.make_node("Constant", [], ["flag"], name="flag",
+                         value=helper.make_tensor("v", TensorProto.BOOL, [], [True])),
+        helper.make_node("If", ["flag"], ["checked"], name="length_check",
+                         then_branch=branch("then"), else_branch=branch("else")),
+        helper.make_node("Conv", ["checked", "w_enc"], ["enc"], name="encoder_conv"),
+        helper.make_node("Relu", ["enc"], ["out"], name="encoder_relu"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("waveform", f32, [1, 1, 16])],
+        [helper.make_tensor_value_info("out", f32, None)],
+        initializer=[helper.make_tensor(n, f32, [1], [1.0]) for n in ("w_dft", "w_mel", "w_enc")])
+    found = front_end(helper.make_model(graph))
+    assert found.dft_convs == ["dft"]
+    assert found.nodes == ["dft", "mel_matmul", "length_check"]
+    assert found.matmuls == ["mel_matmul"]

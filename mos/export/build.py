@@ -292,7 +292,7 @@ def _export_into(
         export_text(encoder, work, opset)
         files += [TEXT_MODEL, TOKENIZER]
         text_meta = {"encoder": encoder.name, "model": TEXT_MODEL, "tokenizer": TOKENIZER,
-                     "max_tokens": int(cfg.max_text_tokens), "dim": int(encoder.dim)}
+                     "max_tokens": int(cfg.max_text_tokens), "dim": int(encoder.dim), "pooled": bool(encoder.pooled)}
         stages["text.onnx"] = time.perf_counter() - t
 
     checkpoint_sha256 = sha256_file(checkpoint)

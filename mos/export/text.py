@@ -14,7 +14,8 @@ TOKENIZER = "tokenizer.json"
 
 
 def export_text(encoder: FrozenTextEncoder, out: Path, opset: int) -> tuple[Path, Path]:
-    """Write text.onnx (dynamic batch and tokens, output 'text') and tokenizer.json into `out`."""
+    """Write text.onnx (dynamic batch and tokens, output 'text': [batch, tokens, dim], or
+    [batch, 1, dim] for an encoder that pools) and tokenizer.json into `out`."""
     # Batch 2 with unequal caption lengths: a padded trace, so neither batch nor tokens is fixed.
     batch = encoder.tokenize([CAPTIONS[0], CAPTIONS[2]])
     model_path = out / TEXT_MODEL
@@ -25,7 +26,7 @@ def export_text(encoder: FrozenTextEncoder, out: Path, opset: int) -> tuple[Path
         opset,
         list(TEXT_MODEL_INPUTS),
         [TEXT_MODEL_OUTPUT],
-        text_dynamic_axes(),
+        text_dynamic_axes(encoder.pooled),
     )
     tokenizer_path = out / TOKENIZER
     encoder.save_tokenizer(tokenizer_path)

@@ -20,7 +20,7 @@ from mos.export.onnx_io import check_onnx, interface, read_metadata
 from mos.export.agreement import gate_options
 from mos.export.bench import score_clips
 from mos.export.quantize import INT8_PADDING_TOL
-from mos.export.wrapper import TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT, expected_dims
+from mos.export.wrapper import TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT, expected_dims, text_output_dims
 from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.runtime.text import TextEncoder
 
@@ -153,8 +153,8 @@ def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyRepor
         else:
             for io_name, dims in [*ins.items(), *outs.items()]:
                 exp = expected_dims(io_name)
-                if io_name == TEXT_MODEL_OUTPUT:
-                    exp = ["batch", "tokens", int(bundle.meta["text"]["dim"])]
+                if io_name == TEXT_MODEL_OUTPUT:  # text.int8.onnx: exactly text.onnx's own dims
+                    exp = text_output_dims(int(bundle.meta["text"]["dim"]), bundle.text_pooled)
                 if not _dims_ok(dims, exp):
                     problems.append(f"{name}: '{io_name}' has dims {dims}, expected {exp}")
     detail = "; ".join(problems) if problems else "names and dynamic axes (batch, samples, tokens) match mos.json"

@@ -81,8 +81,17 @@ def audio_dynamic_axes(inputs: list[str], outputs: list[str]) -> dict[str, dict[
     return axes
 
 
-def text_dynamic_axes() -> dict[str, dict[int, str]]:
-    return {name: {0: "batch", 1: "tokens"} for name in (*TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT)}
+def text_dynamic_axes(pooled: bool = False) -> dict[str, dict[int, str]]:
+    """Batch and tokens on text.onnx's inputs; on its output too, except for an encoder that pools
+    (one row per caption: that axis is a fixed 1)."""
+    axes = {name: {0: "batch", 1: "tokens"} for name in TEXT_MODEL_INPUTS}
+    axes[TEXT_MODEL_OUTPUT] = {0: "batch"} if pooled else {0: "batch", 1: "tokens"}
+    return axes
+
+
+def text_output_dims(dim: int, pooled: bool) -> list[str | int]:
+    """The dims of text.onnx's output: [batch, tokens, dim], or [batch, 1, dim] for a pooled encoder."""
+    return ["batch", 1 if pooled else "tokens", int(dim)]
 
 
 def expected_dims(name: str) -> list[str | int | None]:

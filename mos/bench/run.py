@@ -25,8 +25,9 @@ from mos.bench import workload as wl
 from mos.bench.backends import build_backends, interleaved, make_batches, agreement
 from mos.bench.machine import load_average, machine_info, usable_cores
 from mos.bench.stats import percentile, spread
-from mos.bundle import Bundle, load_bundle, sha256_file
+from mos.bundle import Bundle, load_bundle
 from mos.errors import MosError, one_line
+from mos.files import sha256_file
 from mos.runtime.batching import split_windows
 from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.runtime.scorer import ScoreOptions, run_score

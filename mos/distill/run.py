@@ -21,7 +21,7 @@ from mos.data.manifest import Item, Manifest
 from mos.distill.augment import AUGMENT_DIR, degraded_copies
 from mos.distill.compare import DISTILL_FILE, compare, format_table, write_distill_json
 from mos.distill.teacher import Teacher, ScoreRun, clip_key, label_clips, load_teacher
-from mos.files import read_json
+from mos.files import read_json, sha256_file
 from mos.errors import MosError
 from mos.trainer.config import TrainConfig, parse_toml
 from mos.trainer.splits import Splits, resolve_splits
@@ -252,7 +252,6 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
                   markup=False)
     comparison = compare(teacher.bundle.root, teacher.uses_text, student_dir, trainer.model.cfg.uses_text,
                          splits.validation.items, names, run_dir / "compare", speed, settings.speed_repeats)
-    from mos.bundle import sha256_file
     from mos.model.mos_model import count_parameters
 
     comparison["teacher"].update(teacher.record())

@@ -28,10 +28,10 @@ from mos.bench.stats import percentile, spread
 from mos.bundle import Bundle, load_bundle
 from mos.errors import MosError, one_line
 from mos.files import sha256_file
-from mos.runtime.batching import split_windows
 from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.runtime.scorer import ScoreOptions, run_score
 from mos.runtime.session import CUDA, import_onnxruntime
+from mos.windows import split_windows
 
 SCHEMA = "mos.bench/1"
 DEFAULT_BUNDLE = Path("runs/demo/bundle")

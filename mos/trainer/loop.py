@@ -34,14 +34,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mos.audio import window_samples
 from mos.data.manifest import Item, Manifest
-from mos.distribution import listener_spread, mixture
+from mos.distribution import listener_spread
 from mos.errors import MosError
 from mos.metrics import compute_metrics, evaluate_levels
 from mos.model import ModelConfig, MosModel, TargetSpec
 from mos.model.encoders import CONV, EncoderInfo, configure, fed_unresampled, resolve_audio_encoder
 from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
-from mos.runtime.batching import pad_waveforms, plan_batches, split_windows
+from mos.runtime.batching import pad_waveforms, plan_batches
 from mos.trainer.batches import Batch, ClipDataset, make_loader
 from mos.files import write_text_atomic
 from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
@@ -53,6 +53,7 @@ from mos.trainer.losses import combined_loss, distribution_loss
 from mos.trainer.plots import plot_curves, plot_scatter
 from mos.trainer.schedule import advance, make_schedule
 from mos.trainer.splits import Splits
+from mos.windows import split_windows, window_mixture
 
 SGD_MOMENTUM = 0.9
 EARLY_STOPPING = "early stopping"
@@ -276,7 +277,7 @@ def predict_with_spread(model: MosModel, loader: Any, device: torch.device, amp:
     clips = np.unique(owner)
     std = model.target_std.cpu().numpy()
     mean = model.target_mean.cpu().numpy()
-    combined = [mixture(scores[owner == i], spreads[owner == i], weights[owner == i]) for i in clips]
+    combined = [window_mixture(scores[owner == i], spreads[owner == i], weights[owner == i]) for i in clips]
     pred = np.stack([m for m, _ in combined]).astype(np.float32)
     if clamp:
         pred = clamp_scores(model, pred)

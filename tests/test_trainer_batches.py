@@ -18,7 +18,8 @@ from mos.audio import read_audio  # noqa: E402
 from mos.data.manifest import Item, Manifest, Target  # noqa: E402
 from mos.windows import split_windows, window_mean  # noqa: E402
 from mos.trainer.config import TrainConfig  # noqa: E402
-from mos.trainer.loop import Trainer, predict  # noqa: E402
+from mos.trainer.loop import Trainer  # noqa: E402
+from mos.trainer.validation import predict  # noqa: E402
 from mos.trainer.splits import Splits, resolve_splits  # noqa: E402
 
 

@@ -173,8 +173,9 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
     settings named in `explicit` may override the run's own (as for `mos train --resume`)."""
     from mos.distill.trainer import DistillTrainer
     from mos.export.run_data import export_run
-    from mos.trainer.loop import target_metrics
-    from mos.trainer.run import check_run_folder, clear_run_folder, data_sources, demo_data
+    from mos.trainer.run import data_sources, demo_data
+    from mos.trainer.run_folder import check_run_folder, clear_run_folder
+    from mos.trainer.validation import target_metrics
 
     settings.check()
     if cfg.folds:

@@ -18,7 +18,7 @@ from rich.console import Console
 from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle
 from mos.data.manifest import Item
 from mos.errors import MosError
-from mos.files import read_json, sha256_file
+from mos.files import sha256_file
 from mos.runtime.scorer import ScoreOptions, ScoreSummary, run_score
 from mos.runtime.writers import ResumeError, read_rows
 

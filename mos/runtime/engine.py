@@ -47,10 +47,11 @@ def plan_streams(streams: int, threads: int, cores: int) -> tuple[int, int]:
     """(concurrent session runs, intra-op threads per run) for `cores` CPUs; 0 means choose.
 
     By default every core runs its own single-threaded batch: on 2 cores two 1-thread runs of the
-    edge model score 10-17% more clips/s than one 2-thread run (ORT's intra-op parallelism does
-    not scale across the small ops), and the caption encoder of one batch overlaps the audio
-    model of another. `threads` alone keeps one run of that many threads (what a user who caps
-    the CPU, or a Ray actor, asks for); `streams` alone splits the cores among the runs."""
+    edge model score more clips/s than one 2-thread run (ORT's intra-op parallelism does not
+    scale across the small ops; docs/onnx-notes.md), and the caption encoder of one batch
+    overlaps the audio model of another. `threads` alone keeps one run of that many threads (what
+    a user who caps the CPU, or a Ray actor, asks for); `streams` alone splits the cores among the
+    runs."""
     if streams <= 0:
         streams = cores if threads <= 0 else 1
     if threads <= 0:

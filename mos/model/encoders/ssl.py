@@ -118,7 +118,7 @@ class LayerWeights(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         # A multiply and sum, not matmul(feats.transpose(-1, -2), w): the TorchScript exporter's
-        # graph for that matmul disagreed with PyTorch by ~3 in onnxruntime (measured, opset 17).
+        # graph for that matmul disagreed with PyTorch in onnxruntime (docs/onnx-notes.md).
         return (feats * torch.softmax(self.weights, dim=0)[:, None]).sum(dim=2)
 
 

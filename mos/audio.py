@@ -138,9 +138,9 @@ def _mixdown(block: np.ndarray) -> np.ndarray:
 # Kaiser-windowed sinc, beta 5, 10 zero crossings per side of the slower rate), computed here with
 # numpy as a stream that keeps its state across blocks: a file read in blocks gives the samples of
 # the whole file resampled at once, which are scipy's (tests/test_audio.py compares them), without
-# importing scipy.signal (a second of a one-clip `mos score` on 44.1 kHz audio). libsoxr was
-# measured and not applied (docs/onnx-notes.md). Named in the feature cache's key: the whole-file
-# samples are those of the earlier one-shot code, so features cached before stay valid.
+# importing scipy.signal, which slows a short `mos score`'s start-up (its cost, and libsoxr's
+# figures, measured and not applied: docs/onnx-notes.md). Named in the feature cache's key: the
+# whole-file samples are those of the earlier one-shot code, so features cached before stay valid.
 RESAMPLER = "scipy-resample_poly"
 
 

@@ -22,14 +22,13 @@ A bundle is a directory:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mos.errors import BundleError
-from mos.files import write_text_atomic
+from mos.files import sha256_file, write_text_atomic
 
 # /2: audio.onnx outputs are unclamped (clamp after averaging a long clip's windows); /1 bundles
 # clamped each window inside the graph. Both read the same way.
@@ -43,14 +42,6 @@ TEXT_MODEL_OUTPUT = "text"
 BUNDLE_META_FILE = "mos.json"
 # mos.json "variants" keys with this prefix are text-model variants ("text_int8"); others are audio.
 TEXT_VARIANT_PREFIX = "text_"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

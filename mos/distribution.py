@@ -192,15 +192,6 @@ def listener_spread(ratings_per_clip: Sequence[Sequence[float]]) -> float:
     return float(np.sqrt(sq / dof)) if dof else 0.0
 
 
-def mixture(means: np.ndarray, stds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread of a weighted mixture (a long clip's windows): rows are components."""
-    w = np.asarray(weights, dtype=np.float64)[:, None]
-    m = np.asarray(means, dtype=np.float64)
-    mean = (m * w).sum(axis=0) / w.sum()  # the runtime's weighted_mean, to the last bit
-    second = ((np.asarray(stds, dtype=np.float64) ** 2 + m * m) * w).sum(axis=0) / w.sum()
-    return mean, np.sqrt(np.maximum(second - mean * mean, 0.0))
-
-
 def quantile(mean: np.ndarray | float, spread: np.ndarray | float, q: float, low: float, high: float) -> np.ndarray:
     """The q-quantile of Normal(mean, spread), clipped to [low, high] (a zero spread gives the mean)."""
     z = NormalDist().inv_cdf(q)

@@ -1,10 +1,13 @@
-"""Atomic file writes, shared by the trainer (checkpoints, run logs), the bundle writer and the
-runtime (score files): the new content goes to a temporary file beside the target, is flushed to
-disk, then renamed over it, so a kill at any moment leaves the old file or the new one, never a
-mix; and `cache_root`, where mos keeps what it can make again. Torch-free."""
+"""Files, shared by the trainer, export, the runtime and the encoders. Torch-free.
+
+Atomic writes (checkpoints, run logs, bundles, score files): the new content goes to a temporary
+file beside the target, is flushed to disk, then renamed over it, so a kill at any moment leaves
+the old file or the new one, never a mix. `sha256_file`, the hash that pins bundles, checkpoints
+and pretrained encoders; `cache_root`, where mos keeps what it can make again; `read_json`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -31,6 +34,15 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Atomically replace a text file (UTF-8, newlines written as given)."""
     replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def cache_root(name: str) -> Path:

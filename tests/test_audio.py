@@ -209,7 +209,7 @@ def test_non_finite_samples(tmp_path: Path, bad: float) -> None:
 def test_windows_of_long_file(tmp_path: Path) -> None:
     """A 44.1 kHz 25 s file read in windows is the whole file resampled, then cut: the resampler
     keeps its state across blocks, so there are no filter edges at window boundaries."""
-    from mos.runtime.batching import split_windows
+    from mos.windows import split_windows
 
     rate = 44100
     rng = np.random.default_rng(0)
@@ -232,7 +232,7 @@ def test_windows_of_long_file(tmp_path: Path) -> None:
 def test_windows_are_the_whole_file_cut_alike(tmp_path: Path, source: int, target: int, seconds: float) -> None:
     """Windows of any length at any rate: as many, as long, and the same samples (1e-5) as the
     whole file resampled in one go and cut by split_windows, as training cuts it."""
-    from mos.runtime.batching import split_windows
+    from mos.windows import split_windows
 
     rng = np.random.default_rng(source + target)
     x = (0.3 * rng.standard_normal((int(3.3 * source), 2))).astype(np.float32)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from mos.distribution import (GAUSSIAN, Grid, bin_centers, calibration, calibration_by_band, grid_points,
-                              listener_spread, min_width, mixture, quantile, score_band)
+                              listener_spread, min_width, quantile, score_band)
+from mos.windows import window_mixture
 
 E = math.exp
 
@@ -220,7 +221,7 @@ def test_gaussian_moments_take_the_smoothing_out_and_windows_mix() -> None:
     assert Grid(0.0, 6.0, 3, GAUSSIAN, 2.0).moments(probs)[1] == 0.0  # never negative
     # Two windows (weights 1 and 3): Normal(2, 1) and Normal(4, 0); mean 3.5, second moment
     # (1 * (1 + 4) + 3 * 16) / 4 = 13.25, spread sqrt(13.25 - 12.25) = 1.
-    m, s = mixture(np.array([[2.0], [4.0]]), np.array([[1.0], [0.0]]), np.array([1.0, 3.0]))
+    m, s = window_mixture(np.array([[2.0], [4.0]]), np.array([[1.0], [0.0]]), np.array([1.0, 3.0]))
     assert m.tolist() == [3.5] and s[0] == pytest.approx(1.0)
 
 

@@ -19,7 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, resolve_audio_encoder  # noqa: E402
-from mos.model.text_encoder import text_encoder_sha256  # noqa: E402
+from mos.model.encoders.loading import encoder_sha256  # noqa: E402
 
 from fixtures_encoders import HIDDEN, make_tiny_ast  # noqa: E402
 
@@ -82,7 +82,7 @@ def test_resolve_reads_rate_window_and_pins_files(ast_dir: Path) -> None:
     info = resolve_audio_encoder(str(ast_dir))
     assert (info.kind, info.sample_rate, info.out_dim) == ("ast", RATE, HIDDEN)
     assert info.window_seconds * RATE == pytest.approx(WINDOW) and round(info.window_seconds * RATE) == WINDOW
-    assert info.padding_invariant and info.sha256 == text_encoder_sha256(ast_dir)
+    assert info.padding_invariant and info.sha256 == encoder_sha256(ast_dir)
 
 
 @pytest.mark.parametrize("seconds", [0.03, 0.5, 1.0, 3.3, WINDOW / RATE, 12.0])

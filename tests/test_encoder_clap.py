@@ -19,7 +19,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, resolve_audio_encoder  # noqa: E402
-from mos.model.text_encoder import FrozenTextEncoder, text_encoder_sha256  # noqa: E402
+from mos.model.encoders.loading import encoder_sha256  # noqa: E402
+from mos.model.text_encoder import FrozenTextEncoder  # noqa: E402
 
 from fixtures_encoders import CAPTIONS, PROJECTION, make_tiny_clap, tiny_clap_config  # noqa: E402
 
@@ -76,7 +77,7 @@ def padded(clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 def test_resolve_reads_rate_window_and_pins_files(clap_dir: Path) -> None:
     info = resolve_audio_encoder(str(clap_dir))
     assert (info.kind, info.sample_rate, info.window_seconds, info.out_dim) == ("clap", RATE, 10.0, PROJECTION)
-    assert info.padding_invariant and info.sha256 == text_encoder_sha256(clap_dir)
+    assert info.padding_invariant and info.sha256 == encoder_sha256(clap_dir)
     assert info.parameters > 0
 
 

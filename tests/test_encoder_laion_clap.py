@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from mos.bundle import sha256_file  # noqa: E402
+from mos.files import sha256_file  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, clap, configure, laion_clap, resolve_audio_encoder  # noqa: E402
 from mos.model.text_encoder import FrozenTextEncoder  # noqa: E402

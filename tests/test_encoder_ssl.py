@@ -21,7 +21,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, resolve_audio_encoder  # noqa: E402
-from mos.model.text_encoder import text_encoder_sha256  # noqa: E402
+from mos.model.encoders.loading import encoder_sha256  # noqa: E402
 
 from fixtures_encoders import HIDDEN, LAYERS, save_tiny, tiny_config  # noqa: E402,F401
 
@@ -79,7 +79,7 @@ def test_resolve_reads_kind_rate_width_and_padding(model_dir, kind: str, norm: s
     info = resolve_audio_encoder(str(d))
     assert (info.kind, info.sample_rate, info.window_seconds, info.out_dim) == (kind, RATE, None, HIDDEN)
     assert info.padding_invariant == ((kind, norm) not in EQUAL_LENGTHS_ONLY)
-    assert info.sha256 == text_encoder_sha256(d) and info.source == str(d)
+    assert info.sha256 == encoder_sha256(d) and info.source == str(d)
 
 
 @pytest.mark.parametrize("kind,norm", MODELS)

@@ -15,7 +15,8 @@ from fixtures_runtime import make_folder, read_csv_dicts
 from typer.testing import CliRunner
 
 from mos.audio import read_audio
-from mos.bundle import load_bundle, sha256_file, write_bundle_meta
+from mos.bundle import load_bundle, write_bundle_meta
+from mos.files import sha256_file
 from mos.cli import app
 from mos.errors import BundleError
 from mos.export import ExportReport, export_bundle

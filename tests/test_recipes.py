@@ -561,7 +561,7 @@ def test_exact_recipe_tokenises_captions_to_77_tokens(small_musiceval: Path, tin
     keep 77."""
     from mos.model.text_encoder import FrozenTextEncoder
     from mos.runtime.text import load_tokenizer
-    from mos.trainer.loop import build_model_config
+    from mos.trainer.model_setup import build_model_config
     from mos.trainer.splits import resolve_splits
 
     cfg = _exact(small_musiceval, tiny_clap, tmp_path)

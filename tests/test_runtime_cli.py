@@ -24,7 +24,7 @@ from fixtures_runtime import (  # noqa: F401
 )
 from fixtures_mushra import read_table, tiny_mushra  # noqa: F401
 from mos.audio import read_audio
-from mos.bundle import sha256_file
+from mos.files import sha256_file
 from mos.data.table import parse_column_spec
 from mos.evaluate import evaluate_summary, read_predictions
 from mos.runtime.writers import meta_path

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures_runtime import audio_bundle, caption_for, clip, text_bundle, write_wav  # noqa: F401
+from fixtures_runtime import audio_bundle, caption_for, clip, make_mean_bundle, text_bundle, write_wav  # noqa: F401
 from mos.audio import iter_audio_windows
 from mos.errors import BundleError, MosError
 from mos.runtime import EngineOptions, ScoreEngine, SessionConfig, open_session
-from mos.runtime.batching import pad_waveforms, plan_batches, split_windows, weighted_mean
+from mos.runtime.batching import pad_waveforms, plan_batches
 from mos.runtime.reader import BackgroundIterator, prefetch_ordered
 from mos.runtime.session import SessionRunner
+from mos.windows import split_windows, window_mean
 
 LENGTHS_S = [0.3, 1.0, 2.5, 0.05, 4.0, 7.3, 10.0, 1.7]
 
@@ -107,11 +108,27 @@ def test_long_file_windows_follow_mos_audio(engine, tmp_path: Path) -> None:
     windows = list(iter_audio_windows(path, 16000, 10.0))
     assert len(windows) == 3
     per_window = engine.score_segments(windows, [caption] * 3, 1).astype(np.float64)
-    expected = weighted_mean(per_window, np.array([len(w) for w in windows]))
+    expected = window_mean(per_window, np.array([len(w) for w in windows]))
     [result] = list(score_jobs(engine, [Job("long.wav", path, caption)], PipelineOptions(batch_size=2)))
     assert result.error is None
     np.testing.assert_allclose(result.scores, expected, atol=1e-5)
     assert result.duration == pytest.approx(25.0, abs=1e-3)
+
+
+def test_a_file_scores_exactly_as_its_samples_do(tmp_path: Path) -> None:
+    """`mos score`'s pipeline and ScoreEngine.score_arrays average a long clip's windows with the
+    same code (mos.windows.window_mean), in the same order: the same scores to the last bit."""
+    from mos.runtime.inputs import Job
+    from mos.runtime.pipeline import PipelineOptions, score_jobs
+
+    bundle = make_mean_bundle(tmp_path / "bundle", gain=20.0, low=-10.0, high=10.0, window_seconds=0.1)
+    eng = ScoreEngine.load(bundle, EngineOptions(device="cpu", threads=1))
+    path = write_wav(tmp_path / "long.wav", 1.25, seed=11)  # 13 windows of 0.1 s (the last 0.05 s)
+    wave = iter_audio_windows(path, 16000, 1000.0).__next__()
+    assert len(split_windows(wave, eng.window_samples)) == 13
+    [result] = list(score_jobs(eng, [Job("long.wav", path, None)], PipelineOptions(batch_size=4)))
+    assert result.error is None
+    np.testing.assert_array_equal(result.scores, eng.score_arrays([wave], [None])[0])
 
 
 def test_audio_only_bundle_and_int8_variant(audio_bundle) -> None:  # noqa: F811

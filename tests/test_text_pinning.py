@@ -15,7 +15,8 @@ pytest.importorskip("transformers")
 
 from mos.errors import MosError  # noqa: E402
 from mos.model import ModelConfig, MosModel, TargetSpec  # noqa: E402
-from mos.model.text_encoder import FrozenTextEncoder, resolve_text_model_dir, text_encoder_sha256  # noqa: E402
+from mos.model.encoders.loading import encoder_sha256  # noqa: E402
+from mos.model.text_encoder import FrozenTextEncoder, resolve_text_model_dir  # noqa: E402
 from mos.trainer.checkpoint import save_checkpoint  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def encoder_dir(tmp_path: Path) -> Path:
 
 def test_changed_encoder_is_refused(encoder_dir: Path) -> None:
     pinned = FrozenTextEncoder(str(encoder_dir)).sha256
-    assert pinned == text_encoder_sha256(encoder_dir)
+    assert pinned == encoder_sha256(encoder_dir)
     FrozenTextEncoder(str(encoder_dir), expected_sha256=pinned)  # unchanged: accepted
     cfg = json.loads((encoder_dir / "tokenizer_config.json").read_text())
     cfg["model_max_length"] = 128  # a changed tokenizer setting changes the features
@@ -63,7 +64,7 @@ def test_tokenizer_json_is_written_where_asked_only(encoder_dir: Path, tmp_path:
 def test_export_refuses_a_changed_encoder(encoder_dir: Path, tmp_path: Path) -> None:
     from mos.export.build import export_bundle
 
-    sha = text_encoder_sha256(encoder_dir)
+    sha = encoder_sha256(encoder_dir)
     torch.manual_seed(0)
     model = MosModel(ModelConfig(text_encoder=str(encoder_dir), text_encoder_sha256=sha,
                                  targets=[TargetSpec("score", 0.0, 10.0, 5.0, 2.0)]))

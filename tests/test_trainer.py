@@ -15,7 +15,8 @@ from mos.errors import MosError  # noqa: E402
 from mos.trainer.checkpoint import load_model  # noqa: E402
 from mos.trainer.config import TrainConfig  # noqa: E402
 from mos.trainer.losses import combined_loss, correlation_loss, mse_loss, ranking_loss  # noqa: E402
-from mos.model.text_encoder import resolve_text_model_dir, text_encoder_sha256  # noqa: E402
+from mos.model.encoders.loading import encoder_sha256  # noqa: E402
+from mos.model.text_encoder import resolve_text_model_dir  # noqa: E402
 from mos.trainer.run import run_training  # noqa: E402
 
 
@@ -71,7 +72,7 @@ def test_run_folder_contents(trained_run) -> None:
     assert header == "id,score,quality,true_score,true_quality"
     # contract 2 and 3: the training window and the text encoder's hash are in the model config
     assert model.cfg.window_seconds == cfg.max_seconds
-    assert model.cfg.text_encoder_sha256 == text_encoder_sha256(resolve_text_model_dir("minilm"))
+    assert model.cfg.text_encoder_sha256 == encoder_sha256(resolve_text_model_dir("minilm"))
     saved = json.loads((run / "config.json").read_text())
     assert saved["data_dir"] == str(Path(cfg.data).resolve())
 

@@ -16,9 +16,10 @@ from fixtures_train import quiet  # noqa: E402
 
 from mos.audio import read_audio  # noqa: E402
 from mos.data.manifest import Item, Manifest, Target  # noqa: E402
-from mos.runtime.batching import split_windows, weighted_mean  # noqa: E402
+from mos.windows import split_windows, window_mean  # noqa: E402
 from mos.trainer.config import TrainConfig  # noqa: E402
-from mos.trainer.loop import Trainer, predict  # noqa: E402
+from mos.trainer.loop import Trainer  # noqa: E402
+from mos.trainer.validation import predict  # noqa: E402
 from mos.trainer.splits import Splits, resolve_splits  # noqa: E402
 
 
@@ -69,7 +70,7 @@ def test_validation_scores_whole_clips_like_mos_score(small_demo: Path, tmp_path
         lengths = torch.tensor([len(p) for p in pieces])
         with torch.no_grad():
             raw = model.scores(batch, lengths, clamp=False).numpy()
-        expected = model.clamp(torch.from_numpy(weighted_mean(raw, lengths.numpy())).float()[None]).numpy()[0]
+        expected = model.clamp(torch.from_numpy(window_mean(raw, lengths.numpy())).float()[None]).numpy()[0]
         np.testing.assert_allclose(pred[i], expected, rtol=1e-5, atol=1e-5)
         first_window_only = model.scores(batch[:1], lengths[:1]).detach().numpy()[0]
         assert not np.allclose(pred[i], first_window_only, atol=1e-3)

@@ -21,7 +21,8 @@ from typer.testing import CliRunner  # noqa: E402
 from mos.cli import app  # noqa: E402
 from mos.model.encoders.clap import ClapAudioEncoder  # noqa: E402
 from mos.trainer.config import TrainConfig  # noqa: E402
-from mos.trainer.loop import Trainer, predict  # noqa: E402
+from mos.trainer.loop import Trainer  # noqa: E402
+from mos.trainer.validation import predict  # noqa: E402
 from mos.trainer.run import run_training  # noqa: E402
 from mos.trainer.splits import resolve_splits  # noqa: E402
 from mos.data.table import parse_column_spec  # noqa: E402

@@ -25,12 +25,13 @@ from mos.bench import workload as wl
 from mos.bench.backends import build_backends, interleaved, make_batches, agreement
 from mos.bench.machine import load_average, machine_info, usable_cores
 from mos.bench.stats import percentile, spread
-from mos.bundle import Bundle, load_bundle, sha256_file
+from mos.bundle import Bundle, load_bundle
 from mos.errors import MosError, one_line
-from mos.runtime.batching import split_windows
+from mos.files import sha256_file
 from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.runtime.scorer import ScoreOptions, run_score
 from mos.runtime.session import CUDA, import_onnxruntime
+from mos.windows import split_windows
 
 SCHEMA = "mos.bench/1"
 DEFAULT_BUNDLE = Path("runs/demo/bundle")

@@ -22,7 +22,7 @@ DISTILL_FILE = "distill.json"
 def levels_of(scores: dict[str, np.ndarray], items: list[Item], names: list[str], with_caption: bool,
               keep: set[str]) -> dict[str, Any]:
     """Metrics per target and level of the scored `items` whose id is in `keep`."""
-    from mos.trainer.loop import level_metrics
+    from mos.trainer.validation import level_metrics
 
     chosen = [it for it in items if it.id in keep]
     pred = np.stack([scores[clip_key(it, with_caption)] for it in chosen])

@@ -21,7 +21,7 @@ from mos.data.manifest import Item, Manifest
 from mos.distill.augment import AUGMENT_DIR, degraded_copies
 from mos.distill.compare import DISTILL_FILE, compare, format_table, write_distill_json
 from mos.distill.teacher import Teacher, ScoreRun, clip_key, label_clips, load_teacher
-from mos.files import read_json
+from mos.files import read_json, sha256_file
 from mos.errors import MosError
 from mos.trainer.config import TrainConfig, parse_toml
 from mos.trainer.splits import Splits, resolve_splits
@@ -173,8 +173,9 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
     settings named in `explicit` may override the run's own (as for `mos train --resume`)."""
     from mos.distill.trainer import DistillTrainer
     from mos.export.run_data import export_run
-    from mos.trainer.loop import target_metrics
-    from mos.trainer.run import check_run_folder, clear_run_folder, data_sources, demo_data
+    from mos.trainer.run import data_sources, demo_data
+    from mos.trainer.run_folder import check_run_folder, clear_run_folder
+    from mos.trainer.validation import target_metrics
 
     settings.check()
     if cfg.folds:
@@ -252,7 +253,6 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
                   markup=False)
     comparison = compare(teacher.bundle.root, teacher.uses_text, student_dir, trainer.model.cfg.uses_text,
                          splits.validation.items, names, run_dir / "compare", speed, settings.speed_repeats)
-    from mos.bundle import sha256_file
     from mos.model.mos_model import count_parameters
 
     comparison["teacher"].update(teacher.record())

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, sha256_file
+from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle
 from mos.data.manifest import Item
 from mos.errors import MosError
-from mos.files import read_json
+from mos.files import sha256_file
 from mos.runtime.scorer import ScoreOptions, ScoreSummary, run_score
 from mos.runtime.writers import ResumeError, read_rows
 

@@ -10,8 +10,8 @@ import torch
 
 from mos.trainer.feature_cache import FeatureBatch
 from mos.trainer.batches import Batch
-from mos.trainer.loop import Trainer, training_loss
-from mos.trainer.losses import rank_agreement_loss
+from mos.trainer.loop import Trainer
+from mos.trainer.losses import rank_agreement_loss, training_loss
 
 
 def distill_loss(out: torch.Tensor, human: torch.Tensor, teacher: torch.Tensor, cfg: Any, teacher_weight: float,

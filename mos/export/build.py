@@ -11,8 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mos.bundle import BUNDLE_META_FILE, bundle_from_meta, sha256_file, write_bundle_meta
+from mos.bundle import BUNDLE_META_FILE, bundle_from_meta, write_bundle_meta
 from mos.errors import MosError
+from mos.files import sha256_file
 from mos.export.bundle_meta import build_meta
 from mos.export.clips import CAPTIONS, caption_for, synthetic_clip, synthetic_clips
 from mos.export.fp16 import FP16_MODEL, convert_fp16

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from mos.bundle import Bundle, load_bundle, sha256_file
+from mos.bundle import Bundle, load_bundle
 from mos.distribution import spread_column
 from mos.errors import MosError, one_line
 from mos.export.bench import padding_gap, scores_alone
@@ -21,6 +21,7 @@ from mos.export.agreement import gate_options
 from mos.export.bench import score_clips
 from mos.export.quantize import INT8_PADDING_TOL
 from mos.export.wrapper import TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT, expected_dims, text_output_dims
+from mos.files import sha256_file
 from mos.runtime.engine import EngineOptions, ScoreEngine
 from mos.runtime.text import TextEncoder
 

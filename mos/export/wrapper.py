@@ -15,8 +15,8 @@ from mos.model import MosModel
 
 class Conv1dAs2d(nn.Module):
     """The same convolution as an nn.Conv1d, run as a Conv2d with kernel (1, k): ONNX Runtime's
-    CPU kernels for 2-D convolutions are 1.4-1.6x faster on the encoder's shapes (measured in
-    benchmarks/), and the scores are identical."""
+    CPU kernels for 2-D convolutions are faster on the encoder's shapes (docs/onnx-notes.md), and
+    the scores are identical."""
 
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__()

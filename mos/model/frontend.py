@@ -88,8 +88,8 @@ def factorised_bases(window: torch.Tensor, n_fft: int, a: int) -> tuple[torch.Te
 
 def squared_magnitude(parts: torch.Tensor) -> torch.Tensor:
     """[..., 2, X, T] real and imaginary parts -> [..., X, T] re^2 + im^2, as one Mul and one
-    ReduceSum in ONNX (slicing re and im apart costs a Split copy, two Muls and an Add: measured
-    ~1.2 ms per 10 s clip in ORT at 1 thread, against ~0.5 ms for the Mul and ReduceSum)."""
+    ReduceSum in ONNX (slicing re and im apart costs a Split copy, two Muls and an Add, which take
+    longer: docs/onnx-notes.md)."""
     return (parts * parts).sum(-3)
 
 

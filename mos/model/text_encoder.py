@@ -5,13 +5,13 @@
 features are the last hidden state, except for a CLAP directory (model_type "clap"), whose text
 tower + projection gives one feature per caption (the normalised CLAP text embedding, [1, D]);
 `none` makes an audio-only model; a LAION-CLAP checkpoint (`*.pt`) is its text tower, converted
-into the cache by mos.model.encoders.laion_clap with the RoBERTa tokenizer found beside it. The encoder's files are pinned by a sha256
-(`text_encoder_sha256`): the trainer records it, export refuses an encoder whose files changed.
+into the cache by mos.model.encoders.laion_clap with the RoBERTa tokenizer found beside it. The
+encoder's files are pinned by a sha256 (mos.model.encoders.loading.encoder_sha256, as the audio
+encoders' are): the trainer records it, export refuses an encoder whose files changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import shutil
 from pathlib import Path
@@ -20,9 +20,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mos.bundle import sha256_file
-from mos.errors import MosError, one_line
-from mos.model.encoders.base import check_weights_present, is_laion_checkpoint, read_model_type
+from mos.errors import MosError
+from mos.model.encoders.base import is_laion_checkpoint
+from mos.model.encoders.clap import l2_normalize
+from mos.model.encoders.loading import encoder_sha256, load_complete, read_model_type
 
 MINILM_ID = "minilm"
 # A tokenizer's model_max_length at or above this is transformers' "no limit recorded".
@@ -43,32 +44,6 @@ def resolve_text_model_dir(spec: str) -> Path:
     return path
 
 
-# The files of a transformers model directory that decide its token features: weights, config
-# and tokenizer (top level only; a directory's other files, e.g. a README, do not count).
-ENCODER_FILE_PATTERNS = (
-    "config.json", "*.safetensors", "*.bin", "*.index.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
-    "preprocessor_config.json",  # an audio encoder's front-end settings (CLAP, AST)
-)
-
-
-def encoder_files(model_dir: Path) -> list[Path]:
-    """The weight, config and tokenizer files of a local transformers directory, sorted by name."""
-    found = {f for pattern in ENCODER_FILE_PATTERNS for f in model_dir.glob(pattern) if f.is_file()}
-    return sorted(found, key=lambda f: f.name)
-
-
-def text_encoder_sha256(model_dir: Path) -> str:
-    """sha256 over the names and contents of `encoder_files(model_dir)`."""
-    files = encoder_files(model_dir)
-    if not files:
-        raise MosError(f"{model_dir}: no weight or tokenizer files to pin the text encoder by")
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
-    return h.hexdigest()
-
-
 class TokenFeatures(nn.Module):
     """Wraps a transformers encoder: (input_ids, attention_mask) -> last hidden state [B, T, D]."""
 
@@ -78,12 +53,6 @@ class TokenFeatures(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-
-def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """x / max(||x||, eps) over the last dim, as torch.nn.functional.normalize, written so that the
-    ONNX graph keeps the last dim's fixed size (normalize's expand_as makes it symbolic)."""
-    return x / torch.clamp(torch.linalg.vector_norm(x, dim=-1, keepdim=True), min=eps)
 
 
 class PooledTextFeatures(nn.Module):
@@ -98,26 +67,6 @@ class PooledTextFeatures(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
         return l2_normalize(self.text_projection(pooled)).unsqueeze(1)
-
-
-def load_complete(model_class: type, model_dir: Path, part: str) -> nn.Module:
-    """`model_class.from_pretrained(model_dir)` offline (no remote code), in eval mode; a one-line
-    MosError when it fails or when the weights lack any of its tensors (which transformers would
-    otherwise leave randomly initialised). `part` names it in the message, e.g. "CLAP text tower"."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    check_weights_present(model_dir)
-    try:
-        model, loading = model_class.from_pretrained(
-            str(model_dir), local_files_only=True, trust_remote_code=False, output_loading_info=True)
-    except Exception as exc:  # transformers raises many types for a broken directory
-        raise MosError(f"{model_dir}: cannot load the {part} ({one_line(exc, limit=200)})") from None
-    missing = sorted(loading.get("missing_keys", []))
-    if missing:
-        raise MosError(f"{model_dir}: the weights lack {len(missing)} {part} tensors (e.g. {missing[0]}); the directory is incomplete")
-    return model.eval()
 
 
 def load_clap_text(model_dir: Path) -> PooledTextFeatures:
@@ -148,7 +97,7 @@ class FrozenTextEncoder:
             self.model_dir, self.sha256 = text_model_dir(spec)
         else:
             self.model_dir = resolve_text_model_dir(spec)
-            self.sha256 = text_encoder_sha256(self.model_dir)
+            self.sha256 = encoder_sha256(self.model_dir)
         if expected_sha256 is not None and self.sha256 != expected_sha256:
             raise MosError(
                 f"text encoder {spec!r} ({self.model_dir}): its files differ from the ones the model was trained with "

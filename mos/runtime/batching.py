@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mos.audio import cut_windows
-
 
 def plan_batches(lengths: Sequence[int], batch_size: int, equal_lengths: bool = False) -> list[list[int]]:
     """Indices into `lengths` grouped into batches of at most `batch_size`, similar lengths together
@@ -53,17 +51,3 @@ def pad_token_features(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
     for i, f in enumerate(features):
         out[i, : f.shape[0]] = f
     return out, lengths
-
-
-def split_windows(wave: np.ndarray, window: int) -> list[np.ndarray]:
-    """Cut an in-memory waveform into consecutive windows of `window` samples (last one shorter;
-    views of `wave`): mos.audio.cut_windows, the cut `iter_audio_windows` makes of a file."""
-    if wave.shape[0] <= window:
-        return [wave]
-    return list(cut_windows([wave], window))
-
-
-def weighted_mean(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mean of window scores [n, targets] weighted by valid length [n] -> [targets]."""
-    w = np.asarray(weights, dtype=np.float64)
-    return (np.asarray(scores, dtype=np.float64) * w[:, None]).sum(axis=0) / w.sum()

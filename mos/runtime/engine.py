@@ -13,10 +13,10 @@ from mos.audio import window_samples
 from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, Bundle, load_bundle
 from mos.distribution import quantile, quantile_column, spread_column
 from mos.errors import BundleError, MosError
-from mos.runtime.batching import pad_token_features, pad_waveforms, plan_batches, split_windows, weighted_mean
+from mos.runtime.batching import pad_token_features, pad_waveforms, plan_batches
 from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session, usable_cores
 from mos.runtime.text import CaptionSource, TextEncoder
-
+from mos.windows import second_moment, split_windows, spread_of, window_mean
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,11 @@ def plan_streams(streams: int, threads: int, cores: int) -> tuple[int, int]:
     """(concurrent session runs, intra-op threads per run) for `cores` CPUs; 0 means choose.
 
     By default every core runs its own single-threaded batch: on 2 cores two 1-thread runs of the
-    edge model score 10-17% more clips/s than one 2-thread run (ORT's intra-op parallelism does
-    not scale across the small ops), and the caption encoder of one batch overlaps the audio
-    model of another. `threads` alone keeps one run of that many threads (what a user who caps
-    the CPU, or a Ray actor, asks for); `streams` alone splits the cores among the runs."""
+    edge model score more clips/s than one 2-thread run (ORT's intra-op parallelism does not
+    scale across the small ops; docs/onnx-notes.md), and the caption encoder of one batch
+    overlaps the audio model of another. `threads` alone keeps one run of that many threads (what
+    a user who caps the CPU, or a Ray actor, asks for); `streams` alone splits the cores among the
+    runs."""
     if streams <= 0:
         streams = cores if threads <= 0 else 1
     if threads <= 0:
@@ -106,7 +107,7 @@ def unpack_raw(bundle: Bundle, raw: np.ndarray) -> np.ndarray:
     if not bundle.predicts_spread:
         return raw
     t = len(bundle.targets)
-    spread = np.sqrt(np.maximum(raw[..., t:] - raw[..., :t] ** 2, 0.0))
+    spread = spread_of(raw[..., :t], raw[..., t:])
     return np.concatenate([raw[..., :t], spread], axis=-1)
 
 
@@ -213,7 +214,7 @@ class ScoreEngine:
         out = np.stack([np.asarray(outputs[i], dtype=np.float64).reshape(-1) for i in self._output_index], axis=1)
         if self.spread_names:  # spreads -> second moments, which average over a clip's windows
             t = len(self.targets)
-            out[:, t:] = out[:, t:] ** 2 + out[:, :t] ** 2
+            out[:, t:] = second_moment(out[:, :t], out[:, t:])
         return out
 
     def _caption_features(self, captions: Sequence[str | None], source: CaptionSource | None = None
@@ -281,7 +282,7 @@ class ScoreEngine:
         out = np.zeros((len(waveforms), seg_scores.shape[1]), dtype=np.float64)
         for i in range(len(waveforms)):
             sel = owner_arr == i
-            out[i] = weighted_mean(seg_scores[sel], weights[sel])
+            out[i] = window_mean(seg_scores[sel], weights[sel])
         return self.finish(out)
 
     @property

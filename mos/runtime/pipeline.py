@@ -19,6 +19,7 @@ from mos.runtime.text import CaptionSource
 from mos.runtime.inputs import Job
 from mos.errors import one_line
 from mos.runtime.reader import AudioSpec, BackgroundIterator, Decoded, decode_file, prefetch_ordered
+from mos.windows import window_mean
 
 
 @dataclass
@@ -47,12 +48,12 @@ class PipelineOptions:
 
 @dataclass
 class FileState:
-    """A file being scored: its windows' length-weighted score sum, and whether all are in."""
+    """A file being scored: its windows' score rows and lengths so far, and whether all are in."""
 
     job: Job
     index: int = 0  # position in the job list
-    sum_scores: np.ndarray | None = None
-    sum_weights: float = 0.0
+    rows: list[np.ndarray] = field(default_factory=list)  # each scored window's raw row, as scored
+    lengths: list[int] = field(default_factory=list)  # and its length in samples
     samples: int = 0
     outstanding: int = 0  # windows handed to a batch, not scored yet
     complete: bool = False  # every window has been handed out (or the file failed)
@@ -75,16 +76,17 @@ class FileState:
         if not np.all(np.isfinite(scores)):
             self.fail(f"{self.job.path}: the model gave a non-finite score")
             return
-        weighted = scores.astype(np.float64) * float(length)
-        self.sum_scores = weighted if self.sum_scores is None else self.sum_scores + weighted
-        self.sum_weights += float(length)
+        self.rows.append(np.array(scores, dtype=np.float64))
+        self.lengths.append(int(length))
 
     def result(self, sample_rate: int, finish: Callable[[np.ndarray], np.ndarray]) -> FileResult:
-        """The file's scores: its windows' length-weighted mean, then `finish`ed (clamped to each
-        target's range; spreads and quantiles for a distribution model: ScoreEngine.finish)."""
-        if self.error is not None or self.sum_scores is None:
+        """The file's scores: its windows' length-weighted mean (mos.windows.window_mean), then
+        `finish`ed (clamped to each target's range; spreads and quantiles for a distribution model:
+        ScoreEngine.finish)."""
+        if self.error is not None or not self.rows:
             return FileResult(self.job, None, None, self.error or f"{self.job.path}: no audio scored")
-        return FileResult(self.job, finish(self.sum_scores / self.sum_weights), self.samples / sample_rate, None)
+        mean = window_mean(np.stack(self.rows), np.array(self.lengths))
+        return FileResult(self.job, finish(mean), self.samples / sample_rate, None)
 
 
 @dataclass

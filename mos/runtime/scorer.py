@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, sha256_file, verify_files
+from mos.bundle import BUNDLE_META_FILE, Bundle, load_bundle, verify_files
 from mos.data.detect import open_inputs
 from mos.data.folder import Skipped, describe_skipped
 from mos.data.table import parse_column_spec
 from mos.errors import MosError
+from mos.files import sha256_file
 from mos.runtime.engine import EngineOptions, ScoreEngine, audio_variant, output_columns
 from mos.runtime.inputs import make_jobs, read_caption_file
 from mos.runtime.pipeline import FileResult, PipelineOptions, score_jobs

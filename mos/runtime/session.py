@@ -69,8 +69,8 @@ def _session_options(ort: ModuleType, cfg: SessionConfig) -> Any:
         so.intra_op_num_threads = cfg.threads
     so.inter_op_num_threads = 1
     # Memory patterns are planned and kept per input shape; clips, windows and captions come in
-    # many shapes, so with them peak memory crept up over a long run (245 -> 275 MB from 100 to
-    # 1,000 files here); without them it stays flat (243 -> 251 MB).
+    # many shapes, so with them peak memory creeps up over a long run; without them it stays flat
+    # (docs/onnx-notes.md, "Figures behind choices in the code").
     so.enable_mem_pattern = False
     # The reader threads decode while a batch runs: spinning ORT threads would steal their CPU.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")

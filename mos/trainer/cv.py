@@ -29,10 +29,11 @@ from mos.metrics import bootstrap_levels
 from mos.files import write_text_atomic
 from mos.trainer.config import TrainConfig
 from mos.trainer.listener_norm import clean_training, listener_norm_active, write_report
-from mos.trainer.loop import Trainer, level_metrics, write_predictions
+from mos.trainer.loop import Trainer
 from mos.trainer.plots import plot_scatter
-from mos.trainer.run import clear_run_folder
+from mos.trainer.run_folder import clear_run_folder, write_predictions
 from mos.trainer.splits import fold_splits, make_folds
+from mos.trainer.validation import level_metrics
 
 RESAMPLES = 2000
 

@@ -29,13 +29,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mos.audio import read_audio
-from mos.bundle import sha256_file
 from mos.data.manifest import Item
 from mos.audio import RESAMPLER
 from mos.errors import MosError, one_line
-from mos.files import cache_root, replace_atomically
+from mos.files import cache_root, replace_atomically, sha256_file
 from mos.model.encoders import PretrainedAudioEncoder
-from mos.runtime.batching import pad_waveforms, plan_batches, split_windows
+from mos.runtime.batching import pad_waveforms, plan_batches
+from mos.windows import split_windows
 
 FLOAT16_ABOVE_MB = 4.0
 OFF = "none"

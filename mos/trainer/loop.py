@@ -1,6 +1,11 @@
-"""The training loop: epochs with gradient accumulation, validation scored the way `mos score`
-scores, early stopping and the best checkpoint on mean validation SRCC or on the validation loss
-(`select_by`), best/last checkpoints, resume, the run folder.
+"""The training loop (`Trainer`): epochs with gradient accumulation, validation each epoch, early
+stopping and the best checkpoint on mean validation SRCC or on the validation loss (`select_by`),
+best/last checkpoints, resume, and what the run writes into its folder as it goes.
+
+Its parts live beside it: the model and optimiser it builds (mos.trainer.model_setup), seeds and
+random generator states (mos.trainer.state), validation scored the way `mos score` scores and
+its metrics (mos.trainer.validation), the losses (mos.trainer.losses) and the run folder's
+checks and predictions CSV (mos.trainer.run_folder).
 
 The validation loss is the training loss (the same weighted losses on normalised targets)
 computed once over the whole validation set, from the clip scores `mos score` would give (or,
@@ -17,11 +22,9 @@ reaches (the random generators continue where the committed epoch left them).
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,28 +36,29 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mos.audio import window_samples
-from mos.data.manifest import Item, Manifest
-from mos.distribution import listener_spread, mixture
+from mos.data.manifest import Manifest
+from mos.distribution import listener_spread
 from mos.errors import MosError
-from mos.metrics import compute_metrics, evaluate_levels
-from mos.model import ModelConfig, MosModel, TargetSpec
-from mos.model.encoders import CONV, EncoderInfo, configure, fed_unresampled, resolve_audio_encoder
+from mos.files import write_text_atomic
+from mos.model import ModelConfig, MosModel
+from mos.model.encoders import CONV, fed_unresampled, resolve_audio_encoder
 from mos.model.mos_model import count_parameters
 from mos.model.text_encoder import load_text_encoder
-from mos.runtime.batching import pad_waveforms, plan_batches, split_windows
 from mos.trainer.batches import Batch, ClipDataset, make_loader
-from mos.files import write_text_atomic
 from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from mos.trainer.config import TrainConfig
 from mos.trainer.distributed import Dist, device_for, rank_seed, shard_bounds
 from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDataset, default_cache_root,
                                        feature_loader)
-from mos.trainer.losses import combined_loss, distribution_loss
+from mos.trainer.losses import distribution_loss, training_loss
+from mos.trainer.model_setup import build_model_config, build_optimizer, feature_statistics, param_groups
 from mos.trainer.plots import plot_curves, plot_scatter
+from mos.trainer.run_folder import write_predictions
 from mos.trainer.schedule import advance, make_schedule
 from mos.trainer.splits import Splits
+from mos.trainer.state import pick_device, rng_state, seed_everything, set_rng_state
+from mos.trainer.validation import clamp_scores, level_metrics, mean_srcc, predict_with_spread, target_metrics
 
-SGD_MOMENTUM = 0.9
 EARLY_STOPPING = "early stopping"
 EPOCH_BUDGET = "epoch budget"
 
@@ -67,122 +71,6 @@ class RunResult:
     untrained: dict[str, dict[str, float]]
     best: dict[str, dict[str, float]]
     stopped: str = EPOCH_BUDGET  # what ended training: EARLY_STOPPING or EPOCH_BUDGET
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MosError("--device cuda: PyTorch sees no CUDA device here")
-    return torch.device(name)
-
-
-def rng_state(train_ds: ClipDataset, loader_gen: torch.Generator) -> dict[str, Any]:
-    """Every random generator a training epoch draws from, as plain data (weights_only-loadable)."""
-    np_name, np_key, np_pos, np_gauss, np_cached = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [np_name, np_key.tolist(), int(np_pos), int(np_gauss), float(np_cached)],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "loader": loader_gen.get_state(),
-        "dataset": train_ds.rng.bit_generator.state,
-    }
-
-
-def set_rng_state(state: dict[str, Any], train_ds: ClipDataset, loader_gen: torch.Generator) -> None:
-    random.setstate(state["python"])
-    name, key, pos, gauss, cached = state["numpy"]
-    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    loader_gen.set_state(state["loader"])
-    train_ds.rng.bit_generator.state = state["dataset"]
-
-
-def feature_statistics(model: MosModel, ds: ClipDataset, max_clips: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-mel-bin mean/std of the training log-mels (valid frames only)."""
-    total = torch.zeros(model.cfg.n_mels, dtype=torch.float64)
-    total_sq = torch.zeros_like(total)
-    count = 0
-    with torch.no_grad():
-        for i in range(min(len(ds), max_clips)):
-            wav = torch.from_numpy(ds.audio(i)).unsqueeze(0)
-            feats, frames = model.frontend.log_mel(wav, torch.tensor([wav.shape[1]]))
-            f = feats[0, :, : int(frames[0])].double()
-            total += f.sum(1)
-            total_sq += (f * f).sum(1)
-            count += f.shape[1]
-    mean = total / count
-    std = (total_sq / count - mean * mean).clamp(min=1e-6).sqrt()
-    return mean.float().unsqueeze(1), std.float().unsqueeze(1)
-
-
-def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo | None = None,
-                       note: Any = None) -> ModelConfig:
-    """The model a run trains: targets from the training data (normalised by their training mean
-    and std, or with --target-scale raw by mean 0 and std 1: the heads then learn the scores
-    themselves); rate, window and encoder fields from the pretrained `encoder` when there is one
-    (a fixed encoder window overrides --max-seconds: `note` is told). The default conv model
-    runs at 16 kHz."""
-    targets = []
-    for t in train.targets:
-        values = np.array([it.targets[t.name] for it in train.items], dtype=np.float64)
-        values = values[np.isfinite(values)]  # unrated clips (NaN, `mos distill`) do not count
-        mean, std = (0.0, 1.0) if cfg.target_scale == "raw" else (float(values.mean()), float(values.std()) or 1.0)
-        targets.append(TargetSpec(t.name, float(t.low), float(t.high), mean, std))
-    model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, max_text_tokens=cfg.max_text_tokens,
-                            targets=targets,
-                            window_seconds=float(cfg.max_seconds), head=cfg.model_head,
-                            head_layers=tuple(int(n) for n in cfg.head_layers),
-                            head_activation=cfg.head_activation, dropout=cfg.dropout,
-                            audio_only_targets=tuple(cfg.audio_only_targets),
-                            distribution_bins=cfg.distribution_bins, distribution_width=cfg.distribution_width)
-    unknown = [t for t in cfg.audio_only_targets if t not in train.target_names]
-    if unknown:
-        raise MosError(f"--audio-only-targets {','.join(unknown)}: {train.source} has no such target "
-                       f"(its targets: {', '.join(train.target_names)})")
-    if encoder is not None:
-        for line in configure(model_cfg, cfg.audio_encoder, encoder, cfg.finetune_audio):
-            if note is not None:
-                note(line)
-    return model_cfg
-
-
-def param_groups(model: MosModel, cfg: TrainConfig) -> tuple[list[dict[str, Any]], list[float]]:
-    """Optimiser groups: everything trainable at --lr; a fine-tuned pretrained backbone at --encoder-lr."""
-    backbone: list[torch.nn.Parameter] = []
-    if model.cfg.pretrained_audio and model.cfg.finetune_audio:
-        backbone = [p for p in model.audio_encoder.backbone.parameters() if p.requires_grad]
-    ids = {id(p) for p in backbone}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    groups, lrs = [{"params": rest, "lr": cfg.lr}], [cfg.lr]
-    if backbone:
-        groups.append({"params": backbone, "lr": cfg.encoder_lr})
-        lrs.append(cfg.encoder_lr)
-    return groups, lrs
-
-
-def build_optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, or SGD with momentum 0.9 (the MusicEval baseline's); both with cfg.weight_decay,
-    each parameter group at its own rate."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=SGD_MOMENTUM, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def training_loss(pred: torch.Tensor, true: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The run's loss on normalised predictions and targets [B, n_targets] (averaged or summed
-    over the targets, --loss-reduction)."""
-    return combined_loss(pred, true, cfg.mse_weight, cfg.rank_weight, cfg.corr_weight, cfg.clip_tau, cfg.rank_margin,
-                         cfg.loss, cfg.listnet_weight, cfg.loss_reduction)
 
 
 def raw_outputs(model: MosModel, batch: Batch | FeatureBatch) -> torch.Tensor:
@@ -204,139 +92,12 @@ class TrainingForward(torch.nn.Module):
         return raw_outputs(self.model, batch)
 
 
-def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Every clip of a batch cut into windows as `mos score` cuts it: (waveforms, lengths, owner)."""
-    pieces: list[np.ndarray] = []
-    owner: list[int] = []
-    wave = batch.waveform.cpu().numpy()
-    for i, n in enumerate(batch.lengths.tolist()):
-        for piece in split_windows(wave[i, :n], window):
-            pieces.append(piece)
-            owner.append(i)
-    padded, lengths = pad_waveforms(pieces)
-    return torch.from_numpy(padded), torch.from_numpy(lengths), owner
-
-
-def window_scores(model: MosModel, batch: Batch | FeatureBatch, device: torch.device,
-                  amp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Unclamped scale-space scores of every scoring window in a batch: (scores [n, targets],
-    window lengths in samples [n], the manifest position of each window's clip [n], that
-    clip's normalised targets [n, targets], and the listener spread [n, targets], zeros unless
-    the model predicts distributions)."""
-    spread = np.zeros(0, dtype=np.float32)
-    if isinstance(batch, FeatureBatch):
-        b = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            raw = model.head_outputs(model.audio_encoder.mix(b.feats), b.frame_lengths, b.text, b.text_lengths)
-        scores = model.to_scale(model.normalised(raw.float()), clamp=False)
-        spread = model.spread(raw.float()) if model.cfg.predicts_spread else torch.zeros_like(scores)
-        return (scores.cpu().numpy(), batch.samples.numpy(), batch.index.numpy(), batch.targets.numpy(),
-                spread.cpu().numpy())
-    window = window_samples(model.cfg.window_seconds, model.cfg.sample_rate)
-    waves, lengths, owner = _windows(batch, window)
-    sel = torch.tensor(owner, dtype=torch.long)
-    groups = [list(range(len(owner)))]
-    if not model.cfg.padding_invariant:  # such encoders see only windows of equal length together
-        groups = plan_batches(lengths.tolist(), len(owner), equal_lengths=True)
-    scores = np.zeros((len(owner), len(model.cfg.targets)), dtype=np.float32)
-    spread = np.zeros_like(scores)
-    for g in groups:
-        gi = torch.tensor(g, dtype=torch.long)
-        width = int(lengths[gi].max())
-        text = None if batch.text is None else batch.text[sel[gi]].to(device)
-        text_lengths = None if batch.text_lengths is None else batch.text_lengths[sel[gi]].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            raw = model.outputs(waves[gi, :width].to(device), lengths[gi].to(device), text, text_lengths).float()
-        scores[g] = model.to_scale(model.normalised(raw), clamp=False).cpu().numpy()
-        if model.cfg.predicts_spread:
-            spread[g] = model.spread(raw).cpu().numpy()
-    return scores, lengths.numpy(), batch.index[sel].numpy(), batch.targets[sel].numpy(), spread
-
-
-def clamp_scores(model: MosModel, scores: np.ndarray) -> np.ndarray:
-    """Scale-space scores [n, targets] clamped to each target's range (MosModel.clamp), float32."""
-    with torch.no_grad():
-        clamped = model.clamp(torch.from_numpy(np.asarray(scores, dtype=np.float32)).to(model.target_low.device))
-    return clamped.cpu().numpy()
-
-
-def predict_with_spread(model: MosModel, loader: Any, device: torch.device, amp: bool,
-                        clamp: bool = True) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """Scale-space predictions and the normalised-space MSE over a loader of whole clips (or of
-    every cached window of them), in manifest order, scored as `mos score` scores: each clip cut
-    into windows of the model's training window, the UNCLAMPED window scores averaged weighted by
-    window length, then clamped (unless `clamp` is False); and the listener spread of each clip
-    (its windows' mixture; zeros unless the model predicts distributions)."""
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        for batch in loader:
-            parts.append(window_scores(model, batch, device, amp))
-    scores, weights, owner, targets, spreads = (np.concatenate(x) for x in zip(*parts))
-    clips = np.unique(owner)
-    std = model.target_std.cpu().numpy()
-    mean = model.target_mean.cpu().numpy()
-    combined = [mixture(scores[owner == i], spreads[owner == i], weights[owner == i]) for i in clips]
-    pred = np.stack([m for m, _ in combined]).astype(np.float32)
-    if clamp:
-        pred = clamp_scores(model, pred)
-    spread = np.stack([s for _, s in combined]).astype(np.float32)
-    true = np.stack([targets[owner == i][0] for i in clips]) * std + mean
-    loss = float(np.mean(((pred - true) / std) ** 2))
-    return pred, true, loss, spread
-
-
-def predict(model: MosModel, loader: Any, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray, float]:
-    """predict_with_spread without the spread."""
-    return predict_with_spread(model, loader, device, amp)[:3]
-
-
-def target_metrics(pred: np.ndarray, true: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
-    return {n: compute_metrics(pred[:, j], true[:, j]).as_dict() for j, n in enumerate(names)}
-
-
-def level_metrics(pred: np.ndarray, true: np.ndarray, names: list[str], items: list[Item]) -> dict[str, dict[str, dict]]:
-    """target -> level ("utterance", and "system" when every clip has one) -> metrics."""
-    systems = [it.system for it in items]
-    return {n: {k: v.as_dict() for k, v in evaluate_levels(pred[:, j], true[:, j],
-                                                           systems if all(systems) else None).items()}
-            for j, n in enumerate(names)}
-
-
-def write_predictions(path: Path, items: list[Item], names: list[str], pred: np.ndarray, true: np.ndarray,
-                      groups: dict[str, str] | None = None, folds: list[int] | None = None,
-                      spread: np.ndarray | None = None) -> None:
-    """`id,<target>...,true_<target>...` then `<target>_std...` for a distribution model, then
-    `system`, `group`, `fold` when known (1-based folds)."""
-    header = ["id", *names, *(f"true_{n}" for n in names)] + ([f"{n}_std" for n in names] if spread is not None else [])
-    has_system = all(it.system for it in items)
-    header += ["system"] * has_system + ["group"] * (groups is not None) + ["fold"] * (folds is not None)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        for i, it in enumerate(items):
-            row = [it.id, *(f"{v:.4f}" for v in pred[i]), *(f"{v:.4f}" for v in true[i])]
-            if spread is not None:
-                row += [f"{v:.4f}" for v in spread[i]]
-            if has_system:
-                row.append(it.system)
-            if groups is not None:
-                row.append(groups[it.id])
-            if folds is not None:
-                row.append(folds[i] + 1)
-            w.writerow(row)
-
-
 def format_epoch(epoch: int | str, loss: float | None, metrics: dict[str, dict[str, float]]) -> str:
     head = f"EPOCH {epoch}: " + (f"Loss={loss:.4f}" if loss is not None else "Loss=   -  ")
     parts = [
         f"{n}: SRCC={m['srcc']:.4f} LCC={m['lcc']:.4f} KTAU={m['ktau']:.4f} MSE={m['mse']:.4f}" for n, m in metrics.items()
     ]
     return " | ".join([head, *parts])
-
-
-def mean_srcc(metrics: dict[str, dict[str, float]]) -> float:
-    return float(np.mean([m["srcc"] for m in metrics.values()]))
 
 
 class Trainer:

@@ -1,11 +1,13 @@
 """Training losses on normalised targets (z-scored, or the raw scores): a pointwise loss
 ((clipped) MSE or L1), pairwise ranking, 1 - LCC and ListNet top-1, per target, then averaged or
 summed over the targets; the KL divergence of a distribution head; and for `mos distill` soft
-rank agreement with a teacher."""
+rank agreement with a teacher; `training_loss`, the run's combination of them (TrainConfig)."""
 
 from __future__ import annotations
 
 import torch
+
+from mos.trainer.config import TrainConfig
 
 
 def mse_loss(pred: torch.Tensor, true: torch.Tensor, clip_tau: float = 0.0) -> torch.Tensor:
@@ -132,3 +134,10 @@ def combined_loss(
             total = total + listnet_weight * listnet_loss(p, t)
         per_target.append(total)
     return over_targets(torch.stack(per_target), reduction)
+
+
+def training_loss(pred: torch.Tensor, true: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The run's loss on normalised predictions and targets [B, n_targets] (averaged or summed
+    over the targets, --loss-reduction)."""
+    return combined_loss(pred, true, cfg.mse_weight, cfg.rank_weight, cfg.corr_weight, cfg.clip_tau, cfg.rank_margin,
+                         cfg.loss, cfg.listnet_weight, cfg.loss_reduction)

@@ -10,7 +10,6 @@ config is known, rank 0 alone prints, builds the demo set and writes the run fol
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Collection
 from dataclasses import fields
 from pathlib import Path
@@ -22,6 +21,7 @@ from mos.trainer.config import TrainConfig
 from mos.trainer.distributed import Dist, env_rank, env_world, setup, teardown
 from mos.trainer.listener_norm import clean_training, listener_norm_active, write_report
 from mos.trainer.loop import RunResult, Trainer
+from mos.trainer.run_folder import check_run_folder, clear_run_folder
 from mos.trainer.splits import Splits, resolve_splits
 
 # What a resumed run may change: how long, how patiently and where it trains. Everything else
@@ -83,30 +83,6 @@ def resumed_config(cfg: TrainConfig, explicit: Collection[str], console: Console
     console.print(f"resume: the run's own config ({saved_path})"
                   + (f"; overrides: {', '.join(changes)}" if changes else "; no overrides"), markup=False)
     return saved
-
-
-def is_run_folder(path: Path) -> bool:
-    return any((path / name).exists() for name in ("config.json", "checkpoints", "metrics.jsonl", "cv.json", "folds",
-                                                  "distill.json"))
-
-
-def check_run_folder(run_dir: Path, cfg: TrainConfig) -> None:
-    """Refuse to train into an existing run folder unless --resume or --overwrite says what to do."""
-    if cfg.resume or not run_dir.exists() or not any(run_dir.iterdir()):
-        return
-    if not cfg.overwrite:
-        raise MosError(f"{run_dir}: a run folder of that name exists; --resume continues it, --overwrite replaces it "
-                       f"(or choose another --name)")
-    if not is_run_folder(run_dir):
-        raise MosError(f"{run_dir}: exists and is not a mos run folder; --overwrite will not delete it")
-
-
-def clear_run_folder(run_dir: Path, cfg: TrainConfig, console: Console) -> None:
-    """With --overwrite, remove the old run folder (just before the new run writes anything)."""
-    if cfg.overwrite and not cfg.resume and run_dir.exists() and any(run_dir.iterdir()):
-        check_run_folder(run_dir, cfg)
-        shutil.rmtree(run_dir)
-        console.print(f"--overwrite: removed the previous run folder {run_dir}", markup=False)
 
 
 def data_sources(data: Path, val_data: Path | None) -> dict[str, str]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mos.errors import MosError
-from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, is_laion_checkpoint, read_model_type
+from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, is_laion_checkpoint
+from mos.model.encoders.loading import read_model_type
 
 if TYPE_CHECKING:
     from mos.model.config import ModelConfig

@@ -29,7 +29,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from mos.bundle import sha256_file
+from mos.files import sha256_file
 from mos.errors import MosError, one_line
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, features_version
 from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals

@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import (PREPROCESSOR, EagerAttention, EncoderInfo, WindowEmbeddingEncoder,
-                                     check_weights_present, features_version)
+from mos.model.encoders.base import EncoderInfo, WindowEmbeddingEncoder, features_version
 from mos.files import read_json
+from mos.model.encoders.loading import (PREPROCESSOR, EagerAttention, check_weights_present, encoder_sha256,
+                                        load_complete)
 from mos.model.frontend import dft_basis, float32_region
-from mos.model.text_encoder import load_complete, text_encoder_sha256
 
 KIND = "ast"
 # Bump when this module's front end or forward changes the features it gives (caches key on it).
@@ -104,7 +104,7 @@ def resolve(spec: str) -> EncoderInfo:
         source=str(model_dir),
         sample_rate=SAMPLE_RATE,
         out_dim=s["hidden_size"],
-        sha256=text_encoder_sha256(model_dir),
+        sha256=encoder_sha256(model_dir),
         code_version=features_version(KIND, FEATURES_VERSION),
         window_seconds=window_samples(s["max_length"]) / SAMPLE_RATE,
         padding_invariant=True,

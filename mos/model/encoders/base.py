@@ -23,18 +23,13 @@ features made by other code are never reused.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mos.errors import MosError, one_line
 from mos.model.frontend import float32_region
-
-PREPROCESSOR = "preprocessor_config.json"  # a transformers directory's feature extractor settings
 
 
 @dataclass(frozen=True)
@@ -128,37 +123,3 @@ def is_laion_checkpoint(spec: str) -> bool:
     """Whether an encoder spec names a LAION-CLAP checkpoint file (a path ending in .pt), which
     mos.model.encoders.laion_clap reads, as an audio or a text encoder."""
     return spec.lower().endswith(".pt")
-
-
-def read_model_type(model_dir: Path) -> str:
-    """`model_type` from a transformers directory's config.json, or a one-line MosError."""
-    config = model_dir / "config.json"
-    if not model_dir.is_dir():
-        raise MosError(f"{model_dir}: no such directory (an audio encoder is 'conv', 'aisfx' or a local transformers model directory)")
-    if not config.is_file():
-        raise MosError(f"{model_dir}: not a transformers model directory (no config.json); nothing is downloaded, "
-                       "save the model there first (e.g. model.save_pretrained(DIR))")
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-        raise MosError(f"{config}: not a readable config.json ({type(exc).__name__})") from None
-    if not model_type:
-        raise MosError(f"{config}: has no model_type")
-    return str(model_type)
-
-
-def check_weights_present(model_dir: Path) -> None:
-    """A one-line MosError when a transformers directory has no weight file (a partial copy)."""
-    if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
-        raise MosError(f"{model_dir}: no weights (*.safetensors or *.bin) in this model directory; it is incomplete")
-
-
-class EagerAttention:
-    """A transformers model class loaded with eager attention (what the TorchScript exporter traces
-    faithfully), for `load_complete`, which calls `from_pretrained`."""
-
-    def __init__(self, auto: Any) -> None:
-        self.auto = auto
-
-    def from_pretrained(self, path: str, **kwargs: Any) -> nn.Module:
-        return self.auto.from_pretrained(path, attn_implementation="eager", **kwargs)

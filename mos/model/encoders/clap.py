@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import PREPROCESSOR, EncoderInfo, WindowEmbeddingEncoder, check_weights_present, features_version
+from mos.model.encoders.base import EncoderInfo, WindowEmbeddingEncoder, features_version
 from mos.files import read_json
+from mos.model.encoders.loading import PREPROCESSOR, check_weights_present, encoder_sha256, load_complete
 from mos.model.frontend import Spectrum, float32_region
-from mos.model.text_encoder import l2_normalize, load_complete, text_encoder_sha256
 
 KIND = "clap"
 # Bump when this module's front end or forward changes the features it gives (caches key on it).
@@ -100,7 +100,7 @@ def resolve(spec: str) -> EncoderInfo:
         source=str(model_dir),
         sample_rate=int(settings["sampling_rate"]),
         out_dim=out_dim,
-        sha256=text_encoder_sha256(model_dir),
+        sha256=encoder_sha256(model_dir),
         code_version=features_version(KIND, FEATURES_VERSION),
         window_seconds=float(settings["max_length_s"]),
         padding_invariant=True,
@@ -146,6 +146,12 @@ class ClapFrontEnd(nn.Module):
             power = self.spectrum.power(wave)  # [B, rows, T]
             mel = torch.matmul(power.transpose(1, 2), self.mel_rows)  # [B, T, M]
             return (10.0 * torch.log10(torch.clamp(mel, min=MEL_FLOOR))).unsqueeze(1)
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """CLAP's embedding normalisation (both towers): x / max(||x||, eps) over the last dim, as torch.nn.functional.normalize, written so that the
+    ONNX graph keeps the last dim's fixed size (normalize's expand_as makes it symbolic)."""
+    return x / torch.clamp(torch.linalg.vector_norm(x, dim=-1, keepdim=True), min=eps)
 
 
 class ClapAudioTower(nn.Module):

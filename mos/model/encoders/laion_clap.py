@@ -36,9 +36,8 @@ from typing import Any
 
 import torch
 
-from mos.bundle import sha256_file
 from mos.errors import MosError, one_line
-from mos.files import cache_root
+from mos.files import cache_root, sha256_file
 from mos.model.encoders import clap
 from mos.model.encoders.base import EncoderInfo, features_version
 from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals

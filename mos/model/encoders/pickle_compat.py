@@ -16,7 +16,8 @@ global whose module or name is not one printable line (a newline would let the r
 say something the parsed one did not), and caps its output: protocol 4 memoises a string once
 and fetches it by a 2-byte GET, which protocol 2 (as written here) repeats in full, so a string
 fetched again and again would expand without bound. The output may be at most MAX_GROWTH times
-the input or MIN_CAP bytes, whichever is larger; a real checkpoint grows about 1.4 times.
+the input or MIN_CAP bytes, whichever is larger, far above what a real checkpoint grows
+(docs/onnx-notes.md).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ _BYTES = {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
 _GETS = {"BINGET", "LONG_BINGET", "GET"}
 _PUTS = {"BINPUT", "LONG_BINPUT", "PUT"}
 # The rewritten stream may be at most MAX_GROWTH x the original, or MIN_CAP bytes if that is more:
-# real checkpoints grow about 1.4x (each tensor's memoised 'storage' and device strings written
-# out again); far more means one string fetched from the memo over and over (a pickle bomb).
+# real checkpoints grow a little (each tensor's memoised 'storage' and device strings written out
+# again; docs/onnx-notes.md); far more means one string fetched from the memo over and over (a
+# pickle bomb).
 MAX_GROWTH = 16
 MIN_CAP = 64 << 20
 

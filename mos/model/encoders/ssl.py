@@ -35,11 +35,11 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
-from mos.model.encoders.base import (PREPROCESSOR, EagerAttention, EncoderInfo, PretrainedAudioEncoder,
-                                     check_weights_present, features_version)
+from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, features_version
 from mos.files import read_json
+from mos.model.encoders.loading import (PREPROCESSOR, EagerAttention, check_weights_present, encoder_sha256,
+                                        load_complete)
 from mos.model.frontend import float32_region
-from mos.model.text_encoder import load_complete, text_encoder_sha256
 
 NAMES = {"wav2vec2": "wav2vec2", "hubert": "HuBERT", "wavlm": "WavLM", "data2vec-audio": "data2vec-audio"}
 KINDS = tuple(NAMES)
@@ -91,7 +91,7 @@ def resolve(spec: str) -> EncoderInfo:
         source=str(model_dir),
         sample_rate=SAMPLE_RATE,
         out_dim=int(settings["hidden_size"]),
-        sha256=text_encoder_sha256(model_dir),
+        sha256=encoder_sha256(model_dir),
         code_version=features_version("ssl", FEATURES_VERSION),
         window_seconds=None,
         padding_invariant=settings["norm"] == "layer" and settings["kind"] != "data2vec-audio",
@@ -118,7 +118,7 @@ class LayerWeights(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         # A multiply and sum, not matmul(feats.transpose(-1, -2), w): the TorchScript exporter's
-        # graph for that matmul disagreed with PyTorch by ~3 in onnxruntime (measured, opset 17).
+        # graph for that matmul disagreed with PyTorch in onnxruntime (docs/onnx-notes.md).
         return (feats * torch.softmax(self.weights, dim=0)[:, None]).sum(dim=2)
 
 

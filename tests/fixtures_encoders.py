@@ -1,5 +1,5 @@
 """Tiny pretrained-encoder directories built here (random weights, `save_pretrained`, no
-download) for the encoder and trainer tests."""
+download) for the encoder, trainer, export and runtime tests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,42 @@ PROJECTION = 24
 HIDDEN = 32  # the tiny speech models' width and depth
 LAYERS = 2
 CAPTIONS = ["a dog barks twice", "rain on a roof, then drums and a piano", "music"]
+
+
+TEXT_HIDDEN = 32  # the tiny text encoder's feature width (MiniLM's is 384)
+TEXT_WORDS = (
+    "a an and at in on of over the then while with under before after about into from to for by "
+    "dog dogs cat car barks bark twice rain roof window tin soft softly gentle loud quiet calm distant "
+    "piano guitar drums strings choir jazz radio old music melody song tone tones concert orchestra "
+    "plays play playing sing sings birds thunder ocean waves fast slow steady bright hertz number "
+    "hums crackles cafe fade swell long very caption sound tuning up"
+).split()
+
+
+def make_tiny_text_encoder(dest: Path) -> Path:
+    """A tiny random BERT (2 layers of width TEXT_HIDDEN, as MiniLM is a 6-layer BERT) and an
+    uncased WordPiece tokenizer (MiniLM's kind: a few whole words, every letter and digit alone
+    and as a `##` continuation, so any caption tokenizes), saved into `dest`: a local text
+    encoder for `--text-encoder PATH` where a test is not about MiniLM itself."""
+    import string
+
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    dest.mkdir(parents=True, exist_ok=True)
+    chars = string.ascii_lowercase + string.digits
+    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.punctuation, *chars,
+                                *(f"##{c}" for c in chars), *TEXT_WORDS]))
+    backend = BertWordPieceTokenizer({token: i for i, token in enumerate(vocab)}, lowercase=True)
+    BertTokenizerFast(tokenizer_object=backend._tokenizer, do_lower_case=True, model_max_length=128,
+                      unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+                      mask_token="[MASK]").save_pretrained(str(dest))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=TEXT_HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).eval().save_pretrained(str(dest))
+    return dest
 
 
 def tiny_tokenizer(dest: Path) -> None:
@@ -59,8 +95,15 @@ def make_tiny_clap(dest: Path) -> Path:
     return dest
 
 
-def tiny_config(kind: str, norm: str):
-    """A small valid config: 3 conv layers (stride 80, 200 frames/s), 2 transformer layers."""
+# The real models' frame rate (a 320-sample stride, 50 frames/s at 16 kHz): tiny_config's 80
+# gives 4x the frames, and export verification runs PyTorch on a whole 60 s clip, where WavLM's
+# relative position bias ([heads, T, T]) then peaks at about 19 GB.
+REAL_FRAME_RATE = dict(conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8))
+
+
+def tiny_config(kind: str, norm: str, **changes: object):
+    """A small valid config: 3 conv layers (stride 80, 200 frames/s), 2 transformer layers;
+    `changes` override any of its settings (e.g. REAL_FRAME_RATE)."""
     from transformers import Data2VecAudioConfig, HubertConfig, Wav2Vec2Config, WavLMConfig
 
     kw: dict = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=64,
@@ -68,19 +111,21 @@ def tiny_config(kind: str, norm: str):
                     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
     if kind == "data2vec-audio":
         kw.update(num_conv_pos_embeddings=2, conv_pos_kernel_size=5)  # its positional conv: 2 layers of kernel 5
-        return Data2VecAudioConfig(**kw)
+        return Data2VecAudioConfig(**{**kw, **changes})
     kw.update(feat_extract_norm=norm, do_stable_layer_norm=norm == "layer")  # as the base / large models pair them
+    kw.update(changes)
     return {"wav2vec2": Wav2Vec2Config, "hubert": HubertConfig, "wavlm": WavLMConfig}[kind](**kw)
 
 
-def save_tiny(dest: Path, kind: str, norm: str, head: str = "") -> Path:
-    """A tiny random model of `kind` (AutoModel, or AutoModelFor`head`) saved into `dest`."""
+def save_tiny(dest: Path, kind: str, norm: str, head: str = "", **changes: object) -> Path:
+    """A tiny random model of `kind` (AutoModel, or AutoModelFor`head`) saved into `dest`;
+    `changes` go to tiny_config."""
     import torch
     import transformers as tf
 
     torch.manual_seed(0)
     auto = getattr(tf, f"AutoModelFor{head}") if head else tf.AutoModel
-    auto.from_config(tiny_config(kind, norm)).save_pretrained(str(dest))
+    auto.from_config(tiny_config(kind, norm, **changes)).save_pretrained(str(dest))
     return dest
 
 

@@ -13,18 +13,20 @@ from mos.trainer.checkpoint import save_checkpoint
 TARGETS = [TargetSpec("overall", 1.0, 5.0, 3.0, 1.0), TargetSpec("textual", 1.0, 5.0, 3.0, 1.0)]
 
 
-def make_model(text_encoder: str, seed: int = 0) -> MosModel:
+def make_model(text_encoder: str, seed: int = 0, text_dim: int = 384) -> MosModel:
+    """A random-weight two-target model; `text_dim` is the text encoder's feature width."""
     torch.manual_seed(seed)
-    model = MosModel(ModelConfig(targets=[TargetSpec(**vars(t)) for t in TARGETS], text_encoder=text_encoder))
+    model = MosModel(ModelConfig(targets=[TargetSpec(**vars(t)) for t in TARGETS], text_encoder=text_encoder,
+                                 text_dim=text_dim))
     with torch.no_grad():  # non-trivial log-mel statistics, as a trained model has
         model.frontend.feat_mean.uniform_(-8.0, -2.0)
         model.frontend.feat_std.uniform_(1.0, 3.0)
     return model.eval()
 
 
-def make_run(root: Path, text_encoder: str, seed: int = 0) -> tuple[Path, MosModel]:
+def make_run(root: Path, text_encoder: str, seed: int = 0, text_dim: int = 384) -> tuple[Path, MosModel]:
     """A run folder `root/run` with checkpoints/best.pt holding a random-weight model."""
-    model = make_model(text_encoder, seed)
+    model = make_model(text_encoder, seed, text_dim)
     run = root / "run"
     save_checkpoint(run / "checkpoints" / "best.pt", model,
                     {"data": "synthetic", "validation_metrics": {}, "epoch": 0, "train_config": {}})

@@ -59,14 +59,19 @@ _EXPORTED: dict[str, ExportedBundle] = {}
 
 
 @pytest.fixture(scope="session")
-def text_bundle(tmp_path_factory: pytest.TempPathFactory) -> ExportedBundle:
-    """Audio+text bundle (MiniLM captions) with targets overall and textual (1-5), as MusicEval."""
+def text_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_text_encoder: Path) -> ExportedBundle:
+    """Audio+text bundle with targets overall and textual (1-5), as MusicEval; its captions go
+    through the tiny text encoder (conftest.tiny_text_encoder, a BERT as MiniLM is: the same
+    tokenizer.json + text.onnx path at a fraction of the size). The real MiniLM export is
+    conftest.minilm_bundle."""
+    from fixtures_encoders import TEXT_HIDDEN
+
     from mos.model import TargetSpec
 
     if "text" not in _EXPORTED:
         root = tmp_path_factory.mktemp("rt-bundles")
         targets = [TargetSpec("overall", 1.0, 5.0, 3.0, 1.0), TargetSpec("textual", 1.0, 5.0, 3.2, 0.8)]
-        _EXPORTED["text"] = _export(root, "text", targets, "minilm", None)
+        _EXPORTED["text"] = _export(root, "text", targets, str(tiny_text_encoder), None, text_dim=TEXT_HIDDEN)
     return _EXPORTED["text"]
 
 

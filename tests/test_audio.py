@@ -276,6 +276,7 @@ def test_a_resampled_sine_stays_the_sine(source: int, target: int, freq: float) 
     np.testing.assert_allclose(y[inner], want[inner], rtol=0, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_long_file_windows_hold_one_window_in_memory(tmp_path: Path) -> None:
     """Reading a 44.1 kHz file in 1 s windows holds about a window, not the file: the peak
     does not grow from a 20 s file to a 120 s one and stays far below the 120 s file whole."""

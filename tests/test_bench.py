@@ -62,6 +62,7 @@ def _positive(spread_dict: dict) -> bool:
     return all(spread_dict[k] > 0 for k in ("median", "min", "max")) and spread_dict["min"] <= spread_dict["max"]
 
 
+@pytest.mark.slow
 def test_quick_bench_report(tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "results" / "bench.json"
     buf = io.StringIO()
@@ -140,6 +141,7 @@ def test_bench_on_a_user_folder_without_eager(tiny_bundle: Path, tmp_path: Path)
     assert "profile" not in report
 
 
+@pytest.mark.slow
 def test_memory_growth_in_fresh_processes(tiny_bundle: Path, tmp_path: Path) -> None:
     opts = _opts(tiny_bundle, None, quick=False, memory=True, memory_counts=(3, 9), memory_clip_seconds=0.2,
                  eager=False, profile=False, repeats=1, batch_sizes=[4], clips=4)
@@ -152,6 +154,7 @@ def test_memory_growth_in_fresh_processes(tiny_bundle: Path, tmp_path: Path) -> 
     assert any("peak RSS growth" in t["figure"] for t in report["targets"])
 
 
+@pytest.mark.slow
 def test_command_with_typer(tiny_bundle: Path, tmp_path: Path) -> None:
     app = typer.Typer(add_completion=False)
     app.command("bench")(bench)

@@ -61,6 +61,7 @@ def make_xacle_tree(root: Path, n_train: int = 16, n_val: int = 8) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_version_and_help(tmp_path: Path) -> None:
     out = mos("--version", cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.startswith("mos ")
@@ -69,6 +70,7 @@ def test_version_and_help(tmp_path: Path) -> None:
         assert h.returncode == 0 and "Example" in h.stdout, h.stdout
 
 
+@pytest.mark.slow
 def test_train_on_xacle_tree(tmp_path: Path) -> None:
     make_xacle_tree(tmp_path / "data")
     out = mos("train", "--data", str(tmp_path / "data"), "--name", "x", "--epochs", "2", "--batch-size", "4",
@@ -95,6 +97,7 @@ def _expected_system_level(predictions: Path, truth: dict[str, tuple[float, floa
     return out
 
 
+@pytest.mark.slow
 def test_train_on_musiceval_tree_audio_only_and_eval(tmp_path: Path) -> None:
     make_musiceval_tree(tmp_path / "me")
     out = mos("train", str(tmp_path / "me"), "--name", "me", "--epochs", "1", "--batch-size", "4",
@@ -133,6 +136,7 @@ def test_train_on_musiceval_tree_audio_only_and_eval(tmp_path: Path) -> None:
     assert f"[SYSTEM] Test error= {m.mse:f}" in ev.stdout and "system_mos_phase1.csv" in ev.stdout
 
 
+@pytest.mark.slow
 def test_bad_data_is_one_line_error(tmp_path: Path) -> None:
     make_xacle_tree(tmp_path / "data")
     csv = tmp_path / "data" / "XACLE_dataset" / "meta_data" / "train_average.csv"

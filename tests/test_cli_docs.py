@@ -32,6 +32,7 @@ def test_the_checked_in_reference_is_current() -> None:
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.slow
 def test_the_reference_has_every_option_in_its_panel_with_its_default(name: str) -> None:
     command = ROOT.commands[name]  # type: ignore[attr-defined]
     section = _section(render(), name)

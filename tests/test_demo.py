@@ -114,6 +114,7 @@ def test_idempotent_and_rebuilds_incomplete(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["XACLE_dataset"]
 
 
+@pytest.mark.slow
 def test_targets_follow_the_audio(full: Path) -> None:
     for split, count in (("train", 320), ("validation", 96)):
         params = _params(full, split)

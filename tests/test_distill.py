@@ -35,7 +35,7 @@ POOL = DemoConfig(n_train=48, n_validation=2, seconds=0.5, seed=7)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def teacher_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Rated data, an unrated pool (another demo set's audio) and an exported teacher trained on the data."""
     from mos.distill.trainer import DistillTrainer  # noqa: F401  (the Trainer hooks the teacher run uses)
     from mos.export import export_bundle
@@ -54,28 +54,29 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "data": data, "pool": pool, "teacher": root / "runs" / "teacher"}
 
 
-def _cfg(setup: dict[str, Path], name: str, **kw) -> TrainConfig:
-    base = dict(data=str(setup["data"]), name=name, runs_dir=str(setup["root"] / "runs"), epochs=6, lr=3e-3,
+def _cfg(teacher_setup: dict[str, Path], name: str, **kw) -> TrainConfig:
+    base = dict(data=str(teacher_setup["data"]), name=name, runs_dir=str(teacher_setup["root"] / "runs"), epochs=6, lr=3e-3,
                 patience=10, text_encoder="none", seed=1)
     base.update(kw)
     return TrainConfig(**base)
 
 
-def _settings(setup: dict[str, Path], **kw) -> DistillSettings:
-    base = dict(teacher=str(setup["teacher"]), unlabeled=str(setup["pool"]), teacher_weight=1.0, model=TINY,
+def _settings(teacher_setup: dict[str, Path], **kw) -> DistillSettings:
+    base = dict(teacher=str(teacher_setup["teacher"]), unlabeled=str(teacher_setup["pool"]), teacher_weight=1.0, model=TINY,
                 speed_repeats=1, threads=1, progress=False)
     base.update(kw)
     return DistillSettings(**base)
 
 
 @pytest.fixture(scope="module")
-def distilled(setup: dict[str, Path]) -> tuple[object, str]:
+def distilled(teacher_setup: dict[str, Path]) -> tuple[object, str]:
     console, buf = quiet()
-    result = run_distill(_cfg(setup, "student"), _settings(setup, augment=1), console)
+    result = run_distill(_cfg(teacher_setup, "student"), _settings(teacher_setup, augment=1), console)
     return result, buf.getvalue()
 
 
-def test_teacher_labels_every_clip_once_and_the_run_records_it(setup, distilled) -> None:
+@pytest.mark.slow
+def test_teacher_labels_every_clip_once_and_the_run_records_it(teacher_setup, distilled) -> None:
     result, log = distilled
     run = result.run_dir
     rows = read_csv(run / LABELS_FILE)
@@ -106,7 +107,7 @@ def _scores(run: Path, who: str) -> dict[str, np.ndarray]:
     return {r["path"]: np.array([float(r["score"]), float(r["quality"])]) for r in rows}
 
 
-def test_student_on_teacher_labels_alone_tracks_the_teacher(setup, distilled) -> None:
+def test_student_on_teacher_labels_alone_tracks_the_teacher(teacher_setup, distilled) -> None:
     result, _ = distilled
     run = result.run_dir
     teacher, student = _scores(run, "teacher"), _scores(run, "student")
@@ -131,15 +132,16 @@ def test_student_on_teacher_labels_alone_tracks_the_teacher(setup, distilled) ->
     assert np.mean(tracked) > np.mean(np.abs(chance)) + 0.3, (tracked, chance)
 
 
-def test_resume_reuses_cached_labels_and_continues_training(setup) -> None:
+@pytest.mark.slow
+def test_resume_reuses_cached_labels_and_continues_training(teacher_setup) -> None:
     console, _ = quiet()
-    first = run_distill(_cfg(setup, "resumed", epochs=3), _settings(setup), console)
+    first = run_distill(_cfg(teacher_setup, "resumed", epochs=3), _settings(teacher_setup), console)
     labels = first.run_dir / LABELS_FILE
     lines = labels.read_text().splitlines(keepends=True)
     assert len(lines) == 1 + 32 + 48 + 24
     labels.write_text("".join(lines[:60]) + lines[60][:10])  # a kill while labelling: a torn last row
     console, buf = quiet()
-    again = run_distill(_cfg(setup, "resumed", epochs=4, resume=True), _settings(setup), console, {"epochs"})
+    again = run_distill(_cfg(teacher_setup, "resumed", epochs=4, resume=True), _settings(teacher_setup), console, {"epochs"})
     log = buf.getvalue()
     assert "labelled 45 clips" in log and "59 already labelled" in log, log
     assert "resuming" in log and "at epoch 4" in log
@@ -147,10 +149,10 @@ def test_resume_reuses_cached_labels_and_continues_training(setup) -> None:
     assert len(read_csv(labels)) == 32 + 48 + 24
     # a run folder exists: without --resume or --overwrite it is refused; another teacher is refused too
     with pytest.raises(MosError, match="--resume continues it"):
-        run_distill(_cfg(setup, "resumed"), _settings(setup), console)
+        run_distill(_cfg(teacher_setup, "resumed"), _settings(teacher_setup), console)
 
 
-def test_student_bundle_scores_without_torch(setup, distilled, tmp_path: Path) -> None:
+def test_student_bundle_scores_without_torch(teacher_setup, distilled, tmp_path: Path) -> None:
     result, _ = distilled
     out = tmp_path / "scores.csv"
     # torch and transformers are installed here: a finder refuses them, as a machine without them would.
@@ -166,7 +168,7 @@ def test_student_bundle_scores_without_torch(setup, distilled, tmp_path: Path) -
             "    main()\n"
             "finally:\n"
             "    assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]\n")
-    folder = setup["data"] / "wav" / "validation"
+    folder = teacher_setup["data"] / "wav" / "validation"
     run = subprocess.run([sys.executable, "-c", code, "score", str(folder), "--bundle", str(result.run_dir / "bundle"),
                           "--out", str(out), "--quiet"], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -175,13 +177,13 @@ def test_student_bundle_scores_without_torch(setup, distilled, tmp_path: Path) -
     assert len(rows) == 24 and all(r["status"] == "ok" for r in rows)
 
 
-def test_bad_input_is_one_line(setup, tmp_path: Path) -> None:
+def test_bad_input_is_one_line(teacher_setup, tmp_path: Path) -> None:
     console, _ = quiet()
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(MosError, match="no bundle yet; run `mos export"):
-        run_distill(_cfg(setup, "x"), _settings(setup, teacher=str(tmp_path / "run")), console)
+        run_distill(_cfg(teacher_setup, "x"), _settings(teacher_setup, teacher=str(tmp_path / "run")), console)
     with pytest.raises(MosError, match="--teacher-weight 1.5"):
-        run_distill(_cfg(setup, "x"), _settings(setup, teacher_weight=1.5), console)
+        run_distill(_cfg(teacher_setup, "x"), _settings(teacher_setup, teacher_weight=1.5), console)
     with pytest.raises(MosError, match="not a size"):
         student_config(str(tmp_path / "nope.toml"))
     (tmp_path / "s.toml").write_text("epochs = 3\n[model]\nsize = 'tiny'\nwidth = 3\n")
@@ -191,9 +193,9 @@ def test_bad_input_is_one_line(setup, tmp_path: Path) -> None:
     assert student_config(str(tmp_path / "s.toml")) == ({"epochs": 3}, TINY)
 
 
-def test_cli_refuses_a_run_without_a_bundle_in_one_line(setup, tmp_path: Path) -> None:
+def test_cli_refuses_a_run_without_a_bundle_in_one_line(teacher_setup, tmp_path: Path) -> None:
     (tmp_path / "big" / "checkpoints").mkdir(parents=True)
-    run = subprocess.run([sys.executable, "-m", "mos", "distill", str(tmp_path / "big"), "--data", str(setup["data"]),
+    run = subprocess.run([sys.executable, "-m", "mos", "distill", str(tmp_path / "big"), "--data", str(teacher_setup["data"]),
                           "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 2

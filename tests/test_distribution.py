@@ -265,6 +265,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     return demo, run, result.output, export.output
 
 
+@pytest.mark.slow
 def test_training_prints_where_the_targets_come_from_and_writes_spreads(trained) -> None:
     from fixtures_train import read_csv
 
@@ -471,6 +472,7 @@ def test_eval_reports_calibration_against_listener_ratings(trained, tmp_path: Pa
     assert again["utterance"]["srcc"] == pytest.approx(srcc)
 
 
+@pytest.mark.slow
 def test_int8_judges_spreads_and_quantiles_like_the_scores(trained, tmp_path: Path) -> None:
     """`mos export --quantize int8` of a distribution model compares every output `mos score`
     writes (scores, spreads, 10%/90% quantiles) with fp32 on the run's validation clips, and

@@ -107,6 +107,7 @@ def test_resolve_reads_the_installed_package() -> None:
     assert Path(info.source).name == "checkpoint.pth" and len(info.sha256) == 64
 
 
+@pytest.mark.slow
 def test_spectrogram_matches_librosa_as_the_package_calls_it(encoder) -> None:
     for name, x in clips().items():
         ours, frames = encoder.front_end.spectrogram(torch.from_numpy(x)[None], torch.tensor([x.size]))
@@ -118,6 +119,7 @@ def test_spectrogram_matches_librosa_as_the_package_calls_it(encoder) -> None:
         assert np.max(np.abs(ours[0].numpy() - ref)) < SPEC_TOL, name
 
 
+@pytest.mark.slow
 def test_embeddings_match_the_package_pipeline(encoder, package_net, tmp_path: Path) -> None:
     for name, x in clips().items():
         expected = package_embeddings(tmp_path, x, package_net)
@@ -148,6 +150,7 @@ def test_a_clip_scores_the_same_alone_and_padded_in_a_batch(encoder) -> None:
                           both[1:], atol=1e-4)  # peak-normalised: the level does not matter
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch_at_other_batch_sizes_and_lengths(encoder, tmp_path: Path) -> None:
     path = tmp_path / "aisfx.onnx"
     example = torch.from_numpy(generated(3.0))[None].repeat(2, 1)
@@ -178,6 +181,7 @@ def test_missing_package_and_broken_checkpoint_are_one_line_errors(tmp_path: Pat
         resolve_audio_encoder("aisfx")
 
 
+@pytest.mark.slow
 def test_train_export_score_torch_free_matches_pytorch(tmp_path: Path) -> None:
     """The real aisfx weights behind a fusion head over its blocks: `mos train` caches the
     blocks' embeddings, `mos export` puts the front end in the graph, `mos score` (ONNX Runtime)

@@ -78,6 +78,7 @@ def padded(clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(wave), torch.tensor([c.size for c in clips], dtype=torch.int64)
 
 
+@pytest.mark.slow
 def test_resolve_reads_rate_window_and_pins_files(ast_dir: Path) -> None:
     info = resolve_audio_encoder(str(ast_dir))
     assert (info.kind, info.sample_rate, info.out_dim) == ("ast", RATE, HIDDEN)

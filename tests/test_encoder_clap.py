@@ -147,6 +147,7 @@ def test_a_clip_scores_the_same_alone_or_padded_in_a_batch(encoder) -> None:
     assert (alone[0] - alone[3]).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 def test_onnx_export_and_onnxruntime_parity(encoder, tmp_path: Path) -> None:
     from mos.export.onnx_io import export_torchscript
 
@@ -226,6 +227,7 @@ def pooled_bundle(clap_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     return root / "bundle", report
 
 
+@pytest.mark.slow
 def test_pooled_text_tower_gets_an_int8_text_model(pooled_bundle) -> None:
     """text.onnx of a pooled encoder declares its one row ([batch, 1, dim]); text.int8.onnx keeps
     exactly those dims and passes the export's interface check."""

@@ -183,6 +183,7 @@ def converted_by(converted: Path) -> object:
 
 
 @pytest.mark.parametrize("made_by", ["laion-clap.v0", None])
+@pytest.mark.slow
 def test_a_directory_another_converter_wrote_is_converted_again(original, cache: Path, made_by: str | None,
                                                                 capsys: pytest.CaptureFixture) -> None:
     """A converted directory that records another converter version (or none, as directories did
@@ -279,6 +280,7 @@ def test_pickle_protocol_4_streams_rewritten_to_protocol_2_mean_the_same() -> No
 
 
 @pytest.mark.parametrize("layout", ["bare state dict", "no module. prefix", "as released"])
+@pytest.mark.slow
 def test_other_checkpoint_layouts(original, cache: Path, tmp_path: Path, layout: str) -> None:
     directory, model, _ = original
     path = tmp_path / "other.pt"

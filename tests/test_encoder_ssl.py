@@ -83,6 +83,7 @@ def test_resolve_reads_kind_rate_width_and_padding(model_dir, kind: str, norm: s
 
 
 @pytest.mark.parametrize("kind,norm", MODELS)
+@pytest.mark.slow
 def test_features_are_the_models_hidden_states(model_dir, kind: str, norm: str) -> None:
     d = model_dir(kind, norm)
     enc = build_audio_encoder(str(d)).eval()
@@ -207,6 +208,7 @@ def test_mixer_is_the_learned_softmax_weighting_and_trains_when_frozen(model_dir
 
 @pytest.mark.parametrize("kind,norm", [("wav2vec2", "layer"), ("wavlm", "layer"), ("data2vec-audio", "layer"),
                                        ("hubert", "group"), ("wavlm", "group")])
+@pytest.mark.slow
 def test_onnx_export_and_onnxruntime_parity(model_dir, tmp_path: Path, kind: str, norm: str) -> None:
     """Whole encoder (features + a non-uniform layer weighting), dynamic batch and samples, at lengths
     not traced; a group-norm model with equal-length batches (the only ones it is given)."""

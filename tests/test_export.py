@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from fixtures_encoders import TEXT_HIDDEN
 from fixtures_export import TARGETS, copy_bundle, make_model, make_run, make_trained_run, train_demo_run
 from tokenizers import Tokenizer
 from typer.testing import CliRunner
@@ -27,7 +28,7 @@ from mos.export.agreement import MAX_RELATIVE_ERROR, MAX_SRCC_DROP
 from mos.export.run_data import ClipStore, find_run_data, run_clips
 from mos.export.verify import BATCH_SECONDS, SINGLE_SECONDS
 from mos.model import ModelConfig, MosModel, TargetSpec
-from mos.model.text_encoder import FrozenTextEncoder
+from mos.model.text_encoder import MINILM_NAME, FrozenTextEncoder
 from mos.trainer.checkpoint import save_checkpoint
 
 SR = 16000
@@ -35,10 +36,11 @@ CAPS = ["a dog barks twice in the distance", "soft rain on a window", "an old ra
 
 
 @pytest.fixture(scope="module")
-def text_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, ExportReport]:
-    """MiniLM model exported to the default place (<run>/bundle) with int8 variants: random
-    weights and no data to judge them on, so written with --force."""
-    run, model = make_run(tmp_path_factory.mktemp("text"), "minilm")
+def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_text_encoder: Path) -> tuple[Path, object, ExportReport]:
+    """A model with the tiny text encoder (a BERT, as MiniLM is) exported to the default place
+    (<run>/bundle) with int8 variants: random weights and no data to judge them on, so written
+    with --force. MiniLM's own export is the session's `minilm_bundle` (the tests at the end)."""
+    run, model = make_run(tmp_path_factory.mktemp("text"), str(tiny_text_encoder), text_dim=TEXT_HIDDEN)
     report = export_bundle(run, quantize="int8", force=True)
     return run, model, report
 
@@ -92,7 +94,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.nda
 
 
 @pytest.fixture(scope="module")
-def encoder() -> FrozenTextEncoder:
+def encoder(tiny_text_encoder: Path) -> FrozenTextEncoder:
+    return FrozenTextEncoder(str(tiny_text_encoder))
+
+
+@pytest.fixture(scope="module")
+def minilm() -> FrozenTextEncoder:
     return FrozenTextEncoder("minilm")
 
 
@@ -156,6 +163,7 @@ def _torch_scores(model, clips: list[np.ndarray], text: list[torch.Tensor] | Non
 # ------------------------------------------------------------------------------------- layout
 
 
+@pytest.mark.slow
 def test_default_out_and_report(text_run) -> None:
     run, _, report = text_run
     bundle = run / "bundle"
@@ -209,6 +217,7 @@ def test_opset_17_by_default(text_run) -> None:
     assert _meta(bundle)["export"]["opset"] == 17
 
 
+@pytest.mark.slow
 def test_opset_18_when_asked(tmp_path: Path) -> None:
     run, _ = make_run(tmp_path, "none", seed=2)
     report = export_bundle(run, tmp_path / "b18", opset=18)
@@ -241,7 +250,7 @@ def test_bad_options_refused(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------- metadata
 
 
-def test_metadata_round_trips(text_run) -> None:
+def test_metadata_round_trips(text_run, tiny_text_encoder: Path) -> None:
     bundle = text_run[0] / "bundle"
     meta = _meta(bundle)
     assert meta["schema"] == SCHEMA == "mos.bundle/2"
@@ -255,7 +264,8 @@ def test_metadata_round_trips(text_run) -> None:
     assert audio == {"model": "audio.onnx", "inputs": ["waveform", "lengths", "text", "text_lengths"],
                      "outputs": ["overall", "textual"]}
     assert meta["text"]["model"] == "text.onnx" and meta["text"]["tokenizer"] == "tokenizer.json"
-    assert meta["text"]["dim"] == 384 and meta["text"]["max_tokens"] == 64 and "MiniLM" in meta["text"]["encoder"]
+    assert meta["text"]["dim"] == TEXT_HIDDEN and meta["text"]["max_tokens"] == 64
+    assert meta["text"]["encoder"] == str(tiny_text_encoder)  # MiniLM's: test_minilm_bundle_...
     assert meta["variants"] == {"int8": "audio.int8.onnx", "text_int8": "text.int8.onnx"}
     assert meta["training"]["data"] == "synthetic" and meta["training"]["epoch"] == 0
     assert meta["training"]["checkpoint"] == "../checkpoints/best.pt"
@@ -277,11 +287,11 @@ def test_dynamic_axes_are_symbolic(text_run) -> None:
     bundle = text_run[0] / "bundle"
     ins, outs = onnx_io.interface(onnx.load(str(bundle / "audio.onnx")))
     assert ins == {"waveform": ["batch", "samples"], "lengths": ["batch"],
-                   "text": ["batch", "tokens", 384], "text_lengths": ["batch"]}
+                   "text": ["batch", "tokens", TEXT_HIDDEN], "text_lengths": ["batch"]}
     assert outs == {"overall": ["batch"], "textual": ["batch"]}
     ins, outs = onnx_io.interface(onnx.load(str(bundle / "text.onnx")))
     assert ins == {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]}
-    assert outs == {"text": ["batch", "tokens", 384]}
+    assert outs == {"text": ["batch", "tokens", TEXT_HIDDEN]}
 
 
 # ------------------------------------------------------------------------------------- parity
@@ -290,7 +300,10 @@ def test_dynamic_axes_are_symbolic(text_run) -> None:
 def test_parity_with_plain_onnxruntime(text_run, encoder) -> None:
     """Independent of mos.export's helpers: tokenizers + onnxruntime vs PyTorch, lengths and batch."""
     run, model, _ = text_run
-    bundle = run / "bundle"
+    _check_parity(run / "bundle", model, encoder)
+
+
+def _check_parity(bundle: Path, model, encoder: FrozenTextEncoder) -> None:
     clips = [synthetic_clip(s, SR, seed=70 + k) for k, s in enumerate((0.3, 1.0, 7.3, 10.0, 30.0))]
     caps = [CAPS[k % 3] for k in range(len(clips))]
     ref = _torch_scores(model, clips, encoder.encode(caps))
@@ -299,9 +312,10 @@ def test_parity_with_plain_onnxruntime(text_run, encoder) -> None:
     np.testing.assert_allclose(alone, ref, atol=1e-4, rtol=0)
     batched = _ort_scores(session, clips[:3], _ort_text(bundle, caps[:3]))  # padded audio and text
     np.testing.assert_allclose(batched, alone[:3], atol=1e-4, rtol=0)
-    assert ref.shape == (5, 2)
+    assert ref.shape == (5, len(model.cfg.target_names))
 
 
+@pytest.mark.slow
 def test_parity_audio_only(audio_run) -> None:
     run, model, report = audio_run
     bundle = run.parent / "out" / "bundle"
@@ -315,7 +329,10 @@ def test_parity_audio_only(audio_run) -> None:
 
 
 def test_tokenizer_json_matches_transformers(text_run, encoder) -> None:
-    bundle = text_run[0] / "bundle"
+    _check_tokenizer(text_run[0] / "bundle", encoder)
+
+
+def _check_tokenizer(bundle: Path, encoder: FrozenTextEncoder) -> None:
     tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     tok.enable_truncation(max_length=64)
     tok.no_padding()
@@ -326,6 +343,7 @@ def test_tokenizer_json_matches_transformers(text_run, encoder) -> None:
     assert len(tok.encode(long).ids) == 64
 
 
+@pytest.mark.slow
 def test_verify_names_worst_case_when_model_differs(audio_run) -> None:
     run, _, _ = audio_run
     other = make_model("none", seed=7)
@@ -333,6 +351,7 @@ def test_verify_names_worst_case_when_model_differs(audio_run) -> None:
         verify_bundle(run.parent / "out" / "bundle", other)
 
 
+@pytest.mark.slow
 def test_verify_uses_recorded_checkpoint_or_says_it_skipped(tmp_path: Path) -> None:
     run, _ = make_run(tmp_path, "none", seed=3)
     bundle = tmp_path / "elsewhere" / "bundle"
@@ -376,6 +395,7 @@ def test_int8_padding_invariant_and_written_without_data_only_with_force(text_ru
     assert "int8 variant written with --force although: no held-out validation clips" in "\n".join(report.format())
 
 
+@pytest.mark.slow
 def test_int8_with_given_clips_and_validation(trained, tmp_path: Path) -> None:
     """A trained model's int8 agrees with fp32 on every output and is kept, although its
     validation SRCC on 12 clips may move by more than 0.01: on so few clips that is within the
@@ -404,6 +424,7 @@ def test_int8_with_given_clips_and_validation(trained, tmp_path: Path) -> None:
     assert checks["int8 accuracy"].ok and "'score'" in checks["int8 accuracy"].detail
 
 
+@pytest.mark.slow
 def test_int8_clearly_bad_is_refused_although_its_validation_srcc_rises(trained, tmp_path: Path) -> None:
     """int8 calibrated on near-silent clips saturates on real ones: its scores move by more than
     they differ between clips and their ranking scrambles. On 12 clips its validation SRCC even
@@ -444,6 +465,7 @@ def _nearly_identical(model) -> tuple[list[np.ndarray], np.ndarray]:
     return clips, _unclamped(model, clips)
 
 
+@pytest.mark.slow
 def test_int8_that_scrambles_the_ranking_is_not_written(tmp_path: Path) -> None:
     run, model = make_run(tmp_path, "none", seed=1)
     clips, ratings = _nearly_identical(model)
@@ -461,6 +483,7 @@ def test_int8_that_scrambles_the_ranking_is_not_written(tmp_path: Path) -> None:
     assert "int8 variant NOT written: 'overall' moves by RMS" in text and "ranks the clips differently" in text
 
 
+@pytest.mark.slow
 def test_int8_force_writes_it_and_records_the_drop(tmp_path: Path) -> None:
     run, model = make_run(tmp_path, "none", seed=1)
     clips, ratings = _nearly_identical(model)
@@ -476,6 +499,7 @@ def test_int8_force_writes_it_and_records_the_drop(tmp_path: Path) -> None:
     assert report.verify is not None and report.verify.ok
 
 
+@pytest.mark.slow
 def test_int8_dropped_when_it_misses_padding_even_with_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mos.export import quantize
 
@@ -629,6 +653,7 @@ def test_jsonable_metadata_values() -> None:
 # ------------------------------------------------------------------ contracts 1 and 2 (schema 2)
 
 
+@pytest.mark.slow
 def test_audio_graph_outputs_unclamped_scores(tmp_path: Path) -> None:
     """A model whose raw scores lie above the range: audio.onnx gives them as they are (the
     runtime clamps after averaging windows), equal to model.scores(..., clamp=False)."""
@@ -647,6 +672,7 @@ def test_audio_graph_outputs_unclamped_scores(tmp_path: Path) -> None:
     assert meta["schema"] == "mos.bundle/2" and meta["audio"]["outputs_clamped"] is False
 
 
+@pytest.mark.slow
 def test_window_seconds_comes_from_the_model(tmp_path: Path) -> None:
     from mos.runtime import EngineOptions, ScoreEngine
 
@@ -678,6 +704,7 @@ def test_load_bundle_reads_schema_1_and_2(audio_run, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- stale bundles (--check)
 
 
+@pytest.mark.slow
 def test_check_fails_when_the_run_was_retrained(tmp_path: Path) -> None:
     run, _ = make_run(tmp_path, "none", seed=3)
     export_bundle(run, verify=False)
@@ -731,6 +758,7 @@ def _export_cli(*args: str) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
+@pytest.mark.slow
 def test_export_finds_the_run_data_from_another_directory_and_enforces_the_int8_rule(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -771,6 +799,7 @@ def test_run_data_from_data_dir_first(tmp_path: Path) -> None:
     assert path is None and "train.data 'data/ratings.csv'" in how and "does not resolve" in how
 
 
+@pytest.mark.slow
 def test_int8_without_the_run_data_is_written_only_with_force(tmp_path: Path) -> None:
     run, data = _table_project(tmp_path / "project", n=6)
     (data / "ratings.csv").rename(data / "old.csv")
@@ -826,6 +855,7 @@ def test_int8_judged_on_every_validation_clip(tmp_path: Path) -> None:
     assert not where.exists()
 
 
+@pytest.mark.slow
 def test_unreadable_calibration_and_validation_files_are_skipped_and_named(tmp_path: Path) -> None:
     from mos.data.table import parse_column_spec
     from mos.trainer.splits import resolve_splits
@@ -845,3 +875,25 @@ def test_unreadable_calibration_and_validation_files_are_skipped_and_named(tmp_p
     assert f"WARNING: skipped 1 unreadable validation clip(s): {broken[-1]}: cannot decode audio" in out
     assert f"int8: {len(splits.train) - n_train} calibration and 7 validation clips" in out
     assert (run / "bundle" / "audio.int8.onnx").is_file()
+
+
+# ------------------------------------------------------------------------ the MiniLM export
+
+
+@pytest.mark.slow
+def test_minilm_bundle_names_its_encoder_and_matches_pytorch(minilm_bundle, minilm) -> None:
+    """The default text encoder's own export (the session's one MiniLM bundle): mos.json names
+    MiniLM, text.onnx gives 384-d token features with symbolic batch and tokens, tokenizer.json
+    tokenizes as transformers does, and tokenizers + onnxruntime score as PyTorch does."""
+    from mos.trainer.checkpoint import load_model
+
+    bundle = minilm_bundle.bundle
+    meta = _meta(bundle)
+    assert meta["text"] == {"encoder": MINILM_NAME, "model": "text.onnx", "tokenizer": "tokenizer.json",
+                            "max_tokens": 64, "dim": 384, "pooled": False}
+    ins, outs = onnx_io.interface(onnx.load(str(bundle / "text.onnx"), load_external_data=False))
+    assert ins == {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]}
+    assert outs == {"text": ["batch", "tokens", 384]}
+    assert onnx_io.interface(onnx.load(str(bundle / "audio.onnx")))[0]["text"] == ["batch", "tokens", 384]
+    _check_tokenizer(bundle, minilm)
+    _check_parity(bundle, load_model(minilm_bundle.run)[0], minilm)

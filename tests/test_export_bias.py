@@ -100,6 +100,7 @@ def test_fold_offsets_corrects_before_the_clamp_and_keeps_spreads_nonnegative(tm
     assert clip.input[0] == f"{PREFIX}/c/corrected"
 
 
+@pytest.mark.slow
 def test_a_shifted_int8_is_corrected_on_the_calibration_clips_and_kept(
     trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,6 +151,7 @@ def test_a_shifted_int8_is_corrected_on_the_calibration_clips_and_kept(
     assert all(0.0 <= v <= 10.0 for v in int8_cli.values())
 
 
+@pytest.mark.slow
 def test_the_correction_is_measured_on_the_calibration_clips_not_the_validation_clips(
     trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -173,6 +175,7 @@ def test_the_correction_is_measured_on_the_calibration_clips_not_the_validation_
     assert q.agreement.outputs["score"].shift == pytest.approx(1.5, abs=0.2)  # the rule sees what is left
 
 
+@pytest.mark.slow
 def test_a_distribution_model_keeps_its_spreads_nonnegative_and_its_scores_in_range(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_export import train_demo_run
 from fixtures_runtime import make_folder, read_csv_dicts
 from typer.testing import CliRunner
 
@@ -20,7 +19,6 @@ from mos.files import sha256_file
 from mos.cli import app
 from mos.errors import BundleError
 from mos.export import ExportReport, export_bundle
-from mos.export.run_data import export_run
 from mos.export import text_int8
 from mos.export.clips import CAPTIONS, LONG_CAPTION, synthetic_clip
 from mos.export.text_int8 import TEXT_INT8_BATCH_TOL, TEXT_INT8_MODEL
@@ -52,18 +50,17 @@ def _trained_clips(run: Path) -> tuple[list[np.ndarray], list[str], np.ndarray, 
 
 
 @pytest.fixture(scope="module")
-def trained_text_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A MiniLM model trained (2 epochs) on the tiny demo set: int8 agrees with it."""
-    return train_demo_run(tmp_path_factory.mktemp("text-run"), "minilm")
+def trained_text_run(minilm_bundle) -> Path:
+    """A MiniLM model trained (2 epochs) on the tiny demo set: int8 agrees with it (the session's
+    MiniLM run, conftest.minilm_bundle)."""
+    return minilm_bundle.run
 
 
 @pytest.fixture(scope="module")
-def exported(trained_text_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportReport, tuple]:
+def exported(minilm_bundle) -> tuple[Path, ExportReport, tuple]:
     """`mos export --quantize int8` of the trained run: calibrated on its training clips and
-    captions, judged on its validation clips."""
-    root = tmp_path_factory.mktemp("text-int8")
-    report = export_run(trained_text_run, root / "bundle", quantize="int8", log=lambda _: None)
-    return root / "bundle", report, _trained_clips(trained_text_run)
+    captions, judged on its validation clips (the session's MiniLM export, shared)."""
+    return minilm_bundle.bundle, minilm_bundle.report, _trained_clips(minilm_bundle.run)
 
 
 def _meta(bundle: Path) -> dict:
@@ -110,6 +107,7 @@ def test_text_int8_file_corrupted_is_refused(exported, tmp_path: Path) -> None:
         load_bundle(bundle)
 
 
+@pytest.mark.slow
 def test_caption_features_do_not_depend_on_the_batch(exported) -> None:
     bundle = load_bundle(exported[0])
     encoder = open_text_encoder(bundle, SessionConfig(device="cpu", threads=1), int8=True)
@@ -134,6 +132,7 @@ def _scores(out: Path) -> tuple[list[str], np.ndarray]:
     return [r["id"] for r in rows], np.array([[float(r["score"]), float(r["quality"])] for r in rows])
 
 
+@pytest.mark.slow
 def test_score_int8_uses_text_int8(exported, tmp_path: Path) -> None:
     bundle = exported[0]
     folder, captions = make_folder(tmp_path, 6)
@@ -154,6 +153,7 @@ def test_score_int8_uses_text_int8(exported, tmp_path: Path) -> None:
     assert 1e-5 < float(np.abs(got - other).max()) < 0.08
 
 
+@pytest.mark.slow
 def test_old_bundle_without_text_int8_scores_with_int8(exported, tmp_path: Path) -> None:
     bundle = Path(shutil.copytree(exported[0], tmp_path / "old", ignore=shutil.ignore_patterns(TEXT_INT8_MODEL)))
     meta = _meta(bundle)
@@ -175,6 +175,7 @@ def test_old_bundle_without_text_int8_scores_with_int8(exported, tmp_path: Path)
     np.testing.assert_allclose(got, engine.score_arrays([read_audio(folder / i, SR) for i in ids], caps), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_text_int8_that_misses_the_rule_is_dropped_and_audio_int8_kept(
     trained_text_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -163,6 +163,7 @@ def test_every_option_is_in_its_panel(name: str) -> None:
         assert blocks[param.opts[0]][0] == param.rich_help_panel, (param.opts[0], blocks[param.opts[0]][0])
 
 
+@pytest.mark.slow
 def test_score_help_loads_only_the_score_command() -> None:
     """Commands load on use: `mos score --help` imports no other command's module, no numpy,
     ONNX Runtime or torch (its cold start), and `mos train --help` no scoring runtime."""
@@ -179,6 +180,7 @@ def test_score_help_loads_only_the_score_command() -> None:
     assert loaded == {"score": "['mos.runtime.command']", "train": "[]"}
 
 
+@pytest.mark.slow
 def test_stand_alone_entry_points_run_the_same_commands(capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m mos.bench` and `python -m mos.runtime.command` are `mos bench` / `mos score`."""
     for module, name in (("mos.bench", "bench"), ("mos.runtime.command", "score")):

@@ -243,6 +243,7 @@ def _train(demo: Path, runs: Path, name: str, *extra: str):
                                     "--runs-dir", str(runs), "--name", name, *extra])
 
 
+@pytest.mark.slow
 def test_train_with_listener_norm_on_cleans_only_the_training_clips(demo: Path, tmp_path: Path) -> None:
     on = _train(demo, tmp_path, "on", "--listener-norm", "on")
     assert on.exit_code == 0, on.output
@@ -282,6 +283,7 @@ def _means_of(m: Manifest, name: str) -> list[float]:
     return [it.targets[name] for it in m.items]
 
 
+@pytest.mark.slow
 def test_cross_validation_cleans_each_fold(demo: Path, tmp_path: Path) -> None:
     result = _train(demo, tmp_path, "cv", "--listener-norm", "auto", "--folds", "2")
     assert result.exit_code == 0, result.output

@@ -19,6 +19,7 @@ from test_runtime_torchfree import NETWORK_WORDS, _source_copy
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow
 def test_wheel_is_mos_toolkit_with_its_license_and_the_mos_command(tmp_path: Path) -> None:
     source = _source_copy(tmp_path / "src")
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", str(source), "-w",
@@ -66,3 +67,11 @@ def test_the_project_stands_alone() -> None:
         if path.suffix == ".md" or rel.startswith("mos/"):
             outside += [f"{rel}: {m}" for m in re.findall(r"\.\./shared\b", text)]
     assert missing == [] and outside == []
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """.ci/run runs the README's test command to the letter (and docs/install.md shows the same)."""
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert len(ci) == 1 and "-m pytest" in ci[0]
+    for doc in ("README.md", "docs/install.md"):
+        assert ci[0] in (REPO / doc).read_text().splitlines(), doc

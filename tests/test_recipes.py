@@ -120,6 +120,7 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_sgd_with_a_constant_schedule_keeps_the_rate_and_resumes_exactly(demo: Path, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, demo, optimizer="sgd", schedule="constant", lr=3e-3, name="straight")
     result = run_training(cfg, quiet()[0])
@@ -139,6 +140,7 @@ def test_sgd_with_a_constant_schedule_keeps_the_rate_and_resumes_exactly(demo: P
     assert [h["lr"] for h in _metrics(tmp_path / "runs" / "resumed")[1:]] == [3e-3] * 3
 
 
+@pytest.mark.slow
 def test_select_by_loss_keeps_the_epoch_of_lowest_validation_loss(demo: Path, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, demo, epochs=5, select_by="loss", loss="l1", rank_weight=0.0, corr_weight=0.0, lr=3e-3)
     console, out = quiet()
@@ -241,6 +243,7 @@ def test_recipe_errors_are_one_line(demo: Path, tmp_path: Path) -> None:
     assert "--clip-tau" in line
 
 
+@pytest.mark.slow
 def test_recipe_xacle_audiomos_one_epoch_with_an_explicit_override(demo: Path, tmp_path: Path) -> None:
     result = _invoke(["train", str(demo), "--recipe", "xacle-audiomos", "--epochs", "1", "--text-encoder", "none",
                       "--lr", "0.002", "--runs-dir", str(tmp_path), "--name", "xa"])
@@ -277,6 +280,7 @@ def _answer_rows(path: Path) -> list[list[str]]:
     return [line.split(",") for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_recipe_musiceval_baseline_one_epoch_then_the_answer_file(musiceval: Path, tmp_path: Path) -> None:
     """One epoch of the baseline recipe on a tiny CLAP (audio and text): the baseline's two heads
     (overall on the audio embedding alone, textual on [audio, text], linear layers), SGD at a
@@ -353,6 +357,7 @@ def test_recipe_musiceval_baseline_one_epoch_then_the_answer_file(musiceval: Pat
     print(f"unclamped scores from the bundle: {raw.min():.3f} to {raw.max():.3f}")
 
 
+@pytest.mark.slow
 def test_recipe_musiceval_baseline_exact_feeds_16khz_audio_to_48khz_clap(musiceval: Path, tmp_path: Path) -> None:
     """The quirk: the model's rate is 16 kHz and its window the CLAP window's 480000 samples (30 s of
     16 kHz audio), recorded in the checkpoint and the bundle; `mos score` resamples to 16 kHz and

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fixtures_runtime import make_folder, read_csv_dicts, text_bundle  # noqa: F401
 from test_runtime_cli import FAST, run_score_cli
 
@@ -68,6 +70,7 @@ def test_the_blocker_blocks_every_heavy_package_and_its_submodules(tmp_path: Pat
     assert plain.returncode != 0 and "ModuleNotFoundError: No module named 'torch'" in plain.stderr
 
 
+@pytest.mark.slow
 def test_mos_score_without_torch_transformers_or_onnx_gives_the_in_process_scores(tmp_path: Path,
                                                                                  text_bundle) -> None:  # noqa: F811
     folder, captions = make_folder(tmp_path, 6)

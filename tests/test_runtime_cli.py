@@ -99,6 +99,7 @@ def test_caption_columns_and_musiceval_prompt_file(tmp_path: Path, text_bundle) 
     assert [r["overall"] for r in read_csv_dicts(out_b)] == [r["overall"] for r in a]
 
 
+@pytest.mark.slow
 def test_list_file_and_xacle_tree_inputs(tmp_path: Path, text_bundle, small_demo: Path) -> None:  # noqa: F811
     folder, captions = make_folder(tmp_path, 3)
     listing = tmp_path / "files.txt"
@@ -161,6 +162,7 @@ def _bad_and_odd_files(folder: Path) -> tuple[dict[str, str], list[str]]:
     return bad, ok
 
 
+@pytest.mark.slow
 def test_bad_files_are_error_rows_and_the_rest_is_scored(tmp_path: Path, text_bundle) -> None:  # noqa: F811
     folder = tmp_path / "in"
     bad, ok = _bad_and_odd_files(folder)
@@ -213,6 +215,7 @@ def test_malformed_captions_file_is_exit_2_naming_it(tmp_path: Path, text_bundle
     assert code == 2 and "--caption-columns" in error_line(stderr)
 
 
+@pytest.mark.slow
 def test_bad_bundles_are_exit_2_naming_the_file(tmp_path: Path, audio_bundle) -> None:  # noqa: F811
     folder, _ = make_folder(tmp_path, 2)
 

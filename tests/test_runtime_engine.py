@@ -41,7 +41,7 @@ def torch_scores(text_bundle, clips) -> np.ndarray:  # noqa: F811
     from mos.trainer.checkpoint import load_model
 
     model, _ = load_model(text_bundle.checkpoint)
-    encoder = FrozenTextEncoder("minilm", max_tokens=model.cfg.max_text_tokens)
+    encoder = FrozenTextEncoder(model.cfg.text_encoder, max_tokens=model.cfg.max_text_tokens)
     waves, captions = clips
     out = []
     with torch.no_grad():

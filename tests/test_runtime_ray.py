@@ -99,6 +99,7 @@ def local_rows(clips, text_bundle, tmp_path_factory) -> dict[str, dict[str, str]
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_rows_equal_local_rows(ray_local, clips, text_bundle, local_rows, tmp_path: Path) -> None:  # noqa: F811
     folder, captions = clips
     out = tmp_path / "ray.csv"
@@ -113,6 +114,7 @@ def test_ray_rows_equal_local_rows(ray_local, clips, text_bundle, local_rows, tm
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_resumes_a_partial_output(ray_local, clips, text_bundle, local_rows, tmp_path: Path) -> None:  # noqa: F811
     folder, captions = clips
     out = tmp_path / "partial.csv"
@@ -127,6 +129,7 @@ def test_ray_resumes_a_partial_output(ray_local, clips, text_bundle, local_rows,
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_audio_only_bundle_writes_the_xacle_file(ray_local, clips, audio_bundle, tmp_path: Path) -> None:  # noqa: F811
     folder, _ = clips
     local = _score(folder, None, audio_bundle.path, tmp_path / "local" / "submission.csv", ray=False, format="xacle")
@@ -141,6 +144,7 @@ def test_ray_audio_only_bundle_writes_the_xacle_file(ray_local, clips, audio_bun
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_spreads_and_quantiles_equal_local(ray_local, clips, spread_bundle, tmp_path: Path) -> None:  # noqa: F811
     """A distribution bundle: the long clip's three windows mix into one spread on the driver as
     they do locally."""
@@ -155,6 +159,7 @@ def test_ray_spreads_and_quantiles_equal_local(ray_local, clips, spread_bundle, 
     assert float(local_rows[LONG]["score_std"]) > 0
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_as_locally(ray_local, clips, text_bundle, tmp_path: Path,  # noqa: F811
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from mos.cli import app
@@ -225,6 +230,7 @@ def _batch(rows: list[dict]) -> dict[str, np.ndarray]:
     return batch
 
 
+@pytest.mark.slow
 def test_rows_delivered_twice_by_retried_tasks_are_counted_once(clips, audio_bundle) -> None:  # noqa: F811
     """Real read-task rows scored by a real ScoreActor, then delivered as a retried Ray task
     delivers them: some batches again, before and after the file they belong to is complete.

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from fixtures_runtime import make_folder, read_csv_dicts, text_bundle  # noqa: F401
 
 N_FILES = 60
@@ -27,6 +29,7 @@ def _data_lines(path: Path) -> int:
     return max(0, path.read_bytes().count(b"\n") - 1)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_scores_every_file_exactly_once(tmp_path: Path, text_bundle) -> None:  # noqa: F811
     folder, captions = make_folder(tmp_path, N_FILES, seconds=2.0)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -61,6 +64,7 @@ def test_kill_9_then_resume_scores_every_file_exactly_once(tmp_path: Path, text_
     assert {r["id"]: r for r in rows} == clean_rows  # identical scores, durations, captions
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_rows_and_says_how_to_resume(tmp_path: Path, text_bundle) -> None:  # noqa: F811
     folder, captions = make_folder(tmp_path, 40, seconds=2.0)
     out = tmp_path / "interrupted.csv"

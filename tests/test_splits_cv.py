@@ -105,6 +105,7 @@ def cli(*args: str, cwd: Path):
         return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_cross_validation_writes_out_of_fold_predictions_and_cv_json(table: Path, tmp_path: Path) -> None:
     args = ("train", str(table), "--columns", TABLE_COLUMNS, "--folds", "3", "--group-by", "signal",
             "--text-encoder", "none", "--epochs", "2", "--batch-size", "4", "--max-seconds", "0.3", "--name", "cv")
@@ -147,6 +148,7 @@ def test_cross_validation_writes_out_of_fold_predictions_and_cv_json(table: Path
     assert json.loads((run / "cv.json").read_text())["levels"] == cv["levels"]
 
 
+@pytest.mark.slow
 def test_bootstrap_resamples_groups_not_clips() -> None:
     rng = np.random.default_rng(0)
     true = rng.normal(size=40)

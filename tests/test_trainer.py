@@ -46,6 +46,7 @@ def trained_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     return cfg, run_training(cfg, Console(file=open(tmp / "log.txt", "w")))
 
 
+@pytest.mark.slow
 def test_short_run_beats_untrained(trained_run) -> None:
     cfg, result = trained_run
     # Audio quality is learned quickly; the mean SRCC over both targets must clearly beat the untrained model.
@@ -77,6 +78,7 @@ def test_run_folder_contents(trained_run) -> None:
     assert saved["data_dir"] == str(Path(cfg.data).resolve())
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_epoch(small_demo: Path, tmp_path: Path) -> None:
     log = Console(file=open(tmp_path / "log.txt", "w"))
     run_training(_cfg(tmp_path, small_demo, epochs=2, text_encoder="none"), log)

@@ -89,6 +89,7 @@ def _trainer(small_demo: Path, tmp_path: Path, batch_size: int, accumulate: int)
     return trainer
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_a_larger_batch(small_demo: Path, tmp_path: Path) -> None:
     """With batch-mean MSE only (no batch-level ranking/correlation terms) and no dropout,
     2 accumulated batches of 8 are one batch of 16: the same optimiser steps, the same weights."""

@@ -123,6 +123,7 @@ def _close(a: dict, b: dict) -> None:
             assert a["val"][target][name] == pytest.approx(m[name], rel=REL, abs=1e-6), (target, name)
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_with_the_same_global_batch(single: Path, ddp: dict) -> None:
     ref = metrics(single)
     assert [x["epoch"] for x in ddp["before"]] == [0, 1, 2]
@@ -194,6 +195,7 @@ def test_shards_and_arguments() -> None:
     assert strip_nproc(["train", "--nproc=4", "--name", "x"]) == ["train", "--name", "x"]
 
 
+@pytest.mark.slow
 def test_nproc_refusals_are_one_line(demo: Path, tmp_path: Path) -> None:
     for args, expected in ((("--batch-size", "1", "--nproc", "2"), "--batch-size 1 is the global batch"),
                            (("--folds", "2", "--nproc", "2"), "cross-validation runs in one process")):

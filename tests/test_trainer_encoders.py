@@ -59,6 +59,7 @@ def encoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return count_encoded_windows(monkeypatch, ClapAudioEncoder)
 
 
+@pytest.mark.slow
 def test_frozen_encoder_runs_once_then_epochs_and_runs_use_the_cache(table: Path, clap_dir: Path, tmp_path: Path,
                                                                     encoder_calls: list[int]) -> None:
     cfg = config(table, clap_dir, tmp_path)
@@ -82,6 +83,7 @@ def test_frozen_encoder_runs_once_then_epochs_and_runs_use_the_cache(table: Path
     assert not any(k.startswith("audio_encoder.backbone.") for k in state)  # the frozen tower is not copied
 
 
+@pytest.mark.slow
 def test_cached_validation_equals_scoring_the_audio(table: Path, clap_dir: Path, tmp_path: Path) -> None:
     """The cache holds what the encoder gives on the runtime's windows: predictions from it equal
     predictions from the waveforms (a clip longer than the 10 s window has several windows)."""
@@ -98,6 +100,7 @@ def test_cached_validation_equals_scoring_the_audio(table: Path, clap_dir: Path,
     assert np.allclose(true_c, true_a)
 
 
+@pytest.mark.slow
 def test_finetuning_trains_the_backbone_at_its_own_rate(table: Path, clap_dir: Path, tmp_path: Path,
                                                         encoder_calls: list[int]) -> None:
     cfg = config(table, clap_dir, tmp_path, finetune_audio=True, encoder_lr=3e-4, epochs=1, name="ft")
@@ -130,6 +133,7 @@ def test_bad_encoder_settings_are_one_line_errors(table: Path, clap_dir: Path, t
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], (extra, result.output)
 
 
+@pytest.mark.slow
 def test_a_resume_may_not_change_the_encoder(table: Path, clap_dir: Path, tmp_path: Path) -> None:
     cfg = config(table, clap_dir, tmp_path, epochs=1, name="res")
     run_training(cfg, quiet()[0])
@@ -140,6 +144,7 @@ def test_a_resume_may_not_change_the_encoder(table: Path, clap_dir: Path, tmp_pa
                      quiet()[0], explicit={"audio_encoder", "epochs"})
 
 
+@pytest.mark.slow
 def test_train_export_score_torch_free_matches_pytorch(table: Path, clap_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     runs = tmp_path / "runs"
@@ -171,6 +176,7 @@ def test_train_export_score_torch_free_matches_pytorch(table: Path, clap_dir: Pa
         assert rows[rel.resolve()] == pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_cross_validation_folds_share_the_cache(table: Path, clap_dir: Path, tmp_path: Path,
                                                encoder_calls: list[int]) -> None:
     result = run_training(config(table, clap_dir, tmp_path, epochs=1, folds=2, name="cv"), quiet()[0])
@@ -180,6 +186,7 @@ def test_cross_validation_folds_share_the_cache(table: Path, clap_dir: Path, tmp
 
 @pytest.mark.parametrize("kind, norm", [("wav2vec2", "group"), ("hubert", "group"), ("wavlm", "layer"),
                                         ("data2vec-audio", "layer")])
+@pytest.mark.slow
 def test_speech_models_train_export_and_score_as_pytorch(tmp_path: Path, kind: str, norm: str) -> None:
     """Each self-supervised speech family, clips of 0.5 to 1 s: `mos train` -> `mos export` ->
     `mos score` gives every clip PyTorch's score on that clip alone. A group-norm model and
@@ -188,11 +195,11 @@ def test_speech_models_train_export_and_score_as_pytorch(tmp_path: Path, kind: s
     with padding."""
     import soundfile as sf
 
-    from fixtures_encoders import save_tiny
+    from fixtures_encoders import REAL_FRAME_RATE, save_tiny
     from mos.audio import read_audio
     from mos.trainer.checkpoint import load_model
 
-    model_dir = save_tiny(tmp_path / "w2v", kind, norm)
+    model_dir = save_tiny(tmp_path / "w2v", kind, norm, **REAL_FRAME_RATE)
     table = make_table(tmp_path / "data", n_signals=4, seconds=0.5)
     for k, wav in enumerate(sorted((tmp_path / "data" / "audio").glob("stim_0[13]/*.wav"))):
         x, rate = sf.read(wav, dtype="float32")
@@ -223,6 +230,7 @@ def test_speech_models_train_export_and_score_as_pytorch(tmp_path: Path, kind: s
     assert np.std(scores) > 0  # the clips do not all score alike
 
 
+@pytest.mark.slow
 def test_ast_trains_exports_and_scores_torch_free_as_pytorch(tmp_path: Path) -> None:
     """A tiny random AST (1024-frame window, 10.255 s): `mos train` (frozen, cached, pooled head)
     -> `mos export` -> `mos score` gives PyTorch's scores clip by clip."""

@@ -52,6 +52,7 @@ def straight(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return runs / "r"
 
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_follows_the_longer_schedule(demo: Path, straight: Path, tmp_path: Path) -> None:
     run_training(_cfg(tmp_path, demo, epochs=2), quiet()[0])
     console, out = quiet()
@@ -103,6 +104,7 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
+@pytest.mark.slow
 def test_a_kill_anywhere_resumes_to_the_uninterrupted_run(point: str, demo: Path, straight: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     module, name, when = KILL_POINTS[point]
@@ -122,6 +124,7 @@ def test_a_kill_anywhere_resumes_to_the_uninterrupted_run(point: str, demo: Path
     assert not list((run / "checkpoints").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_stop_reason_is_the_true_one(demo: Path, tmp_path: Path) -> None:
     # lr 0: the weights never change, so epoch 1 is the best and no later epoch improves.
     console, out = quiet()
@@ -158,6 +161,7 @@ def mos(*args: str, cwd: Path):
     return result
 
 
+@pytest.mark.slow
 def test_resume_uses_the_runs_config_and_prints_overrides(demo: Path, tmp_path: Path) -> None:
     first = mos("train", str(demo), "--name", "r", "--epochs", "2", "--patience", "7", "--batch-size", "8",
                 "--max-seconds", "0.3", "--text-encoder", "none", cwd=tmp_path)
@@ -176,6 +180,7 @@ def test_resume_uses_the_runs_config_and_prints_overrides(demo: Path, tmp_path: 
     assert len(bad.stderr.strip().splitlines()) == 1 and "--batch-size is 8, not 4" in bad.stderr
 
 
+@pytest.mark.slow
 def test_existing_run_folder_needs_resume_or_overwrite(demo: Path, tmp_path: Path) -> None:
     args = ("train", str(demo), "--name", "x", "--epochs", "1", "--batch-size", "8", "--text-encoder", "none")
     assert mos(*args, cwd=tmp_path).returncode == 0
@@ -233,6 +238,7 @@ def test_checkpoints_load_weights_only(tmp_path: Path, straight: Path) -> None:
     assert load_checkpoint(old)["scheduler"]["total_steps"] == 10
 
 
+@pytest.mark.slow
 def test_a_run_saved_by_the_previous_version_resumes(straight: Path, tmp_path: Path) -> None:
     """last.pt of the previous trainer: a OneCycleLR state and two generator states, no step count."""
     import shutil

@@ -114,6 +114,7 @@ def train(
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out fraction when the data has no validation split (default 0.2).", rich_help_panel=_DATA),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Hold out (or fold) whole groups: a column of the ratings table, e.g. signal (default: by clip).", rich_help_panel=_DATA),
     folds: Optional[int] = typer.Option(None, "--folds", help="K-fold cross-validation: K models, out-of-fold metrics in cv.json.", rich_help_panel=_DATA),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="With --folds: repeat the cross-validation R times with other fold assignments (repeat r seeded seed + (r-1)*1000, in <run>/repeats/r<r>/); cv.json gets each repeat's figures and their mean and SD (default 1).", rich_help_panel=_DATA),
     listener_norm: Optional[str] = typer.Option(None, "--listener-norm", help="Per-listener standardisation of the training ratings: 'off' (default), 'on' (needs listener ids) or 'auto' (on when the data has listener ids). Z-scores each listener, drops listeners who disagree with the others, trains on the cleaned means; validation is never cleaned. Report: listeners.json.", rich_help_panel=_DATA),
     listener_threshold: Optional[float] = typer.Option(None, "--listener-threshold", help="--listener-norm drops a listener whose ratings correlate below this with the other listeners' mean on the same clips (default 0.2).", rich_help_panel=_DATA),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Training window in seconds: random crop of longer clips; scoring cuts long files into windows of this length (default 10).", rich_help_panel=_DATA),
@@ -172,6 +173,7 @@ def train(
         mos train ./MusicEval-phase1 --name musiceval --accumulate 4
         mos train ratings.csv --columns 'path=path,target:mushra=mean_score,system=system' --group-by signal --text-encoder none
         mos train ratings.csv --columns '...' --group-by signal --folds 4 --text-encoder none   # cross-validation
+        mos train ratings.csv --columns '...' --group-by signal --folds 4 --repeats 5 --text-encoder none   # 5 fold assignments: mean +- SD
         mos train --resume --name xacle --epochs 80   # continue a run, with more epochs
         mos train ./XACLE_dataset --audio-encoder ./clap-htsat-unfused --text-encoder ./clap-htsat-unfused --head pooled
         mos train ./XACLE_dataset --recipe xacle-audiomos   # a shipped preset; --recipe NAME --show prints it
@@ -208,7 +210,7 @@ def train(
             distribution_weight=distribution_weight,
             audio_only_targets=[t.strip() for t in audio_only_targets.split(",") if t.strip()] if audio_only_targets is not None else None,
             feature_cache=feature_cache, device=device, gain_db=gain_db, max_seconds=max_seconds, val_fraction=val_fraction,
-            group_by=group_by, val_data=str(val_data) if val_data else None, folds=folds,
+            group_by=group_by, val_data=str(val_data) if val_data else None, folds=folds, repeats=repeats,
             listener_norm=listener_norm, listener_threshold=listener_threshold,
             resume=resume or None, overwrite=overwrite or None,
         )

@@ -62,6 +62,7 @@ class TrainConfig:
     group_by: str | None = None  # split (and fold) by this column's value instead of by clip
     val_data: str | None = None  # an explicit validation file (or tree)
     folds: int = 0  # >= 2: K-fold cross-validation instead of one run
+    repeats: int = 1  # with folds: the cross-validation R times, other fold assignments (mos.trainer.cv_repeats)
     # Per-listener standardisation and screening of the TRAINING ratings (mos.data.listeners):
     # "off", "on" (an error without listener ids) or "auto" (on when the data has listener ids).
     listener_norm: str = "off"
@@ -120,6 +121,10 @@ class TrainConfig:
             raise MosError(f"--val-fraction {self.val_fraction:g}: must lie between 0 and 1")
         if self.folds == 1 or self.folds < 0:
             raise MosError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
+        if self.repeats < 1:
+            raise MosError(f"--repeats {self.repeats}: must be at least 1")
+        if self.repeats > 1 and not self.folds:
+            raise MosError(f"--repeats {self.repeats} repeats a cross-validation: it needs --folds K")
         if self.folds and self.val_data:
             raise MosError("--folds and --val-data exclude each other: cross-validation makes its own held-out folds")
         choices = {"loss": ("mse", "l1"), "optimizer": ("adamw", "sgd"), "schedule": ("one-cycle", "constant"),

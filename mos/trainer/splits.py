@@ -160,6 +160,7 @@ class Folds:
     groups: dict[str, str]  # item id -> group (the clip's own id when not grouped)
     group_by: str | None
     description: str
+    seed: int  # the seed that dealt the folds
 
     @property
     def k(self) -> int:
@@ -198,6 +199,22 @@ def cv_pool(data: Path, columns: ColumnMap | None) -> tuple[Manifest, str]:
 def make_folds(data: Path, columns: ColumnMap | None, k: int, seed: int, group_by: str | None) -> Folds:
     """K folds of the pooled clips; with `group_by` every value's clips share a fold. Values
     are shuffled by `seed` and dealt to the folds in turn."""
+    return make_repeated_folds(data, columns, k, [seed], group_by)[0]
+
+
+def _partition(folds: Folds) -> frozenset[frozenset[str]]:
+    """Which groups share a fold (whatever the folds' numbers)."""
+    members: dict[int, set[str]] = {}
+    for it, f in zip(folds.manifest.items, folds.fold):
+        members.setdefault(f, set()).add(folds.groups[it.id])
+    return frozenset(frozenset(m) for m in members.values())
+
+
+def make_repeated_folds(data: Path, columns: ColumnMap | None, k: int, seeds: list[int], group_by: str | None,
+                        tries: int = 100) -> list[Folds]:
+    """One set of K folds per seed (a repeat of the cross-validation each), all different: where
+    a seed deals the same groups together as an earlier one, the next seed up is used (the one
+    used is in each Folds). A one-line MosError when the data has too few ways to deal them."""
     pooled, what = cv_pool(data, columns)
     if group_by:
         groups = item_groups(data, pooled, columns, group_by)
@@ -205,14 +222,27 @@ def make_folds(data: Path, columns: ColumnMap | None, k: int, seed: int, group_b
     else:
         groups = {it.id: it.id for it in pooled.items}
         unit = "clip"
-    order = shuffled_groups([groups[it.id] for it in pooled.items], seed)
-    if len(order) < k:
-        raise MosError(f"{data}: --folds {k} needs at least {k} {unit}s; found {len(order)}")
-    fold_of_group = {g: i % k for i, g in enumerate(order)}
-    fold = [fold_of_group[groups[it.id]] for it in pooled.items]
-    how = (f"grouped by {group_by}: {len(order)} values dealt to {k} folds, no value in two folds" if group_by
-           else f"by clip (no --group-by: clips that share a source can sit in different folds)")
-    return Folds(pooled, fold, groups, group_by, f"{what}; {k} folds {how} (seed {seed})")
+    n_groups = len(set(groups.values()))
+    if n_groups < k:
+        raise MosError(f"{data}: --folds {k} needs at least {k} {unit}s; found {n_groups}")
+    how = (f"grouped by {group_by}: {n_groups} values dealt to {k} folds, no value in two folds" if group_by
+           else "by clip (no --group-by: clips that share a source can sit in different folds)")
+    out: list[Folds] = []
+    seen: set[frozenset[frozenset[str]]] = set()
+    for first in seeds:
+        for seed in range(first, first + tries):
+            order = shuffled_groups([groups[it.id] for it in pooled.items], seed)
+            fold_of_group = {g: i % k for i, g in enumerate(order)}
+            fold = [fold_of_group[groups[it.id]] for it in pooled.items]
+            folds = Folds(pooled, fold, groups, group_by, f"{what}; {k} folds {how} (seed {seed})", seed)
+            if _partition(folds) not in seen:
+                break
+        else:
+            raise MosError(f"{data}: --repeats {len(seeds)}: found only {len(seen)} different ways to deal the "
+                           f"{n_groups} {unit}s to {k} folds; use fewer repeats")
+        seen.add(_partition(folds))
+        out.append(folds)
+    return out
 
 
 def fold_splits(folds: Folds, k: int, val_fraction: float, seed: int) -> tuple[Splits, Manifest]:

@@ -1,6 +1,6 @@
 """Accuracy on real ratings: `mos train --folds` on the MUSHRA speech-codec set, split by utterance.
 
-    python benchmarks/mushra_accuracy.py DATA [--runs-dir runs] [--folds 4] [--no-dnsmos]
+    python benchmarks/mushra_accuracy.py DATA [--runs-dir runs] [--folds 4] [--repeats R] [--no-dnsmos]
         [--audio-encoder conv|aisfx|DIR] [--finetune-audio] [--encoder-lr LR] [--head fusion|pooled]
 
 DATA is the mushra-speech-codec folder (`ratings.csv` + `audio/`: 128 clips = 16 utterances x
@@ -20,6 +20,10 @@ Protocol (the trainer's own cross-validation, `mos.trainer.cv`, fixed before loo
   --group-by signal` prints;
 - the out-of-fold predictions of all 128 clips are pooled and scored at clip level and system
   level (the 8 conditions), with 95% intervals from resampling utterances (not clips);
+- with `--repeats R` (R > 1) all of the above runs R times with other fold assignments
+  (`mos train --repeats`): "ours" is then the mean over the R repeats of the pooled figures, with
+  their SD and each repeat's figures under `ours_over_repeats`; the intervals, per-fold figures
+  and out-of-fold predictions are repeat 1's (the same cross-validation as without --repeats);
 - DNSMOS (the `speechmos` package, P.835 `ovrl_mos` and others) scores the same clips, decoded
   and resampled to 16 kHz by mos.audio.read_audio; it needs no training, so its figures are on
   the same clips with no folds. Without speechmos: `--no-dnsmos`, or `--dnsmos-from FILE` to
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="where the cross-validation run folder goes (default: runs/, which git ignores)")
     p.add_argument("--name", default="mushra-accuracy", help="run folder name under --runs-dir")
     p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=1, help="repeat the cross-validation with R fold assignments "
+                   "(mos train --repeats): mean and SD over them")
     p.add_argument("--epochs", type=int, default=None, help="default: mos train's")
     p.add_argument("--crop", type=float, default=None, help="training window in seconds (clips are ~2.7 s; default: mos train's)")
     p.add_argument("--batch-size", type=int, default=None, help="default: mos train's")
@@ -144,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     given = {"epochs": args.epochs, "max_seconds": args.crop, "batch_size": args.batch_size, "lr": args.lr,
              "encoder_lr": args.encoder_lr if args.finetune_audio else None, "head": args.head}
-    cfg = TrainConfig(data=str(table), columns=COLUMNS, text_encoder="none", folds=args.folds, group_by="signal",
+    cfg = TrainConfig(data=str(table), columns=COLUMNS, text_encoder="none", folds=args.folds, repeats=args.repeats,
+                      group_by="signal",
                       seed=args.seed, device="cpu", runs_dir=str(args.runs_dir), name=args.name,
                       audio_encoder=args.audio_encoder, finetune_audio=args.finetune_audio,
                       overwrite=True).with_overrides(**given)
@@ -157,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     result = run_training(cfg, Console(highlight=False, soft_wrap=True))
     train_seconds = time.perf_counter() - started
     cv = json.loads((result.run_dir / "cv.json").read_text(encoding="utf-8"))
+    # repeat 1 (the whole run without --repeats): its intervals, folds and out-of-fold predictions
+    first_dir = result.run_dir if args.repeats == 1 else result.run_dir / "repeats" / "r1"
+    first = json.loads((first_dir / "cv.json").read_text(encoding="utf-8"))
+    over_repeats = None if args.repeats == 1 else {
+        "repeats": cv["repeats"], "split": cv["split"], "mean": cv["levels"]["mushra"], "sd": cv["levels_sd"]["mushra"],
+        "per_repeat": [{"seed": r["seed"], "levels": r["levels"]["mushra"]} for r in cv["per_repeat"]]}
     per_seed = {args.seed: cv["levels"]["mushra"]}
     for seed in [int(x) for x in args.more_seeds.split(",") if x.strip()]:
         other = run_training(cfg.with_overrides(seed=seed, name=f"{args.name}-seed{seed}"),
@@ -169,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                              "std": round(float(np.std([v[level]["srcc"] for v in per_seed.values()])), 4)}
            for level in ("utterance", "system")},
     }
-    with (result.run_dir / "oof_predictions.csv").open(newline="", encoding="utf-8") as f:
+    with (first_dir / "oof_predictions.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     ids = [r["id"] for r in rows]
     true = np.array([float(r["true_mushra"]) for r in rows])
@@ -178,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = np.array([float(r["mushra"]) for r in rows])
 
     results = {ours_label: cv["levels"]["mushra"]}
-    intervals = {ours_label: cv["intervals_95"]["mushra"]}
+    intervals = {ours_label: first["intervals_95"]["mushra"]}
     peer = None
     scores = None
     if args.dnsmos_from is not None:
@@ -196,12 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             intervals[name] = bootstrap_levels(vals, true, utts, systems, seed=args.seed)
         peer = {"package": dn_source.split(",")[0], "source": dn_source, "seconds_128_clips": dn_secs,
                 "per_clip": {i: scores[i] for i in ids}}
-        for fold in cv["per_fold"]:  # the same per-fold split for DNSMOS, to compare like with like
+        for fold in first["per_fold"]:  # the same per-fold split for DNSMOS, to compare like with like
             idx = [k for k, r in enumerate(rows) if r["fold"] == str(fold["fold"])]
             fold["dnsmos_ovrl_metrics"] = _levels(np.array([scores[ids[k]]["ovrl_mos"] for k in idx]), true[idx],
                                                   [systems[k] for k in idx])
 
-    per_fold_srcc = [f["levels"]["mushra"]["utterance"]["srcc"] for f in cv["per_fold"]]
+    per_fold_srcc = [f["levels"]["mushra"]["utterance"]["srcc"] for f in first["per_fold"]]
     report = {
         "data": args.data.name,
         "clips": len(rows),
@@ -209,14 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         "systems": sorted(set(systems)),
         "protocol": {"command": f"mos train {args.data.name}/ratings.csv --columns '{COLUMNS}' --folds {args.folds} "
                                 f"--group-by signal --text-encoder none --seed {args.seed} --device cpu"
+                                + (f" --repeats {args.repeats}" if args.repeats > 1 else "")
                                 + encoder_flags
                                 + "".join(f" --{k.replace('_', '-')} {v if isinstance(v, str) else format(v, 'g')}"
                                           for k, v in given.items() if v is not None),
-                     "folds": args.folds, "split_by": "signal (utterance)", "seed": args.seed,
+                     "folds": args.folds, "repeats": args.repeats, "split_by": "signal (utterance)", "seed": args.seed,
                      "epochs": cfg.epochs, "patience": cfg.patience, "train_crop_seconds": cfg.max_seconds,
                      "batch_size": cfg.batch_size, "lr": cfg.lr,
                      "weights": "best checkpoint on an inner validation split of the training folds' utterances",
-                     "split": cv["split"].replace(str(table), f"{args.data.name}/ratings.csv"),
+                     "split": first["split"].replace(str(table), f"{args.data.name}/ratings.csv"),
                      "selection": cv["selection"],
                      "model": f"{ours_label}: head {cfg.model_head}, text_encoder=none"},
         "results": results,
@@ -224,12 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         # metric's interval per level
         "bootstrap_over_utterances": {
             name: {"clip_srcc_95": ci["utterance"]["srcc"], "system_srcc_95": ci["system"]["srcc"],
-                   "resamples": cv["bootstrap"]["resamples"], "levels_95": ci}
+                   "resamples": first["bootstrap"]["resamples"], "levels_95": ci}
             for name, ci in intervals.items()},
         "ours_over_seeds": seed_summary,
+        "ours_over_repeats": over_repeats,
         "ours_per_fold_clip_srcc": {"values": per_fold_srcc, "mean": float(np.mean(per_fold_srcc)),
                                     "std": float(np.std(per_fold_srcc))},
-        "folds": cv["per_fold"],
+        "folds": first["per_fold"],
         "out_of_fold_predictions": {i: round(float(v), 3) for i, v in zip(ids, ours)},
         "peer": peer,
         "seconds": {"cross_validation": round(train_seconds, 1), "total": round(time.perf_counter() - started, 1)},
@@ -246,10 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in results.items():
         print(f"{name:48s} {m['utterance']['srcc']:9.3f} {m['utterance']['lcc']:9.3f} "
               f"{m['system']['srcc']:9.3f} {m['system']['lcc']:9.3f}")
+    of_first = ", repeat 1" if over_repeats is not None else ""
     for name, ci in intervals.items():
-        print(f"{name:48s} 95% interval (utterances resampled): clip SRCC {np.round(ci['utterance']['srcc'], 3).tolist()}, "
+        print(f"{name:48s} 95% interval (utterances resampled{of_first}): clip SRCC {np.round(ci['utterance']['srcc'], 3).tolist()}, "
               f"system SRCC {np.round(ci['system']['srcc'], 3).tolist()}")
-    print(f"\nper-fold clip SRCC (ours): {', '.join(f'{v:.3f}' for v in per_fold_srcc)}")
+    print(f"\nper-fold clip SRCC (ours{of_first}): {', '.join(f'{v:.3f}' for v in per_fold_srcc)}")
+    if over_repeats is not None:
+        m, sd = over_repeats["mean"], over_repeats["sd"]
+        print(f"over {args.repeats} repeats (mean +- SD): clip SRCC {m['utterance']['srcc']:.3f} +- "
+              f"{sd['utterance']['srcc']:.3f}, system SRCC {m['system']['srcc']:.3f} +- {sd['system']['srcc']:.3f}")
     if len(per_seed) > 1:
         u, y = seed_summary["utterance_srcc"], seed_summary["system_srcc"]
         print(f"over seeds {seed_summary['seeds']}: clip SRCC {u['values']} (mean {u['mean']:.3f}, std {u['std']:.3f}); "

@@ -47,8 +47,8 @@ RESAMPLES = 2000
 @dataclass
 class CvResult:
     run_dir: Path
-    levels: dict[str, dict[str, dict[str, float]]]  # target -> level -> metrics (out of fold)
-    intervals: dict[str, dict[str, dict[str, list[float]]]]  # target -> level -> metric -> [low, high]
+    levels: dict[str, dict[str, dict[str, float]]]  # target -> level -> metrics (out of fold; with repeats their mean)
+    intervals: dict[str, dict[str, dict[str, list[float]]]]  # target -> level -> metric -> [low, high]; empty with repeats
     per_fold: list[dict[str, Any]]  # empty with repeats (each repeat's cv.json has its own)
     levels_sd: dict[str, dict[str, dict[str, float]]] | None = None  # with repeats: SD over them
 

@@ -5,6 +5,8 @@ names one explicitly; otherwise a split is made here: a seeded random fraction o
 `--group-by COLUMN` a seeded fraction of the column's values (every clip of a value on one side,
 so e.g. an utterance heard in training never reappears in validation). Every split says in its
 `description` how it was made; that line is printed and recorded in the run folder.
+Cross-validation folds are dealt here too: once, or once per repeat (`--repeats`), every repeat
+dealing the groups differently.
 """
 
 from __future__ import annotations

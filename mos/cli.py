@@ -282,6 +282,7 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="Write the int8 variants even when they miss the int8 rule or no validation clips can judge them (what they missed is recorded in mos.json)."),
     check: bool = typer.Option(False, "--check", help="Re-run the verification on an existing bundle (SOURCE is the bundle); fails when the run's checkpoint changed since export."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip PyTorch-vs-ONNX Runtime verification (not recommended)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'distillmos': export Distill-MOS as published (its own head, target 'mos' on 1-5; needs `pip install --no-deps distillmos==0.9.1`) instead of a run; needs --out."),
 ) -> None:
     """Export a trained model to a verified ONNX bundle (audio.onnx, text.onnx, tokenizer.json, mos.json).
 
@@ -291,6 +292,7 @@ def export_command(
         mos export runs/demo --opset 17 --quantize int8
         mos export runs/demo/checkpoints/best.pt --out ./bundle --fp16
         mos export --check runs/demo/bundle
+        mos export --pretrained distillmos --out ./distillmos
 
     Exit codes:
         0  exported and verified (with --check: the bundle passes)
@@ -304,6 +306,18 @@ def export_command(
             for line in report.format():
                 console.print(line, markup=False)
             report.raise_if_failed()
+            return
+        if pretrained is not None:
+            from mos.export.pretrained import export_pretrained
+
+            if quantize is not None:
+                raise MosError(f"--pretrained {pretrained}: --quantize needs a run's clips to calibrate and judge on; "
+                               "export it fp32 (or with --fp16)")
+            report = export_pretrained(pretrained, out, opset, fp16, verify=not no_verify,
+                                       log=lambda m: console.print(m, markup=False))
+            for line in report.format():
+                console.print(line, markup=False)
+            console.print(f"bundle: {report.bundle}")
             return
         from mos.export.run_data import export_run
 

@@ -194,3 +194,43 @@ def test_pretrained_bundle_scores_like_the_package(package_model, tmp_path: Path
     assert np.std(list(got.values())) > 0.05
     result = runner.invoke(app, ["export", "--check", str(bundle)])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_train_export_score_torch_free_matches_pytorch(tmp_path: Path) -> None:
+    """A pooled head trained on Distill-MOS embeddings: `mos train` caches them (keyed on the
+    family's FEATURES_VERSION), `mos export` puts the front end in the graph, and `mos score`
+    (ONNX Runtime) gives each clip PyTorch's score."""
+    from fixtures_train import TABLE_COLUMNS, make_table
+
+    table = make_table(tmp_path / "data", n_signals=4, seconds=1.2)
+    runner = CliRunner()
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    result = runner.invoke(app, ["train", str(table), "--columns", TABLE_COLUMNS, "--group-by", "signal",
+                                 "--runs-dir", str(runs), "--name", "dm", "--epochs", "2", "--batch-size", "8",
+                                 "--text-encoder", "none", "--audio-encoder", "distillmos", "--head", "pooled",
+                                 "--feature-cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    assert any(f"distillmos.v{distillmos.FEATURES_VERSION}" in p.name for p in cache.rglob("*")), \
+        sorted(p.name for p in cache.rglob("*"))
+    result = runner.invoke(app, ["export", str(runs / "dm")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((runs / "dm" / "bundle" / "mos.json").read_text())
+    assert meta["audio"]["encoder"]["kind"] == "distillmos" and meta["window_seconds"] == pytest.approx(7.68)
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["score", str(tmp_path / "data" / "audio"), "--bundle", str(runs / "dm" / "bundle"),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).resolve(): float(r["mushra"]) for r in csv.DictReader(out.open())}
+
+    from mos.audio import read_audio
+    from mos.trainer.checkpoint import load_model
+
+    model, _ = load_model(runs / "dm")
+    wavs = sorted((tmp_path / "data" / "audio").glob("*/*.wav"))
+    assert len(wavs) == len(rows) == 16
+    for wav in wavs:
+        x = torch.from_numpy(read_audio(str(wav), RATE)).unsqueeze(0)
+        with torch.no_grad():
+            expected = float(model.scores(x, torch.tensor([x.shape[1]]))[0, 0])
+        assert rows[wav.resolve()] == pytest.approx(expected, abs=1e-3)

@@ -130,7 +130,7 @@ def train(
     target_scale: Optional[str] = typer.Option(None, "--target-scale", help="What the heads learn: 'zscore' (each target standardised by its training mean and std; default) or 'raw' (the scores on the rating scale, as the MusicEval baseline). Scores come out on the rating scale either way.", rich_help_panel=_MODEL),
     distribution: Optional[int] = typer.Option(None, "--distribution", help="Predict each target's rating distribution over BINS values spanning its range, both ends included (e.g. 20): KL to smoothed listener ratings beside the other losses; scores then come with the listener spread (<target>_std). Default 0: none.", rich_help_panel=_MODEL),
     distribution_width: Optional[float] = typer.Option(None, "--distribution-width", help="Smoothing of the distribution targets: its standard deviation mid-scale, on the target's scale, narrowing to 0 at the ends (default and least: range / (2 sqrt(BINS - 1))).", rich_help_panel=_MODEL),
-    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="'conv' (default: the edge encoder, trained from scratch), 'aisfx' (pretrained sound-effects CNN), a local transformers directory (CLAP, AST, wav2vec2, HuBERT, WavLM, data2vec-audio), or a LAION-CLAP checkpoint (.pt).", rich_help_panel=_ENCODERS),
+    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="'conv' (default: the edge encoder, trained from scratch), 'aisfx' (pretrained sound-effects CNN), 'distillmos' (pretrained speech-quality model), a local transformers directory (CLAP, AST, wav2vec2, HuBERT, WavLM, data2vec-audio), or a LAION-CLAP checkpoint (.pt).", rich_help_panel=_ENCODERS),
     finetune_audio: Optional[bool] = typer.Option(None, "--finetune-audio/--freeze-audio", help="Train the pretrained audio encoder too, at --encoder-lr; --freeze-audio keeps it frozen, its features cached (the default).", rich_help_panel=_ENCODERS),
     encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of a fine-tuned audio encoder: its one-cycle peak, or its constant rate (default 1e-5).", rich_help_panel=_ENCODERS),
     encoder_mode: Optional[str] = typer.Option(None, "--encoder-mode", help="How a fine-tuned audio encoder runs while it trains: 'train' (its dropout on; default) or 'eval' (as at inference, as the MusicEval baseline's CLAP runs).", rich_help_panel=_ENCODERS),
@@ -284,6 +284,7 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="Write the int8 variants even when they miss the int8 rule or no validation clips can judge them (what they missed is recorded in mos.json)."),
     check: bool = typer.Option(False, "--check", help="Re-run the verification on an existing bundle (SOURCE is the bundle); fails when the run's checkpoint changed since export."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip PyTorch-vs-ONNX Runtime verification (not recommended)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'distillmos': export Distill-MOS as published (its own head, target 'mos' on 1-5; needs `pip install --no-deps distillmos==0.9.1`) instead of a run; needs --out."),
 ) -> None:
     """Export a trained model to a verified ONNX bundle (audio.onnx, text.onnx, tokenizer.json, mos.json).
 
@@ -293,6 +294,7 @@ def export_command(
         mos export runs/demo --opset 17 --quantize int8
         mos export runs/demo/checkpoints/best.pt --out ./bundle --fp16
         mos export --check runs/demo/bundle
+        mos export --pretrained distillmos --out ./distillmos
 
     Exit codes:
         0  exported and verified (with --check: the bundle passes)
@@ -306,6 +308,18 @@ def export_command(
             for line in report.format():
                 console.print(line, markup=False)
             report.raise_if_failed()
+            return
+        if pretrained is not None:
+            from mos.export.pretrained import export_pretrained
+
+            if quantize is not None:
+                raise MosError(f"--pretrained {pretrained}: --quantize needs a run's clips to calibrate and judge on; "
+                               "export it fp32 (or with --fp16)")
+            report = export_pretrained(pretrained, out, opset, fp16, verify=not no_verify,
+                                       log=lambda m: console.print(m, markup=False))
+            for line in report.format():
+                console.print(line, markup=False)
+            console.print(f"bundle: {report.bundle}")
             return
         from mos.export.run_data import export_run
 

@@ -20,6 +20,8 @@ from mos.bench.stats import percentile, spread
 from mos.bench.workload import caption, generate
 from mos.errors import MosError
 
+from fixtures_runtime import text_bundle  # noqa: F401 - a fixture
+
 TINY = dict(channels=(16, 24), strides=(2, 2), hidden=32, attention_heads=2)
 
 
@@ -176,6 +178,24 @@ def test_command_with_typer(tiny_bundle: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "error:" in bad.output
     bad = CliRunner().invoke(app, ["bench", "--bundle", str(tiny_bundle), "--threads", "0,x", "--out", str(out)])
     assert bad.exit_code == 2 and "--threads" in bad.output
+
+
+@pytest.mark.slow
+def test_a_second_peer_bundle_is_timed_and_scored_on_the_same_clips(tiny_bundle: Path, tmp_path: Path) -> None:
+    """--peer-bundle (e.g. a `mos export --pretrained distillmos` bundle; any audio-only bundle
+    here): timed one clip at a time beside DNSMOS, with its first target's mean score."""
+    buf = io.StringIO()
+    report = run_bench(_opts(tiny_bundle, None, peer_bundle=tiny_bundle, peer_clips=3, profile=False, eager=False),
+                       Console(file=buf, width=200))
+    peer = report["peer_bundle"]
+    assert peer["clips"] == 3 and peer["clips_per_s"] > 0 and _positive(peer["ms_per_clip"])
+    assert peer["target"] == report["bundle"]["targets"][0] and isinstance(peer["score_mean"], float)
+    assert "(bundle bundle, ONNX Runtime" in peer["name"] and f"clips/s on 3 clips" in buf.getvalue()
+
+
+def test_a_peer_bundle_that_reads_captions_is_refused(text_bundle) -> None:
+    with pytest.raises(MosError, match="--peer-bundle .*reads captions; a peer bundle must be audio-only"):
+        run_bench(_opts(text_bundle.path, None, peer_bundle=text_bundle.path), Console(file=io.StringIO()))
 
 
 def test_mos_bench_does_not_import_torch() -> None:

@@ -37,19 +37,21 @@ def families() -> list:
 
 def test_every_encoder_family_declares_its_features_version() -> None:
     names = {m.__name__.rsplit(".", 1)[1] for m in families()}
-    assert {"aisfx", "ast", "clap", "laion_clap", "ssl"} <= names
+    assert {"aisfx", "ast", "clap", "distillmos", "laion_clap", "ssl"} <= names
     for module in families():
         version = getattr(module, "FEATURES_VERSION", None)
         assert isinstance(version, int) and version >= 1, f"{module.__name__} declares no FEATURES_VERSION"
 
 
 def test_resolved_encoders_carry_their_familys_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mos.model.encoders import aisfx, ast, clap
+    from mos.model.encoders import aisfx, ast, clap, distillmos
 
     specs = [(clap, "clap", str(make_tiny_clap(tmp_path / "clap"))), (ast, "ast", str(make_tiny_ast(tmp_path / "ast"))),
              (ssl, "ssl", str(save_tiny(tmp_path / "w2v", "wav2vec2", "layer")))]
     if importlib.util.find_spec("aisfx") is not None:  # its weights ship in that package
         specs.append((aisfx, "aisfx", "aisfx"))
+    if importlib.util.find_spec("distillmos") is not None:  # likewise
+        specs.append((distillmos, "distillmos", "distillmos"))
     for module, family, spec in specs:
         assert resolve_audio_encoder(spec).code_version == f"{family}.v{module.FEATURES_VERSION}"
         monkeypatch.setattr(module, "FEATURES_VERSION", module.FEATURES_VERSION + 1)

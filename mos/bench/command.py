@@ -73,6 +73,8 @@ def bench(
                                rich_help_panel=_COMPARE),
     peer: bool = typer.Option(True, "--peer/--no-peer", help="Measure DNSMOS on the same clips (when speechmos is installed).",
                               rich_help_panel=_COMPARE),
+    peer_bundle: Optional[Path] = typer.Option(None, "--peer-bundle", help="A second peer: an audio-only bundle timed and scored on the same clips, e.g. one from `mos export --pretrained distillmos`.",
+                                               rich_help_panel=_COMPARE),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Time each stage alone (decode, resample, text, model parts, writing).",
                                  rich_help_panel=_COMPARE),
     memory: bool = typer.Option(False, "--memory", help="Also measure peak RSS scoring 100, 1,000 and 10,000 files (about a minute).",
@@ -88,6 +90,7 @@ def bench(
     Examples:
         mos bench --bundle runs/demo/bundle --out benchmarks/results/cpu.json
         mos bench --quick --no-peer --no-eager
+        mos bench --bundle runs/speech/bundle --peer-bundle ./distillmos
         mos bench --data ./clips --captions captions.csv --threads 1-4 --batch-sizes 1,16
 
     Exit codes:
@@ -106,6 +109,7 @@ def bench(
             threads=parse_int_list(threads, "--threads"), streams=parse_int_list(streams, "--streams"),
             batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
             repeats=repeats, out=out, quick=quick, checkpoint=checkpoint, eager=eager, peer=peer, memory=memory,
+            peer_bundle=peer_bundle,
             profile=profile, progress=not quiet,
         )
         run_bench(opts, console)

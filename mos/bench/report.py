@@ -102,6 +102,11 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                       f"(median {peer['ms_per_clip']['median']:.0f} ms per clip)", highlight=False)
     elif peer.get("skipped"):
         console.print(f"peer: skipped ({peer['skipped']})", highlight=False)
+    second = report.get("peer_bundle") or {}
+    if second.get("clips_per_s"):
+        console.print(f"peer: {second['name']}: {second['clips_per_s']:.2f} clips/s on {second['clips']} clips "
+                      f"(median {second['ms_per_clip']['median']:.0f} ms per clip; mean {second['target']} "
+                      f"{second['score_mean']})", highlight=False)
 
     mem = (report.get("memory") or {}).get("rows") or []
     if mem:

@@ -68,6 +68,7 @@ class BenchOptions:
     eager: bool = True
     peer: bool = True
     peer_clips: int | None = None  # DNSMOS clips (16; quick 4)
+    peer_bundle: Path | None = None  # a second peer: an audio-only bundle timed on the same clips
     memory: bool = False  # peak RSS scoring 100 / 1,000 / 10,000 files (fresh process each)
     memory_counts: tuple[int, ...] = (100, 1000, 10000)
     memory_clip_seconds: float = 0.5
@@ -453,6 +454,11 @@ def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, A
     started = time.perf_counter()
     device = resolve_device(opts.device)
     bundle = load_bundle(opts.bundle)
+    peer_bundle = load_bundle(opts.peer_bundle) if opts.peer_bundle is not None else None
+    if peer_bundle is not None:
+        from mos.bench.peer import check_peer_bundle
+
+        check_peer_bundle(peer_bundle)
     threads = opts.threads if device == "cpu" else [0]
     max_threads = threads[-1]
     lays = layouts(opts, device)
@@ -522,6 +528,11 @@ def run_bench(opts: BenchOptions, console: Console | None = None) -> dict[str, A
                 report["peer"] = {"skipped": why}
         else:
             report["peer"] = {"skipped": "--no-peer"}
+        if peer_bundle is not None:
+            from mos.bench.peer import run_bundle_peer
+
+            log(f"peer: bundle {opts.peer_bundle} on {min(opts.peer_clips, len(work.files))} clips")
+            report["peer_bundle"] = run_bundle_peer(peer_bundle, work.files[: opts.peer_clips], device, max_threads)
         if opts.memory:
             report["memory"] = memory_growth(opts, bundle.sample_rate, device, 0, log, tmp)  # mos score's defaults
     report["targets"] = check_targets(report, max_threads, device)

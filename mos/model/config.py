@@ -40,6 +40,9 @@ class ModelConfig:
     head: str = "fusion"
     head_layers: tuple[int, ...] = (256, 64)  # the pooled and per-target heads' hidden layer sizes
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
+    # "linear": each output is the normalised score; "sigmoid": the output squashed onto the
+    # target's range, low + (high - low) * sigmoid(output) (a published head, e.g. Distill-MOS's).
+    head_output: str = "linear"
     audio_only_targets: tuple[str, ...] = ()
     # > 0: each target's head predicts probabilities over this many values of its range (the
     # score is their mean, the listener spread their deconvolved std; mos.distribution).

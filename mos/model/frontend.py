@@ -4,7 +4,7 @@ Runtime, opset-17 exportable, no complex STFT); zero padding only, frame counts 
 sample lengths. It always computes in float32, also under mixed-precision autocast in training,
 as every exported variant does. `Spectrum` and `dft_basis` are shared with the pretrained
 encoders' front ends (mos.model.encoders): a change to what they compute changes those encoders'
-features, so it raises FEATURES_VERSION of each family that uses them (aisfx, ast, clap)."""
+features, so it raises FEATURES_VERSION of each family that uses them (aisfx, ast, clap, distillmos)."""
 
 from __future__ import annotations
 

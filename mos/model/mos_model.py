@@ -29,6 +29,7 @@ BACKBONE_PREFIX = "audio_encoder.backbone."
 
 
 HEAD_ACTIVATIONS = ("gelu", "none")
+HEAD_OUTPUTS = ("linear", "sigmoid")
 
 
 def mlp(sizes: list[int], dropout: float, activation: str = "gelu", last_linear: bool = False) -> nn.Sequential:
@@ -74,6 +75,8 @@ class MosModel(nn.Module):
         if unknown or (cfg.audio_only_targets and cfg.head != "per-target"):
             raise MosError(f"audio-only targets {', '.join(cfg.audio_only_targets)}: need --head per-target and "
                            f"names among this model's targets ({', '.join(cfg.target_names)})")
+        if cfg.head_output not in HEAD_OUTPUTS or (cfg.head_output != "linear" and cfg.distribution_bins):
+            raise MosError(f"head output {cfg.head_output!r}: expected {' or '.join(HEAD_OUTPUTS)} (sigmoid: not with distribution bins)")
         outputs = cfg.distribution_bins or 1  # per target: one score, or one logit per bin
         if cfg.head == "per-target":
             # Each target its own MLP (ending in its output layer) on the pooled embeddings.
@@ -160,7 +163,10 @@ class MosModel(nn.Module):
 
     def normalised(self, outputs: torch.Tensor) -> torch.Tensor:
         """Raw head outputs [B, T, K] -> normalised predictions [B, T] (a distribution's mean,
-        normalised as the targets are)."""
+        normalised as the targets are; a sigmoid head's output squashed onto the range first)."""
+        if self.cfg.head_output == "sigmoid":
+            value = self.target_low + (self.target_high - self.target_low) * torch.sigmoid(outputs[..., 0])
+            return (value - self.target_mean) / self.target_std
         if not self.cfg.distribution_bins:
             return outputs[..., 0]
         return (self.distribution_mean(outputs) - self.target_mean) / self.target_std

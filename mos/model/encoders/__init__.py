@@ -1,5 +1,8 @@
 """Pretrained audio encoders behind one contract (mos.model.encoders.base), chosen by a spec:
 
+- "distillmos": Distill-MOS, the speech-quality model whose weights ship in the PyPI package
+  distillmos 0.9.1 (installed with --no-deps, never imported; 16 kHz, one 200-d embedding per
+  7.68 s window; its published 1-5 head for `mos export --pretrained distillmos`);
 - "aisfx": the sound-effects CNN whose weights ship in the PyPI package aisfx 0.1.2 (installed
   with --no-deps, never imported; 44.1 kHz, one 512-d embedding per ~2.3 s block);
 - a local transformers directory, recognised by its config.json `model_type`: clap (the audio
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 CONV = "conv"
 AISFX = "aisfx"
+DISTILLMOS = "distillmos"
 
 
 def _family(spec: str):
@@ -36,6 +40,10 @@ def _family(spec: str):
         from mos.model.encoders import aisfx
 
         return aisfx
+    if spec == DISTILLMOS:
+        from mos.model.encoders import distillmos
+
+        return distillmos
     if is_laion_checkpoint(spec):
         from mos.model.encoders import laion_clap
 
@@ -107,4 +115,4 @@ def build_audio_encoder(spec: str, expected_sha256: str | None = None) -> Pretra
     return _family(spec).build(info).freeze(True)
 
 
-__all__ = ["AISFX", "CONV", "EncoderInfo", "fed_unresampled", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]
+__all__ = ["AISFX", "CONV", "DISTILLMOS", "EncoderInfo", "fed_unresampled", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]

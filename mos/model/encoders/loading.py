@@ -31,7 +31,7 @@ def read_model_type(model_dir: Path) -> str:
     """`model_type` from a transformers directory's config.json, or a one-line MosError."""
     config = model_dir / "config.json"
     if not model_dir.is_dir():
-        raise MosError(f"{model_dir}: no such directory (an audio encoder is 'conv', 'aisfx' or a local transformers model directory)")
+        raise MosError(f"{model_dir}: no such directory (an audio encoder is 'conv', 'aisfx', 'distillmos' or a local transformers model directory)")
     if not config.is_file():
         raise MosError(f"{model_dir}: not a transformers model directory (no config.json); nothing is downloaded, "
                        "save the model there first (e.g. model.save_pretrained(DIR))")

@@ -209,3 +209,34 @@ def test_cross_validation_fits_each_fold(table: Path, clap_dir: Path, tmp_path: 
         held = json.loads((fold / "heldout.json").read_text())
         assert report["head"] == "ridge" and report["grouped_by"] == "clips" and held["best_epoch"] == 1
         assert report["clips"] == report["groups"] == held["n_train"] < 20 - held["n_held_out"]
+
+
+@pytest.mark.slow
+def test_with_text_the_caption_embedding_joins_the_audio_embedding(clap_dir: Path, tiny_text_encoder: Path,
+                                                                   tmp_path: Path) -> None:
+    """Two targets, one ridge regressor each, on [pooled audio, pooled caption tokens]: a clip's
+    score moves with its caption."""
+    from fixtures_encoders import TEXT_HIDDEN
+    from fixtures_train import tiny_demo
+
+    demo = tiny_demo(tmp_path / "demo")
+    cfg = TrainConfig(data=str(demo), name="text", runs_dir=str(tmp_path / "runs"), batch_size=8, head="ridge",
+                      text_encoder=str(tiny_text_encoder), audio_encoder=str(clap_dir),
+                      feature_cache=str(tmp_path / "cache"))
+    result = run_training(cfg, quiet()[0])
+    report = json.loads((result.run_dir / FIT_REPORT).read_text())
+    assert sorted(report["targets"]) == ["quality", "score"] and report["grouped_by"] == "clips"
+    from mos.trainer.checkpoint import load_model
+    from mos.model.text_encoder import load_text_encoder
+
+    model, _ = load_model(result.run_dir)
+    assert model.fitted_head("score").x_mean.shape[0] == model.cfg.audio_dim + TEXT_HIDDEN
+    text = load_text_encoder(model.cfg.text_encoder, model.cfg.max_text_tokens)
+    features = text.encode(["a dog barks in the rain", "quiet piano music"])
+    wav = torch.zeros(1, 48000).normal_(generator=torch.Generator().manual_seed(0)) * 0.1
+    scores = []
+    with torch.no_grad():
+        for f in features:
+            t = torch.as_tensor(np.asarray(f)).unsqueeze(0)
+            scores.append(model.scores(wav, torch.tensor([48000]), t, torch.tensor([t.shape[1]]), clamp=False))
+    assert float((scores[0] - scores[1]).abs().max()) > 1e-3

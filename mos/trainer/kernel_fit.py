@@ -150,6 +150,8 @@ def fit_kernel_run(trainer: Any) -> Any:
     group_of = trainer.splits.groups or {}
     groups = np.array([group_of.get(train.items[i].id, train.items[i].id) for i in owner])
     unit = f"{cfg.group_by} values" if cfg.group_by and trainer.splits.groups else "clips"
+    where = (f"the {len(set(groups.tolist()))} training clips" if unit == "clips"
+             else f"the {len(set(groups.tolist()))} {unit} of the training clips")
     report: dict[str, Any] = {"head": model.cfg.head, "windows": int(len(owner)), "clips": len(train.items),
                               "groups": len(set(groups.tolist())), "grouped_by": unit, "targets": {}}
     for j, t in enumerate(model.cfg.targets):
@@ -161,8 +163,8 @@ def fit_kernel_run(trainer: Any) -> Any:
         report["targets"][t.name] = {"params": fit.params, "inner_cv_mse_standardised": fit.inner_mse,
                                      "inner_folds": fit.inner_folds, **({"support_vectors": sv} if sv else {})}
         console.print(f"{t.name}: {model.cfg.head} {' '.join(f'{k}={v:.4g}' for k, v in fit.params.items())} "
-                      f"chosen by a {fit.inner_folds}-fold search over {report['groups']} {unit} of the training "
-                      f"clips ({len(y)} windows; inner MSE {fit.inner_mse:.4f} in standardised units)"
+                      f"chosen by a {fit.inner_folds}-fold search over {where} ({len(y)} windows; "
+                      f"inner MSE {fit.inner_mse:.4f} in standardised units)"
                       + (f"; {sv} support vectors" if sv else ""), markup=False)
     write_text_atomic(trainer.run_dir / FIT_REPORT, json.dumps(report, indent=2))
 

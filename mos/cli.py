@@ -253,6 +253,7 @@ def launch_processes(nproc: int, cfg: TrainConfig, explicit: set[str]) -> int:
     import io
     import os
 
+    from mos.heads import KERNEL_HEADS
     from mos.trainer.distributed import launch
     from mos.trainer.run import checked_config
 
@@ -267,6 +268,8 @@ def launch_processes(nproc: int, cfg: TrainConfig, explicit: set[str]) -> int:
         run_splits({"train": checked.to_dict()}, Path(checked.data))
     if checked.folds:
         raise MosError(f"--folds {checked.folds}: cross-validation runs in one process (drop --nproc)")
+    if checked.head in KERNEL_HEADS:
+        raise MosError(f"--head {checked.head}: fitted once in one process (drop --nproc)")
     if checked.batch_size < nproc:
         raise MosError(f"--batch-size {checked.batch_size} is the global batch: it must give each of the {nproc} "
                        "processes at least one clip")

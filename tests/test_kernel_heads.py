@@ -68,7 +68,7 @@ def synthetic(n_groups: int = 20, per_group: int = 4, dim: int = 12, seed: int =
     return x, y, np.repeat(np.arange(n_groups), per_group).astype(str)
 
 
-def test_refusals_are_one_line(table: Path, tmp_path: Path) -> None:
+def test_refusals_are_one_line(table: Path, clap_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["train", str(table), "--columns", TABLE_COLUMNS, "--runs-dir", str(tmp_path), "--text-encoder", "none"]
     cases = [
@@ -76,6 +76,7 @@ def test_refusals_are_one_line(table: Path, tmp_path: Path) -> None:
         (["--head", "ridge", "--audio-encoder", "aisfx", "--finetune-audio"], "--head ridge: fits on a frozen"),
         (["--head", "svr", "--audio-encoder", "aisfx", "--distribution", "20"], "--distribution needs a trained head"),
         (["--head", "ridge", "--audio-encoder", "aisfx", "--audio-only-targets", "mushra"], "needs --head per-target"),
+        (["--head", "svr", "--audio-encoder", str(clap_dir), "--nproc", "2"], "--head svr: fitted once in one process"),
     ]
     for extra, message in cases:
         result = runner.invoke(app, base + extra)

@@ -131,8 +131,6 @@ def fit_kernel_run(trainer: Any) -> Any:
     write the run folder as a trained run has it (checkpoints, metrics.jsonl, val_predictions.csv,
     best_metrics.json, plots) and kernel_fit.json; returns the trainer's RunResult."""
     cfg, console, model = trainer.cfg, trainer.console, trainer.model
-    if trainer.dist is not None:
-        raise MosError(f"--head {model.cfg.head}: fitted once in one process; run without --nproc / torchrun")
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
     trainer._write_config()
     train = trainer.splits.train

@@ -136,6 +136,8 @@ class Trainer:
             model_cfg = build_model_config(cfg, splits.train, encoder, lambda m: console.print(m, markup=False))
             for key, value in (model_overrides or {}).items():
                 setattr(model_cfg, key, tuple(value) if isinstance(value, list) else value)
+        if dist is not None and model_cfg.head in KERNEL_HEADS:
+            raise MosError(f"--head {model_cfg.head}: fitted once in one process; run it without --nproc or torchrun")
         if model_cfg.target_names != splits.train.target_names:
             raise MosError(f"{self.run_dir}: checkpoint targets {model_cfg.target_names} differ from the data's")
         self.text_encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.max_text_tokens,

@@ -39,7 +39,6 @@ from fixtures_encoders import make_tiny_clap  # noqa: E402
 from fixtures_train import TABLE_COLUMNS, make_table, quiet  # noqa: E402
 from test_runtime_blocked_imports import blocked_env  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
+from mos.heads import FITTED_SCOPE, KERNEL_HEADS
 from mos.model.audio_encoder import ConvAudioEncoder
 from mos.model.config import ModelConfig
 from mos.model.encoders import PretrainedAudioEncoder, build_audio_encoder, fed_unresampled
 from mos.model.frontend import LogMel
-from mos.heads import FITTED_SCOPE, KERNEL_HEADS
-from mos.model.kernel_head import FittedRegressor
 from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion, PooledEmbeddings
+from mos.model.kernel_head import FittedRegressor
 
 BACKBONE_PREFIX = "audio_encoder.backbone."
 

@@ -240,3 +240,19 @@ def test_with_text_the_caption_embedding_joins_the_audio_embedding(clap_dir: Pat
             t = torch.as_tensor(np.asarray(f)).unsqueeze(0)
             scores.append(model.scores(wav, torch.tensor([48000]), t, torch.tensor([t.shape[1]]), clamp=False))
     assert float((scores[0] - scores[1]).abs().max()) > 1e-3
+
+
+@pytest.mark.slow
+def test_without_the_feature_cache_the_same_fit(table: Path, clap_dir: Path, tmp_path: Path) -> None:
+    """--feature-cache none: the encoder runs on each window of the audio itself, and the head is
+    the one the cached features give."""
+    states = []
+    for name, cache in (("cached", None), ("direct", "none")):
+        changes = {"feature_cache": cache} if cache else {}
+        result = run_training(config(table, clap_dir, tmp_path, head="ridge", name=name, **changes), quiet()[0])
+        states.append((json.loads((result.run_dir / FIT_REPORT).read_text()),
+                       torch.load(result.run_dir / "checkpoints" / "best.pt", weights_only=True)["state_dict"]))
+    (fit_a, state_a), (fit_b, state_b) = states
+    assert fit_a["targets"]["mushra"]["params"] == fit_b["targets"]["mushra"]["params"]
+    heads = [k for k in state_a if k.startswith("heads.")]
+    assert heads and all(torch.allclose(state_a[k], state_b[k], rtol=1e-4, atol=1e-5) for k in heads)

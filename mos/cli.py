@@ -122,7 +122,7 @@ def train(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="A shipped preset: musiceval-baseline, musiceval-baseline-exact, xacle-audiomos or xacle-clap; --config and flags given override it.", rich_help_panel=_SETTINGS),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file with TrainConfig fields; flags override it.", rich_help_panel=_SETTINGS),
     show: bool = typer.Option(False, "--show", help="Print the recipe and the resulting settings, then exit without training.", rich_help_panel=_SETTINGS),
-    head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens), 'pooled' (audio and text embeddings into an MLP) or 'per-target' (one such MLP per target); default: pooled with a pretrained --audio-encoder, fusion with conv.", rich_help_panel=_MODEL),
+    head: Optional[str] = typer.Option(None, "--head", help="'fusion' (frames attend to caption tokens), 'pooled' (audio and text embeddings into an MLP), 'per-target' (one such MLP per target), or 'svr' / 'ridge' (an RBF support vector or ridge regressor per target, fitted once on a frozen pretrained encoder's pooled embeddings, hyperparameters by a grouped search on the training clips); default: pooled with a pretrained --audio-encoder, fusion with conv.", rich_help_panel=_MODEL),
     head_layers: Optional[str] = typer.Option(None, "--head-layers", help="Hidden sizes of the pooled or per-target head, e.g. 256,64 (default).", rich_help_panel=_MODEL),
     head_activation: Optional[str] = typer.Option(None, "--head-activation", help="Between the pooled or per-target head's layers: 'gelu' (default, with dropout) or 'none' (linear layers, as the MusicEval baseline).", rich_help_panel=_MODEL),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout in the conv encoder, the fusion and the heads while training (default 0.1).", rich_help_panel=_MODEL),
@@ -255,6 +255,7 @@ def launch_processes(nproc: int, cfg: TrainConfig, explicit: set[str]) -> int:
     import io
     import os
 
+    from mos.heads import KERNEL_HEADS
     from mos.trainer.distributed import launch
     from mos.trainer.run import checked_config
 
@@ -269,6 +270,8 @@ def launch_processes(nproc: int, cfg: TrainConfig, explicit: set[str]) -> int:
         run_splits({"train": checked.to_dict()}, Path(checked.data))
     if checked.folds:
         raise MosError(f"--folds {checked.folds}: cross-validation runs in one process (drop --nproc)")
+    if checked.head in KERNEL_HEADS:
+        raise MosError(f"--head {checked.head}: fitted once in one process (drop --nproc)")
     if checked.batch_size < nproc:
         raise MosError(f"--batch-size {checked.batch_size} is the global batch: it must give each of the {nproc} "
                        "processes at least one clip")

@@ -90,7 +90,7 @@ def test_bad_loss_optimizer_schedule_and_selection_settings() -> None:
         (dict(schedule="cosine"), "--schedule cosine"),
         (dict(select_by="lcc"), "--select-by lcc"),
         (dict(listnet_weight=-1.0), "--listnet-weight -1"),
-        (dict(head="mlp"), "--head mlp: expected fusion, pooled, per-target or auto"),
+        (dict(head="mlp"), "--head mlp: expected fusion, pooled, per-target, svr, ridge or auto"),
         (dict(head_activation="relu"), "--head-activation relu: expected gelu or none"),
         (dict(audio_only_targets=["overall"]), "--audio-only-targets overall: needs --head per-target"),
     ]

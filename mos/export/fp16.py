@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from mos.errors import one_line
-from mos.export.graph import front_end
+from mos.export.graph import fitted_head_nodes, front_end
 from mos.runtime.engine import EngineOptions, ScoreEngine
 
 FP16_MODEL = "audio.fp16.onnx"
@@ -58,7 +58,7 @@ def convert_fp16(reference: ScoreEngine, out: Path, clip: np.ndarray, caption: s
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         model = onnx.load(str(fp32))
-        keep = front_end(model).nodes
+        keep = front_end(model).nodes + fitted_head_nodes(model)
         half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
     topological_sort(half.graph)
     onnx.save(half, str(out))

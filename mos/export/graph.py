@@ -1,10 +1,13 @@
-"""Find the log-mel front end in an exported audio graph (kept fp32 by the int8 and fp16 variants)."""
+"""Find the log-mel front end and the fitted (svr/ridge) heads in an exported audio graph: both are
+kept fp32 by the int8 and fp16 variants."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import onnx
+
+from mos.heads import FITTED_SCOPE
 
 
 @dataclass
@@ -53,3 +56,9 @@ def front_end(model: onnx.ModelProto, waveform: str = "waveform") -> FrontEnd:
     by_name = {n.name: n for n in nodes}
     matmuls = [n for n in inside if by_name[n].op_type == "MatMul"]
     return FrontEnd(dft, dft + inside, matmuls)
+
+
+def fitted_head_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes of the fitted svr/ridge heads (mos.model.kernel_head), named "/<target>/fitted/...":
+    their RBF kernel and dot products lose their accuracy in int8 or fp16."""
+    return [n.name for n in model.graph.node if f"/{FITTED_SCOPE}/" in n.name]

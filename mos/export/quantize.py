@@ -27,7 +27,7 @@ from mos.errors import MosError
 from mos.export.agreement import Agreement, measure
 from mos.export.bench import ms_per_clip, padding_gap, score_clips, scores_alone
 from mos.export.bias import BiasCorrection, fold_offsets, measure_offsets
-from mos.export.graph import front_end
+from mos.export.graph import fitted_head_nodes, front_end
 from mos.runtime.batching import pad_token_features, pad_waveforms
 from mos.runtime.engine import ScoreEngine
 
@@ -38,9 +38,9 @@ INT8_PADDING_TOL = 1e-4
 CNN_ENCODERS = ("conv", "aisfx")
 
 
-def method(op_types: Sequence[str]) -> str:
+def method(op_types: Sequence[str], fitted_head: bool = False) -> str:
     return (f"onnxruntime quantize_static, QDQ, per-channel, {' and '.join(op_types)} only, MinMax; "
-            "front end (DFT conv and MatMul, mel MatMul) fp32")
+            "front end (DFT conv and MatMul, mel MatMul)" + (" and the fitted head" if fitted_head else "") + " fp32")
 
 
 @dataclass
@@ -206,7 +206,8 @@ def quantize_int8(
     fp32 = reference.bundle.audio_model()
     model = onnx.load(str(fp32))
     fe = front_end(model)
-    dft, mel = fe.dft_convs, fe.matmuls
+    head = fitted_head_nodes(model)
+    dft, mel = fe.dft_convs, fe.matmuls + head
     kind = (reference.bundle.meta["audio"].get("encoder") or {}).get("kind", "conv")
     op_types = ["Conv"] if kind in CNN_ENCODERS else ["Conv", "MatMul"]
     if not dft and kind == "conv":
@@ -229,7 +230,7 @@ def quantize_int8(
         agreement = measure(ref, got, reference.columns, False)
     return Int8Report(
         path=out,
-        method=method(op_types),
+        method=method(op_types, bool(head)),
         excluded_nodes=dft + mel,
         calibration_clips=len(clips),
         fp32_bytes=fp32.stat().st_size,

@@ -36,7 +36,8 @@ class ModelConfig:
     padding_invariant: bool = True
     # "fusion": frames attend to caption tokens (cross-attention), then pooling; "pooled": the
     # masked-mean audio embedding (concatenated with the mean text embedding) into an MLP;
-    # "per-target": one such MLP per target, the targets in audio_only_targets on the audio alone.
+    # "per-target": one such MLP per target, the targets in audio_only_targets on the audio alone;
+    # "svr" / "ridge": one regressor per target fitted in closed form on the pooled embeddings.
     head: str = "fusion"
     head_layers: tuple[int, ...] = (256, 64)  # the pooled and per-target heads' hidden layer sizes
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)

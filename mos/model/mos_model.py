@@ -4,7 +4,9 @@ Audio: the built-in conv encoder behind its log-mel front end, or a pretrained e
 (mos.model.encoders) that takes the waveform itself. Then a head: cross-attention fusion with the
 caption tokens ("fusion") or pooled embeddings into an MLP ("pooled"), each with one linear output
 per target; or one MLP per target on the pooled embeddings ("per-target"), where the targets named
-in `audio_only_targets` see the audio embedding alone (the MusicEval baseline's overall head).
+in `audio_only_targets` see the audio embedding alone (the MusicEval baseline's overall head); or
+one regressor per target fitted in closed form on the pooled embeddings ("svr", "ridge":
+mos.model.kernel_head).
 With `distribution_bins` each output is a distribution over the target's range instead of one
 number: the score is its mean, and `spread` its standard deviation with the training targets'
 smoothing taken out (the listener spread; mos.distribution.Grid.moments, which it equals).
@@ -12,6 +14,7 @@ smoothing taken out (the listener spread; mos.distribution.Grid.moments, which i
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import numpy as np
@@ -19,11 +22,13 @@ import torch
 from torch import nn
 
 from mos.errors import MosError
+from mos.heads import FITTED_SCOPE, KERNEL_HEADS
 from mos.model.audio_encoder import ConvAudioEncoder
 from mos.model.config import ModelConfig
 from mos.model.encoders import PretrainedAudioEncoder, build_audio_encoder, fed_unresampled
 from mos.model.frontend import LogMel
 from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion, PooledEmbeddings
+from mos.model.kernel_head import FittedRegressor
 
 BACKBONE_PREFIX = "audio_encoder.backbone."
 
@@ -88,6 +93,14 @@ class MosModel(nn.Module):
         elif cfg.head == "pooled":
             self.fusion = PooledEmbeddings(audio_dim, cfg.text_dim if cfg.uses_text else 0)
             sizes = [self.fusion.out_dim, *cfg.head_layers]
+        elif cfg.head in KERNEL_HEADS:
+            # Fitted in closed form on the pooled embeddings (mos.trainer.kernel_fit), one per target.
+            if cfg.distribution_bins:
+                raise MosError(f"head {cfg.head}: predicts one score per target, not a distribution")
+            self.fusion = PooledEmbeddings(audio_dim, cfg.text_dim if cfg.uses_text else 0)
+            self.trunk = nn.Identity()
+            self.heads = nn.ModuleDict({t.name: nn.Sequential(OrderedDict(
+                {FITTED_SCOPE: FittedRegressor(cfg.head, self.fusion.out_dim)})) for t in cfg.targets})
         elif cfg.head == "fusion":
             if cfg.uses_text:
                 self.fusion = CrossAttentionFusion(audio_dim, cfg.text_dim, cfg.hidden, cfg.attention_heads, cfg.dropout)
@@ -95,8 +108,8 @@ class MosModel(nn.Module):
                 self.fusion = AudioOnlyPooling(audio_dim, cfg.hidden)
             sizes = [self.fusion.out_dim, cfg.hidden]
         else:
-            raise MosError(f"head {cfg.head!r}: expected 'fusion', 'pooled' or 'per-target'")
-        if cfg.head != "per-target":
+            raise MosError(f"head {cfg.head!r}: expected 'fusion', 'pooled', 'per-target', 'svr' or 'ridge'")
+        if cfg.head not in ("per-target", *KERNEL_HEADS):
             self.trunk = mlp(sizes, cfg.dropout, cfg.head_activation if cfg.head == "pooled" else "gelu")
             self.heads = nn.ModuleDict({t.name: nn.Linear(sizes[-1], outputs) for t in cfg.targets})
         if cfg.distribution_bins:
@@ -121,6 +134,10 @@ class MosModel(nn.Module):
         if target in self.cfg.audio_only_targets or not self.cfg.uses_text:
             return self.cfg.audio_dim
         return self.cfg.audio_dim + self.cfg.text_dim
+
+    def fitted_head(self, target: str) -> FittedRegressor:
+        """An svr/ridge model's regressor for `target` (mos.trainer.kernel_fit fits it)."""
+        return getattr(self.heads[target], FITTED_SCOPE)
 
     # -- the two halves of forward ---------------------------------------------------------------
     def encode_audio(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mos.errors import MosError
+from mos.heads import KERNEL_HEADS
 
 
 def parse_toml(text: str) -> dict[str, Any]:
@@ -87,6 +88,8 @@ class TrainConfig:
     # the MUSHRA cross-validation, benchmarks/README.md).
     head: str = "auto"
     # "per-target": one pooled MLP per target; those in audio_only_targets see the audio alone.
+    # "svr" / "ridge": one RBF support vector or ridge regressor per target, fitted once (no epochs)
+    # on a frozen pretrained encoder's pooled embeddings (mos.trainer.kernel_fit).
     head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled/per-target heads' hidden sizes
     head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
     dropout: float = 0.1  # in the conv encoder, the fusion and the heads while training
@@ -149,8 +152,10 @@ class TrainConfig:
             raise MosError(f"--grad-clip {self.grad_clip:g}: must not be negative (0: no clipping)")
         if self.max_text_tokens < 1:
             raise MosError(f"--max-text-tokens {self.max_text_tokens}: must be at least 1")
-        if self.head not in ("auto", "fusion", "pooled", "per-target"):
-            raise MosError(f"--head {self.head}: expected fusion, pooled, per-target or auto")
+        if self.head not in ("auto", "fusion", "pooled", "per-target", *KERNEL_HEADS):
+            raise MosError(f"--head {self.head}: expected fusion, pooled, per-target, svr, ridge or auto")
+        if self.head in KERNEL_HEADS:
+            self._check_fitted_head()
         if not 0 <= self.dropout < 1:
             raise MosError(f"--dropout {self.dropout:g}: a probability, at least 0 and below 1")
         if self.head_activation not in ("gelu", "none"):
@@ -174,6 +179,19 @@ class TrainConfig:
                            "use --finetune-audio, or --feature-cache none (the encoder then runs on every batch)")
         if self.resume and self.overwrite:
             raise MosError("--resume and --overwrite exclude each other")
+
+    def _check_fitted_head(self) -> None:
+        """--head svr/ridge: fitted once on a frozen pretrained encoder's pooled embeddings."""
+        if self.audio_encoder == "conv":
+            raise MosError(f"--head {self.head}: fits on a frozen pretrained encoder's embeddings; "
+                           "choose --audio-encoder (aisfx, or a CLAP/AST/wav2vec2-family directory), not conv")
+        if self.finetune_audio:
+            raise MosError(f"--head {self.head}: fits on a frozen encoder's embeddings; drop --finetune-audio")
+        if self.distribution_bins:
+            raise MosError(f"--head {self.head}: predicts one score per target; --distribution needs a trained "
+                           "head (pooled, per-target or fusion)")
+        if self.audio_only_targets:
+            raise MosError(f"--audio-only-targets: needs --head per-target, not {self.head}")
 
     @property
     def model_head(self) -> str:

@@ -40,6 +40,7 @@ from mos.data.manifest import Manifest
 from mos.distribution import listener_spread
 from mos.errors import MosError
 from mos.files import write_text_atomic
+from mos.heads import KERNEL_HEADS
 from mos.model import ModelConfig, MosModel
 from mos.model.encoders import CONV, fed_unresampled, resolve_audio_encoder
 from mos.model.mos_model import count_parameters
@@ -50,6 +51,7 @@ from mos.trainer.config import TrainConfig
 from mos.trainer.distributed import Dist, device_for, rank_seed, shard_bounds
 from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDataset, default_cache_root,
                                        feature_loader)
+from mos.trainer.kernel_fit import fit_kernel_run
 from mos.trainer.losses import distribution_loss, training_loss
 from mos.trainer.model_setup import build_model_config, build_optimizer, feature_statistics, param_groups
 from mos.trainer.plots import plot_curves, plot_scatter
@@ -57,7 +59,8 @@ from mos.trainer.run_folder import write_predictions
 from mos.trainer.schedule import advance, make_schedule
 from mos.trainer.splits import Splits
 from mos.trainer.state import pick_device, rng_state, seed_everything, set_rng_state
-from mos.trainer.validation import clamp_scores, level_metrics, mean_srcc, predict_with_spread, target_metrics
+from mos.trainer.validation import (clamp_scores, format_epoch, level_metrics, mean_srcc, predict_with_spread,
+                                   target_metrics)
 
 EARLY_STOPPING = "early stopping"
 EPOCH_BUDGET = "epoch budget"
@@ -92,14 +95,6 @@ class TrainingForward(torch.nn.Module):
         return raw_outputs(self.model, batch)
 
 
-def format_epoch(epoch: int | str, loss: float | None, metrics: dict[str, dict[str, float]]) -> str:
-    head = f"EPOCH {epoch}: " + (f"Loss={loss:.4f}" if loss is not None else "Loss=   -  ")
-    parts = [
-        f"{n}: SRCC={m['srcc']:.4f} LCC={m['lcc']:.4f} KTAU={m['ktau']:.4f} MSE={m['mse']:.4f}" for n, m in metrics.items()
-    ]
-    return " | ".join([head, *parts])
-
-
 class Trainer:
     """One run: built from a TrainConfig and the chosen splits; `fit()` trains and returns a RunResult.
 
@@ -125,7 +120,8 @@ class Trainer:
         self.run_dir = run_dir or Path(cfg.runs_dir) / cfg.name
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = device_for(cfg.device) if dist is not None else pick_device(cfg.device)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        # A fitted head (svr, ridge) computes its kernel in float32: no bf16 autocast around it.
+        self.amp = cfg.amp and self.device.type == "cuda" and cfg.model_head not in KERNEL_HEADS
         seed_everything(cfg.seed)
 
         resume_ckpt = None
@@ -140,6 +136,8 @@ class Trainer:
             model_cfg = build_model_config(cfg, splits.train, encoder, lambda m: console.print(m, markup=False))
             for key, value in (model_overrides or {}).items():
                 setattr(model_cfg, key, tuple(value) if isinstance(value, list) else value)
+        if dist is not None and model_cfg.head in KERNEL_HEADS:
+            raise MosError(f"--head {model_cfg.head}: fitted once in one process; run it without --nproc or torchrun")
         if model_cfg.target_names != splits.train.target_names:
             raise MosError(f"{self.run_dir}: checkpoint targets {model_cfg.target_names} differ from the data's")
         self.text_encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.max_text_tokens,
@@ -207,8 +205,9 @@ class Trainer:
             seed_everything(rank_seed(cfg.seed, dist.rank))
             self.train_ds.reseed(rank_seed(cfg.seed, dist.rank))
         self.model.to(self.device)
+        self.fitted_head = model_cfg.head in KERNEL_HEADS  # fitted once by mos.trainer.kernel_fit: no optimiser
         groups, lrs = param_groups(self.model, cfg)
-        self.optimizer = build_optimizer(groups, cfg)
+        self.optimizer = None if self.fitted_head else build_optimizer(groups, cfg)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accumulate)
         self.steps = 0  # optimiser steps taken so far
         self.start_epoch = 1
@@ -217,12 +216,15 @@ class Trainer:
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
-        if resume_ckpt is not None:
+        if resume_ckpt is not None and self.fitted_head:
+            console.print(f"resume: --head {model_cfg.head} is fitted once, not trained in epochs: fitting it again "
+                          "(the same data gives the same fit)", markup=False)
+        elif resume_ckpt is not None:
             self._restore(resume_ckpt, last)
         elif cfg.resume:
             console.print(f"resume: {last} does not exist yet (killed before the first epoch ended); starting at epoch 1", markup=False)
-        self.scheduler = make_schedule(cfg.schedule, self.optimizer, lrs if len(lrs) > 1 else cfg.lr,
-                                       cfg.epochs * self.steps_per_epoch, self.steps)
+        self.scheduler = None if self.optimizer is None else make_schedule(
+            cfg.schedule, self.optimizer, lrs if len(lrs) > 1 else cfg.lr, cfg.epochs * self.steps_per_epoch, self.steps)
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if dist is not None:  # wraps the same module: rank 0's weights are broadcast here
             self.ddp = torch.nn.parallel.DistributedDataParallel(
@@ -447,6 +449,8 @@ class Trainer:
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self) -> RunResult:
+        if self.fitted_head:
+            return fit_kernel_run(self)
         cfg, console = self.cfg, self.console
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)

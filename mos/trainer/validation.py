@@ -20,7 +20,7 @@ from mos.trainer.feature_cache import FeatureBatch
 from mos.windows import split_windows, window_mixture
 
 
-def _windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def batch_windows(batch: Batch, window: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Every clip of a batch cut into windows as `mos score` cuts it: (waveforms, lengths, owner)."""
     pieces: list[np.ndarray] = []
     owner: list[int] = []
@@ -49,7 +49,7 @@ def window_scores(model: MosModel, batch: Batch | FeatureBatch, device: torch.de
         return (scores.cpu().numpy(), batch.samples.numpy(), batch.index.numpy(), batch.targets.numpy(),
                 spread.cpu().numpy())
     window = window_samples(model.cfg.window_seconds, model.cfg.sample_rate)
-    waves, lengths, owner = _windows(batch, window)
+    waves, lengths, owner = batch_windows(batch, window)
     sel = torch.tensor(owner, dtype=torch.long)
     groups = [list(range(len(owner)))]
     if not model.cfg.padding_invariant:  # such encoders see only windows of equal length together
@@ -121,3 +121,12 @@ def level_metrics(pred: np.ndarray, true: np.ndarray, names: list[str], items: l
 
 def mean_srcc(metrics: dict[str, dict[str, float]]) -> float:
     return float(np.mean([m["srcc"] for m in metrics.values()]))
+
+
+def format_epoch(epoch: int | str, loss: float | None, metrics: dict[str, dict[str, float]]) -> str:
+    """One console line: an epoch's training loss and its validation metrics per target."""
+    head = f"EPOCH {epoch}: " + (f"Loss={loss:.4f}" if loss is not None else "Loss=   -  ")
+    parts = [
+        f"{n}: SRCC={m['srcc']:.4f} LCC={m['lcc']:.4f} KTAU={m['ktau']:.4f} MSE={m['mse']:.4f}" for n, m in metrics.items()
+    ]
+    return " | ".join([head, *parts])

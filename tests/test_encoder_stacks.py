@@ -108,6 +108,37 @@ def test_the_stack_embedding_is_the_members_pooled_embeddings(tiny: dict[str, Pa
     torch.testing.assert_close(frames[:, 0], expected, atol=1e-5, rtol=1e-4)
 
 
+def test_checkpoints_hold_the_layer_weightings_not_the_frozen_members(tiny: dict[str, Path]) -> None:
+    """A stack model's checkpoint keeps each member's learned layer weighting and leaves out the
+    members' pretrained weights (loaded again from their sources, pinned by sha256); a model
+    loaded from it scores as the one saved. A fusion head is refused in one line."""
+    from mos.model import ModelConfig, MosModel, TargetSpec
+    from mos.model.encoders import configure
+
+    spec = f"{tiny['w2v']}+{tiny['hubert']}"
+    cfg = ModelConfig(window_seconds=2.0, head="pooled", text_encoder="none",
+                      targets=[TargetSpec("score", 1.0, 5.0, 3.0, 1.0)])
+    configure(cfg, spec, resolve_audio_encoder(spec))
+    torch.manual_seed(0)
+    model = MosModel(cfg).eval()
+    assert cfg.audio_dim == 2 * HIDDEN
+    with torch.no_grad():
+        model.audio_encoder.members[1].mixer.weights.copy_(torch.tensor([1.0, 0.0, -1.0]))
+    state = model.checkpoint_state()
+    assert {"audio_encoder.members.0.mixer.weights", "audio_encoder.members.1.mixer.weights"} <= set(state)
+    assert not any(".backbone." in k for k in state)
+    x = torch.from_numpy(tone(0.7, 3)).unsqueeze(0)
+    lengths = torch.tensor([x.shape[1]])
+    again = MosModel(cfg).eval()
+    again.load_checkpoint_state(state)
+    with torch.no_grad():
+        assert torch.allclose(again.scores(x, lengths), model.scores(x, lengths), atol=1e-6)
+    cfg.head = "fusion"
+    with pytest.raises(MosError, match="--head fusion attends over frames") as err:
+        MosModel(cfg)
+    assert "\n" not in str(err.value)
+
+
 @needs_distillmos
 def test_a_members_cache_is_shared_with_the_stack(tiny: dict[str, Path], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,7 +34,7 @@ from mos.audio import RESAMPLER
 from mos.errors import MosError, one_line
 from mos.files import cache_root, replace_atomically, sha256_file
 from mos.model.encoders import PretrainedAudioEncoder
-from mos.model.encoders.stack import StackedAudioEncoder
+from mos.model.encoders.stack import StackedAudioEncoder, pool_features
 from mos.runtime.batching import pad_waveforms, plan_batches
 from mos.windows import split_windows
 
@@ -169,9 +169,9 @@ class StackFeatureCache:
 
 
 def _pooled(window: np.ndarray, frames: int) -> np.ndarray:
-    """One window's features [T, ...] averaged over its first `frames` frames, flattened (as
-    mos.model.encoders.stack.pool_features)."""
-    return (window[:frames].astype(np.float32).sum(axis=0) / max(frames, 1)).reshape(-1)
+    """One cached window's features [T, ...] as the stack's `features` pools them: [F]."""
+    pooled = pool_features(torch.from_numpy(window.astype(np.float32))[None], torch.tensor([frames]))
+    return pooled[0].numpy()
 
 
 def make_feature_cache(root: Path, encoder: PretrainedAudioEncoder, window: int, device: torch.device,

@@ -26,6 +26,7 @@ from torch import nn
 
 from mos.errors import MosError
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder
+from mos.model.masking import masked_mean
 
 KIND = "stack"
 SEPARATOR = "+"
@@ -78,10 +79,7 @@ def combine(spec: str, infos: list[EncoderInfo]) -> EncoderInfo:
 
 def pool_features(feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
     """Features [B, T, ...] -> their mean over each row's valid frames, flattened: [B, prod(...)]."""
-    valid = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frame_lengths[:, None]).to(feats.dtype)
-    total = (feats * valid.reshape(*valid.shape, *([1] * (feats.dim() - 2)))).sum(dim=1)
-    pooled = total / frame_lengths.clamp(min=1).to(feats.dtype).reshape(-1, *([1] * (feats.dim() - 2)))
-    return pooled.reshape(pooled.shape[0], -1)
+    return masked_mean(feats.reshape(feats.shape[0], feats.shape[1], -1), frame_lengths)
 
 
 class StackedAudioEncoder(PretrainedAudioEncoder):

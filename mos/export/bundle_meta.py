@@ -44,9 +44,14 @@ def encoder_meta(model: MosModel) -> dict[str, Any]:
         return {"kind": "conv", "name": "built-in conv encoder, trained from scratch", "sample_rate": int(cfg.sample_rate),
                 "out_dim": int(cfg.audio_dim)}
     info = model.audio_encoder.info
-    return {"kind": info.kind, "name": info.name, "sample_rate": int(info.sample_rate), "out_dim": int(info.out_dim),
+    meta = {"kind": info.kind, "name": info.name, "sample_rate": int(info.sample_rate), "out_dim": int(info.out_dim),
             "fixed_window_seconds": info.window_seconds, "parameters": int(info.parameters),
             "sha256": info.sha256, "finetuned": bool(cfg.finetune_audio)}
+    members = getattr(model.audio_encoder, "members", None)
+    if members is not None:  # a stack (mos.model.encoders.stack): each member's pooled embedding, in order
+        meta["members"] = [{"kind": m.info.kind, "name": m.info.name, "out_dim": int(m.info.out_dim),
+                            "sha256": m.info.sha256} for m in members]
+    return meta
 
 
 def checkpoint_reference(checkpoint: Path, bundle: Path) -> str:

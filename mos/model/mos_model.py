@@ -25,7 +25,7 @@ from mos.errors import MosError
 from mos.heads import FITTED_SCOPE, KERNEL_HEADS
 from mos.model.audio_encoder import ConvAudioEncoder
 from mos.model.config import ModelConfig
-from mos.model.encoders import PretrainedAudioEncoder, build_audio_encoder, fed_unresampled
+from mos.model.encoders import STACK, PretrainedAudioEncoder, build_audio_encoder, fed_unresampled
 from mos.model.frontend import LogMel
 from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion, PooledEmbeddings
 from mos.model.kernel_head import FittedRegressor
@@ -69,6 +69,9 @@ class MosModel(nn.Module):
             # A model trained on audio fed at another rate than the encoder's (encoder_input_rate).
             encoder.info = fed_unresampled(encoder.info, cfg.sample_rate)
             encoder.freeze(not cfg.finetune_audio)
+            if encoder.info.kind == STACK and cfg.head == "fusion":
+                raise MosError(f"--head fusion attends over frames; a stack of encoders ({cfg.audio_encoder}) "
+                               f"gives one pooled embedding: use --head pooled or per-target")
             self.audio_encoder: nn.Module = encoder
             audio_dim = encoder.out_dim
         else:
@@ -263,17 +266,23 @@ class MosModel(nn.Module):
         """A frozen pretrained backbone is not saved: it is loaded again from its (pinned) source."""
         return not self.cfg.pretrained_audio or self.cfg.finetune_audio
 
+    @property
+    def backbone_prefixes(self) -> tuple[str, ...]:
+        """Where the pretrained weights sit in the state dict (a stack's: under each member)."""
+        prefixes = getattr(self.audio_encoder, "backbone_prefixes", None)
+        return tuple("audio_encoder." + p for p in prefixes()) if prefixes else (BACKBONE_PREFIX,)
+
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """The state dict a checkpoint holds (without a frozen pretrained backbone)."""
         state = self.state_dict()
         if self.saves_backbone:
             return state
-        return {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+        return {k: v for k, v in state.items() if not k.startswith(self.backbone_prefixes)}
 
     def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
         """Load what `checkpoint_state` wrote; anything else missing or unexpected is an error."""
         result = self.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if self.saves_backbone or not k.startswith(BACKBONE_PREFIX)]
+        missing = [k for k in result.missing_keys if self.saves_backbone or not k.startswith(self.backbone_prefixes)]
         if missing or result.unexpected_keys:
             raise MosError(f"checkpoint does not fit this model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
 

@@ -174,6 +174,12 @@ class TrainConfig:
             raise MosError(f"--encoder-lr {self.encoder_lr:g}: must be positive")
         if self.finetune_audio and self.audio_encoder == "conv":
             raise MosError("--finetune-audio: the conv encoder always trains; it applies to a pretrained --audio-encoder")
+        from mos.model.encoders.stack import is_stack
+
+        if is_stack(self.audio_encoder) and (self.finetune_audio or self.head == "fusion"):
+            option = "--finetune-audio" if self.finetune_audio else "--head fusion"
+            raise MosError(f"{option}: not with a stack of encoders ({self.audio_encoder}); a stack is frozen "
+                           f"and gives one pooled embedding (use --head pooled or per-target)")
         if self.caches_features and self.gain_db > 0:
             raise MosError("--gain-db changes the audio, but a frozen encoder's features are cached per clip: "
                            "use --finetune-audio, or --feature-cache none (the encoder then runs on every batch)")

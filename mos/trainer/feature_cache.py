@@ -34,6 +34,7 @@ from mos.audio import RESAMPLER
 from mos.errors import MosError, one_line
 from mos.files import cache_root, replace_atomically, sha256_file
 from mos.model.encoders import PretrainedAudioEncoder
+from mos.model.encoders.stack import StackedAudioEncoder, pool_features
 from mos.runtime.batching import pad_waveforms, plan_batches
 from mos.windows import split_windows
 
@@ -143,6 +144,44 @@ class FeatureCache:
             self.clips[it.path] = clip
 
 
+class StackFeatureCache:
+    """Features of a stack of frozen encoders (mos.model.encoders.stack): one FeatureCache per
+    member, under the member's own key (so a member's features cached alone are reused, and the
+    other way round), combined per clip window as the stack's `features` combines them (each
+    member's features averaged over its valid frames, flattened and concatenated: [1, F])."""
+
+    def __init__(self, root: Path, encoder: StackedAudioEncoder, window: int, device: torch.device,
+                 batch_size: int = 16) -> None:
+        self.members = [FeatureCache(root, m, window, device, batch_size) for m in encoder.members]
+        self.clips: dict[str, ClipFeatures] = {}
+
+    def prepare(self, items: list[Item], report: Callable[[str], None] = lambda s: None) -> None:
+        """Prepare every member's cache, then combine each clip's windows."""
+        for cache in self.members:
+            cache.prepare(items, report)
+        for it in items:
+            if it.path in self.clips:
+                continue
+            parts = [cache.clips[it.path] for cache in self.members]
+            windows = [np.concatenate([_pooled(p.windows[j], int(p.frames[j])) for p in parts])[None, :]
+                       for j in range(len(parts[0].windows))]
+            self.clips[it.path] = ClipFeatures(windows, np.ones(len(windows), dtype=np.int64), parts[0].samples)
+
+
+def _pooled(window: np.ndarray, frames: int) -> np.ndarray:
+    """One cached window's features [T, ...] as the stack's `features` pools them: [F]."""
+    pooled = pool_features(torch.from_numpy(window.astype(np.float32))[None], torch.tensor([frames]))
+    return pooled[0].numpy()
+
+
+def make_feature_cache(root: Path, encoder: PretrainedAudioEncoder, window: int, device: torch.device,
+                       batch_size: int = 16) -> FeatureCache | StackFeatureCache:
+    """The cache for `encoder`: a stack's per member, else one."""
+    if isinstance(encoder, StackedAudioEncoder):
+        return StackFeatureCache(root, encoder, window, device, batch_size)
+    return FeatureCache(root, encoder, window, device, batch_size)
+
+
 def _write(path: Path, clip: ClipFeatures, code_version: str) -> None:
     big = clip.windows[0].nbytes / 2**20 > FLOAT16_ABOVE_MB
     arrays = {f"w{j}": (w.astype(np.float16) if big else w) for j, w in enumerate(clip.windows)}
@@ -188,7 +227,7 @@ class FeatureDataset(Dataset):
     """Training: one random window of each clip per draw. Evaluation (`every_window`): every
     window of every clip, in manifest order."""
 
-    def __init__(self, items: list[Item], cache: FeatureCache, targets: np.ndarray,
+    def __init__(self, items: list[Item], cache: FeatureCache | StackFeatureCache, targets: np.ndarray,
                  captions: dict[str, torch.Tensor] | None, every_window: bool = False, seed: int = 0) -> None:
         self.items = items
         self.clips = [cache.clips[it.path] for it in items]

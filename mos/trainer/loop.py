@@ -49,8 +49,8 @@ from mos.trainer.batches import Batch, ClipDataset, make_loader
 from mos.trainer.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from mos.trainer.config import TrainConfig
 from mos.trainer.distributed import Dist, device_for, rank_seed, shard_bounds
-from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDataset, default_cache_root,
-                                       feature_loader)
+from mos.trainer.feature_cache import (FeatureBatch, FeatureCache, FeatureDataset, StackFeatureCache,
+                                       default_cache_root, feature_loader, make_feature_cache)
 from mos.trainer.kernel_fit import fit_kernel_run
 from mos.trainer.losses import distribution_loss, training_loss
 from mos.trainer.model_setup import build_model_config, build_optimizer, feature_statistics, param_groups
@@ -179,11 +179,11 @@ class Trainer:
                 raise MosError(f"--batch-size {cfg.batch_size} is the global batch of {dist.world} processes: "
                                f"it (and the {len(splits.train.items)} training clips) must give each at least one clip")
             shard = (dist.rank, dist.world)
-        self.features: FeatureCache | None = None
+        self.features: FeatureCache | StackFeatureCache | None = None
         if model_cfg.pretrained_audio and cfg.caches_features:
             self.model.to(self.device)
             root = Path(cfg.feature_cache) if cfg.feature_cache else default_cache_root()
-            self.features = FeatureCache(root, self.model.audio_encoder, max_samples, self.device, cfg.batch_size)
+            self.features = make_feature_cache(root, self.model.audio_encoder, max_samples, self.device, cfg.batch_size)
             with dist.main_first() if dist is not None else contextlib.nullcontext():  # rank 0 writes the cache
                 self.features.prepare(splits.train.items + splits.validation.items,
                                       lambda m: console.print(m, markup=False))

@@ -10,7 +10,9 @@
   pooled embedding per 1024-frame window); wav2vec2, hubert, wavlm, data2vec-audio
   (self-supervised speech models, 16 kHz, a learned weighting of their hidden layers);
 - a LAION-CLAP checkpoint file (`*.pt`, the laion_clap package's state dict), converted once into
-  a CLAP directory in the cache and then used as one (mos.model.encoders.laion_clap).
+  a CLAP directory in the cache and then used as one (mos.model.encoders.laion_clap);
+- two or more of these joined with '+' (e.g. "aisfx+distillmos"): a stack of frozen encoders whose
+  pooled embeddings are concatenated (mos.model.encoders.stack).
 
 "conv" (the built-in edge encoder) is not here: MosModel builds it with its log-mel front end.
 Nothing is ever downloaded.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 from mos.errors import MosError
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, is_laion_checkpoint
 from mos.model.encoders.loading import read_model_type
+from mos.model.encoders.stack import KIND as STACK, StackedAudioEncoder, combine, is_stack, member_specs
 
 if TYPE_CHECKING:
     from mos.model.config import ModelConfig
@@ -69,7 +72,18 @@ def resolve_audio_encoder(spec: str) -> EncoderInfo:
     """What `spec` is (kind, rate, window, size, sha256), or a one-line MosError naming the problem."""
     if spec == CONV:
         raise MosError("'conv' is the built-in encoder; it has no pretrained source to resolve")
+    if is_stack(spec):
+        return combine(spec, [_family(part).resolve(part) for part in member_specs(spec)])
     return _family(spec).resolve(spec)
+
+
+def canonical_spec(spec: str) -> str:
+    """`spec` as a model records it: a directory or checkpoint file made absolute (each member of a
+    stack too); names such as "aisfx" as they are."""
+    if is_stack(spec):
+        return "+".join(canonical_spec(part) for part in member_specs(spec))
+    local = Path(spec).is_dir() or is_laion_checkpoint(spec)
+    return str(Path(spec).resolve()) if local else spec
 
 
 def fed_unresampled(info: EncoderInfo, rate: int) -> EncoderInfo:
@@ -79,6 +93,8 @@ def fed_unresampled(info: EncoderInfo, rate: int) -> EncoderInfo:
     one-line MosError for an encoder without a fixed window."""
     if rate == info.sample_rate:
         return info
+    if info.kind == STACK:
+        raise MosError(f"encoder_input_rate {rate}: not for a stack of encoders")
     if info.window_seconds is None:
         raise MosError(f"encoder_input_rate {rate}: only for encoders with a fixed window (CLAP, AST), "
                        f"not {info.kind}")
@@ -92,8 +108,7 @@ def configure(model_cfg: "ModelConfig", spec: str, info: EncoderInfo, finetune: 
     sha256, size, sample rate, padding behaviour, and the window when the encoder fixes it.
     Returns notes for the user (e.g. that the encoder's window replaced the configured one)."""
     notes = []
-    local = Path(spec).is_dir() or is_laion_checkpoint(spec)
-    model_cfg.audio_encoder = str(Path(spec).resolve()) if local else spec
+    model_cfg.audio_encoder = canonical_spec(spec)
     model_cfg.audio_encoder_kind, model_cfg.audio_encoder_sha256 = info.kind, info.sha256
     model_cfg.audio_dim, model_cfg.sample_rate = info.out_dim, info.sample_rate
     model_cfg.finetune_audio, model_cfg.padding_invariant = finetune, info.padding_invariant
@@ -107,12 +122,17 @@ def configure(model_cfg: "ModelConfig", spec: str, info: EncoderInfo, finetune: 
 
 def build_audio_encoder(spec: str, expected_sha256: str | None = None) -> PretrainedAudioEncoder:
     """The encoder with its pretrained weights loaded (frozen). With `expected_sha256` (what a
-    model was trained with) an encoder whose files changed is refused before it is loaded."""
-    info = resolve_audio_encoder(spec)
+    model was trained with) an encoder whose files changed is refused before it is loaded.
+    A stack's members are each built so (mos.model.encoders.stack)."""
+    infos = [_family(part).resolve(part) for part in member_specs(spec)] if is_stack(spec) else []
+    info = combine(spec, infos) if infos else resolve_audio_encoder(spec)
     if expected_sha256 is not None and info.sha256 != expected_sha256:
         raise MosError(f"audio encoder {spec!r}: its files differ from the ones the model was trained with "
                        f"(sha256 {info.sha256[:12]}..., trained with {expected_sha256[:12]}...); install that encoder again")
+    if infos:
+        members = [_family(part).build(i).freeze(True) for part, i in zip(member_specs(spec), infos)]
+        return StackedAudioEncoder(info, members).freeze(True)
     return _family(spec).build(info).freeze(True)
 
 
-__all__ = ["AISFX", "CONV", "DISTILLMOS", "EncoderInfo", "fed_unresampled", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]
+__all__ = ["AISFX", "CONV", "DISTILLMOS", "STACK", "canonical_spec", "is_stack", "EncoderInfo", "fed_unresampled", "PretrainedAudioEncoder", "build_audio_encoder", "configure", "resolve_audio_encoder"]

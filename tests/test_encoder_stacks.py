@@ -184,8 +184,9 @@ def test_a_members_cache_is_shared_with_the_stack(tiny: dict[str, Path], tmp_pat
 
 @pytest.mark.slow
 @needs_distillmos
-def test_train_export_score_torch_free_matches_pytorch(tiny: dict[str, Path], tmp_path: Path) -> None:
-    """A pooled head on wav2vec2 + Distill-MOS: `mos train` caches each member under its own key,
+@pytest.mark.parametrize("head", ["pooled", "svr"])
+def test_train_export_score_torch_free_matches_pytorch(tiny: dict[str, Path], tmp_path: Path, head: str) -> None:
+    """A pooled (or fitted SVR) head on wav2vec2 + Distill-MOS: `mos train` caches each member under its own key,
     `mos export` puts both encoders into one audio.onnx, and `mos score` (ONNX Runtime) gives
     each clip PyTorch's score."""
     from fixtures_train import TABLE_COLUMNS, make_table
@@ -199,7 +200,7 @@ def test_train_export_score_torch_free_matches_pytorch(tiny: dict[str, Path], tm
     result = runner.invoke(app, ["train", str(table), "--columns", TABLE_COLUMNS, "--group-by", "signal",
                                  "--runs-dir", str(runs), "--name", "st", "--epochs", "2", "--batch-size", "4",
                                  "--text-encoder", "none", "--audio-encoder", f"{tiny['w2v']}+distillmos",
-                                 "--head", "pooled", "--feature-cache", str(cache)])
+                                 "--head", head, "--feature-cache", str(cache)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in cache.iterdir())
     assert len(names) == 2 and names[0].startswith("distillmos-") and names[1].startswith("wav2vec2-"), names

@@ -2,6 +2,7 @@
 
     python benchmarks/summarize.py benchmarks/results/cpu.json [benchmarks/results/cold_start.json ...]
     python benchmarks/summarize.py --compare benchmarks/results/mushra_accuracy_*.json   # one row per model
+    python benchmarks/summarize.py --repeats FILES...   # accuracy files run with --repeats R: mean +- SD
     python benchmarks/summarize.py --targets benchmarks/results/cpu.json benchmarks/results/cpu-600.json
 
 Any file of benchmarks/results/ works: the kind of result is read from its fields (a `mos bench`
@@ -228,6 +229,30 @@ def comparison_table(results: list[dict], names: list[str] | None = None) -> str
     return "\n".join(out)
 
 
+def repeats_table(results: list[dict], names: list[str]) -> str:
+    """One row per accuracy file run with --repeats R: each repeat's pooled clip SRCC, their mean +- SD
+    (sample SD over the repeats), the system SRCC likewise; then the machine each file records."""
+    out = ["| predictor | repeats (seeds) | pooled clip SRCC per repeat | clip SRCC mean +- SD | system SRCC mean +- SD |",
+           "|---|---|---|---:|---:|"]
+    for r in results:
+        over = r.get("ours_over_repeats")
+        if not over:
+            raise SystemExit("summarize --repeats: a file without ours_over_repeats (run with --repeats R)")
+        name = next(k for k in r["results"] if k.startswith("ours"))
+        per = [x["levels"]["utterance"]["srcc"] for x in over["per_repeat"]]
+        seeds = ",".join(str(x["seed"]) for x in over["per_repeat"])
+        m, sd = over["mean"], over["sd"]
+        out.append(f"| {name} | {over['repeats']} ({seeds}) | {', '.join(f'{v:.3f}' for v in per)} | "
+                   f"{m['utterance']['srcc']:.3f} +- {sd['utterance']['srcc']:.3f} | "
+                   f"{m['system']['srcc']:.3f} +- {sd['system']['srcc']:.3f} |")
+    by_machine: dict[str, list[str]] = {}
+    for n, r in zip(names, results):
+        by_machine.setdefault(machine_line(r), []).append(f"`{n}`")
+    out.append("")
+    out += [f"{line} ({', '.join(ns)})" for line, ns in by_machine.items()]
+    return "\n".join(out)
+
+
 def speed_table(r: dict) -> str:
     """benchmarks/encoder_speed.py's rows."""
     out = [machine_line(r), "", f"{r['what']}, "
@@ -432,6 +457,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--compare"]:
         print(f"<!-- from {', '.join(argv[1:])} -->")
         print(comparison_table([json.loads(Path(a).read_text()) for a in argv[1:]], [Path(a).name for a in argv[1:]]))
+        return 0
+    if argv[:1] == ["--repeats"]:
+        print(f"<!-- from {', '.join(argv[1:])} -->")
+        print(repeats_table([json.loads(Path(a).read_text()) for a in argv[1:]], [Path(a).name for a in argv[1:]]))
         return 0
     if argv[:1] == ["--targets"]:
         print(f"<!-- from {', '.join(argv[1:])} -->")

@@ -176,7 +176,7 @@ def test_missing_package_and_broken_checkpoint_are_one_line_errors(tmp_path: Pat
     with pytest.raises(MosError, match=r"checkpoint\.pth: not a readable aisfx checkpoint") as err:
         aisfx.load_weights(broken)
     assert "\n" not in str(err.value)
-    monkeypatch.setattr(aisfx.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MosError, match=r"pip install --no-deps aisfx==0\.1\.2"):
         resolve_audio_encoder("aisfx")
 

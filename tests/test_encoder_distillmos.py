@@ -138,7 +138,7 @@ def test_missing_package_and_broken_checkpoint_are_one_line_errors(tmp_path: Pat
     with pytest.raises(MosError, match=r"distill_mos_v7\.pt: not a readable Distill-MOS checkpoint") as err:
         distillmos.load_weights(broken)
     assert "\n" not in str(err.value)
-    monkeypatch.setattr(distillmos.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MosError, match=r"pip install --no-deps distillmos==0\.9\.1") as err:
         resolve_audio_encoder("distillmos")
     assert "\n" not in str(err.value)

@@ -21,8 +21,6 @@ this module follows the paper's layout (time x mel), which its essentia path als
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -31,6 +29,7 @@ from torch import nn
 
 from mos.files import sha256_file
 from mos.errors import MosError, one_line
+from mos.model.encoders.loading import package_version, packaged_file
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, features_version
 from mos.model.encoders.pickle_compat import load_weights_only, numpy_scalar_globals
 from mos.model.frontend import Spectrum, float32_region
@@ -51,27 +50,13 @@ WIDTH = 64  # channels of the first conv block (then 128, 256, 512)
 
 def checkpoint_path() -> Path:
     """The installed package's checkpoint, found without importing the package, or a one-line MosError."""
-    spec = importlib.util.find_spec(KIND)
-    if spec is None or not spec.submodule_search_locations:
-        raise MosError(f"--audio-encoder aisfx: the aisfx package is not installed; install it with `{INSTALL}` "
-                       "(its weights ship in the package; --no-deps keeps its old numpy/librosa pins out)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "checkpoint.pth"
-    if not path.is_file():
-        raise MosError(f"{path}: missing from the installed aisfx package; reinstall it with `{INSTALL}`")
-    return path
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version(KIND)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return packaged_file(KIND, "models/checkpoint.pth", INSTALL, "--no-deps keeps its old numpy/librosa pins out")
 
 
 def resolve(spec: str) -> EncoderInfo:
     """"aisfx" -> EncoderInfo (44.1 kHz, any length, 512-d per block), or a one-line MosError."""
     path = checkpoint_path()
-    version = _version()
+    version = package_version(KIND)
     return EncoderInfo(
         kind=KIND,
         name=f"aisfx {version} (PyPI), sound-effects CNN",

@@ -26,8 +26,6 @@ clip to the window with zeros, so a clip alone and in a padded batch see the sam
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import math
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from torch import nn
 
 from mos.errors import MosError, one_line
 from mos.files import sha256_file
+from mos.model.encoders.loading import package_version, packaged_file
 from mos.model.encoders.base import EncoderInfo, WindowEmbeddingEncoder, features_version
 from mos.model.frontend import dft_basis, float32_region
 
@@ -59,21 +58,7 @@ LOW, HIGH = 1.0, 5.0  # the published head's scale
 
 def checkpoint_path() -> Path:
     """The installed package's weights, found without importing the package, or a one-line MosError."""
-    spec = importlib.util.find_spec(KIND)
-    if spec is None or not spec.submodule_search_locations:
-        raise MosError(f"--audio-encoder distillmos: the distillmos package is not installed; install it with `{INSTALL}` "
-                       "(its weights ship in the package; it is never imported, --no-deps keeps its dependencies out)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / WEIGHTS
-    if not path.is_file():
-        raise MosError(f"{path}: missing from the installed distillmos package; reinstall it with `{INSTALL}`")
-    return path
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version(KIND)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return packaged_file(KIND, f"weights/{WEIGHTS}", INSTALL, "it is never imported, --no-deps keeps its dependencies out")
 
 
 def resolve(spec: str) -> EncoderInfo:
@@ -81,7 +66,7 @@ def resolve(spec: str) -> EncoderInfo:
     path = checkpoint_path()
     return EncoderInfo(
         kind=KIND,
-        name=f"Distill-MOS {_version()} (PyPI), speech quality CNN + transformer",
+        name=f"Distill-MOS {package_version(KIND)} (PyPI), speech quality CNN + transformer",
         source=str(path),
         sample_rate=SAMPLE_RATE,
         out_dim=OUT_DIM,

@@ -1,5 +1,5 @@
-"""Reading a local transformers model directory, for the pretrained audio encoders and the text
-encoder alike: its `model_type`, whether its weights are there, the files that decide its
+"""Finding the weights a PyPI package ships (aisfx, distillmos: found, never imported), and reading
+a local transformers model directory, for the pretrained audio encoders and the text encoder alike: its `model_type`, whether its weights are there, the files that decide its
 outputs and the sha256 over them that pins it (a checkpoint records it; export and the trainer
 refuse an encoder whose files changed), and loading it offline, complete, in eval mode.
 Nothing is ever downloaded and no remote code runs.
@@ -8,6 +8,8 @@ Nothing is ever downloaded and no remote code runs.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,27 @@ ENCODER_FILE_PATTERNS = (
     "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
     PREPROCESSOR,  # an audio encoder's front-end settings (CLAP, AST)
 )
+
+
+def packaged_file(package: str, relative: str, install: str, why_no_deps: str) -> Path:
+    """The file `relative` inside an installed package, found without importing the package, or a
+    one-line MosError saying how to install it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MosError(f"--audio-encoder {package}: the {package} package is not installed; install it with "
+                       f"`{install}` (its weights ship in the package; {why_no_deps})")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise MosError(f"{path}: missing from the installed {package} package; reinstall it with `{install}`")
+    return path
+
+
+def package_version(package: str) -> str:
+    """The installed version of a package, or "unknown"."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def read_model_type(model_dir: Path) -> str:

@@ -196,6 +196,14 @@ def accuracy_table(r: dict) -> str:
     return "\n".join(out)
 
 
+def machines_of(results: list[dict], names: list[str]) -> list[str]:
+    """One line per machine the files record, naming the files measured on it."""
+    by_machine: dict[str, list[str]] = {}
+    for n, r in zip(names, results):
+        by_machine.setdefault(machine_line(r), []).append(f"`{n}`")
+    return [f"{line} ({', '.join(ns)})" for line, ns in by_machine.items()]
+
+
 def comparison_table(results: list[dict], names: list[str] | None = None) -> str:
     """One row per accuracy file (its model over its seeds), then the DNSMOS rows of the first; then the
     machine each file records."""
@@ -221,11 +229,7 @@ def comparison_table(results: list[dict], names: list[str] | None = None) -> str
             out.append(f"| {name} (zero-shot) | - | {m['utterance']['srcc']:.3f} | {m['utterance']['srcc']:.3f} | "
                        f"{f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '-'} | {m['system']['srcc']:.3f} |")
     if names:
-        by_machine: dict[str, list[str]] = {}
-        for n, r in zip(names, results):
-            by_machine.setdefault(machine_line(r), []).append(f"`{n}`")
-        out.append("")
-        out += [f"{line} ({', '.join(ns)})" for line, ns in by_machine.items()]
+        out += ["", *machines_of(results, names)]
     return "\n".join(out)
 
 
@@ -245,11 +249,7 @@ def repeats_table(results: list[dict], names: list[str]) -> str:
         out.append(f"| {name} | {over['repeats']} ({seeds}) | {', '.join(f'{v:.3f}' for v in per)} | "
                    f"{m['utterance']['srcc']:.3f} +- {sd['utterance']['srcc']:.3f} | "
                    f"{m['system']['srcc']:.3f} +- {sd['system']['srcc']:.3f} |")
-    by_machine: dict[str, list[str]] = {}
-    for n, r in zip(names, results):
-        by_machine.setdefault(machine_line(r), []).append(f"`{n}`")
-    out.append("")
-    out += [f"{line} ({', '.join(ns)})" for line, ns in by_machine.items()]
+    out += ["", *machines_of(results, names)]
     return "\n".join(out)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -40,18 +40,8 @@ def run_dnsmos(files: Sequence[Path]) -> dict[str, Any]:
     t = time.perf_counter()
     dnsmos.run(warm, DNSMOS_RATE)
     warm_up = time.perf_counter() - t
-    per_clip: list[float] = []
-    scores: list[float] = []
-    audio_seconds = 0.0
-    start = time.perf_counter()
-    for f in files:
-        t = time.perf_counter()
-        x = np.clip(read_audio(f, DNSMOS_RATE), -1.0, 1.0)
-        r = dnsmos.run(x, DNSMOS_RATE)
-        per_clip.append(time.perf_counter() - t)
-        scores.append(float(r["ovrl_mos"]))
-        audio_seconds += x.shape[0] / DNSMOS_RATE
-    total = time.perf_counter() - start
+    per_clip, scores, audio_seconds, total = _timed_scores(
+        files, DNSMOS_RATE, lambda x: float(dnsmos.run(np.clip(x, -1.0, 1.0), DNSMOS_RATE)["ovrl_mos"]))
     try:
         version = metadata.version("speechmos")
     except metadata.PackageNotFoundError:
@@ -59,6 +49,23 @@ def run_dnsmos(files: Sequence[Path]) -> dict[str, Any]:
     return {"name": f"DNSMOS P.835 (speechmos {version}, ONNX Runtime, default threads)",
             **_timings(per_clip, audio_seconds, total), "warm_up_seconds": round(warm_up, 1),
             "ovrl_mean": round(float(np.mean(scores)), 3) if scores else None}
+
+
+def _timed_scores(files: Sequence[Path], rate: int, score: Callable[[np.ndarray], float]
+                  ) -> tuple[list[float], list[float], float, float]:
+    """Decode each file at `rate` and score it, one clip at a time: per-clip seconds (decode
+    included), the scores, the seconds of audio, and the whole loop's seconds."""
+    per_clip: list[float] = []
+    scores: list[float] = []
+    audio_seconds = 0.0
+    start = time.perf_counter()
+    for f in files:
+        t = time.perf_counter()
+        x = read_audio(f, rate)
+        scores.append(score(x))
+        per_clip.append(time.perf_counter() - t)
+        audio_seconds += x.shape[0] / rate
+    return per_clip, scores, audio_seconds, time.perf_counter() - start
 
 
 def _timings(per_clip: list[float], audio_seconds: float, total: float) -> dict[str, Any]:
@@ -87,17 +94,8 @@ def run_bundle_peer(bundle: Bundle, files: Sequence[Path], device: str, threads:
     check_peer_bundle(bundle)
     engine = ScoreEngine(bundle, EngineOptions(device=device, threads=threads, batch_size=1))
     engine.score_arrays([np.zeros(engine.sample_rate, dtype=np.float32)], [None])  # warm-up, excluded
-    per_clip: list[float] = []
-    scores: list[float] = []
-    audio_seconds = 0.0
-    start = time.perf_counter()
-    for f in files:
-        t = time.perf_counter()
-        x = read_audio(f, engine.sample_rate)
-        scores.append(float(engine.score_arrays([x], [None])[0, 0]))
-        per_clip.append(time.perf_counter() - t)
-        audio_seconds += x.shape[0] / engine.sample_rate
-    total = time.perf_counter() - start
+    per_clip, scores, audio_seconds, total = _timed_scores(
+        files, engine.sample_rate, lambda x: float(engine.score_arrays([x], [None])[0, 0]))
     encoder = (bundle.meta["audio"].get("encoder") or {}).get("name") or bundle.root.name
     return {"name": f"{encoder} (bundle {bundle.root.name}, ONNX Runtime, {engine.threads} threads)",
             **_timings(per_clip, audio_seconds, total), "target": bundle.target_names[0],

@@ -6,7 +6,6 @@ errors; `mos train --audio-encoder .../checkpoint-1.pth --head pooled` -> export
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -24,54 +23,10 @@ from mos.cli import app  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, m2d, resolve_audio_encoder  # noqa: E402
 
+from fixtures_encoders import M2D_NORM_STATS as NORM_STATS, make_tiny_m2d as make_checkpoint  # noqa: E402
 from fixtures_train import TABLE_COLUMNS, make_table  # noqa: E402
 
 RATE = 16000
-NORM_STATS = (-6.5, 3.9)
-
-
-def encoder_tensors(mels: int, frames: int, patch: tuple[int, int], width: int, depth: int, seed: int) -> dict:
-    """Random encoder tensors named and shaped as in a released checkpoint."""
-    g = torch.Generator().manual_seed(seed)
-    tokens = 1 + (mels // patch[0]) * (frames // patch[1])
-
-    def rand(*shape: int, scale: float = 0.05) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * scale
-
-    state = {"cls_token": rand(1, 1, width), "pos_embed": rand(1, tokens, width, scale=0.5),
-             "patch_embed.proj.weight": rand(width, 1, *patch, scale=0.2), "patch_embed.proj.bias": rand(width),
-             "norm.weight": 1 + rand(width), "norm.bias": rand(width)}
-    for i in range(depth):
-        for name, shape in (("norm1", (width,)), ("attn.qkv", (3 * width, width)), ("attn.proj", (width, width)),
-                            ("norm2", (width,)), ("mlp.fc1", (4 * width, width)), ("mlp.fc2", (width, 4 * width))):
-            state[f"blocks.{i}.{name}.weight"] = (1 + rand(*shape)) if name.startswith("norm") else rand(*shape, scale=0.2)
-            state[f"blocks.{i}.{name}.bias"] = rand(shape[0])
-    return state
-
-
-def make_checkpoint(root: Path, name: str = "m2d_vit_base-80x50p16x16-221006-mr7", width: int = 64, depth: int = 2,
-                    layout: str = "training", seed: int = 0) -> Path:
-    """A small checkpoint in a folder named like a release. `layout`: "training" ({'model': encoder +
-    decoder + target encoder + CLAP projections + norm_stats, 'args': Namespace, 'epoch'}),
-    "enconly" (the encoder's state dict) or "runtime" (RuntimeM2D's 'backbone.' keys)."""
-    mels, frames, patch, _ = m2d.parse_folder_name(Path(name) / "x.pth")
-    enc = encoder_tensors(mels, frames, patch, width, depth, seed)
-    enc["norm_stats"] = torch.tensor(NORM_STATS)
-    if layout == "enconly":
-        saved: dict = enc
-    elif layout == "runtime":
-        saved = {"model": {f"backbone.{k}": v for k, v in enc.items()}}
-    else:
-        extra = {"mask_token": torch.zeros(1, 1, 32), "decoder_embed.weight": torch.zeros(32, width),
-                 "decoder_pos_embed": torch.zeros(1, enc["pos_embed"].shape[1], 32),
-                 "decoder_blocks.0.norm1.weight": torch.ones(32), "decoder_pred.weight": torch.zeros(width, 32),
-                 "target_blocks.0.norm1.weight": torch.ones(width), "target_norm.weight": torch.ones(width),
-                 "audio_proj.0.weight": torch.zeros(width, width), "text_proj.weight": torch.zeros(width, 48)}
-        saved = {"model": {**enc, **extra}, "epoch": 1, "args": argparse.Namespace(model="m2d_vit_base", lr=1e-4)}
-    path = root / name / "checkpoint-1.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(saved, path)
-    return path
 
 
 def generated(seconds: float, seed: int = 0) -> np.ndarray:
@@ -146,7 +101,7 @@ def test_folder_name_and_tensors_give_the_shape(ckpt: Path, tmp_path: Path) -> N
         80, 1001, (16, 16), "16k")
     assert m2d.parse_folder_name(Path("m2d_as_vit_base-80x608p16x16p32k-240413_enconly/w.pth"))[3] == "32k"
     assert m2d.parse_folder_name(Path("m2d_s_vit_base-80x608p80x2-230220/c.pth"))[2] == (80, 2)
-    for layout in ("enconly", "runtime"):
+    for layout in ("enconly", "runtime", "evar"):
         other = make_checkpoint(tmp_path / layout, layout=layout)
         assert resolve_audio_encoder(str(other)).out_dim == info.out_dim
         assert torch.equal(build_audio_encoder(str(other)).backbone.norm_stats, torch.tensor(NORM_STATS))
@@ -243,9 +198,10 @@ def test_misnamed_folder_and_unreadable_file_are_one_line_errors(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_train_pooled_export_score_torch_free_matches_pytorch(tmp_path: Path) -> None:
-    """`mos train --audio-encoder <m2d checkpoint> --head pooled` -> `mos export` -> `mos score`
-    (ONNX Runtime) gives each clip PyTorch's score; clips of 0.5 to 1.5 s (one to four chunks)."""
+@pytest.mark.parametrize("head", ["pooled", "svr"])
+def test_train_export_score_torch_free_matches_pytorch(tmp_path: Path, head: str) -> None:
+    """`mos train --audio-encoder <m2d checkpoint> --head pooled|svr` -> `mos export` -> `mos score`
+    (ONNX Runtime) gives each clip PyTorch's score; clips of 0.5 to 1.5 s (one to four chunks of 0.5 s)."""
     ckpt = make_checkpoint(tmp_path / "weights")
     table = make_table(tmp_path / "data", n_signals=4, seconds=0.5)
     import soundfile as sf
@@ -257,7 +213,7 @@ def test_train_pooled_export_score_torch_free_matches_pytorch(tmp_path: Path) ->
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["train", str(table), "--columns", TABLE_COLUMNS, "--group-by", "signal",
                                  "--runs-dir", str(runs), "--name", "m2d", "--epochs", "1", "--batch-size", "8",
-                                 "--text-encoder", "none", "--audio-encoder", str(ckpt), "--head", "pooled",
+                                 "--text-encoder", "none", "--audio-encoder", str(ckpt), "--head", head,
                                  "--feature-cache", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["export", str(runs / "m2d")])

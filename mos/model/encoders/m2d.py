@@ -58,7 +58,7 @@ DEFAULT_NORM_STATS = (-7.1, 4.2)  # portable_m2d's default for checkpoints witho
 RATES = {"16k": (16000, 400, 160), "32k": (32000, 800, 320)}  # sample rate, n_fft = window, hop
 # Parts of a training / fine-tuning checkpoint that the encoder does not use.
 UNUSED_PREFIXES = ("mask_token", "decoder_", "target_", "offline_predictor", "logit_scale", "audio_proj.",
-                   "text_proj.", "text_encoder.", "head.", "module.head.")
+                   "text_proj.", "text_encoder.", "head.", "module.head.", "module.ar.")
 _NAME = re.compile(r"^(?P<cls>[^-]+)-(?P<mels>\d+)x(?P<frames>\d+)p(?P<pf>\d+)x(?P<pt>\d+)(?:p(?P<sr>\d+k))?(?:p[^-]*)?(?:-.*)?$")
 
 

@@ -190,7 +190,8 @@ def m2d_encoder_tensors(mels: int, frames: int, patch: tuple[int, int], width: i
 def make_tiny_m2d(root: Path, name: str = "m2d_vit_base-80x50p16x16-221006-mr7", width: int = 64, depth: int = 2,
                   layout: str = "training", seed: int = 0) -> Path:
     """A small checkpoint in a folder named like a release. `layout`: "training" ({'model': encoder +
-    decoder + target encoder + CLAP projections + norm_stats, 'args': Namespace, 'epoch'}),
+    decoder + target encoder + CLAP projections + norm_stats, 'optimizer', 'epoch', 'scaler', 'args':
+    an argparse.Namespace}, as MAE-style training saves it),
     "enconly" (the encoder's state dict), "runtime" (RuntimeM2D's 'backbone.' keys) or "evar" (an
     EVAR fine-tuned file: 'module.ar.runtime.backbone.' keys, the front end's and the head's beside)."""
     import argparse
@@ -216,7 +217,10 @@ def make_tiny_m2d(root: Path, name: str = "m2d_vit_base-80x50p16x16-221006-mr7",
                  "decoder_blocks.0.norm1.weight": torch.ones(32), "decoder_pred.weight": torch.zeros(width, 32),
                  "target_blocks.0.norm1.weight": torch.ones(width), "target_norm.weight": torch.ones(width),
                  "audio_proj.0.weight": torch.zeros(width, width), "text_proj.weight": torch.zeros(width, 48)}
-        saved = {"model": {**enc, **extra}, "epoch": 1, "args": argparse.Namespace(model="m2d_vit_base", lr=1e-4)}
+        optimizer = {"state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(width)}},
+                     "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95), "weight_decay": 0.05, "params": [0]}]}
+        saved = {"model": {**enc, **extra}, "optimizer": optimizer, "epoch": 1, "scaler": {"scale": 65536.0},
+                 "args": argparse.Namespace(model="m2d_vit_base", input_size=[80, frames], lr=1e-4, norm_stats=None)}
     path = root / name / "checkpoint-1.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(saved, path)

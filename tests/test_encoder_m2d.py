@@ -189,6 +189,12 @@ def test_misnamed_folder_and_unreadable_file_are_one_line_errors(tmp_path: Path)
     wrong_size.write_bytes(good.read_bytes())
     with pytest.raises(MosError, match=r"pos_embed is \[1, 16, 64\], not \[1, 21, 64\]"):
         resolve_audio_encoder(str(wrong_size))
+    other_global = tmp_path / "m2d_vit_base-80x50p16x16-z" / "checkpoint-1.pth"
+    other_global.parent.mkdir()
+    torch.save({"model": torch.load(good, weights_only=True), "args": Path("/runs")}, other_global)
+    with pytest.raises(MosError, match=r"refused: its pickle names pathlib\.PosixPath") as err:
+        resolve_audio_encoder(str(other_global))  # argparse.Namespace is the one extra global allowed
+    assert "\n" not in str(err.value)
     broken = tmp_path / "m2d_vit_base-80x50p16x16-y" / "checkpoint-1.pth"
     broken.parent.mkdir()
     broken.write_bytes(b"not a checkpoint")

@@ -36,7 +36,7 @@ from mos.model.frontend import float32_region
 class EncoderInfo:
     """What a resolved encoder spec is, without building it."""
 
-    kind: str  # "aisfx", "distillmos", "clap", "ast", "wav2vec2", "hubert", "wavlm", "data2vec-audio"
+    kind: str  # "aisfx", "distillmos", "clap", "ast", "wav2vec2", "hubert", "wavlm", "data2vec-audio", "m2d"
     name: str  # for printouts and mos.json, e.g. "aisfx 0.1.2 (PyPI), sound-effects CNN"
     source: str  # the directory or file the weights come from
     sample_rate: int

@@ -8,6 +8,7 @@ from pathlib import Path
 PROJECTION = 24
 HIDDEN = 32  # the tiny speech models' width and depth
 LAYERS = 2
+M2D_NORM_STATS = (-6.5, 3.9)  # the tiny M2D checkpoints' norm_stats
 CAPTIONS = ["a dog barks twice", "rain on a roof, then drums and a piano", "music"]
 
 
@@ -163,3 +164,64 @@ def count_encoded_windows(monkeypatch, encoder_class: type) -> list[int]:
 
     monkeypatch.setattr(encoder_class, "features", counting)
     return calls
+
+
+def m2d_encoder_tensors(mels: int, frames: int, patch: tuple[int, int], width: int, depth: int, seed: int) -> dict:
+    """Random M2D encoder tensors named and shaped as in a released checkpoint."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    tokens = 1 + (mels // patch[0]) * (frames // patch[1])
+
+    def rand(*shape: int, scale: float = 0.05) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    state = {"cls_token": rand(1, 1, width), "pos_embed": rand(1, tokens, width, scale=0.5),
+             "patch_embed.proj.weight": rand(width, 1, *patch, scale=0.2), "patch_embed.proj.bias": rand(width),
+             "norm.weight": 1 + rand(width), "norm.bias": rand(width)}
+    for i in range(depth):
+        for name, shape in (("norm1", (width,)), ("attn.qkv", (3 * width, width)), ("attn.proj", (width, width)),
+                            ("norm2", (width,)), ("mlp.fc1", (4 * width, width)), ("mlp.fc2", (width, 4 * width))):
+            state[f"blocks.{i}.{name}.weight"] = (1 + rand(*shape)) if name.startswith("norm") else rand(*shape, scale=0.2)
+            state[f"blocks.{i}.{name}.bias"] = rand(shape[0])
+    return state
+
+
+def make_tiny_m2d(root: Path, name: str = "m2d_vit_base-80x50p16x16-221006-mr7", width: int = 64, depth: int = 2,
+                  layout: str = "training", seed: int = 0) -> Path:
+    """A small checkpoint in a folder named like a release. `layout`: "training" ({'model': encoder +
+    decoder + target encoder + CLAP projections + norm_stats, 'optimizer', 'epoch', 'scaler', 'args':
+    an argparse.Namespace}, as MAE-style training saves it),
+    "enconly" (the encoder's state dict), "runtime" (RuntimeM2D's 'backbone.' keys) or "evar" (an
+    EVAR fine-tuned file: 'module.ar.runtime.backbone.' keys, the front end's and the head's beside)."""
+    import argparse
+
+    import torch
+
+    from mos.model.encoders import m2d
+
+    mels, frames, patch, _ = m2d.parse_folder_name(Path(name) / "x.pth")
+    enc = m2d_encoder_tensors(mels, frames, patch, width, depth, seed)
+    enc["norm_stats"] = torch.tensor(M2D_NORM_STATS)
+    if layout == "enconly":
+        saved: dict = enc
+    elif layout == "runtime":
+        saved = {"model": {f"backbone.{k}": v for k, v in enc.items()}}
+    elif layout == "evar":
+        saved = {**{f"module.ar.runtime.backbone.{k}": v for k, v in enc.items()},
+                 "module.ar.runtime.to_spec.mel_basis": torch.zeros(80, 201),
+                 "module.head.mlp.mlp.0.weight": torch.zeros(10, 5 * width)}
+    else:
+        extra = {"mask_token": torch.zeros(1, 1, 32), "decoder_embed.weight": torch.zeros(32, width),
+                 "decoder_pos_embed": torch.zeros(1, enc["pos_embed"].shape[1], 32),
+                 "decoder_blocks.0.norm1.weight": torch.ones(32), "decoder_pred.weight": torch.zeros(width, 32),
+                 "target_blocks.0.norm1.weight": torch.ones(width), "target_norm.weight": torch.ones(width),
+                 "audio_proj.0.weight": torch.zeros(width, width), "text_proj.weight": torch.zeros(width, 48)}
+        optimizer = {"state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(width)}},
+                     "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95), "weight_decay": 0.05, "params": [0]}]}
+        saved = {"model": {**enc, **extra}, "optimizer": optimizer, "epoch": 1, "scaler": {"scale": 65536.0},
+                 "args": argparse.Namespace(model="m2d_vit_base", input_size=[80, frames], lr=1e-4, norm_stats=None)}
+    path = root / name / "checkpoint-1.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(saved, path)
+    return path

@@ -23,7 +23,7 @@ from mos.model.encoders import build_audio_encoder, resolve_audio_encoder, ssl  
 from mos.model.encoders.ssl import SslAudioEncoder  # noqa: E402
 from mos.trainer.feature_cache import FeatureCache  # noqa: E402
 
-from fixtures_encoders import count_encoded_windows, make_tiny_ast, make_tiny_clap, save_tiny  # noqa: E402
+from fixtures_encoders import count_encoded_windows, make_tiny_ast, make_tiny_clap, make_tiny_m2d, save_tiny  # noqa: E402
 
 RATE = 16000
 WINDOW = 8000  # 0.5 s windows: the 0.8 s clips have two each
@@ -37,17 +37,18 @@ def families() -> list:
 
 def test_every_encoder_family_declares_its_features_version() -> None:
     names = {m.__name__.rsplit(".", 1)[1] for m in families()}
-    assert {"aisfx", "ast", "clap", "distillmos", "laion_clap", "ssl"} <= names
+    assert {"aisfx", "ast", "clap", "distillmos", "laion_clap", "m2d", "ssl"} <= names
     for module in families():
         version = getattr(module, "FEATURES_VERSION", None)
         assert isinstance(version, int) and version >= 1, f"{module.__name__} declares no FEATURES_VERSION"
 
 
 def test_resolved_encoders_carry_their_familys_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mos.model.encoders import aisfx, ast, clap, distillmos
+    from mos.model.encoders import aisfx, ast, clap, distillmos, m2d
 
     specs = [(clap, "clap", str(make_tiny_clap(tmp_path / "clap"))), (ast, "ast", str(make_tiny_ast(tmp_path / "ast"))),
-             (ssl, "ssl", str(save_tiny(tmp_path / "w2v", "wav2vec2", "layer")))]
+             (ssl, "ssl", str(save_tiny(tmp_path / "w2v", "wav2vec2", "layer"))),
+             (m2d, "m2d", str(make_tiny_m2d(tmp_path / "m2d")))]
     if importlib.util.find_spec("aisfx") is not None:  # its weights ship in that package
         specs.append((aisfx, "aisfx", "aisfx"))
     if importlib.util.find_spec("distillmos") is not None:  # likewise

@@ -70,8 +70,8 @@ class TrainConfig:
     listener_threshold: float = 0.2  # drop listeners correlating below this with the others
     text_encoder: str = "minilm"
     max_text_tokens: int = 64  # captions are truncated to this many tokens (the MusicEval baseline's CLAP: 77)
-    # "conv" (the edge encoder, trained from scratch), "aisfx", or a local transformers directory
-    # (CLAP, AST, wav2vec2/HuBERT/WavLM/data2vec-audio): see mos.model.encoders.
+    # "conv" (the edge encoder, trained from scratch), "aisfx", a local transformers directory
+    # (CLAP, AST, wav2vec2/HuBERT/WavLM/data2vec-audio) or a checkpoint file: see mos.model.encoders.
     audio_encoder: str = "conv"
     finetune_audio: bool = False  # train a pretrained audio encoder too (frozen by default)
     # Feed the pretrained encoder audio at this rate as if it were at its own, without resampling

@@ -11,6 +11,9 @@
   (self-supervised speech models, 16 kHz, a learned weighting of their hidden layers);
 - a LAION-CLAP checkpoint file (`*.pt`, the laion_clap package's state dict), converted once into
   a CLAP directory in the cache and then used as one (mos.model.encoders.laion_clap);
+- an M2D / M2D-AS / M2D-CLAP checkpoint file (`*.pth` in a folder named as nttcslab/m2d releases
+  are, e.g. m2d_vit_base-80x608p16x16-221006-mr7/checkpoint-300.pth; its audio tower, frame-level
+  features; mos.model.encoders.m2d);
 - two or more of these joined with '+' (e.g. "aisfx+distillmos"): a stack of frozen encoders whose
   pooled embeddings are concatenated (mos.model.encoders.stack).
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mos.errors import MosError
-from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, is_laion_checkpoint
+from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder, is_laion_checkpoint, is_m2d_checkpoint
 from mos.model.encoders.loading import read_model_type
 from mos.model.encoders.stack import KIND as STACK, StackedAudioEncoder, combine, is_stack, member_specs
 
@@ -51,6 +54,10 @@ def _family(spec: str):
         from mos.model.encoders import laion_clap
 
         return laion_clap
+    if is_m2d_checkpoint(spec):
+        from mos.model.encoders import m2d
+
+        return m2d
     model_type = read_model_type(Path(spec))
     if model_type == "clap":
         from mos.model.encoders import clap
@@ -82,7 +89,7 @@ def canonical_spec(spec: str) -> str:
     stack too); names such as "aisfx" as they are."""
     if is_stack(spec):
         return "+".join(canonical_spec(part) for part in member_specs(spec))
-    local = Path(spec).is_dir() or is_laion_checkpoint(spec)
+    local = Path(spec).is_dir() or is_laion_checkpoint(spec) or is_m2d_checkpoint(spec)
     return str(Path(spec).resolve()) if local else spec
 
 

@@ -15,7 +15,7 @@ layers) live under `mixer` and are always trained and saved. Frames past `frame_
 A clip must give the same frames alone or zero-padded in a batch, unless `info.padding_invariant`
 is False (then callers batch only equal lengths).
 
-Each family module (aisfx, distillmos, clap, ast, ssl, laion_clap) declares FEATURES_VERSION, an int bumped
+Each family module (aisfx, distillmos, clap, ast, ssl, laion_clap, m2d) declares FEATURES_VERSION, an int bumped
 whenever its front end or forward changes the features it gives for the same weights and audio;
 `info.code_version` carries it, and caches of features (mos.trainer.feature_cache) key on it, so
 features made by other code are never reused.
@@ -36,7 +36,7 @@ from mos.model.frontend import float32_region
 class EncoderInfo:
     """What a resolved encoder spec is, without building it."""
 
-    kind: str  # "aisfx", "distillmos", "clap", "ast", "wav2vec2", "hubert", "wavlm", "data2vec-audio"
+    kind: str  # "aisfx", "distillmos", "clap", "ast", "wav2vec2", "hubert", "wavlm", "data2vec-audio", "m2d"
     name: str  # for printouts and mos.json, e.g. "aisfx 0.1.2 (PyPI), sound-effects CNN"
     source: str  # the directory or file the weights come from
     sample_rate: int
@@ -123,3 +123,9 @@ def is_laion_checkpoint(spec: str) -> bool:
     """Whether an encoder spec names a LAION-CLAP checkpoint file (a path ending in .pt), which
     mos.model.encoders.laion_clap reads, as an audio or a text encoder."""
     return spec.lower().endswith(".pt")
+
+
+def is_m2d_checkpoint(spec: str) -> bool:
+    """Whether an audio encoder spec names an M2D checkpoint file (a path ending in .pth, inside a
+    folder named as nttcslab/m2d releases are), which mos.model.encoders.m2d reads."""
+    return spec.lower().endswith(".pth")

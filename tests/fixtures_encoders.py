@@ -225,3 +225,45 @@ def make_tiny_m2d(root: Path, name: str = "m2d_vit_base-80x50p16x16-221006-mr7",
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(saved, path)
     return path
+
+
+M2D_CLAP_NAME = "m2d_clap_vit_base-80x50p16x16p16kpBpTI-2025"  # BERT text model, its weights included (TI)
+
+
+def make_tiny_m2d_clap(root: Path, name: str = M2D_CLAP_NAME, width: int = 64, depth: int = 2, seed: int = 0) -> Path:
+    """A small M2D-CLAP training checkpoint in the 2025 release layout: the encoder, norm_stats, the
+    semantic audio projection (`audio_proj.sem_token`, one 1-head block of MLP ratio 1, `norm`),
+    `text_proj` (Linear text width -> width) and the tuned BERT text model under
+    `text_encoder.text_encoder.` (random weights other than the folder's), with the tiny BERT
+    folder (config, tokenizer, its own weights) saved beside it as `bert-base-uncased/`."""
+    import argparse
+
+    import torch
+    from transformers import BertModel
+
+    from mos.model.encoders import m2d
+
+    path = root / name / "checkpoint-30.pth"
+    text_dir = make_tiny_text_encoder(path.parent / "bert-base-uncased")
+    mels, frames, patch, _ = m2d.parse_folder_name(path)
+    state = m2d_encoder_tensors(mels, frames, patch, width, depth, seed)
+    state["norm_stats"] = torch.tensor(M2D_NORM_STATS)
+    g = torch.Generator().manual_seed(seed + 7)
+
+    def rand(*shape: int, scale: float = 0.2) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    state["audio_proj.sem_token"] = rand(1, 1, width, scale=0.5)
+    for part, shape in (("norm1", (width,)), ("attn.qkv", (3 * width, width)), ("attn.proj", (width, width)),
+                        ("norm2", (width,)), ("mlp.fc1", (width, width)), ("mlp.fc2", (width, width))):
+        state[f"audio_proj.sem_blocks.0.{part}.weight"] = (1 + rand(*shape, scale=0.05)) if part.startswith("norm") else rand(*shape)
+        state[f"audio_proj.sem_blocks.0.{part}.bias"] = rand(shape[0], scale=0.05)
+    state["audio_proj.norm.weight"], state["audio_proj.norm.bias"] = 1 + rand(width, scale=0.05), rand(width, scale=0.05)
+    state["text_proj.weight"], state["text_proj.bias"] = rand(width, TEXT_HIDDEN), rand(width, scale=0.05)
+    torch.manual_seed(seed + 11)
+    tuned = BertModel(BertModel.config_class.from_pretrained(str(text_dir))).eval()
+    state.update({f"text_encoder.text_encoder.{k}": v for k, v in tuned.state_dict().items()})
+    state["logit_scale"] = torch.tensor(2.6)
+    torch.save({"model": state, "epoch": 30,
+                "args": argparse.Namespace(model="m2d_clap_vit_base", input_size=[mels, frames])}, path)
+    return path

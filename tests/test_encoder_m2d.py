@@ -23,7 +23,8 @@ from mos.cli import app  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, m2d, resolve_audio_encoder  # noqa: E402
 
-from fixtures_encoders import M2D_NORM_STATS as NORM_STATS, make_tiny_m2d as make_checkpoint  # noqa: E402
+from fixtures_encoders import CAPTIONS, M2D_NORM_STATS as NORM_STATS, make_tiny_m2d as make_checkpoint  # noqa: E402
+from fixtures_encoders import make_tiny_m2d_clap  # noqa: E402
 from fixtures_train import TABLE_COLUMNS, make_table  # noqa: E402
 
 RATE = 16000
@@ -59,10 +60,11 @@ def reference_log_mel(x: np.ndarray) -> np.ndarray:
     return (logmel - NORM_STATS[0]) / NORM_STATS[1]
 
 
-def reference_frames(ckpt: Path, lms: torch.Tensor) -> torch.Tensor:
+def reference_frames(ckpt: Path, lms: torch.Tensor, flat: bool = False) -> torch.Tensor:
     """portable_m2d's encode_lms (flat_features False) on [1, 1, 80, T], written out with the
     checkpoint's tensors: each chunk of 50 frames alone (the last one shorter, zero-padded to a whole
-    patch), pos_embed shortened for it, a timm-style ViT, rows stacked per time column."""
+    patch), pos_embed shortened for it, a timm-style ViT, rows stacked per time column. `flat`
+    (flat_features True): every chunk's patch embeddings [N, width] in their (f t) order."""
     state = m2d.read_state(ckpt)
     width, unit, pf, pt = 64, 50, 16, 16
     heads, fbins = 1, 5
@@ -89,8 +91,27 @@ def reference_frames(ckpt: Path, lms: torch.Tensor) -> torch.Tensor:
             h = torch.nn.functional.gelu(torch.nn.functional.linear(h, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"]))
             x = x + torch.nn.functional.linear(h, state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
         x = torch.nn.functional.layer_norm(x, (width,), state["norm.weight"], state["norm.bias"], 1e-6)[:, 1:]
-        out.append(x.reshape(1, fbins, -1, width).permute(0, 2, 1, 3).reshape(1, -1, fbins * width))
+        out.append(x if flat else x.reshape(1, fbins, -1, width).permute(0, 2, 1, 3).reshape(1, -1, fbins * width))
     return torch.cat(out, dim=1)[0]
+
+
+def reference_clap_audio(ckpt: Path, lms: torch.Tensor) -> torch.Tensor:
+    """portable_m2d's encode_clap_audio (flat_features True, the semantic AudioToSemantic
+    projection: a token prepended, a one-head timm Block of MLP ratio 1 with LayerNorm eps 1e-5,
+    that token, LayerNorm), then L2-normalised, written out with the checkpoint's tensors: [width]."""
+    state = m2d.read_state(ckpt)
+    width, f = 64, torch.nn.functional
+    x = torch.cat([state["audio_proj.sem_token"][0], reference_frames(ckpt, lms, flat=True)])[None]
+    p = "audio_proj.sem_blocks.0."
+    h = f.layer_norm(x, (width,), state[p + "norm1.weight"], state[p + "norm1.bias"], 1e-5)
+    q, k, v = f.linear(h, state[p + "attn.qkv.weight"], state[p + "attn.qkv.bias"]).reshape(1, -1, 3, 1, width).permute(2, 0, 3, 1, 4)
+    x = x + f.linear(f.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, -1, width),
+                     state[p + "attn.proj.weight"], state[p + "attn.proj.bias"])
+    h = f.layer_norm(x, (width,), state[p + "norm2.weight"], state[p + "norm2.bias"], 1e-5)
+    x = x + f.linear(f.gelu(f.linear(h, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])),
+                     state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
+    out = f.layer_norm(x[0, 0], (width,), state["audio_proj.norm.weight"], state["audio_proj.norm.bias"], 1e-5)
+    return out / out.norm()
 
 
 def test_folder_name_and_tensors_give_the_shape(ckpt: Path, tmp_path: Path) -> None:
@@ -161,6 +182,90 @@ def test_onnx_export_matches_pytorch_at_other_batch_sizes_and_lengths(encoder, t
             ref, ref_counts = encoder(torch.from_numpy(wave), torch.tensor(lengths))
         assert counts.tolist() == ref_counts.tolist()
         assert np.max(np.abs(got - ref.numpy())) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def clap_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_m2d_clap(tmp_path_factory.mktemp("m2d_clap"))
+
+
+def test_clap_audio_embedding_matches_portable_m2d_steps(clap_ckpt: Path) -> None:
+    """`checkpoint.pth#clap`: one L2-normalised embedding per clip, the reference's, for a clip
+    shorter than a chunk and one of five chunks, alone and zero-padded in one batch."""
+    encoder = build_audio_encoder(f"{clap_ckpt}#clap")
+    assert encoder.info.out_dim == 64 and encoder.info.code_version == "m2d-clap.v1"
+    assert resolve_audio_encoder(str(clap_ckpt)).out_dim == 5 * 64  # without #clap: frames, as before
+    clips = [generated(0.37, seed=1), generated(2.3, seed=2)]
+    wave = np.zeros((2, clips[1].size), dtype=np.float32)
+    for i, x in enumerate(clips):
+        wave[i, : x.size] = x
+    with torch.no_grad():
+        batch, counts = encoder(torch.from_numpy(wave), torch.tensor([x.size for x in clips]))
+    assert tuple(batch.shape) == (2, 1, 64) and counts.tolist() == [1, 1]
+    for i, x in enumerate(clips):
+        lms = torch.from_numpy(reference_log_mel(x)).float()[None, None]
+        ref = reference_clap_audio(clap_ckpt, lms)
+        assert torch.max(torch.abs(batch[i, 0] - ref)) < 1e-4
+    assert torch.max(torch.abs(batch[0, 0] - batch[1, 0])) > 1e-2
+
+
+def test_clap_text_embedding_matches_portable_m2d_steps(clap_ckpt: Path) -> None:
+    """`--text-encoder checkpoint.pth`: the checkpoint's tuned BERT (not the folder's own weights)
+    on the tokenizer beside it, the [CLS] token, text_proj, L2-normalised: one row per caption."""
+    from transformers import AutoTokenizer, BertModel
+
+    from mos.model.text_encoder import load_text_encoder
+
+    encoder = load_text_encoder(str(clap_ckpt))
+    assert encoder.pooled and encoder.dim == 64
+    got = torch.stack([e[0] for e in encoder.encode(CAPTIONS)])
+    folder = clap_ckpt.parent / "bert-base-uncased"
+    state = m2d.read_state(clap_ckpt)
+    bert = BertModel.from_pretrained(str(folder)).eval()
+    batch = AutoTokenizer.from_pretrained(str(folder))(CAPTIONS, padding="longest", return_tensors="pt")
+
+    def embed() -> torch.Tensor:
+        with torch.no_grad():
+            cls = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0][:, 0]
+        out = torch.nn.functional.linear(cls, state["text_proj.weight"], state["text_proj.bias"])
+        return out / out.norm(dim=-1, keepdim=True)
+
+    own = embed()
+    bert.load_state_dict({k[len("text_encoder.text_encoder."):]: v for k, v in state.items()
+                          if k.startswith("text_encoder.text_encoder.")})
+    assert torch.max(torch.abs(got - embed())) < 1e-5
+    assert torch.max(torch.abs(got - own)) > 1e-2  # the checkpoint's text weights, not the folder's
+
+
+def test_m2d_clap_problems_are_one_line_errors(tmp_path: Path, clap_ckpt: Path) -> None:
+    from mos.model.text_encoder import load_text_encoder
+
+    with pytest.raises(MosError, match=r"#clap: the checkpoint has an MLP audio_proj") as err:
+        resolve_audio_encoder(f"{make_checkpoint(tmp_path)}#clap")  # the "training" layout's 2024-style MLP
+    assert "\n" not in str(err.value)
+    copy = tmp_path / clap_ckpt.parent.name / "checkpoint-30.pth"
+    copy.parent.mkdir()
+    state = torch.load(clap_ckpt, map_location="cpu", weights_only=False)
+    copy.write_bytes(clap_ckpt.read_bytes())
+    with pytest.raises(MosError, match=r"its text model bert-base-uncased is needed in") as err:
+        load_text_encoder(str(copy))
+    assert "\n" not in str(err.value)
+    import shutil
+
+    shutil.copytree(clap_ckpt.parent / "bert-base-uncased", copy.parent / "bert-base-uncased")
+    del state["model"]["text_encoder.text_encoder.encoder.layer.1.output.dense.weight"]
+    state["model"]["text_encoder.text_encoder.extra.weight"] = torch.zeros(1)
+    torch.save(state, copy)
+    with pytest.raises(MosError) as err:
+        load_text_encoder(str(copy))
+    message = str(err.value)
+    assert "\n" not in message and str(copy) in message
+    assert "missing encoder.layer.1.output.dense.weight" in message and "unexpected extra.weight" in message
+    del state["model"]["text_proj.weight"]
+    torch.save(state, copy)
+    with pytest.raises(MosError, match=r"text projection lacks text_proj.weight|no text_proj tensors") as err:
+        load_text_encoder(str(copy))
+    assert "\n" not in str(err.value)
 
 
 def test_missing_and_unexpected_keys_are_one_line_errors(tmp_path: Path) -> None:

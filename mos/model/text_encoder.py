@@ -4,7 +4,8 @@
 (loaded offline with transformers); any other value is a local transformers directory: its token
 features are the last hidden state, except for a CLAP directory (model_type "clap"), whose text
 tower + projection gives one feature per caption (the normalised CLAP text embedding, [1, D]);
-`none` makes an audio-only model; a LAION-CLAP checkpoint (`*.pt`) is its text tower, converted
+`none` makes an audio-only model; an M2D-CLAP checkpoint (`*.pth`) is its text model (saved
+beside it) + text_proj, one feature per caption (mos.model.encoders.m2d_clap_text); a LAION-CLAP checkpoint (`*.pt`) is its text tower, converted
 into the cache by mos.model.encoders.laion_clap with the RoBERTa tokenizer found beside it. The
 encoder's files are pinned by a sha256 (mos.model.encoders.loading.encoder_sha256, as the audio
 encoders' are): the trainer records it, export refuses an encoder whose files changed.
@@ -24,6 +25,7 @@ from mos.errors import MosError
 from mos.model.encoders.base import is_laion_checkpoint
 from mos.model.encoders.clap import l2_normalize
 from mos.model.encoders.loading import encoder_sha256, load_complete, read_model_type
+from mos.model.encoders.m2d_clap_text import is_m2d_clap_text
 
 MINILM_ID = "minilm"
 # A tokenizer's model_max_length at or above this is transformers' "no limit recorded".
@@ -95,6 +97,10 @@ class FrozenTextEncoder:
             from mos.model.encoders.laion_clap import text_model_dir
 
             self.model_dir, self.sha256 = text_model_dir(spec)
+        elif is_m2d_clap_text(spec):  # the checkpoint's text_proj over a text model saved beside it
+            from mos.model.encoders.m2d_clap_text import load as load_m2d_clap_text
+
+            m2d_clap, self.model_dir, self.sha256 = load_m2d_clap_text(spec)
         else:
             self.model_dir = resolve_text_model_dir(spec)
             self.sha256 = encoder_sha256(self.model_dir)
@@ -108,8 +114,11 @@ class FrozenTextEncoder:
         if isinstance(limit, int) and limit < NO_LIMIT and max_tokens > limit:
             raise MosError(f"--max-text-tokens {max_tokens}: text encoder {spec!r} takes at most {limit} tokens")
         # A CLAP directory gives one (pooled, projected) feature per caption; others, every token's.
-        self.pooled = self.spec != MINILM_ID and read_model_type(self.model_dir) == "clap"
-        if self.pooled:
+        self.pooled = is_m2d_clap_text(spec) or (self.spec != MINILM_ID and read_model_type(self.model_dir) == "clap")
+        if is_m2d_clap_text(spec):
+            self.module = m2d_clap
+            self.dim = m2d_clap.dim
+        elif self.pooled:
             self.module: nn.Module = load_clap_text(self.model_dir)
             self.dim = int(self.module.text_projection.linear2.out_features)
         else:
@@ -126,6 +135,8 @@ class FrozenTextEncoder:
     def name(self) -> str:
         if self.spec == MINILM_ID:
             return MINILM_NAME
+        if is_m2d_clap_text(self.spec):
+            return f"{self.spec} (M2D-CLAP text tower, {self.model_dir.name})"
         return f"{self.spec} (LAION-CLAP text tower)" if is_laion_checkpoint(self.spec) else str(self.model_dir)
 
     def tokenize(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:

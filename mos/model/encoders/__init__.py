@@ -13,7 +13,8 @@
   a CLAP directory in the cache and then used as one (mos.model.encoders.laion_clap);
 - an M2D / M2D-AS / M2D-CLAP checkpoint file (`*.pth` in a folder named as nttcslab/m2d releases
   are, e.g. m2d_vit_base-80x608p16x16-221006-mr7/checkpoint-300.pth; its audio tower, frame-level
-  features; mos.model.encoders.m2d);
+  features; with `#clap` after the path, an M2D-CLAP checkpoint's projected CLAP audio embedding;
+  mos.model.encoders.m2d);
 - two or more of these joined with '+' (e.g. "aisfx+distillmos"): a stack of frozen encoders whose
   pooled embeddings are concatenated (mos.model.encoders.stack).
 
@@ -89,7 +90,12 @@ def canonical_spec(spec: str) -> str:
     stack too); names such as "aisfx" as they are."""
     if is_stack(spec):
         return "+".join(canonical_spec(part) for part in member_specs(spec))
-    local = Path(spec).is_dir() or is_laion_checkpoint(spec) or is_m2d_checkpoint(spec)
+    if is_m2d_checkpoint(spec):  # the file made absolute, `#clap` kept
+        from mos.model.encoders.m2d import CLAP_SUFFIX, split_spec
+
+        base, clap = split_spec(spec)
+        return str(Path(base).resolve()) + (CLAP_SUFFIX if clap else "")
+    local = Path(spec).is_dir() or is_laion_checkpoint(spec)
     return str(Path(spec).resolve()) if local else spec
 
 

@@ -128,4 +128,4 @@ def is_laion_checkpoint(spec: str) -> bool:
 def is_m2d_checkpoint(spec: str) -> bool:
     """Whether an audio encoder spec names an M2D checkpoint file (a path ending in .pth, inside a
     folder named as nttcslab/m2d releases are), which mos.model.encoders.m2d reads."""
-    return spec.lower().endswith(".pth")
+    return spec.lower().endswith((".pth", ".pth#clap"))

@@ -27,7 +27,14 @@ In the graph (exportable to ONNX, any length), following portable_m2d.py:
   default features): [B, T, (mels / patch_f) * width], one frame per patch_t * hop samples
   (160 ms for 16x16 patches at 16 kHz). Frames of a full chunk past its last whole patch (e.g. the
   last 9 of 1001) are not seen, as in portable_m2d.
-The CLAP audio projection and the text tower are not used (frames only).
+
+`FOLDER/checkpoint-N.pth#clap` (an M2D-CLAP checkpoint): the CLAP audio embedding instead, as
+portable_m2d's encode_clap_audio with flat_features=True gives it for the 2025 checkpoints: every
+valid patch embedding of all chunks (not stacked by frequency) through the checkpoint's semantic
+`audio_proj` (a learned token prepended, 1-4 one-head transformer blocks with LayerNorm eps 1e-5,
+that token's output, LayerNorm), then L2-normalised: one feature [B, 1, width] per clip. Only the
+semantic projection (`audio_proj.sem_token`) is read; an MLP `audio_proj` (2024 checkpoints) is a
+one-line error. The text tower is mos.model.encoders.m2d_clap_text's.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ from mos.model.encoders.pickle_compat import load_weights_only
 from mos.model.frontend import Spectrum, float32_region
 
 KIND = "m2d"
+CLAP_SUFFIX = "#clap"  # spec suffix: the projected CLAP audio embedding instead of frames
+SEM_LN_EPS = 1e-5  # the semantic projection's LayerNorms (torch's default eps)
 # Bump when this module's front end or forward changes the features it gives (caches key on it).
 FEATURES_VERSION = 1
 HEAD_DIM = 64  # width per attention head (ViT convention)
@@ -153,23 +162,45 @@ def check_state(path: Path, state: dict[str, torch.Tensor]) -> M2DShape:
     return shape
 
 
+def split_spec(spec: str) -> tuple[str, bool]:
+    """(the checkpoint path, whether `#clap` asks for the CLAP audio embedding)."""
+    if spec.lower().endswith(CLAP_SUFFIX):
+        return spec[: -len(CLAP_SUFFIX)], True
+    return spec, False
+
+
+def semantic_depth(path: Path, state: dict[str, torch.Tensor]) -> int:
+    """How many blocks the checkpoint's semantic audio projection has, or a one-line MosError."""
+    if "audio_proj.sem_token" not in state:
+        kind = "an MLP audio_proj (a 2024 M2D-CLAP)" if "audio_proj.0.weight" in state else "no audio_proj"
+        raise MosError(f"{path}{CLAP_SUFFIX}: the checkpoint has {kind}; the CLAP audio embedding is read from "
+                       "the semantic projection of the 2025 M2D-CLAP checkpoints (audio_proj.sem_token)")
+    return 1 + max((int(k.split(".")[2]) for k in state if re.match(r"^audio_proj\.sem_blocks\.\d+\.", k)), default=-1)
+
+
 def resolve(spec: str) -> EncoderInfo:
-    """An M2D checkpoint path -> EncoderInfo (16 or 32 kHz, any length), or a one-line MosError."""
-    path = Path(spec)
+    """An M2D checkpoint path (with `#clap`: its CLAP audio embedding) -> EncoderInfo (16 or 32
+    kHz, any length), or a one-line MosError."""
+    base, clap = split_spec(spec)
+    path = Path(base)
     if not path.is_file():
-        raise MosError(f"{spec}: no such M2D checkpoint file")
+        raise MosError(f"{base}: no such M2D checkpoint file")
     parse_folder_name(path)  # a misnamed folder fails before the file is read
     state = read_state(path)
     shape = check_state(path, state)
     params = sum(v.numel() for k, v in state.items() if not k.startswith(UNUSED_PREFIXES) and k != "norm_stats")
+    if clap:
+        semantic_depth(path, state)
+        params += sum(v.numel() for k, v in state.items() if k.startswith("audio_proj."))
     return EncoderInfo(
         kind=KIND,
-        name=f"M2D {path.parent.name}/{path.name} (ViT {shape.depth}x{shape.width}, {shape.rate_name})",
-        source=str(path.resolve()),
+        name=f"M2D {path.parent.name}/{path.name} (ViT {shape.depth}x{shape.width}, {shape.rate_name}"
+             f"{', CLAP audio embedding' if clap else ''})",
+        source=str(path.resolve()) + (CLAP_SUFFIX if clap else ""),
         sample_rate=RATES[shape.rate_name][0],
-        out_dim=shape.out_dim,
+        out_dim=shape.width if clap else shape.out_dim,
         sha256=sha256_file(path),
-        code_version=features_version(KIND, FEATURES_VERSION),
+        code_version=features_version(KIND + ("-clap" if clap else ""), FEATURES_VERSION),
         window_seconds=None,
         padding_invariant=True,
         parameters=params,
@@ -179,14 +210,14 @@ def resolve(spec: str) -> EncoderInfo:
 class Block(nn.Module):
     """A pre-norm transformer block with timm's parameter names, attention masked by key."""
 
-    def __init__(self, width: int, heads: int, mlp: int) -> None:
+    def __init__(self, width: int, heads: int, mlp: int, eps: float = LN_EPS) -> None:
         super().__init__()
         self.heads = heads
-        self.norm1 = nn.LayerNorm(width, eps=LN_EPS)
+        self.norm1 = nn.LayerNorm(width, eps=eps)
         self.attn = nn.Module()
         self.attn.qkv = nn.Linear(width, 3 * width)
         self.attn.proj = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width, eps=LN_EPS)
+        self.norm2 = nn.LayerNorm(width, eps=eps)
         self.mlp = nn.Module()
         self.mlp.fc1 = nn.Linear(width, mlp)
         self.mlp.fc2 = nn.Linear(mlp, width)
@@ -286,31 +317,75 @@ class M2DAudioEncoder(PretrainedAudioEncoder):
         keep = torch.arange(logmel.shape[2], device=logmel.device)[None, :] < frames[:, None]
         return (logmel - mean) / std * keep[:, None, :].to(logmel.dtype), frames
 
-    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def patch_tokens(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each chunk's patch embeddings [B, chunks, grid_f, grid_t, width] and its valid patch
+        columns [B, chunks] (a partial patch at the clip's end counts, zero-filled)."""
         shape = self.backbone.shape
         gf, gt = shape.grid
         unit, pt = shape.frames, shape.patch[1]
+        x, frames = self.normalised_log_mel(waveform.float(), lengths)
+        b, mels, t = x.shape
+        chunks = torch.div(t + unit - 1, unit, rounding_mode="floor")
+        x = nn.functional.pad(x, (0, chunks * unit - t))
+        x = x.reshape(b, mels, -1, unit).transpose(1, 2).reshape(-1, 1, mels, unit)  # [B * chunks, 1, mels, unit]
+        starts = torch.arange(x.shape[0] // b, device=x.device) * unit
+        in_chunk = torch.clamp(frames[:, None] - starts[None, :], min=0, max=unit)
+        columns = torch.clamp(torch.div(in_chunk + pt - 1, pt, rounding_mode="floor"), max=gt)  # [B, chunks]
+        tokens = self.backbone(x, columns.reshape(-1))  # [B * chunks, gf * gt, D]
+        return tokens.reshape(b, -1, gf, gt, tokens.shape[-1]), columns
+
+    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gf = self.backbone.shape.grid[0]
         with float32_region(waveform.device.type):
-            x, frames = self.normalised_log_mel(waveform.float(), lengths)
-            b, mels, t = x.shape
-            chunks = torch.div(t + unit - 1, unit, rounding_mode="floor")
-            x = nn.functional.pad(x, (0, chunks * unit - t))
-            x = x.reshape(b, mels, -1, unit).transpose(1, 2).reshape(-1, 1, mels, unit)  # [B * chunks, 1, mels, unit]
-            # valid patch columns of each chunk: a partial patch at the clip's end counts (zero-filled)
-            starts = torch.arange(x.shape[0] // b, device=x.device) * unit
-            in_chunk = torch.clamp(frames[:, None] - starts[None, :], min=0, max=unit)
-            columns = torch.clamp(torch.div(in_chunk + pt - 1, pt, rounding_mode="floor"), max=gt)  # [B, chunks]
-            tokens = self.backbone(x, columns.reshape(-1))  # [B * chunks, gf * gt, D]
-            d = tokens.shape[-1]
-            out = tokens.reshape(b, -1, gf, gt, d).permute(0, 1, 3, 2, 4).reshape(b, -1, gf * d)
+            tokens, columns = self.patch_tokens(waveform, lengths)
+            b, _, _, gt, d = tokens.shape
+            out = tokens.permute(0, 1, 3, 2, 4).reshape(b, -1, gf * d)
             counts = columns.sum(dim=1)
             keep = torch.arange(out.shape[1], device=out.device)[None, :] < counts[:, None]
             return out * keep[:, :, None].to(out.dtype), counts
 
 
+class SemanticProjection(nn.Module):
+    """M2D-CLAP's semantic audio projection (portable_m2d's AudioToSemantic, key names as in the
+    checkpoints): patch tokens [B, N, D] and which are valid [B, N] -> [B, D]."""
+
+    def __init__(self, width: int, depth: int, mlp: int) -> None:
+        super().__init__()
+        self.sem_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.sem_blocks = nn.ModuleList(Block(width, 1, mlp, SEM_LN_EPS) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, eps=SEM_LN_EPS)
+
+    def forward(self, tokens: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.sem_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)
+        for block in self.sem_blocks:
+            x = block(x, keep)
+        return self.norm(x[:, 0])
+
+
+class M2DClapAudioEncoder(M2DAudioEncoder):
+    """The M2D-CLAP audio tower + semantic projection: one L2-normalised embedding [B, 1, width]."""
+
+    def __init__(self, info: EncoderInfo, backbone: M2DViT, audio_proj: SemanticProjection) -> None:
+        super().__init__(info, backbone)
+        self.audio_proj = audio_proj
+
+    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with float32_region(waveform.device.type):
+            tokens, columns = self.patch_tokens(waveform, lengths)
+            b, _, gf, gt, d = tokens.shape
+            keep = torch.arange(gt, device=tokens.device)[None, None, None, :] < columns[:, :, None, None]
+            keep = keep.expand(-1, -1, gf, -1).reshape(b, -1)
+            pooled = self.audio_proj(tokens.reshape(b, -1, d), keep)
+            emb = pooled / pooled.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            return emb.unsqueeze(1), torch.ones_like(lengths, dtype=torch.int64)
+
+
 def build(info: EncoderInfo) -> M2DAudioEncoder:
-    """The ViT with the checkpoint's encoder tensors (every one must be there)."""
-    path = Path(info.source)
+    """The ViT with the checkpoint's encoder tensors (every one must be there); with `#clap`, and
+    the semantic audio projection's."""
+    base, clap = split_spec(info.source)
+    path = Path(base)
     state = read_state(path)
     shape = check_state(path, state)
     net = M2DViT(shape)
@@ -323,4 +398,18 @@ def build(info: EncoderInfo) -> M2DAudioEncoder:
     if missing or unexpected:
         raise MosError(f"{path}: M2D weights do not fit the network "
                        f"(missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'})")
-    return M2DAudioEncoder(info, net.eval())
+    if not clap:
+        return M2DAudioEncoder(info, net.eval())
+    depth = semantic_depth(path, state)
+    prefix = "audio_proj."
+    sem = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    mlp = int(sem["sem_blocks.0.mlp.fc1.weight"].shape[0]) if "sem_blocks.0.mlp.fc1.weight" in sem else shape.width
+    proj = SemanticProjection(shape.width, depth, mlp)
+    try:
+        missing, unexpected = proj.load_state_dict(sem, strict=False)
+    except RuntimeError as exc:
+        raise MosError(f"{path}: audio_proj tensors do not fit ({str(exc).splitlines()[-1].strip()})") from None
+    if missing or unexpected:
+        raise MosError(f"{path}: audio_proj weights do not fit the semantic projection (missing "
+                       f"{', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'})")
+    return M2DClapAudioEncoder(info, net.eval(), proj.eval())

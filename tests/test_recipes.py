@@ -24,7 +24,7 @@ from mos.trainer.run import run_training  # noqa: E402
 
 from fixtures_train import quiet, read_csv, tiny_demo, tiny_musiceval  # noqa: E402
 
-RECIPES = ["musiceval-baseline", "musiceval-baseline-exact", "xacle-audiomos", "xacle-clap"]
+RECIPES = ["musiceval-baseline", "musiceval-baseline-exact", "xacle-2027-baseline", "xacle-audiomos", "xacle-clap"]
 
 
 # -- losses -------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_bad_loss_optimizer_schedule_and_selection_settings() -> None:
         (dict(select_by="lcc"), "--select-by lcc"),
         (dict(listnet_weight=-1.0), "--listnet-weight -1"),
         (dict(head="mlp"), "--head mlp: expected fusion, pooled, per-target, svr, ridge or auto"),
-        (dict(head_activation="relu"), "--head-activation relu: expected gelu or none"),
+        (dict(head_activation="swish"), "--head-activation swish: expected gelu, relu or none"),
         (dict(audio_only_targets=["overall"]), "--audio-only-targets overall: needs --head per-target"),
     ]
     for changes, message in cases:
@@ -170,7 +170,7 @@ def test_the_shipped_recipes_are_valid_and_say_what_they_reproduce() -> None:
     assert known_recipes() == RECIPES
     figures = {"musiceval-baseline": ["0.688", "0.543"], "musiceval-baseline-exact": ["0.688", "0.543"],
                "xacle-audiomos": ["0.6247", "0.6449", "3.95"],
-               "xacle-clap": ["0.584"]}
+               "xacle-clap": ["0.584"], "xacle-2027-baseline": ["0.584", "0.565"]}
     for name in RECIPES:
         recipe = load_recipe(name)
         assert recipe.text.startswith(f"# {name}:")
@@ -192,6 +192,12 @@ def test_the_shipped_recipes_are_valid_and_say_what_they_reproduce() -> None:
     assert baseline["val_loss_clamp"] is False and baseline["weight_decay"] == 0.0
     exact = load_recipe("musiceval-baseline-exact").settings
     assert exact == {**baseline, "encoder_input_rate": 16000}  # the quirk and nothing else
+    xacle27 = load_recipe("xacle-2027-baseline").settings  # configs/train.json of the baseline
+    assert (xacle27["head"], xacle27["head_layers"], xacle27["head_activation"], xacle27["dropout"]) == \
+        ("pooled", [1024, 256], "relu", 0.3)
+    assert (xacle27["mse_weight"], xacle27["clip_tau"], xacle27["rank_weight"], xacle27["rank_margin"]) == (1.0, 0.25, 0.5, 0.1)
+    assert (xacle27["batch_size"], xacle27["lr"], xacle27["epochs"], xacle27["patience"]) == (12, 2e-5, 20, 10)
+    assert "#clap" in load_recipe("xacle-2027-baseline").requires["audio_encoder"]
 
 
 def _invoke(args: list[str]):
@@ -268,6 +274,36 @@ def test_recipe_xacle_audiomos_one_epoch_with_an_explicit_override(demo: Path, t
     predicted = {r["id"]: float(r["score"]) for r in read_csv(run / "val_predictions.csv")}
     for row in rows:  # the bundle gives what validation in PyTorch gave (rounded to 1e-4 there)
         assert float(row["pred_score"]) == pytest.approx(predicted[row["wav_file_name"]], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_recipe_xacle_2027_baseline_on_m2d_clap_one_epoch_then_the_submission(demo: Path, tmp_path: Path) -> None:
+    """The recipe with a tiny M2D-CLAP checkpoint (audio `#clap`, text the checkpoint's BERT + text_proj):
+    one epoch, export, torch-free `mos score --format xacle`: the validation rows are what
+    validation in PyTorch wrote to val_predictions.csv."""
+    from fixtures_encoders import make_tiny_m2d_clap
+
+    ckpt = make_tiny_m2d_clap(tmp_path / "weights")
+    result = _invoke(["train", str(demo), "--recipe", "xacle-2027-baseline", "--epochs", "1",
+                      "--audio-encoder", f"{ckpt}#clap", "--text-encoder", str(ckpt),
+                      "--runs-dir", str(tmp_path), "--name", "x27", "--feature-cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "x27"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["audio_encoder"] == f"{ckpt.resolve()}#clap" and cfg["train"]["head_activation"] == "relu"
+    assert (cfg["model"]["audio_dim"], cfg["model"]["text_dim"]) == (64, 64)
+    assert _invoke(["export", str(run)]).exit_code == 0
+    submission = tmp_path / "submission.csv"
+    result = _invoke(["score", str(demo), "--split", "validation", "--bundle", str(run / "bundle"),
+                      "--format", "xacle", "--out", str(submission)])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(submission)
+    truth = read_csv(demo / "meta_data" / "validation_average.csv")
+    assert [r["wav_file_name"] for r in rows] == [r["wav_file_name"] for r in truth]
+    predicted = {r["id"]: float(r["score"]) for r in read_csv(run / "val_predictions.csv")}
+    for row in rows:
+        assert float(row["pred_score"]) == pytest.approx(predicted[row["wav_file_name"]], abs=2e-3)
+    assert np.std([float(r["pred_score"]) for r in rows]) > 0
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ class ModelConfig:
     # "svr" / "ridge": one regressor per target fitted in closed form on the pooled embeddings.
     head: str = "fusion"
     head_layers: tuple[int, ...] = (256, 64)  # the pooled and per-target heads' hidden layer sizes
-    head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
+    head_activation: str = "gelu"  # between those layers: "gelu" or "relu" (+ dropout), or "none" (linear layers)
     # "linear": each output is the normalised score; "sigmoid": the output squashed onto the
     # target's range, low + (high - low) * sigmoid(output) (a published head, e.g. Distill-MOS's).
     head_output: str = "linear"

@@ -33,12 +33,12 @@ from mos.model.kernel_head import FittedRegressor
 BACKBONE_PREFIX = "audio_encoder.backbone."
 
 
-HEAD_ACTIVATIONS = ("gelu", "none")
+HEAD_ACTIVATIONS = ("gelu", "relu", "none")
 HEAD_OUTPUTS = ("linear", "sigmoid")
 
 
 def mlp(sizes: list[int], dropout: float, activation: str = "gelu", last_linear: bool = False) -> nn.Sequential:
-    """Linear -> GELU -> Dropout for each consecutive pair of `sizes`; with activation "none"
+    """Linear -> GELU (or ReLU, activation "relu") -> Dropout for each consecutive pair of `sizes`; with activation "none"
     Linear layers alone. `last_linear`: the last pair is a bare Linear (an output layer)."""
     if activation not in HEAD_ACTIVATIONS:
         raise MosError(f"head activation {activation!r}: expected {' or '.join(HEAD_ACTIVATIONS)}")
@@ -46,8 +46,8 @@ def mlp(sizes: list[int], dropout: float, activation: str = "gelu", last_linear:
     pairs = list(zip(sizes[:-1], sizes[1:]))
     for i, (a, b) in enumerate(pairs):
         layers.append(nn.Linear(a, b))
-        if activation == "gelu" and not (last_linear and i == len(pairs) - 1):
-            layers += [nn.GELU(), nn.Dropout(dropout)]
+        if activation != "none" and not (last_linear and i == len(pairs) - 1):
+            layers += [nn.GELU() if activation == "gelu" else nn.ReLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
 

@@ -91,7 +91,7 @@ class TrainConfig:
     # "svr" / "ridge": one RBF support vector or ridge regressor per target, fitted once (no epochs)
     # on a frozen pretrained encoder's pooled embeddings (mos.trainer.kernel_fit).
     head_layers: list[int] = field(default_factory=lambda: [256, 64])  # the pooled/per-target heads' hidden sizes
-    head_activation: str = "gelu"  # between those layers: "gelu" (+ dropout) or "none" (linear layers)
+    head_activation: str = "gelu"  # between those layers: "gelu" or "relu" (+ dropout), or "none" (linear layers)
     dropout: float = 0.1  # in the conv encoder, the fusion and the heads while training
     audio_only_targets: list[str] = field(default_factory=list)
     # > 0: distribution heads over this many values per target, trained with KL divergence against
@@ -158,8 +158,8 @@ class TrainConfig:
             self._check_fitted_head()
         if not 0 <= self.dropout < 1:
             raise MosError(f"--dropout {self.dropout:g}: a probability, at least 0 and below 1")
-        if self.head_activation not in ("gelu", "none"):
-            raise MosError(f"--head-activation {self.head_activation}: expected gelu or none")
+        if self.head_activation not in ("gelu", "relu", "none"):
+            raise MosError(f"--head-activation {self.head_activation}: expected gelu, relu or none")
         if self.audio_only_targets and self.head != "per-target":
             raise MosError(f"--audio-only-targets {','.join(self.audio_only_targets)}: needs --head per-target")
         if not self.head_layers or any(int(n) < 1 for n in self.head_layers):

@@ -235,7 +235,9 @@ def make_tiny_m2d_clap(root: Path, name: str = M2D_CLAP_NAME, width: int = 64, d
     semantic audio projection (`audio_proj.sem_token`, one 1-head block of MLP ratio 1, `norm`),
     `text_proj` (Linear text width -> width) and the tuned BERT text model under
     `text_encoder.text_encoder.` (random weights other than the folder's), with the tiny BERT
-    folder (config, tokenizer, its own weights) saved beside it as `bert-base-uncased/`."""
+    folder (config, tokenizer, its own weights) saved beside it as `bert-base-uncased/`. A name
+    with `pA` instead of `pB` makes that folder `gte-base/`; without `pTI` no text weights are
+    stored in the checkpoint (the folder's are used)."""
     import argparse
 
     import torch
@@ -244,7 +246,9 @@ def make_tiny_m2d_clap(root: Path, name: str = M2D_CLAP_NAME, width: int = 64, d
     from mos.model.encoders import m2d
 
     path = root / name / "checkpoint-30.pth"
-    text_dir = make_tiny_text_encoder(path.parent / "bert-base-uncased")
+    extra = name.split("-")[1].split("p")[3:]
+    gte, included = extra[:1] == ["A"], extra[1:2] == ["TI"]
+    text_dir = make_tiny_text_encoder(path.parent / ("gte-base" if gte else "bert-base-uncased"))
     mels, frames, patch, _ = m2d.parse_folder_name(path)
     state = m2d_encoder_tensors(mels, frames, patch, width, depth, seed)
     state["norm_stats"] = torch.tensor(M2D_NORM_STATS)
@@ -260,9 +264,11 @@ def make_tiny_m2d_clap(root: Path, name: str = M2D_CLAP_NAME, width: int = 64, d
         state[f"audio_proj.sem_blocks.0.{part}.bias"] = rand(shape[0], scale=0.05)
     state["audio_proj.norm.weight"], state["audio_proj.norm.bias"] = 1 + rand(width, scale=0.05), rand(width, scale=0.05)
     state["text_proj.weight"], state["text_proj.bias"] = rand(width, TEXT_HIDDEN), rand(width, scale=0.05)
-    torch.manual_seed(seed + 11)
-    tuned = BertModel(BertModel.config_class.from_pretrained(str(text_dir))).eval()
-    state.update({f"text_encoder.text_encoder.{k}": v for k, v in tuned.state_dict().items()})
+    if included:
+        torch.manual_seed(seed + 11)
+        tuned = BertModel(BertModel.config_class.from_pretrained(str(text_dir))).eval()
+        prefix = "text_encoder.model." if gte else "text_encoder.text_encoder."
+        state.update({f"{prefix}{k}": v for k, v in tuned.state_dict().items()})
     state["logit_scale"] = torch.tensor(2.6)
     torch.save({"model": state, "epoch": 30,
                 "args": argparse.Namespace(model="m2d_clap_vit_base", input_size=[mels, frames])}, path)

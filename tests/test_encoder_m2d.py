@@ -237,6 +237,25 @@ def test_clap_text_embedding_matches_portable_m2d_steps(clap_ckpt: Path) -> None
     assert torch.max(torch.abs(got - own)) > 1e-2  # the checkpoint's text weights, not the folder's
 
 
+def test_clap_text_with_gte_means_the_tokens_of_the_folders_model(tmp_path: Path) -> None:
+    """A `pA` checkpoint without `pTI`: the GTE folder's own weights, the mean of the last hidden
+    state over each caption's tokens (portable_m2d's GTETextEncoder), text_proj, L2-normalised."""
+    from transformers import AutoTokenizer, BertModel
+
+    from mos.model.text_encoder import load_text_encoder
+
+    ckpt = make_tiny_m2d_clap(tmp_path, name="m2d_clap_vit_base-80x50p16x16p16kpA-2024")
+    got = torch.stack([e[0] for e in load_text_encoder(str(ckpt)).encode(CAPTIONS)])
+    folder = ckpt.parent / "gte-base"
+    state = m2d.read_state(ckpt)
+    batch = AutoTokenizer.from_pretrained(str(folder))(CAPTIONS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = BertModel.from_pretrained(str(folder)).eval()(**batch).last_hidden_state
+    mask = batch["attention_mask"][..., None].float()
+    out = torch.nn.functional.linear((hidden * mask).sum(1) / mask.sum(1), state["text_proj.weight"], state["text_proj.bias"])
+    assert torch.max(torch.abs(got - out / out.norm(dim=-1, keepdim=True))) < 1e-5
+
+
 def test_m2d_clap_problems_are_one_line_errors(tmp_path: Path, clap_ckpt: Path) -> None:
     from mos.model.text_encoder import load_text_encoder
 

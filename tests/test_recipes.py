@@ -100,6 +100,14 @@ def test_bad_loss_optimizer_schedule_and_selection_settings() -> None:
     TrainConfig(loss="l1").check()  # L1 without --clip-tau is fine
 
 
+def test_relu_head_activation_is_linear_relu_dropout_with_a_bare_output_layer() -> None:
+    from mos.model.mos_model import mlp
+
+    layers = [type(m).__name__ for m in mlp([6, 5, 4, 1], 0.3, "relu", last_linear=True)]
+    assert layers == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    TrainConfig(head_activation="relu").check()
+
+
 # -- optimiser, schedule, selection -----------------------------------------------------------------
 
 

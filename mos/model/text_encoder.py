@@ -98,9 +98,9 @@ class FrozenTextEncoder:
 
             self.model_dir, self.sha256 = text_model_dir(spec)
         elif is_m2d_clap_text(spec):  # the checkpoint's text_proj over a text model saved beside it
-            from mos.model.encoders.m2d_clap_text import load as load_m2d_clap_text
+            from mos.model.encoders import m2d_clap_text
 
-            m2d_clap, self.model_dir, self.sha256 = load_m2d_clap_text(spec)
+            self.model_dir, self.sha256 = m2d_clap_text.pin(spec)
         else:
             self.model_dir = resolve_text_model_dir(spec)
             self.sha256 = encoder_sha256(self.model_dir)
@@ -116,6 +116,7 @@ class FrozenTextEncoder:
         # A CLAP directory gives one (pooled, projected) feature per caption; others, every token's.
         self.pooled = is_m2d_clap_text(spec) or (self.spec != MINILM_ID and read_model_type(self.model_dir) == "clap")
         if is_m2d_clap_text(spec):
+            m2d_clap = m2d_clap_text.load(spec, self.model_dir)
             self.module = m2d_clap
             self.dim = m2d_clap.dim
         elif self.pooled:

@@ -11,7 +11,7 @@ absent, as in the 2022 files). Accepted layouts: a training checkpoint ({'model'
 argparse.Namespace, ...}), an encoder-only state dict, RuntimeM2D weights under `backbone.`, and
 EVAR fine-tuned weights under `module.ar.runtime.backbone.`. Tensors of the other parts of a
 training checkpoint (decoder, target encoder, offline predictor, CLAP projections and text
-encoder, a fine-tuned head) are not used; any other key, or a missing encoder tensor, is a
+encoder, a fine-tuned head) are not used for frames; any other key, or a missing encoder tensor, is a
 one-line MosError naming the file and the first keys.
 
 In the graph (exportable to ONNX, any length), following portable_m2d.py:

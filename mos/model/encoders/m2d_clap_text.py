@@ -93,20 +93,30 @@ def _text_proj(path: Path, state: dict[str, torch.Tensor]) -> nn.Module:
     return proj
 
 
-def load(spec: str) -> tuple[M2DClapText, Path, str]:
-    """(the text tower + projection, the local transformers folder (tokenizer), sha256 pinning the
-    checkpoint and that folder), or a one-line MosError."""
-    from transformers import AutoModel
-
+def pin(spec: str) -> tuple[Path, str]:
+    """(the local transformers folder beside the checkpoint, the sha256 pinning the checkpoint and
+    that folder), or a one-line MosError; nothing is loaded."""
     path = Path(spec)
     if not path.is_file():
         raise MosError(f"{spec}: no such M2D-CLAP checkpoint file")
     letter, included = text_model_letter(path)
-    folder_name, pooling = TEXT_MODELS[letter]
+    folder_name = TEXT_MODELS[letter][0]
     model_dir = path.parent / folder_name
     if not (model_dir / "config.json").is_file():
         raise MosError(f"{path}: its text model {folder_name} is needed in {model_dir} (a transformers folder saved "
                        "with save_pretrained: config.json, tokenizer files" + ("" if included else ", weights") + ")")
+    h = hashlib.sha256(f"checkpoint\0{sha256_file(path)}\nfolder\0{encoder_sha256(model_dir)}\n".encode())
+    return model_dir, h.hexdigest()
+
+
+def load(spec: str, model_dir: Path) -> M2DClapText:
+    """The text model (from `model_dir`, pin's folder; with `pTI` the checkpoint's weights) +
+    text_proj, or a one-line MosError."""
+    from transformers import AutoModel
+
+    path = Path(spec)
+    letter, included = text_model_letter(path)
+    folder_name, pooling = TEXT_MODELS[letter]
     state = read_state(path)
     proj = _text_proj(path, state)
     backbone = load_complete(AutoModel, model_dir, f"{folder_name} text model")
@@ -123,8 +133,7 @@ def load(spec: str) -> tuple[M2DClapText, Path, str]:
             backbone.load_state_dict(weights, strict=False)
         except RuntimeError as exc:
             raise MosError(f"{path}: its {prefix}* tensors do not fit {model_dir} ({str(exc).splitlines()[-1].strip()})") from None
-    if backbone.config.hidden_size != next(iter(proj.parameters())).shape[1]:
-        raise MosError(f"{path}: text_proj takes {next(iter(proj.parameters())).shape[1]} features; "
-                       f"{model_dir} gives {backbone.config.hidden_size}")
-    h = hashlib.sha256(f"checkpoint\0{sha256_file(path)}\nfolder\0{encoder_sha256(model_dir)}\n".encode())
-    return M2DClapText(backbone.eval(), proj.eval(), pooling).eval(), model_dir, h.hexdigest()
+    takes = int(next(iter(proj.parameters())).shape[1])
+    if backbone.config.hidden_size != takes:
+        raise MosError(f"{path}: text_proj takes {takes} features; {model_dir} gives {backbone.config.hidden_size}")
+    return M2DClapText(backbone.eval(), proj.eval(), pooling).eval()

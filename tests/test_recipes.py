@@ -257,6 +257,24 @@ def test_recipe_errors_are_one_line(demo: Path, tmp_path: Path) -> None:
     assert "--clip-tau" in line
 
 
+def _submission_equals_validation(demo: Path, run: Path, tmp_path: Path) -> list[dict]:
+    """Export `run`, write the XACLE submission file for the validation clips with the torch-free
+    `mos score`, and check each row against what validation in PyTorch gave (val_predictions.csv,
+    rounded to 1e-4 there); returns the rows."""
+    assert _invoke(["export", str(run)]).exit_code == 0
+    submission = tmp_path / "submission.csv"
+    result = _invoke(["score", str(demo), "--split", "validation", "--bundle", str(run / "bundle"),
+                      "--format", "xacle", "--out", str(submission)])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(submission)
+    truth = read_csv(demo / "meta_data" / "validation_average.csv")
+    assert [r["wav_file_name"] for r in rows] == [r["wav_file_name"] for r in truth]
+    predicted = {r["id"]: float(r["score"]) for r in read_csv(run / "val_predictions.csv")}
+    for row in rows:
+        assert float(row["pred_score"]) == pytest.approx(predicted[row["wav_file_name"]], abs=2e-3)
+    return rows
+
+
 @pytest.mark.slow
 def test_recipe_xacle_audiomos_one_epoch_with_an_explicit_override(demo: Path, tmp_path: Path) -> None:
     result = _invoke(["train", str(demo), "--recipe", "xacle-audiomos", "--epochs", "1", "--text-encoder", "none",
@@ -270,18 +288,7 @@ def test_recipe_xacle_audiomos_one_epoch_with_an_explicit_override(demo: Path, t
     assert train["select_by"] == "srcc" and train["audio_encoder"] == "conv"
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "val_predictions.csv").is_file()
     assert "BEST SAVED (mean SRCC" in result.output
-    # The XACLE submission file for the validation clips, from the exported model.
-    assert _invoke(["export", str(run)]).exit_code == 0
-    submission = tmp_path / "submission.csv"
-    result = _invoke(["score", str(demo), "--split", "validation", "--bundle", str(run / "bundle"),
-                      "--format", "xacle", "--out", str(submission)])
-    assert result.exit_code == 0, result.output
-    rows = read_csv(submission)
-    truth = read_csv(demo / "meta_data" / "validation_average.csv")
-    assert [r["wav_file_name"] for r in rows] == [r["wav_file_name"] for r in truth]
-    predicted = {r["id"]: float(r["score"]) for r in read_csv(run / "val_predictions.csv")}
-    for row in rows:  # the bundle gives what validation in PyTorch gave (rounded to 1e-4 there)
-        assert float(row["pred_score"]) == pytest.approx(predicted[row["wav_file_name"]], abs=2e-3)
+    _submission_equals_validation(demo, run, tmp_path)
 
 
 @pytest.mark.slow
@@ -300,17 +307,7 @@ def test_recipe_xacle_2027_baseline_on_m2d_clap_one_epoch_then_the_submission(de
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["audio_encoder"] == f"{ckpt.resolve()}#clap" and cfg["train"]["head_activation"] == "relu"
     assert (cfg["model"]["audio_dim"], cfg["model"]["text_dim"]) == (64, 64)
-    assert _invoke(["export", str(run)]).exit_code == 0
-    submission = tmp_path / "submission.csv"
-    result = _invoke(["score", str(demo), "--split", "validation", "--bundle", str(run / "bundle"),
-                      "--format", "xacle", "--out", str(submission)])
-    assert result.exit_code == 0, result.output
-    rows = read_csv(submission)
-    truth = read_csv(demo / "meta_data" / "validation_average.csv")
-    assert [r["wav_file_name"] for r in rows] == [r["wav_file_name"] for r in truth]
-    predicted = {r["id"]: float(r["score"]) for r in read_csv(run / "val_predictions.csv")}
-    for row in rows:
-        assert float(row["pred_score"]) == pytest.approx(predicted[row["wav_file_name"]], abs=2e-3)
+    rows = _submission_equals_validation(demo, run, tmp_path)
     assert np.std([float(r["pred_score"]) for r in rows]) > 0
 
 

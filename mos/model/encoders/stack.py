@@ -8,25 +8,33 @@ embeddings are concatenated: frames [B, 1, sum of the members' widths], one per 
 weighting of a speech model, which stays trainable). Averaging before `mix` equals averaging after
 it because every family's `mix` is linear per frame (identity or a weighted sum of layers).
 
-Members share one sample rate (the bundle's): a stack of encoders at different rates is refused
-in one line naming the rates. Members that fix a window must fix the same one; it is the stack's.
+The stack's sample rate (the bundle's) is its members' highest. A member made for a lower rate is
+fed the stack's audio resampled inside the graph (ResampledEncoder, GraphResampler: mos.audio's
+polyphase filter as a fixed-weight strided Conv1d, so also inside the exported audio.onnx), its
+valid lengths mapped to ceil(n * new / old); its code_version gains "+from<rate>", so its cached features are never shared
+with the member used alone (which reads the file at its own rate with mos.audio's resampler).
+Members that fix a window must fix the same one in seconds; it is the stack's.
 Members are frozen (no --finetune-audio) and give one embedding per window, so the fusion head,
 which attends over frames, does not apply. The trainer caches each member's features under the
-member's own key (mos.trainer.feature_cache), so a member used alone and in a stack shares them.
+member's own key (mos.trainer.feature_cache), so a member used alone and in a stack at its own
+rate shares them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from mos.audio import lowpass_taps
 from mos.errors import MosError
 from mos.model.encoders.base import EncoderInfo, PretrainedAudioEncoder
-from mos.model.masking import masked_mean
+from mos.model.masking import length_mask, masked_mean
 
 KIND = "stack"
 SEPARATOR = "+"
@@ -51,13 +59,10 @@ def member_specs(spec: str) -> list[str]:
 
 
 def combine(spec: str, infos: list[EncoderInfo]) -> EncoderInfo:
-    """The stack's EncoderInfo from its members' (all resolved), or a one-line MosError when their
-    rates or fixed windows differ."""
-    rates = sorted({i.sample_rate for i in infos})
-    if len(rates) > 1:
-        listed = ", ".join(f"{i.kind} {i.sample_rate} Hz" for i in infos)
-        raise MosError(f"--audio-encoder {spec!r}: stacked encoders must share a sample rate ({listed}); "
-                       f"stacks of mixed rates are not supported yet")
+    """The stack's EncoderInfo from its members' (all resolved) at their highest sample rate, or a
+    one-line MosError when their fixed windows differ."""
+    rate = max(i.sample_rate for i in infos)
+    infos = [fed_at(i, rate) for i in infos]
     windows = sorted({i.window_seconds for i in infos if i.window_seconds is not None})
     if len(windows) > 1:
         listed = ", ".join(f"{i.kind} {i.window_seconds:g} s" for i in infos if i.window_seconds is not None)
@@ -67,7 +72,7 @@ def combine(spec: str, infos: list[EncoderInfo]) -> EncoderInfo:
         kind=KIND,
         name=" + ".join(i.name for i in infos),
         source=spec,
-        sample_rate=rates[0],
+        sample_rate=rate,
         out_dim=sum(i.out_dim for i in infos),
         sha256=sha,
         code_version="+".join(i.code_version for i in infos),
@@ -75,6 +80,89 @@ def combine(spec: str, infos: list[EncoderInfo]) -> EncoderInfo:
         padding_invariant=all(i.padding_invariant for i in infos),
         parameters=sum(i.parameters for i in infos),
     )
+
+
+def fed_at(info: EncoderInfo, rate: int) -> EncoderInfo:
+    """`info` for a member fed audio at the stack's `rate`, resampled in the graph to its own rate
+    (as it is when lower): that rate, and a code_version saying so ("+from<rate>")."""
+    if info.sample_rate == rate:
+        return info
+    return replace(info, sample_rate=int(rate), code_version=f"{info.code_version}+from{rate}",
+                   name=f"{info.name}, resampled in the graph from {rate} Hz")
+
+
+class GraphResampler(nn.Module):
+    """waveform [B, N] at `source` Hz -> [B, M] at `target` Hz inside the graph: mos.audio's
+    resampler (scipy.signal.resample_poly's polyphase filter, zero padding at both ends) as a
+    fixed-weight Conv1d with stride `down` and one output channel per polyphase branch, so its
+    samples are those `read_audio` gives at `target` Hz (to float32 rounding), deterministic and
+    traceable into ONNX for any length. M is at least ceil(N * target / source); the samples
+    past that are zero."""
+
+    def __init__(self, source: int, target: int) -> None:
+        super().__init__()
+        g = math.gcd(source, target)
+        self.up, self.down = target // g, source // g
+        taps, half_len = lowpass_taps(self.up, self.down)
+        taps = taps * self.up
+        per_branch = -(-taps.shape[0] // self.up)
+        # Output j * up + p reads source samples j * down + last[p] - (per_branch - 1) .. j * down + last[p],
+        # with branch (p * down + half_len) % up of the taps (reversed: they meet samples in increasing order).
+        padded = np.zeros(per_branch * self.up)
+        padded[: taps.shape[0]] = taps
+        branches = padded.reshape(per_branch, self.up).T[:, ::-1]
+        last = [(p * self.down + half_len) // self.up for p in range(self.up)]
+        kernel = np.zeros((self.up, 1, max(last) + per_branch))
+        for p in range(self.up):
+            kernel[p, 0, last[p]: last[p] + per_branch] = branches[(p * self.down + half_len) % self.up]
+        self.left = per_branch - 1
+        self.right = kernel.shape[2] + self.down
+        self.register_buffer("kernel", torch.from_numpy(kernel).float(), persistent=False)
+
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid input samples -> valid output samples: ceil(n * target / source), as resample_poly."""
+        lengths = lengths.to(torch.int64)
+        return torch.div(lengths * self.up + self.down - 1, self.down, rounding_mode="floor")
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        wave = waveform.float() * length_mask(lengths, waveform.shape[1]).to(torch.float32)
+        wave = nn.functional.pad(wave, (self.left, self.right))
+        out = nn.functional.conv1d(wave.unsqueeze(1), self.kernel, stride=self.down)  # [B, up, frames]
+        out = out.transpose(1, 2).reshape(out.shape[0], -1)
+        out_lengths = self.out_lengths(lengths)
+        return out * length_mask(out_lengths, out.shape[1]).to(out.dtype), out_lengths
+
+
+class ResampledEncoder(PretrainedAudioEncoder):
+    """A stack member made for a lower rate than the stack's: the stack's audio resampled in the
+    graph to the member's rate, then the member as it is; its info is fed_at(member's, rate)."""
+
+    def __init__(self, encoder: PretrainedAudioEncoder, rate: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.resampler = GraphResampler(rate, encoder.info.sample_rate)
+        self.info = fed_at(encoder.info, rate)
+        self.frozen = getattr(encoder, "frozen", True)
+
+    @property
+    def backbone(self) -> nn.Module:  # type: ignore[override]
+        return self.encoder.backbone
+
+    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder.features(*self.resampler(waveform, lengths))
+
+    def mix(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.encoder.mix(feats)
+
+    def freeze(self, frozen: bool = True) -> "ResampledEncoder":
+        self.frozen = frozen
+        self.encoder.freeze(frozen)
+        return self
+
+    def train(self, mode: bool = True) -> "ResampledEncoder":
+        nn.Module.train(self, mode)
+        self.encoder.train(mode)
+        return self
 
 
 def pool_features(feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
@@ -88,7 +176,8 @@ class StackedAudioEncoder(PretrainedAudioEncoder):
     def __init__(self, info: EncoderInfo, members: list[PretrainedAudioEncoder]) -> None:
         super().__init__()
         self.info = info
-        self.members = nn.ModuleList(members)
+        self.members = nn.ModuleList([m if m.info.sample_rate == info.sample_rate else ResampledEncoder(m, info.sample_rate)
+                                      for m in members])
         self.shapes = [self._feature_shape(m) for m in members]  # each member's features per frame
 
     @staticmethod
@@ -106,7 +195,8 @@ class StackedAudioEncoder(PretrainedAudioEncoder):
 
     def backbone_prefixes(self) -> tuple[str, ...]:
         """Where the frozen weights sit in this module's state dict (left out of checkpoints)."""
-        return tuple(f"members.{k}.backbone." for k in range(len(self.members)))
+        return tuple(f"members.{k}.{'encoder.' if isinstance(m, ResampledEncoder) else ''}backbone."
+                     for k, m in enumerate(self.members))
 
     @property
     def widths(self) -> list[int]:

@@ -8,6 +8,9 @@ A bundle is a directory:
                            the target, on the target's scale but NOT clamped to its range: average
                            the windows of a long clip (weighted by length), then clamp each target
                            to its [low, high] (schema 1 bundles clamped inside the graph).
+                           Bundles that list `audio.embedding` also output `embedding` [batch, dim]:
+                           the pooled audio embedding (the masked mean of the encoder's frames),
+                           which does not depend on the caption (`mos distill` teaches with it).
   text.onnx        inputs  input_ids [batch, tokens] int64, attention_mask [batch, tokens] int64;
                    output  text [batch, tokens, dim] float32 (token features; use the first
                            n_i rows of caption i, n_i = its attention_mask sum).
@@ -32,6 +35,8 @@ from mos.files import sha256_file, write_text_atomic
 
 # /2: audio.onnx outputs are unclamped (clamp after averaging a long clip's windows); /1 bundles
 # clamped each window inside the graph. Both read the same way.
+# audio.onnx's pooled audio embedding output (bundles whose mos.json lists audio.embedding).
+EMBEDDING_OUTPUT = "embedding"
 SCHEMA = "mos.bundle/2"
 SCHEMAS = ("mos.bundle/1", SCHEMA)
 # The interface every bundle's ONNX files share (see the module docstring).
@@ -81,6 +86,12 @@ class Bundle:
     @property
     def uses_text(self) -> bool:
         return self.meta.get("text") is not None
+
+    @property
+    def embedding_dim(self) -> int:
+        """The size of audio.onnx's `embedding` output (the pooled audio embedding); 0 for a bundle
+        exported before it was added."""
+        return int((self.meta["audio"].get("embedding") or {}).get("dim", 0))
 
     @property
     def text_pooled(self) -> bool:

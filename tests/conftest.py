@@ -13,6 +13,10 @@ import pytest
 from mos.data.demo import DemoConfig, build_demo
 
 SMALL_DEMO = DemoConfig(n_train=96, n_validation=32, seconds=1.0)
+# mos distill's tests: the teacher's rated data, an unrated pool, and the tiny model size.
+DISTILL_DATA = DemoConfig(n_train=32, n_validation=24, seconds=0.5)
+DISTILL_POOL = DemoConfig(n_train=48, n_validation=2, seconds=0.5, seed=7)
+TINY = {"channels": [32, 48, 64, 64], "hidden": 64}
 
 # Fixtures that train or export a model (seconds to tens of seconds each): a test that uses one is
 # slow even when it is not marked, so `pytest -m "not slow"` never builds them. The runtime's two
@@ -76,3 +80,27 @@ def minilm_bundle(tmp_path_factory: pytest.TempPathFactory) -> MiniLMBundle:
     bundle = tmp_path_factory.mktemp("minilm-bundle") / "bundle"
     report = export_run(run, bundle, quantize="int8", log=lambda _: None)
     return MiniLMBundle(run, bundle, report)
+
+
+@pytest.fixture(scope="session")
+def teacher_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Rated data, an unrated pool (another demo set's audio) and an exported teacher trained on the data."""
+    from mos.distill.trainer import DistillTrainer  # noqa: F401  (the Trainer hooks the teacher run uses)
+    from mos.export import export_bundle
+    from mos.trainer.loop import Trainer
+    from mos.trainer.config import TrainConfig
+    from mos.trainer.run import data_sources
+    from mos.trainer.splits import resolve_splits
+
+    from fixtures_train import quiet
+
+    root = tmp_path_factory.mktemp("distill")
+    data = build_demo(root / "data", DISTILL_DATA)
+    pool = build_demo(root / "pool", DISTILL_POOL) / "wav" / "train"
+    cfg = TrainConfig(data=str(data), name="teacher", runs_dir=str(root / "runs"), epochs=6, lr=3e-3,
+                      text_encoder="none", patience=10)
+    splits = resolve_splits(data, None, 0.2, 0, None, None)
+    console, _ = quiet()
+    Trainer(cfg, splits, console, root / "runs" / "teacher", data_sources(data, None), model_overrides=TINY).fit()
+    export_bundle(root / "runs" / "teacher", verify=False)
+    return {"root": root, "data": data, "pool": pool, "teacher": root / "runs" / "teacher"}

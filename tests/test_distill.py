@@ -19,39 +19,15 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from fixtures_train import quiet, read_csv  # noqa: E402
 from mos.audio import read_audio  # noqa: E402
-from mos.data.demo import DemoConfig, build_demo  # noqa: E402
 from mos.distill.run import DistillSettings, run_distill, student_config  # noqa: E402
 from mos.distill.teacher import LABELS_FILE  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.model import ModelConfig, MosModel  # noqa: E402
 from mos.trainer.checkpoint import load_model  # noqa: E402
 from mos.trainer.config import TrainConfig  # noqa: E402
-from mos.trainer.splits import resolve_splits  # noqa: E402
 
-TINY = {"channels": [32, 48, 64, 64], "hidden": 64}
-DATA = DemoConfig(n_train=32, n_validation=24, seconds=0.5)
+from conftest import TINY  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]  # this checkout's mos, whatever the cwd
-POOL = DemoConfig(n_train=48, n_validation=2, seconds=0.5, seed=7)
-
-
-@pytest.fixture(scope="module")
-def teacher_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Rated data, an unrated pool (another demo set's audio) and an exported teacher trained on the data."""
-    from mos.distill.trainer import DistillTrainer  # noqa: F401  (the Trainer hooks the teacher run uses)
-    from mos.export import export_bundle
-    from mos.trainer.loop import Trainer
-    from mos.trainer.run import data_sources
-
-    root = tmp_path_factory.mktemp("distill")
-    data = build_demo(root / "data", DATA)
-    pool = build_demo(root / "pool", POOL) / "wav" / "train"
-    cfg = TrainConfig(data=str(data), name="teacher", runs_dir=str(root / "runs"), epochs=6, lr=3e-3,
-                      text_encoder="none", patience=10)
-    splits = resolve_splits(data, None, 0.2, 0, None, None)
-    console, _ = quiet()
-    Trainer(cfg, splits, console, root / "runs" / "teacher", data_sources(data, None), model_overrides=TINY).fit()
-    export_bundle(root / "runs" / "teacher", verify=False)
-    return {"root": root, "data": data, "pool": pool, "teacher": root / "runs" / "teacher"}
 
 
 def _cfg(teacher_setup: dict[str, Path], name: str, **kw) -> TrainConfig:
@@ -62,8 +38,9 @@ def _cfg(teacher_setup: dict[str, Path], name: str, **kw) -> TrainConfig:
 
 
 def _settings(teacher_setup: dict[str, Path], **kw) -> DistillSettings:
+    # Score-only distillation (teacher_labels.csv): embedding distillation is tests/test_distill_embedding.py's.
     base = dict(teacher=str(teacher_setup["teacher"]), unlabeled=str(teacher_setup["pool"]), teacher_weight=1.0, model=TINY,
-                speed_repeats=1, threads=1, progress=False)
+                speed_repeats=1, threads=1, progress=False, embedding_weight=0.0)
     base.update(kw)
     return DistillSettings(**base)
 

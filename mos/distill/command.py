@@ -32,6 +32,8 @@ def distill(
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="The student's training and scoring window in seconds (default 10).", rich_help_panel=_STUDENT),
     teacher_weight: float = typer.Option(0.5, "--teacher-weight", help="Weight of the teacher's labels (every clip); 1 minus it weighs the human ratings (rated clips only). 1: teacher only.", rich_help_panel=_DISTIL),
     agree_weight: float = typer.Option(0.5, "--agree-weight", help="Weight of the soft rank agreement with the teacher over each batch.", rich_help_panel=_DISTIL),
+    embedding_weight: float = typer.Option(1.0, "--embedding-weight", help="Weight of embedding distillation: the student's pooled audio embedding (through a linear projection) learns the teacher's on every clip. 0: distil the teacher's scores only.", rich_help_panel=_DISTIL),
+    teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="Where the teacher's scores and embeddings are cached, by clip content and teacher (default $MOS_CACHE_DIR/teacher or ~/.cache/mos/teacher).", rich_help_panel=_TEACHER),
     augment: int = typer.Option(0, "--augment", min=0, help="Degraded copies (gain, noise, codec-like low-pass) of each training and unlabelled clip, labelled by the teacher.", rich_help_panel=_DISTIL),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 30).", rich_help_panel=_OPTIMISATION),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per step (default 16).", rich_help_panel=_OPTIMISATION),
@@ -85,6 +87,7 @@ def distill(
             teacher=str(teacher), unlabeled=str(unlabeled) if unlabeled else None, unlabeled_columns=unlabeled_columns,
             captions=str(captions) if captions else None, caption_columns=caption_columns,
             teacher_weight=teacher_weight, agree_weight=agree_weight, augment=augment, model=model,
+            embedding_weight=embedding_weight, teacher_cache=str(teacher_cache) if teacher_cache else None,
             teacher_device=teacher_device, teacher_batch_size=teacher_batch_size, threads=threads,
             speed_repeats=speed_repeats, progress=not quiet)
         result = run_distill(cfg, settings, console, explicit)

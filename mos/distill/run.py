@@ -48,6 +48,10 @@ class DistillSettings:
     teacher_weight: float = 0.5  # weight of the teacher's labels; 1 - it weighs the human ratings
     agree_weight: float = 0.5  # weight of the soft rank agreement with the teacher
     augment: int = 0  # degraded copies of each training and unlabelled clip, labelled by the teacher
+    # Weight of the embedding loss (the student's projected pooled audio embedding against the
+    # teacher's); 0: score-only distillation (also what a teacher without the embedding output gets).
+    embedding_weight: float = 1.0
+    teacher_cache: str | None = None  # root of the teacher's cached scores+embeddings (None: $MOS_CACHE_DIR/teacher)
     model: dict[str, Any] = field(default_factory=dict)  # student ModelConfig size fields
     teacher_device: str = "auto"
     teacher_batch_size: int = 0  # 0: the runtime's default
@@ -61,6 +65,8 @@ class DistillSettings:
             raise MosError(f"--teacher-weight {self.teacher_weight:g}: must lie between 0 and 1")
         if self.agree_weight < 0:
             raise MosError(f"--agree-weight {self.agree_weight:g}: must not be negative")
+        if self.embedding_weight < 0:
+            raise MosError(f"--embedding-weight {self.embedding_weight:g}: must not be negative")
         if self.augment < 0:
             raise MosError(f"--augment {self.augment}: must not be negative")
         if self.speed_repeats < 1 or self.speed_batch_size < 1:
@@ -149,6 +155,30 @@ def _labelled(items: list[Item], labels: dict[str, np.ndarray], with_caption: bo
     return ok, [it for it in items if clip_key(it, with_caption) not in labels]
 
 
+def _teach(teacher: Teacher, items: list[Item], settings: DistillSettings, console: Console
+           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The teacher's scores and pooled audio embeddings of `items` (one teacher run per clip, cached
+    by content: mos.distill.teacher_cache), keyed by `clip_key`."""
+    from mos.distill.teacher_cache import TeacherCache, default_root, teach
+
+    root = Path(settings.teacher_cache) if settings.teacher_cache else default_root()
+    cache = TeacherCache(root, teacher)
+    result = teach(teacher, items, cache, settings.teacher_device, 0, settings.teacher_batch_size)
+    speed = f" at {result.clips_per_s:.1f} clips/s" if result.taught else ""
+    console.print(f"teacher {teacher.name}: scores and {cache.dim}-d embeddings of {result.taught} clips{speed}"
+                  + (f"; {result.cached} from its cache" if result.cached else "")
+                  + (f"; {len(result.failed)} unreadable and left out (first: {result.failed[0]})" if result.failed else ""),
+                  markup=False)
+    console.print(f"teacher cache: {cache.dir}", markup=False)
+    labels: dict[str, np.ndarray] = {}
+    embeddings: dict[str, np.ndarray] = {}
+    for it, key in zip(items, result.keys):
+        if key is not None:
+            labels[clip_key(it, teacher.uses_text)] = cache.scores[key]
+            embeddings[clip_key(it, teacher.uses_text)] = cache.embeddings[key]
+    return labels, embeddings
+
+
 def _resume_state(cfg: TrainConfig, run_dir: Path, teacher: Teacher, explicit: Collection[str],
                   console: Console) -> TrainConfig:
     """On --resume: the run's own training settings (when training had begun), and the same teacher."""
@@ -171,7 +201,7 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
                 explicit: Collection[str] = ()) -> DistillResult:
     """Label, train, export, compare. `cfg` is the student's training config; on --resume only the
     settings named in `explicit` may override the run's own (as for `mos train --resume`)."""
-    from mos.distill.trainer import DistillTrainer
+    from mos.distill.trainer import DistillTrainer, TeacherStats
     from mos.export.run_data import export_run
     from mos.trainer.run import data_sources, demo_data
     from mos.trainer.run_folder import check_run_folder, clear_run_folder
@@ -215,9 +245,13 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
     copies = [Item(it.id, it.path, it.caption, {n: float("nan") for n in names}, it.system) for it in copies]
     train_items = splits.train.items + pool + copies
     run = ScoreRun(settings.teacher_device, 0, settings.teacher_batch_size, settings.progress)
-    stderr = Console(stderr=True) if settings.progress else Console(file=io.StringIO())
-    labels = label_clips(teacher, train_items + splits.validation.items, run_dir, run, console, cfg.resume, stderr)
-    console.print(f"teacher labels: {run_dir / 'teacher_labels.csv'}", markup=False)
+    embeddings: dict[str, np.ndarray] = {}
+    if settings.embedding_weight > 0:
+        labels, embeddings = _teach(teacher, train_items + splits.validation.items, settings, console)
+    else:
+        stderr = Console(stderr=True) if settings.progress else Console(file=io.StringIO())
+        labels = label_clips(teacher, train_items + splits.validation.items, run_dir, run, console, cfg.resume, stderr)
+        console.print(f"teacher labels: {run_dir / 'teacher_labels.csv'}", markup=False)
     kept, lost = _labelled(train_items, labels, teacher.uses_text)
     if lost:
         console.print(f"left out of training: {len(lost)} clip(s) the teacher could not score (e.g. {lost[0].path})",
@@ -234,12 +268,20 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
             f"labelled by teacher {teacher.name}")
     distillation = {"teacher": {**teacher.record(), "validation_metrics": teacher_val},
                     "teacher_weight": settings.teacher_weight, "agree_weight": settings.agree_weight,
+                    "embedding_weight": settings.embedding_weight,
                     "rated_clips": rated, "unrated_clips": len(kept) - rated, "augment": settings.augment}
+    model = dict(settings.model)
+    teacher_embeddings = None
+    if embeddings:
+        kept_emb = np.stack([embeddings[clip_key(it, teacher.uses_text)] for it in kept])
+        teacher_embeddings = TeacherStats.of(kept_emb).standardise(kept_emb)
+        model["distill_embedding_dim"] = int(kept_emb.shape[1])
     trainer = DistillTrainer(cfg, Splits(train, splits.validation, desc, splits.groups), console, run_dir,
-                             data_sources(data, val_data), model_overrides=settings.model,
+                             data_sources(data, val_data), model_overrides=model,
                              checkpoint_extra={"distillation": distillation},
                              teacher=np.stack([labels[clip_key(it, teacher.uses_text)][order] for it in kept]),
-                             teacher_weight=settings.teacher_weight, agree_weight=settings.agree_weight)
+                             teacher_weight=settings.teacher_weight, agree_weight=settings.agree_weight,
+                             teacher_embeddings=teacher_embeddings, embedding_weight=settings.embedding_weight)
     result = trainer.fit()
 
     report = export_run(run_dir, log=lambda m: console.print(m, markup=False))

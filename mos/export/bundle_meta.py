@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mos import __version__
-from mos.bundle import SCHEMA
+from mos.bundle import EMBEDDING_OUTPUT, SCHEMA
 from mos.export.onnx_io import EXPORTER
 from mos.model import MosModel
 
@@ -96,6 +96,10 @@ def build_meta(
         "audio": {"model": "audio.onnx", "inputs": audio_inputs, "outputs": audio_outputs,
                   "outputs_clamped": False, "postprocess": POSTPROCESS,
                   "padding_invariant": bool(cfg.padding_invariant), "encoder": encoder_meta(model),
+                  **({"embedding": {"output": EMBEDDING_OUTPUT, "dim": int(cfg.audio_dim),
+                                    "what": "the pooled audio embedding: the masked mean of the encoder's frames "
+                                            "(caption-independent); average a long clip's windows weighted by length"}}
+                     if EMBEDDING_OUTPUT in audio_outputs else {}),
                   **({"spread": True, "distribution": {
                       "bins": int(cfg.distribution_bins),
                       "kernel": cfg.distribution_kernel,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from mos.bundle import Bundle, load_bundle
+from mos.bundle import EMBEDDING_OUTPUT, Bundle, load_bundle
 from mos.distribution import spread_column
 from mos.errors import MosError, one_line
 from mos.export.bench import padding_gap, scores_alone
@@ -128,6 +128,7 @@ def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyRepor
     want_in, want_out = list(audio["inputs"]), list(audio["outputs"])
     problems: list[str] = []
     expected = bundle.target_names + ([spread_column(t) for t in bundle.target_names] if bundle.predicts_spread else [])
+    expected += [EMBEDDING_OUTPUT] if bundle.embedding_dim else []
     if want_out != expected:
         problems.append(f"mos.json audio outputs {want_out} != {expected}")
     audio_files = [bundle.audio_model().name] + list(bundle.audio_variants.values())
@@ -139,6 +140,8 @@ def _check_interface(bundle: Bundle, protos: dict[str, Any], report: VerifyRepor
             problems.append(f"{name}: outputs {list(outs)} != mos.json {want_out}")
         for io_name, dims in [*ins.items(), *outs.items()]:
             exp = expected_dims(io_name) if io_name in ins else ["batch"]
+            if io_name == EMBEDDING_OUTPUT and io_name in outs:
+                exp = ["batch", bundle.embedding_dim]
             if io_name == "text" and bundle.uses_text:
                 exp = ["batch", "tokens", int(bundle.meta["text"]["dim"])]
             if not _dims_ok(dims, exp):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mos.distribution import spread_column
-from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT
+from mos.bundle import AUDIO_INPUTS, EMBEDDING_OUTPUT, TEXT_INPUTS, TEXT_MODEL_INPUTS, TEXT_MODEL_OUTPUT
 from mos.model import MosModel
 
 
@@ -47,7 +47,8 @@ def with_2d_convs(model: MosModel) -> MosModel:
 class AudioExport(nn.Module):
     """forward(waveform, lengths[, text, text_lengths]) -> tuple of [batch] scores, one per target,
     on the target's scale and not clamped to its range; then, for a distribution model, each
-    target's listener spread (`<target>_std`)."""
+    target's listener spread (`<target>_std`); last the pooled audio embedding [batch, dim]
+    (`MosModel.pooled_audio`: what `mos distill` teaches a student with)."""
 
     def __init__(self, model: MosModel) -> None:
         super().__init__()
@@ -56,11 +57,15 @@ class AudioExport(nn.Module):
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor, *text: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feats, feat_lengths = (text[0], text[1]) if text else (None, None)
-        if self.model.cfg.predicts_spread:
-            scores, spread = self.model.scores_and_spread(waveform, lengths, feats, feat_lengths, clamp=False)
-            return tuple(scores[:, j] for j in range(self.n_targets)) + tuple(spread[:, j] for j in range(self.n_targets))
-        scores = self.model.scores(waveform, lengths, feats, feat_lengths, clamp=False)
-        return tuple(scores[:, j] for j in range(self.n_targets))
+        model = self.model
+        frames, frame_lengths = model.encode_audio(waveform, lengths)
+        logits = model.head_outputs(frames, frame_lengths, feats, feat_lengths)
+        scores = model.to_scale(model.normalised(logits), clamp=False)
+        out = tuple(scores[:, j] for j in range(self.n_targets))
+        if model.cfg.predicts_spread:
+            spread = model.spread(logits)
+            out += tuple(spread[:, j] for j in range(self.n_targets))
+        return out + (model.pooled_audio(frames, frame_lengths),)
 
 
 def audio_input_names(model: MosModel) -> list[str]:
@@ -69,13 +74,13 @@ def audio_input_names(model: MosModel) -> list[str]:
 
 def audio_output_names(model: MosModel) -> list[str]:
     names = list(model.cfg.target_names)
-    return names + ([spread_column(n) for n in names] if model.cfg.predicts_spread else [])
+    return names + ([spread_column(n) for n in names] if model.cfg.predicts_spread else []) + [EMBEDDING_OUTPUT]
 
 
 def audio_dynamic_axes(inputs: list[str], outputs: list[str]) -> dict[str, dict[int, str]]:
     """Batch everywhere, samples on the waveform, tokens on the text features."""
     axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in inputs + outputs}
-    axes["waveform"] = {0: "batch", 1: "samples"}
+    axes["waveform"] = {0: "batch", 1: "samples"}  # the embedding's second dim is fixed: {0: batch} too
     if "text" in axes:
         axes["text"] = {0: "batch", 1: "tokens"}
     return axes

@@ -71,6 +71,9 @@ class ModelConfig:
     # sha256 over the text encoder's weight and tokenizer files, recorded at training time so that
     # export can refuse a changed encoder (None: audio-only, or a checkpoint from before it was recorded).
     text_encoder_sha256: str | None = None
+    # > 0 (a `mos distill` student): a linear map from the pooled audio embedding to the teacher's
+    # embedding of this size, trained with it and unused at inference (not exported).
+    distill_embedding_dim: int = 0
     # Window length (s) the model was trained with: long audio is scored in windows of this length.
     window_seconds: float = 10.0
     targets: list[TargetSpec] = field(default_factory=lambda: [TargetSpec("score", 0.0, 10.0)])

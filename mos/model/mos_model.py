@@ -29,6 +29,7 @@ from mos.model.encoders import STACK, PretrainedAudioEncoder, build_audio_encode
 from mos.model.frontend import LogMel
 from mos.model.fusion import AudioOnlyPooling, CrossAttentionFusion, PooledEmbeddings
 from mos.model.kernel_head import FittedRegressor
+from mos.model.masking import masked_mean
 
 BACKBONE_PREFIX = "audio_encoder.backbone."
 
@@ -126,6 +127,8 @@ class MosModel(nn.Module):
             self.register_buffer("bin_width", torch.tensor([np.sqrt(g.offset) for g in grids], dtype=torch.float32))
             self.register_buffer("bin_kappa", torch.tensor([g.kappa for g in grids], dtype=torch.float32),
                                  persistent=False)
+        if cfg.distill_embedding_dim:
+            self.embedding_projection = nn.Linear(int(audio_dim), int(cfg.distill_embedding_dim))
         self.register_buffer("target_mean", torch.tensor([t.mean for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_std", torch.tensor([t.std for t in cfg.targets], dtype=torch.float32))
         self.register_buffer("target_low", torch.tensor([t.low for t in cfg.targets], dtype=torch.float32))
@@ -149,6 +152,11 @@ class MosModel(nn.Module):
             feats, frames = self.frontend(waveform, lengths)
             return self.audio_encoder(feats, frames)
         return self.audio_encoder(waveform, lengths)
+
+    def pooled_audio(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """The pooled audio embedding [B, D]: the masked mean of the encoder's frames. It does not
+        depend on the caption; bundles output it (`embedding`) and `mos distill` teaches with it."""
+        return masked_mean(frames, frame_lengths)
 
     def head(
         self,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mos.audio import window_samples
-from mos.bundle import AUDIO_INPUTS, TEXT_INPUTS, Bundle, load_bundle
+from mos.bundle import AUDIO_INPUTS, EMBEDDING_OUTPUT, TEXT_INPUTS, Bundle, load_bundle
 from mos.distribution import quantile, quantile_column, spread_column
 from mos.errors import BundleError, MosError
 from mos.runtime.batching import pad_token_features, pad_waveforms, plan_batches
@@ -171,6 +171,9 @@ class ScoreEngine:
         wanted = list(AUDIO_INPUTS) + (list(TEXT_INPUTS) if bundle.uses_text else [])
         _check_interface(self.audio, audio_path, wanted, self.targets + self.spread_names)
         self._output_index = [self.audio.output_names.index(t) for t in self.targets + self.spread_names]
+        # The pooled audio embedding (bundles that list audio.embedding; `embed_arrays` returns it).
+        self._embedding_index: int | None = (self.audio.output_names.index(EMBEDDING_OUTPUT)
+                                             if bundle.embedding_dim and EMBEDDING_OUTPUT in self.audio.output_names else None)
         self.text: CaptionSource | None = text if bundle.uses_text else None
         if opening is not None:
             self.text = opening.result()
@@ -205,7 +208,9 @@ class ScoreEngine:
     def uses_text(self) -> bool:
         return self.text is not None
 
-    def _run_batch(self, waves: Sequence[np.ndarray], feats: Sequence[np.ndarray] | None) -> np.ndarray:
+    def _run_batch(self, waves: Sequence[np.ndarray], feats: Sequence[np.ndarray] | None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(raw rows, the pooled audio embeddings when the bundle outputs them, else None)."""
         waveform, lengths = pad_waveforms(waves, self.pad_multiple)
         feeds = {"waveform": waveform, "lengths": lengths}
         if feats is not None:
@@ -215,7 +220,8 @@ class ScoreEngine:
         if self.spread_names:  # spreads -> second moments, which average over a clip's windows
             t = len(self.targets)
             out[:, t:] = second_moment(out[:, :t], out[:, t:])
-        return out
+        emb = None if self._embedding_index is None else np.asarray(outputs[self._embedding_index], dtype=np.float32)
+        return out, emb
 
     def _caption_features(self, captions: Sequence[str | None], source: CaptionSource | None = None
                           ) -> list[np.ndarray] | None:
@@ -227,7 +233,7 @@ class ScoreEngine:
 
     def score_segments(
         self, waves: Sequence[np.ndarray], captions: Sequence[str | None], batch_size: int | None = None,
-        streams: int | None = None, text: CaptionSource | None = None,
+        streams: int | None = None, text: CaptionSource | None = None, embeddings: np.ndarray | None = None,
     ) -> np.ndarray:
         """One raw row per segment (no windowing): unclamped scores, then for a distribution model
         each target's second moment (spread^2 + score^2, so that a clip's windows average like its
@@ -244,7 +250,10 @@ class ScoreEngine:
         batches = plan_batches([w.shape[0] for w in waves], batch_size or self.batch_size, self.equal_lengths)
 
         def run(batch: list[int]) -> None:
-            out[batch] = self._run_batch([waves[i] for i in batch], None if feats is None else [feats[i] for i in batch])
+            rows, emb = self._run_batch([waves[i] for i in batch], None if feats is None else [feats[i] for i in batch])
+            out[batch] = rows
+            if embeddings is not None and emb is not None:
+                embeddings[batch] = emb
 
         workers = min(len(batches), self.streams if streams is None else max(1, streams))
         if workers <= 1:
@@ -263,6 +272,22 @@ class ScoreEngine:
         `captions[i]` may be None only for an audio-only bundle. Waveforms longer than the window
         are cut into windows and their scores averaged, weighted by each window's length.
         """
+        return self._windowed(waveforms, captions, False)[0]
+
+    def embed_arrays(self, waveforms: Sequence[np.ndarray], captions: Sequence[str | None]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(`score_arrays`'s rows, the pooled audio embeddings [n, embedding_dim] float32) from one
+        run of the audio model; a long clip's windows are averaged weighted by length, as its scores
+        are. Needs a bundle that outputs the embedding (mos.json audio.embedding)."""
+        if self._embedding_index is None:
+            raise MosError(f"{self.bundle.root}: this bundle's audio model has no pooled-embedding output "
+                           f"(exported by an older mos); export it again with this version (mos export RUN)")
+        rows, emb = self._windowed(waveforms, captions, True)
+        assert emb is not None
+        return rows, emb
+
+    def _windowed(self, waveforms: Sequence[np.ndarray], captions: Sequence[str | None], embed: bool
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
         if len(waveforms) != len(captions):
             raise ValueError(f"{len(waveforms)} waveforms but {len(captions)} captions")
         seg_waves: list[np.ndarray] = []
@@ -276,14 +301,18 @@ class ScoreEngine:
                 seg_waves.append(piece)
                 seg_caps.append(caption)
                 owner.append(i)
-        seg_scores = self.score_segments(seg_waves, seg_caps)
+        seg_emb = np.zeros((len(seg_waves), self.bundle.embedding_dim), dtype=np.float32) if embed else None
+        seg_scores = self.score_segments(seg_waves, seg_caps, embeddings=seg_emb)
         owner_arr = np.array(owner, dtype=np.int64)
         weights = np.array([w.shape[0] for w in seg_waves], dtype=np.float64)
         out = np.zeros((len(waveforms), seg_scores.shape[1]), dtype=np.float64)
+        emb = None if seg_emb is None else np.zeros((len(waveforms), seg_emb.shape[1]), dtype=np.float32)
         for i in range(len(waveforms)):
             sel = owner_arr == i
             out[i] = window_mean(seg_scores[sel], weights[sel])
-        return self.finish(out)
+            if emb is not None and seg_emb is not None:
+                emb[i] = window_mean(seg_emb[sel].astype(np.float64), weights[sel])
+        return self.finish(out), emb
 
     @property
     def raw_width(self) -> int:

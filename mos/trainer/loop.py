@@ -76,12 +76,18 @@ class RunResult:
     stopped: str = EPOCH_BUDGET  # what ended training: EARLY_STOPPING or EPOCH_BUDGET
 
 
-def raw_outputs(model: MosModel, batch: Batch | FeatureBatch) -> torch.Tensor:
-    """The heads' raw outputs of a training batch: from cached encoder features or from waveforms."""
+def batch_frames(model: MosModel, batch: Batch | FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The audio encoder's frames [B, T, D] and frame lengths of a training batch: from cached
+    encoder features or from waveforms."""
     if isinstance(batch, FeatureBatch):
-        frames = model.audio_encoder.mix(batch.feats)
-        return model.head_outputs(frames, batch.frame_lengths, batch.text, batch.text_lengths)
-    return model.outputs(batch.waveform, batch.lengths, batch.text, batch.text_lengths)
+        return model.audio_encoder.mix(batch.feats), batch.frame_lengths
+    return model.encode_audio(batch.waveform, batch.lengths)
+
+
+def raw_outputs(model: MosModel, batch: Batch | FeatureBatch) -> torch.Tensor:
+    """The heads' raw outputs of a training batch."""
+    frames, frame_lengths = batch_frames(model, batch)
+    return model.head_outputs(frames, frame_lengths, batch.text, batch.text_lengths)
 
 
 class TrainingForward(torch.nn.Module):
@@ -343,7 +349,7 @@ class Trainer:
             sync = step % cfg.accumulate == 0 or step == len(self.train_loader)
             with self.ddp.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext():
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    raw = self.ddp(batch) if self.ddp is not None else raw_outputs(self.model, batch)
+                    raw = self.ddp(batch) if self.ddp is not None else self.forward_batch(batch)
                 if self.dist is not None:  # the loss of the global batch, as one process computes it
                     raw, batch = self.dist.global_batch(raw, batch)
                 loss = self.batch_loss(self.model.normalised(raw.float()), batch)
@@ -369,6 +375,11 @@ class Trainer:
         if progress is not None and task is not None:
             progress.remove_task(task)
         return total / max(n, 1), lr
+
+    def forward_batch(self, batch: Batch | FeatureBatch) -> torch.Tensor:
+        """The heads' raw outputs of a training batch (one process; `mos distill` also keeps the
+        pooled embedding for its loss)."""
+        return raw_outputs(self.model, batch)
 
     def batch_loss(self, out: torch.Tensor, batch: Batch | FeatureBatch) -> torch.Tensor:
         """The training loss of one batch's normalised predictions [B, n_targets]."""

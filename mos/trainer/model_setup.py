@@ -47,7 +47,12 @@ def build_model_config(cfg: TrainConfig, train: Manifest, encoder: EncoderInfo |
     for t in train.targets:
         values = np.array([it.targets[t.name] for it in train.items], dtype=np.float64)
         values = values[np.isfinite(values)]  # unrated clips (NaN, `mos distill`) do not count
-        mean, std = (0.0, 1.0) if cfg.target_scale == "raw" else (float(values.mean()), float(values.std()) or 1.0)
+        if cfg.target_scale == "raw":
+            mean, std = 0.0, 1.0
+        elif values.size == 0:  # no rated training clip (a student taught by its teacher alone): the range
+            mean, std = (t.low + t.high) / 2, (t.high - t.low) / 4 or 1.0
+        else:
+            mean, std = float(values.mean()), float(values.std()) or 1.0
         targets.append(TargetSpec(t.name, float(t.low), float(t.high), mean, std))
     model_cfg = ModelConfig(sample_rate=16000, text_encoder=cfg.text_encoder, max_text_tokens=cfg.max_text_tokens,
                             targets=targets,

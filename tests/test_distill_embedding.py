@@ -207,3 +207,27 @@ def test_unreadable_pool_clips_are_named_and_left_out(teacher_setup, tmp_path: P
     log = buf.getvalue()
     assert "2 unreadable and left out (first: " in log and "zz_broken.wav" in log, log
     assert "left out of training: 2 clip(s)" in log and (result.run_dir / "bundle" / "mos.json").is_file()
+
+
+def test_augmentation_is_deterministic_for_a_seed_and_each_effect_changes_the_audio(teacher_setup, tmp_path: Path) -> None:
+    from mos.distill.augment import Degradation, apply, degraded_copies
+
+    items = _pool_items(teacher_setup["pool"])[:6]
+    a = degraded_copies(items, 2, tmp_path / "a", seed=3)
+    b = degraded_copies(items, 2, tmp_path / "b", seed=3)
+    c = degraded_copies(items, 1, tmp_path / "c", seed=4)
+    assert len(a) == 12 and [x.path.name for x in a] == [x.path.name for x in b]
+    assert all(x.path.read_bytes() == y.path.read_bytes() for x, y in zip(a, b))
+    assert any(x.path.read_bytes() != y.path.read_bytes() for x, y in zip(a, c))
+    wave = read_audio(items[0].path, 16000)
+    rng = np.random.default_rng(0)
+    for d in (Degradation(0.0, codec="mp3", mp3_quality=9.0), Degradation(0.0, codec="gsm"),
+              Degradation(0.0, codec="band", band_hz=8000), Degradation(0.0, reverb_room=0.8),
+              Degradation(0.0, snr_db=10.0), Degradation(0.0, clip_db=-20.0), Degradation(6.0)):
+        out = apply(wave, 16000, d, rng)
+        assert out.shape == wave.shape and out.dtype == np.float32 and np.abs(out).max() <= 1.0
+        assert np.abs(out - wave).mean() > 1e-3 * np.abs(wave).mean(), d.describe()
+    # a band limit to 8 kHz leaves nothing above 4 kHz
+    band = apply(wave, 16000, Degradation(0.0, codec="band", band_hz=8000), rng)
+    spec = np.abs(np.fft.rfft(band)) ** 2
+    assert spec[int(len(spec) * 4500 / 8000):].sum() < 1e-3 * spec.sum()

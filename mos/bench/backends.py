@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mos.errors import one_line
-from mos.bundle import Bundle
+from mos.bundle import EMBEDDING_OUTPUT, Bundle
 from mos.runtime.batching import pad_waveforms, plan_batches
 from mos.runtime.session import CUDA, SessionConfig, SessionRunner, open_session
 from mos.runtime.batching import pad_token_features
@@ -94,7 +94,9 @@ class OrtBackend(Backend):
             feeds["text"], feeds["text_lengths"] = text, text_lengths
         assert self.runner is not None
         out = self.runner.run(feeds)
-        return np.stack([np.asarray(o, dtype=np.float32).reshape(-1) for o in out], axis=1)
+        # The scores (and spreads), one [batch] output each; not the pooled embedding [batch, dim].
+        return np.stack([np.asarray(o, dtype=np.float32).reshape(-1)
+                         for name, o in zip(self.runner.output_names, out) if name != EMBEDDING_OUTPUT], axis=1)
 
 
 class TorchBackend(Backend):

@@ -2,8 +2,9 @@
 aisfx teacher (pooled head) distilled into the conv edge student, against the same student trained
 on the human ratings alone, all scored out of fold.
 
-    python benchmarks/distill_mushra.py DATA [--work benchmarks/out/distill-mushra] [--seeds 0]
-        [--students edge,tiny] [--augment 1] [--out benchmarks/results/distill_mushra.json]
+    python benchmarks/distill_mushra.py DATA [--work benchmarks/out/distill-mushra] [--seeds 0,1,2]
+        [--students edge,tiny] [--modes embedding,scores,human] [--augment 1]
+        [--out benchmarks/results/distill_mushra.json]
 
 DATA is the mushra-speech-codec folder (`ratings.csv` + `audio/`: 128 clips = 16 utterances x
 8 codec conditions, mean MUSHRA 0-100, no captions).
@@ -18,13 +19,16 @@ Protocol (fixed before looking at figures), every step a `mos` command:
   checkpoint) and the same seed as fold k of `mos train --folds 4 --seed S`;
 - teacher: `mos train TABLE --audio-encoder aisfx --text-encoder none` (frozen, features cached,
   head auto = pooled; mos train's defaults), then `mos export` (fp32);
-- student: `mos distill TEACHER --data TABLE --augment 1 --student-config SIZE` (SIZE edge, the
-  default, and tiny): the teacher labels the training clips, one degraded copy of each (the
-  unlabelled pool: the other folds' audio is already the rated training audio) and the inner
-  validation clips; human weight 0.5, teacher weight 0.5, rank agreement 0.5; mos distill's
-  defaults otherwise (at most 30 epochs, patience 6);
-- baseline: the same student size on the human ratings alone, `--teacher-weight 0 --agree-weight
-  0`, no augmentation (the teacher only labels, for mos distill's own table);
+- student (mode "embedding", `student-SIZE`): `mos distill TEACHER --data TABLE --augment N
+  --student-config SIZE` (SIZE edge, the default, and tiny): the teacher scores and embeds the
+  training clips, N degraded copies of each (the unlabelled pool: the other folds' audio is
+  already the rated training audio) and the inner validation clips; human weight 0.5, teacher
+  weight 0.5, rank agreement 0.5, embedding weight 1; mos distill's defaults otherwise (at most
+  30 epochs, patience 6);
+- mode "scores" (`scores-only-SIZE`): the same with `--embedding-weight 0` (the teacher's scores only);
+- baseline (mode "human", `human-only-SIZE`): the same student size on the human ratings alone,
+  `--teacher-weight 0 --agree-weight 0 --embedding-weight 0`, no augmentation (the teacher only
+  labels, for mos distill's own table);
 - every bundle (teacher, students, baselines) scores fold k's held-out clips with `mos score`;
   the out-of-fold predictions of all 128 clips are pooled per model and scored at clip and
   system level (mos.metrics), with 95% intervals from resampling utterances; the share is the
@@ -53,6 +57,24 @@ from distill_demo import run  # the same `mos` command runner (this script's fol
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = "path=path,target:mushra=mean_score,system=system,range:mushra=0:100"
 FOLDS = 4
+GOAL_SHARE, GOAL_SPEEDUP = 0.95, 15.0
+# Run-name prefix of each student mode.
+MODES = {"embedding": "student", "scores": "scores-only", "human": "human-only"}
+
+
+def over_seeds(per_seed: dict, models: list[str]) -> dict:
+    """Mean and SD over seeds of each model's pooled clip SRCC (and a student's share of the teacher's)."""
+    out = {}
+    for m in models:
+        srcc = [r["pooled"][m]["utterance"]["srcc"] for r in per_seed.values()]
+        entry = {"clip_srcc": srcc, "clip_srcc_mean": round(float(np.mean(srcc)), 4),
+                 "clip_srcc_sd": round(float(np.std(srcc, ddof=1)), 4) if len(srcc) > 1 else None}
+        if m != "teacher":
+            share = [r["summary"][m]["share_of_teacher_clip_srcc"] for r in per_seed.values()]
+            entry.update({"share_mean": round(float(np.mean(share)), 4),
+                          "share_sd": round(float(np.std(share, ddof=1)), 4) if len(share) > 1 else None})
+        out[m] = entry
+    return out
 
 
 def write_table(rows: list[dict[str, str]], data: Path, out: Path) -> None:
@@ -89,6 +111,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("benchmarks/out/distill-mushra"))
     ap.add_argument("--seeds", default="0", help="e.g. 0,1,2")
     ap.add_argument("--students", default="edge,tiny", help="student sizes, e.g. edge or edge,tiny")
+    ap.add_argument("--modes", default="embedding,scores,human", help="which students: embedding, scores, human")
     ap.add_argument("--augment", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/distill_mushra.json"))
     args = ap.parse_args()
@@ -110,6 +133,9 @@ def main() -> None:
     signal = {r["path"]: r["signal"] for r in rows}
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     sizes = [s.strip() for s in args.students.split(",") if s.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if set(modes) - set(MODES):
+        sys.exit(f"--modes {args.modes}: expected some of {', '.join(MODES)}")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
@@ -131,7 +157,7 @@ def main() -> None:
     for seed in seeds:
         folds = make_folds(table, parse_column_spec(COLUMNS), FOLDS, seed, "signal")
         fold_of = {folds.groups[it.id]: f for it, f in zip(folds.manifest.items, folds.fold)}
-        models = ["teacher", *[f"student-{s}" for s in sizes], *[f"human-only-{s}" for s in sizes]]
+        models = ["teacher", *[f"{MODES[m]}-{s}" for m in modes for s in sizes]]
         pred: dict[str, dict[str, float]] = {m: {} for m in models}
         per_fold = []
         for k in range(FOLDS):
@@ -150,14 +176,15 @@ def main() -> None:
             common = [str(teacher), "--data", str(train_csv), *split, "--runs-dir", str(runs), "--device", "cpu",
                       "--teacher-device", "cpu", "--quiet", "--overwrite"]
             bundles = {"teacher": teacher / "bundle"}
-            for size in sizes:
-                step(f"{tag}/student-{size}", ["distill", *common, "--name", f"student-{size}", "--student-config", size,
-                                               "--augment", str(args.augment)], runs / f"student-{size}" / "compare")
-                step(f"{tag}/human-only-{size}", ["distill", *common, "--name", f"human-only-{size}", "--student-config",
-                                                  size, "--teacher-weight", "0", "--agree-weight", "0"],
-                     runs / f"human-only-{size}" / "compare")
-                bundles[f"student-{size}"] = runs / f"student-{size}" / "bundle"
-                bundles[f"human-only-{size}"] = runs / f"human-only-{size}" / "bundle"
+            for mode in modes:
+                for size in sizes:
+                    name = f"{MODES[mode]}-{size}"
+                    extra = {"embedding": ["--augment", str(args.augment)],
+                             "scores": ["--augment", str(args.augment), "--embedding-weight", "0"],
+                             "human": ["--teacher-weight", "0", "--agree-weight", "0", "--embedding-weight", "0"]}[mode]
+                    step(f"{tag}/{name}", ["distill", *common, "--name", name, "--student-config", size, *extra],
+                         runs / name / "compare")
+                    bundles[name] = runs / name / "bundle"
             fold_info: dict = {"fold": k + 1, "held_out_signals": sorted({r["signal"] for r in rows if fold_of[r["signal"]] == k}),
                                "models": {}}
             for name, bundle in bundles.items():
@@ -204,8 +231,8 @@ def main() -> None:
                           "speedup_median_over_folds": round(float(np.median(ups)), 2),
                           "per_fold_mean_clip_srcc": round(float(np.mean(
                               [f["models"][m]["held_out"]["utterance"]["srcc"] for f in per_fold])), 4), "speedup_per_fold": ups,
-                          "goal_met": bool(t_srcc > 0 and pooled[m]["utterance"]["srcc"] >= 0.9 * t_srcc
-                                           and np.median(ups) >= 15)}
+                          "goal_met": bool(t_srcc > 0 and pooled[m]["utterance"]["srcc"] >= GOAL_SHARE * t_srcc
+                                           and np.median(ups) >= GOAL_SPEEDUP)}
         per_seed[seed] = {"folds": folds.description.replace(str(table), f"{args.data.name}/ratings.csv"),
                           "pooled": pooled, "pooled_clip_and_system_srcc_95": intervals, "summary": summary,
                           "per_fold": per_fold,
@@ -217,9 +244,10 @@ def main() -> None:
         "data": args.data.name,
         "protocol": (__doc__ or "").split("Protocol (fixed before looking at figures), every step a `mos` command:\n")[1]
         .split("The results file")[0].strip(),
-        "goal": "student keeps >= 90% of the teacher's SRCC at >= 15x its speed",
+        "goal": f"student keeps >= {GOAL_SHARE:.0%} of the teacher's SRCC at >= {GOAL_SPEEDUP:g}x its speed",
+        "over_seeds": over_seeds(per_seed, models),
         "machine": {**machine, "load_average_end": load_average()},
-        "seeds": seeds, "students": sizes, "augment": args.augment,
+        "seeds": seeds, "students": sizes, "modes": modes, "augment": args.augment,
         "commands": commands,
         "seconds": {**seconds, "total_this_invocation": round(time.perf_counter() - started, 1)},
         "per_seed": per_seed,

@@ -284,7 +284,7 @@ def test_the_bundle_outputs_spreads_that_match_pytorch(trained) -> None:
     meta = json.loads((run / "bundle" / "mos.json").read_text())
     assert meta["audio"]["spread"] is True and meta["audio"]["distribution"]["bins"] == 10
     assert meta["audio"]["distribution"]["kernel"] == "beta-binomial"
-    assert meta["audio"]["outputs"] == ["score", "quality", "score_std", "quality_std"]
+    assert meta["audio"]["outputs"] == ["score", "quality", "score_std", "quality_std", "embedding"]
     # The export's own verification compared ORT with PyTorch on every output, spreads included,
     # and a padded batch with each clip alone.
     report = (run / "bundle" / "export_report.json")

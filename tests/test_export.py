@@ -69,7 +69,8 @@ def _well_separated(model, gap: float = 0.012) -> tuple[list[np.ndarray], np.nda
 @pytest.fixture(scope="module")
 def audio_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, ExportReport]:
     """Untrained audio-only model exported to an explicit --out, with int8 (given calibration and
-    validation clips; it misses the int8 rule, so written with --force) and fp16 variants."""
+    validation clips; written with --force, whether or not it meets the int8 rule on this CPU) and
+    fp16 variants."""
     root = tmp_path_factory.mktemp("audio")
     run, model = make_run(root, "none", seed=1)
     calibration = [synthetic_clip(s, SR, seed=200 + k) for k, s in enumerate((12.0, 3.0, 0.5, 8.0, 10.0, 6.0))]
@@ -144,8 +145,9 @@ def _ort_scores(session: ort.InferenceSession, clips: list[np.ndarray], text: li
         for i, t in enumerate(text):
             feats[i, : len(t)] = t
         feeds.update(text=feats, text_lengths=t_len)
+    names = [o.name for o in session.get_outputs()]
     outs = session.run(None, feeds)
-    return np.stack(outs, axis=1)
+    return np.stack([o for n, o in zip(names, outs) if n != "embedding"], axis=1)  # the scores
 
 
 def _torch_scores(model, clips: list[np.ndarray], text: list[torch.Tensor] | None) -> np.ndarray:
@@ -199,8 +201,9 @@ def test_verification_catches_a_length_baked_in_by_the_tracer(tmp_path: Path, mo
 
     def frozen_length(self, waveform, lengths, *text):
         keep = int(waveform.shape[1])  # a Python int: the tracer records the trace's length
-        scores = self.model.scores(waveform[:, :keep], lengths.clamp(max=keep), clamp=False)
-        return tuple(scores[:, j] for j in range(self.n_targets))
+        frames, frame_lengths = self.model.encode_audio(waveform[:, :keep], lengths.clamp(max=keep))
+        scores = self.model.to_scale(self.model.normalised(self.model.head_outputs(frames, frame_lengths)), clamp=False)
+        return tuple(scores[:, j] for j in range(self.n_targets)) + (self.model.pooled_audio(frames, frame_lengths),)
 
     run, _ = make_run(tmp_path, "none", seed=6)
     monkeypatch.setattr(wrapper.AudioExport, "forward", frozen_length)
@@ -261,8 +264,10 @@ def test_metadata_round_trips(text_run, tiny_text_encoder: Path) -> None:
     assert audio.pop("padding_invariant") is True
     assert audio.pop("encoder") == {"kind": "conv", "name": "built-in conv encoder, trained from scratch",
                                     "sample_rate": SR, "out_dim": 256}
+    embedding = audio.pop("embedding")
+    assert embedding["output"] == "embedding" and embedding["dim"] == 256 and "masked mean" in embedding["what"]
     assert audio == {"model": "audio.onnx", "inputs": ["waveform", "lengths", "text", "text_lengths"],
-                     "outputs": ["overall", "textual"]}
+                     "outputs": ["overall", "textual", "embedding"]}
     assert meta["text"]["model"] == "text.onnx" and meta["text"]["tokenizer"] == "tokenizer.json"
     assert meta["text"]["dim"] == TEXT_HIDDEN and meta["text"]["max_tokens"] == 64
     assert meta["text"]["encoder"] == str(tiny_text_encoder)  # MiniLM's: test_minilm_bundle_...
@@ -288,7 +293,7 @@ def test_dynamic_axes_are_symbolic(text_run) -> None:
     ins, outs = onnx_io.interface(onnx.load(str(bundle / "audio.onnx")))
     assert ins == {"waveform": ["batch", "samples"], "lengths": ["batch"],
                    "text": ["batch", "tokens", TEXT_HIDDEN], "text_lengths": ["batch"]}
-    assert outs == {"overall": ["batch"], "textual": ["batch"]}
+    assert outs == {"overall": ["batch"], "textual": ["batch"], "embedding": ["batch", 256]}
     ins, outs = onnx_io.interface(onnx.load(str(bundle / "text.onnx")))
     assert ins == {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]}
     assert outs == {"text": ["batch", "tokens", TEXT_HIDDEN]}
@@ -437,23 +442,29 @@ def test_int8_clearly_bad_is_refused_although_its_validation_srcc_rises(trained,
     assert q is not None and q.ok and q.dropped and not q.forced
     assert not (tmp_path / "b" / "audio.int8.onnx").exists() and _meta(tmp_path / "b")["variants"] == {}
     worst = max(q.agreement.outputs.values(), key=lambda o: o.relative_error)
-    assert worst.relative_error > 1.0
+    assert worst.relative_error > MAX_RELATIVE_ERROR  # measured: 1.4 with AVX2 int8 kernels, 0.68 with AVX-512 VNNI
     note = next(n for n in report.notes if n.startswith("int8 variant NOT written: "))
     assert "moves by RMS" in note and "ranks the clips differently" in note and note.endswith("writes it anyway")
     assert report.verify is not None and report.verify.ok  # the fp32 bundle is written and verified
 
 
-def test_untrained_int8_is_refused_on_an_output_its_ratings_cannot_see(audio_run) -> None:
-    """The untrained model's 'textual' barely varies between clips: int8 moves it by more than half
-    of its spread. Its flat ratings leave the validation SRCC at 0 either way; the label-free
-    agreement sees it (the fixture writes int8 with --force)."""
-    q = audio_run[2].int8
-    assert q is not None and q.forced and q.agreement.held_out and q.agreement.clips >= 5
+@pytest.mark.slow
+def test_int8_is_judged_on_an_output_its_ratings_cannot_see(tmp_path: Path) -> None:
+    """Flat ratings leave the validation SRCC at 0 for fp32 and int8 alike, so only the label-free
+    agreement can judge int8: on clips whose fp32 scores lie ~1e-4 apart, int8's error is larger
+    than their spread on every CPU, and --force records why it was written anyway."""
+    run, model = make_run(tmp_path, "none", seed=1)
+    clips, _ = _nearly_identical(model)
+    flat = np.full((len(clips), 2), 3.0)
+    report = export_bundle(run, tmp_path / "b", quantize="int8", calibration_clips=clips[:6],
+                           validation=(clips, None, flat), force=True)
+    q = report.int8
+    assert q is not None and q.forced and q.agreement.held_out and q.agreement.clips == len(clips)
     textual = q.agreement.outputs["textual"]
     assert textual.relative_error > MAX_RELATIVE_ERROR
     assert q.agreement.srcc["textual"].fp32 == q.agreement.srcc["textual"].variant == 0.0
-    recorded = _meta(audio_run[2].bundle)["export"]["variants"]["int8"]
-    assert "'textual' moves by RMS" in recorded["forced"]
+    recorded = _meta(tmp_path / "b")["export"]["variants"]["int8"]
+    assert "moves by RMS" in recorded["forced"]
     assert recorded["agreement"]["measured_on"] == f"{q.agreement.clips} validation clips"
 
 
@@ -614,11 +625,12 @@ def test_unknown_schema_refused(audio_run, tmp_path: Path) -> None:
 def test_interface_mismatch_refused(audio_run, tmp_path: Path) -> None:
     bundle = copy_bundle(audio_run[2].bundle, tmp_path / "bundle")
     meta = _meta(bundle)
-    meta["audio"]["outputs"] = ["textual", "overall"]
+    meta["audio"]["outputs"] = ["textual", "overall", "embedding"]
     (bundle / "mos.json").write_text(json.dumps(meta))
     report = verify_bundle(bundle, raise_on_failure=False)
     bad = {c.name: c.detail for c in report.checks if not c.ok}
-    assert "interface" in bad and "outputs ['overall', 'textual'] != mos.json ['textual', 'overall']" in bad["interface"]
+    assert "interface" in bad and ("outputs ['overall', 'textual', 'embedding'] != mos.json ['textual', 'overall', "
+                                   "'embedding']") in bad["interface"]
     with pytest.raises(MosError):
         verify_bundle(bundle)
 

@@ -64,7 +64,8 @@ def biased_quantizer(monkeypatch: pytest.MonkeyPatch, **bias: float) -> None:
 def ort_scores(path: Path, clips: list[np.ndarray]) -> np.ndarray:
     """[clips, outputs] of the ONNX file, each clip alone, plain onnxruntime (unclamped)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    rows = [session.run(None, {"waveform": c[None].astype(np.float32), "lengths": np.array([len(c)], np.int64)})
+    names = [o.name for o in session.get_outputs() if o.name != "embedding"]  # the scores (and spreads)
+    rows = [session.run(names, {"waveform": c[None].astype(np.float32), "lengths": np.array([len(c)], np.int64)})
             for c in clips]
     return np.array([[float(o[0]) for o in row] for row in rows])
 

@@ -501,3 +501,18 @@ def build_demo(root: Path, config: DemoConfig = DemoConfig()) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+# The pool's seeds start here: never the rated set's (seed 0 by default), so no pool clip repeats one.
+POOL_SEED_OFFSET = 1000
+
+
+def build_demo_pool(root: Path, clips: int, config: DemoConfig = DemoConfig()) -> Path:
+    """`clips` unrated clips made by the demo set's generator with another seed (the same kinds of
+    sound, captions and degradations, none of the rated clips), for `mos distill --demo-pool`:
+    the folder of wav files under `root/pool-<clips>/` (made once, reused)."""
+    if clips < 1:
+        raise ValueError(f"a demo pool needs at least one clip, got {clips}")
+    pool = DemoConfig(n_train=clips, n_validation=1, seconds=config.seconds, sample_rate=config.sample_rate,
+                      seed=config.seed + POOL_SEED_OFFSET, listeners=config.listeners)
+    return build_demo(Path(root) / f"pool-{clips}", pool) / "wav" / "train"

@@ -25,9 +25,11 @@ def distill(
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation clips from this file (or tree) instead of a split of the data.", rich_help_panel=_DATA),
     unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", help="Unrated audio the teacher labels for the student: a folder, a list file, or a CSV/JSONL table (--unlabeled-columns).", rich_help_panel=_DATA),
     unlabeled_columns: Optional[str] = typer.Option(None, "--unlabeled-columns", help="Column mapping of an --unlabeled table, e.g. 'path=file,caption=text'.", rich_help_panel=_DATA),
+    demo_pool: int = typer.Option(0, "--demo-pool", min=0, help="Make N unrated clips with the demo set's generator (another seed) and use them as the unlabelled pool (instead of --unlabeled).", rich_help_panel=_DATA),
+    demo_dir: Optional[Path] = typer.Option(None, "--demo-dir", help="Where the demo set (and a --demo-pool) is generated (default: data/demo).", rich_help_panel=_DATA),
     captions: Optional[Path] = typer.Option(None, "--captions", help="Captions of the --unlabeled clips (CSV wav_file_name,text, or a MusicEval prompt file), when a model reads text.", rich_help_panel=_DATA),
     caption_columns: Optional[str] = typer.Option(None, "--caption-columns", help="Columns of a --captions CSV as id_col,text_col.", rich_help_panel=_DATA),
-    student_config: Optional[str] = typer.Option(None, "--student-config", help="The student's size: edge (default, mos train's model), small, tiny, or a JSON/TOML file of mos train settings with a model table (channels, hidden, ...).", rich_help_panel=_STUDENT),
+    student_config: Optional[str] = typer.Option(None, "--student-config", help="The student's size: edge (default, mos train's model), small, tiny, large, or a JSON/TOML file of mos train settings with a model table (channels, hidden, ...).", rich_help_panel=_STUDENT),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="The student's text encoder (default: minilm when the teacher reads captions, else none).", rich_help_panel=_STUDENT),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="The student's training and scoring window in seconds (default 10).", rich_help_panel=_STUDENT),
     teacher_weight: float = typer.Option(0.5, "--teacher-weight", help="Weight of the teacher's labels (every clip); 1 minus it weighs the human ratings (rated clips only). 1: teacher only.", rich_help_panel=_DISTIL),
@@ -75,6 +77,7 @@ def distill(
                          epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                          text_encoder=text_encoder, max_seconds=max_seconds, group_by=group_by,
                          val_data=str(val_data) if val_data else None, device=device,
+                         demo_dir=str(demo_dir) if demo_dir else None,
                          resume=resume or None, overwrite=overwrite or None)
         explicit = set(from_file) | {k for k, v in overrides.items() if v is not None}
         base = TrainConfig(**from_file)
@@ -85,6 +88,7 @@ def distill(
         cfg = base.with_overrides(**overrides)
         settings = DistillSettings(
             teacher=str(teacher), unlabeled=str(unlabeled) if unlabeled else None, unlabeled_columns=unlabeled_columns,
+            demo_pool=demo_pool,
             captions=str(captions) if captions else None, caption_columns=caption_columns,
             teacher_weight=teacher_weight, agree_weight=agree_weight, augment=augment, model=model,
             embedding_weight=embedding_weight, teacher_cache=str(teacher_cache) if teacher_cache else None,

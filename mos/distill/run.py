@@ -33,6 +33,7 @@ STUDENT_SIZES: dict[str, dict[str, Any]] = {
     "edge": {},
     "small": {"channels": [64, 96, 128, 128], "hidden": 128},
     "tiny": {"channels": [32, 48, 64, 64], "hidden": 64},
+    "large": {"channels": [192, 256, 384, 384], "hidden": 384},
 }
 
 
@@ -42,6 +43,7 @@ class DistillSettings:
 
     teacher: str
     unlabeled: str | None = None  # a folder, list file or table (with unlabeled_columns) of unrated audio
+    demo_pool: int = 0  # > 0: that many unrated clips from the demo set's generator (the pool, without --unlabeled)
     unlabeled_columns: str | None = None
     captions: str | None = None  # captions of the unlabelled clips
     caption_columns: str | None = None
@@ -71,6 +73,10 @@ class DistillSettings:
             raise MosError(f"--augment {self.augment}: must not be negative")
         if self.speed_repeats < 1 or self.speed_batch_size < 1:
             raise MosError("--speed-repeats and the speed batch size must be at least 1")
+        if self.demo_pool < 0:
+            raise MosError(f"--demo-pool {self.demo_pool}: must not be negative")
+        if self.demo_pool and self.unlabeled:
+            raise MosError("--demo-pool makes the unlabelled pool; give it or --unlabeled, not both")
         if self.captions and not self.unlabeled:
             raise MosError("--captions names the captions of --unlabeled clips; give --unlabeled too")
         unknown = sorted(set(self.model) - set(MODEL_SIZE_FIELDS))
@@ -236,6 +242,11 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
     write_distill_json(run_dir, record)
 
     rated_paths = {it.path.resolve() for it in splits.train.items + splits.validation.items}
+    if settings.demo_pool:
+        from mos.data.demo import build_demo_pool
+
+        settings.unlabeled = str(build_demo_pool(Path(cfg.demo_dir), settings.demo_pool))
+        settings.captions = str(Path(settings.unlabeled).parents[1] / "meta_data" / "train_average.csv")
     pool = unlabeled_pool(settings, names, needs_text, rated_paths, console)
     copies = degraded_copies(splits.train.items + pool, settings.augment, run_dir / AUGMENT_DIR, cfg.seed,
                              lambda m: console.print(m, markup=False))

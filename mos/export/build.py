@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mos.bundle import BUNDLE_META_FILE, bundle_from_meta, write_bundle_meta
+from mos.bundle import EMBEDDING_OUTPUT, BUNDLE_META_FILE, bundle_from_meta, write_bundle_meta
 from mos.errors import MosError
 from mos.files import sha256_file
 from mos.export.bundle_meta import build_meta
@@ -277,7 +277,7 @@ def _export_into(
 
     t = time.perf_counter()
     export_torchscript(AudioExport(model), _trace_inputs(model), work / AUDIO_MODEL, opset,
-                       inputs, outputs, audio_dynamic_axes(inputs, outputs))
+                       inputs, outputs, audio_dynamic_axes(inputs, outputs), {EMBEDDING_OUTPUT: {1: cfg.audio_dim}})
     stages["audio.onnx"] = time.perf_counter() - t
 
     encoder = None

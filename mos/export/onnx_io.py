@@ -35,8 +35,11 @@ def export_torchscript(
     input_names: list[str],
     output_names: list[str],
     dynamic_axes: dict[str, dict[int, str]],
+    static_dims: dict[str, dict[int, int]] | None = None,
 ) -> None:
-    """torch.onnx.export(dynamo=False) into one file; fails unless the file's opset == `opset`."""
+    """torch.onnx.export(dynamo=False) into one file; fails unless the file's opset == `opset`.
+    `static_dims` ({output: {axis: size}}) declares output axes of a known fixed size that the
+    tracer left symbolic (a size computed in the graph, e.g. a pooled embedding's width)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
     try:
@@ -58,7 +61,15 @@ def export_torchscript(
         raise
     except Exception as exc:  # the exporter raises many types (unsupported op, opset out of range)
         raise MosError(f"{path.name}: the TorchScript exporter failed at opset {opset}: {one_line(exc, limit=300)}") from None
-    got = default_opset(onnx.load(str(path), load_external_data=False))
+    model = onnx.load(str(path), load_external_data=False)
+    got = default_opset(model)
+    if static_dims:
+        for out in model.graph.output:
+            for axis, size in static_dims.get(out.name, {}).items():
+                dim = out.type.tensor_type.shape.dim[axis]
+                dim.ClearField("dim_param")
+                dim.dim_value = int(size)
+        onnx.save(model, str(path))
     if got != opset:
         raise BundleError(
             f"{path.name}: asked for opset {opset} but the exporter wrote opset {got} "

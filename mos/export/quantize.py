@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+from mos.bundle import EMBEDDING_OUTPUT
 from mos.errors import MosError
 from mos.export.agreement import Agreement, measure
 from mos.export.bench import ms_per_clip, padding_gap, score_clips, scores_alone
@@ -119,11 +120,38 @@ class _Reader(CalibrationDataReader):
 
 
 def run_quantize_static(src: Path, out: Path, feeds: list[dict[str, np.ndarray]], op_types: Sequence[str],
-                        exclude: Sequence[str], quantize_outputs: bool = True) -> None:
+                        exclude: Sequence[str], quantize_outputs: bool = True, aside: Sequence[str] = ()) -> None:
     """quantize_static `src` -> `out`: QDQ, per-channel int8 weights, uint8 activations, MinMax
     calibrated on `feeds`; only `op_types`, never the nodes in `exclude`; with `quantize_outputs`
     False their outputs stay fp32 (ORT then fuses MatMul into MatMulIntegerToFloat); onnxruntime's
-    logging quiet."""
+    logging quiet. The graph outputs named in `aside` (the pooled embedding) are taken out while
+    quantizing, so that they change nothing in how the scores are quantized, and put back after."""
+    if aside:
+        model = onnx.load(str(src))
+        kept = [o for o in model.graph.output if o.name not in aside]
+        removed = [o for o in model.graph.output if o.name in aside]
+        if removed:
+            del model.graph.output[:]
+            model.graph.output.extend(kept)
+            plain = out.with_name(f".{out.stem}.plain.onnx")
+            onnx.save(model, str(plain))
+            try:
+                _quantize_static(plain, out, feeds, op_types, exclude, quantize_outputs)
+            finally:
+                plain.unlink(missing_ok=True)
+            q = onnx.load(str(out))
+            made = {name for node in q.graph.node for name in node.output}
+            lost = [o.name for o in removed if o.name not in made]
+            if lost:
+                raise MosError(f"{out.name}: the quantizer removed the nodes of output(s) {', '.join(lost)}")
+            q.graph.output.extend(removed)
+            onnx.save(q, str(out))
+            return
+    _quantize_static(src, out, feeds, op_types, exclude, quantize_outputs)
+
+
+def _quantize_static(src: Path, out: Path, feeds: list[dict[str, np.ndarray]], op_types: Sequence[str],
+                     exclude: Sequence[str], quantize_outputs: bool) -> None:
     extra = {} if quantize_outputs else {"OpTypesToExcludeOutputQuantization": list(op_types)}
     log = logging.getLogger()
     level = log.level
@@ -212,7 +240,8 @@ def quantize_int8(
     op_types = ["Conv"] if kind in CNN_ENCODERS else ["Conv", "MatMul"]
     if not dft and kind == "conv":
         raise MosError(f"{fp32.name}: cannot find the front-end DFT Conv (a Conv fed by 'waveform') to keep in fp32")
-    run_quantize_static(fp32, out, _calibration_feeds(reference, clips, captions), op_types, dft + mel)
+    run_quantize_static(fp32, out, _calibration_feeds(reference, clips, captions), op_types, dft + mel,
+                        aside=[EMBEDDING_OUTPUT])
     correction = correct_bias(reference, out, clips, captions)
 
     int8 = ScoreEngine(reference.bundle, reference.options, audio_path=out, text=reference.text)

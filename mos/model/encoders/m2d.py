@@ -40,7 +40,6 @@ one-line error. The text tower is mos.model.encoders.m2d_clap_text's.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path

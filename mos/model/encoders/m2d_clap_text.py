@@ -18,7 +18,6 @@ are, and as the XACLE 2027 baseline normalises it): [B, 1, D].
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import torch

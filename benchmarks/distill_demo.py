@@ -104,7 +104,8 @@ def main() -> None:
                      "--epochs", str(args.teacher_epochs), "--overwrite"], teacher / "best_metrics.json")
     step("export", ["export", str(teacher)], teacher / "bundle" / "mos.json")
     common = [str(teacher), "--data", str(data), "--runs-dir", str(runs), "--student-config", args.student_config,
-              "--demo-dir", str(work / "data"), "--quiet", "--overwrite", "--epochs", str(args.epochs)]
+              "--demo-dir", str(work / "data"), "--teacher-cache", str(work / "teacher-cache"), "--quiet", "--overwrite",
+              "--epochs", str(args.epochs)]
     extra = {"embedding": ["--demo-pool", str(args.demo_pool), "--augment", str(args.augment)],
              "scores": ["--demo-pool", str(args.demo_pool), "--augment", str(args.augment), "--embedding-weight", "0"],
              "human": ["--teacher-weight", "0", "--agree-weight", "0", "--embedding-weight", "0"]}

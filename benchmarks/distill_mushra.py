@@ -174,7 +174,7 @@ def main() -> None:
                  teacher / "best_metrics.json")
             step(f"{tag}/export", ["export", str(teacher)], teacher / "bundle" / "mos.json")
             common = [str(teacher), "--data", str(train_csv), *split, "--runs-dir", str(runs), "--device", "cpu",
-                      "--teacher-device", "cpu", "--quiet", "--overwrite"]
+                      "--teacher-device", "cpu", "--teacher-cache", str(work / "teacher-cache"), "--quiet", "--overwrite"]
             bundles = {"teacher": teacher / "bundle"}
             for mode in modes:
                 for size in sizes:

@@ -179,11 +179,11 @@ def test_pretrained_bundle_scores_like_the_package(package_model, tmp_path: Path
     assert meta["audio"]["encoder"]["kind"] == "distillmos" and meta["window_seconds"] == pytest.approx(7.68)
     audio = tmp_path / "audio"
     audio.mkdir()
-    expected = {}
+    expected, embedded = {}, {}
     for i, (name, x) in enumerate(clips(tmp_path).items()):
         path = audio / f"c{i}.wav"
         sf.write(path, x, RATE, subtype="FLOAT")
-        expected[path.name] = package_outputs(package_model, x)[1]
+        embedded[path.name], expected[path.name] = package_outputs(package_model, x)
     out = tmp_path / "scores.csv"
     result = runner.invoke(app, ["score", str(audio), "--bundle", str(bundle), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -194,6 +194,17 @@ def test_pretrained_bundle_scores_like_the_package(package_model, tmp_path: Path
     assert np.std(list(got.values())) > 0.05
     result = runner.invoke(app, ["export", "--check", str(bundle)])
     assert result.exit_code == 0, result.output
+    # a teacher for `mos distill`: its pooled embedding is the package's (clips up to one window)
+    from mos.audio import read_audio
+    from mos.distill.teacher import load_teacher
+    from mos.runtime.engine import ScoreEngine
+
+    teacher = load_teacher(bundle)
+    assert teacher.bundle.embedding_dim == 200
+    short = [n for n in embedded if sf.info(audio / n).duration <= 7.68]
+    _, emb = ScoreEngine(teacher.bundle).embed_arrays([read_audio(audio / n, RATE) for n in short], [None] * len(short))
+    for name, e in zip(short, emb):
+        assert np.allclose(e, embedded[name], atol=2e-3 * max(1.0, float(np.abs(embedded[name]).max()))), name
 
 
 @pytest.mark.slow

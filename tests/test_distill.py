@@ -20,7 +20,6 @@ from scipy.stats import spearmanr  # noqa: E402
 from fixtures_train import quiet, read_csv  # noqa: E402
 from mos.audio import read_audio  # noqa: E402
 from mos.distill.run import DistillSettings, run_distill, student_config  # noqa: E402
-from mos.distill.teacher import LABELS_FILE  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.model import ModelConfig, MosModel  # noqa: E402
 from mos.trainer.checkpoint import load_model  # noqa: E402
@@ -37,10 +36,11 @@ def _cfg(teacher_setup: dict[str, Path], name: str, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def _settings(teacher_setup: dict[str, Path], **kw) -> DistillSettings:
-    # Score-only distillation (teacher_labels.csv): embedding distillation is tests/test_distill_embedding.py's.
+def _settings(teacher_setup: dict[str, Path], cache: str = "teacher-cache", **kw) -> DistillSettings:
+    # Score-only distillation: embedding distillation is tests/test_distill_embedding.py's.
     base = dict(teacher=str(teacher_setup["teacher"]), unlabeled=str(teacher_setup["pool"]), teacher_weight=1.0, model=TINY,
-                speed_repeats=1, threads=1, progress=False, embedding_weight=0.0)
+                speed_repeats=1, threads=1, progress=False, embedding_weight=0.0,
+                teacher_cache=str(teacher_setup["root"] / cache))
     base.update(kw)
     return DistillSettings(**base)
 
@@ -48,7 +48,7 @@ def _settings(teacher_setup: dict[str, Path], **kw) -> DistillSettings:
 @pytest.fixture(scope="module")
 def distilled(teacher_setup: dict[str, Path]) -> tuple[object, str]:
     console, buf = quiet()
-    result = run_distill(_cfg(teacher_setup, "student"), _settings(teacher_setup, augment=1), console)
+    result = run_distill(_cfg(teacher_setup, "student"), _settings(teacher_setup, "cache-student", augment=1), console)
     return result, buf.getvalue()
 
 
@@ -56,10 +56,8 @@ def distilled(teacher_setup: dict[str, Path]) -> tuple[object, str]:
 def test_teacher_labels_every_clip_once_and_the_run_records_it(teacher_setup, distilled) -> None:
     result, log = distilled
     run = result.run_dir
-    rows = read_csv(run / LABELS_FILE)
     # 32 rated training clips, 48 unrated pool clips, one degraded copy of each, 24 validation clips
-    assert len(rows) == 32 + 48 + 80 + 24 and all(r["status"] == "ok" for r in rows)
-    assert len({r["id"] for r in rows}) == len(rows)
+    assert f"teacher teacher: scores and 64-d embeddings of {32 + 48 + 80 + 24} clips at " in log and "from its cache" not in log, log
     report = json.loads((run / "distill.json").read_text())
     teacher_sha = json.loads((run / "distill.json").read_text())["teacher"]["bundle_sha256"]
     for who in ("teacher", "student"):
@@ -111,19 +109,19 @@ def test_student_on_teacher_labels_alone_tracks_the_teacher(teacher_setup, disti
 
 @pytest.mark.slow
 def test_resume_reuses_cached_labels_and_continues_training(teacher_setup) -> None:
-    console, _ = quiet()
-    first = run_distill(_cfg(teacher_setup, "resumed", epochs=3), _settings(teacher_setup), console)
-    labels = first.run_dir / LABELS_FILE
-    lines = labels.read_text().splitlines(keepends=True)
-    assert len(lines) == 1 + 32 + 48 + 24
-    labels.write_text("".join(lines[:60]) + lines[60][:10])  # a kill while labelling: a torn last row
     console, buf = quiet()
-    again = run_distill(_cfg(teacher_setup, "resumed", epochs=4, resume=True), _settings(teacher_setup), console, {"epochs"})
+    run_distill(_cfg(teacher_setup, "resumed", epochs=3), _settings(teacher_setup, "cache-resumed"), console)
+    assert "embeddings of 104 clips" in buf.getvalue()  # 32 + 48 + 24, in shards of 64
+    shards = sorted((teacher_setup["root"] / "cache-resumed").glob("*/part-*.npz"))
+    assert len(shards) == 2
+    shards[-1].unlink()  # a kill while the teacher ran: its last chunk was never written
+    console, buf = quiet()
+    again = run_distill(_cfg(teacher_setup, "resumed", epochs=4, resume=True), _settings(teacher_setup, "cache-resumed"),
+                        console, {"epochs"})
     log = buf.getvalue()
-    assert "labelled 45 clips" in log and "59 already labelled" in log, log
+    assert "embeddings of 40 clips" in log and "64 from its cache" in log, log
     assert "resuming" in log and "at epoch 4" in log
     assert [json.loads(x)["epoch"] for x in (again.run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3, 4]
-    assert len(read_csv(labels)) == 32 + 48 + 24
     # a run folder exists: without --resume or --overwrite it is refused; another teacher is refused too
     with pytest.raises(MosError, match="--resume continues it"):
         run_distill(_cfg(teacher_setup, "resumed"), _settings(teacher_setup), console)

@@ -88,15 +88,25 @@ def test_teacher_runs_once_per_clip_and_its_cache_is_reused(teacher_setup, tmp_p
     assert third.taught == lost and third.keys == first.keys
 
 
-def test_a_teacher_without_the_embedding_output_is_refused_in_one_line(teacher_setup, tmp_path: Path) -> None:
+def test_a_teacher_without_the_embedding_output_teaches_its_scores_only(teacher_setup, tmp_path: Path) -> None:
     old = tmp_path / "old"
     shutil.copytree(teacher_setup["teacher"] / "bundle", old)
     meta = json.loads((old / "mos.json").read_text())
-    del meta["audio"]["embedding"]
+    del meta["audio"]["embedding"]  # as a bundle exported before the embedding output reads
+    meta["audio"]["outputs"].remove("embedding")
     (old / "mos.json").write_text(json.dumps(meta))
+    cfg = TrainConfig(data=str(teacher_setup["data"]), name="s", runs_dir=str(tmp_path / "runs"), epochs=1, lr=3e-3,
+                      patience=10, text_encoder="none", seed=1)
+    settings = DistillSettings(teacher=str(old), model=TINY, speed_repeats=1, threads=1, progress=False,
+                               teacher_cache=str(tmp_path / "cache"))
     with pytest.raises(MosError, match="no pooled-embedding output.*--embedding-weight 0") as err:
-        TeacherCache(tmp_path / "cache", load_teacher(old))
+        run_distill(cfg, settings, quiet()[0])
     assert "\n" not in str(err.value)
+    settings.embedding_weight = 0.0
+    console, buf = quiet()
+    result = run_distill(cfg.with_overrides(overwrite=True), settings, console)
+    assert "teacher old: scores of 56 clips" in buf.getvalue()  # 32 training + 24 validation clips
+    assert json.loads((result.run_dir / "bundle" / "mos.json").read_text())["distillation"]["embedding_weight"] == 0.0
 
 
 def _embed(model, items: list[Item]) -> np.ndarray:
@@ -177,7 +187,6 @@ def test_distill_embeds_every_clip_and_exports_a_student_with_its_own_embedding(
     assert "embedding" in meta["audio"]["outputs"]
     report = json.loads((result.run_dir / "distill.json").read_text())
     assert report["training_clips"]["unlabeled"] == 48 and report["student"]["clips_per_s"] > 0
-    assert not (result.run_dir / "teacher_labels.csv").exists()
 
 
 def test_another_student_of_the_same_teacher_reuses_the_cache_and_resume_continues(embedded) -> None:

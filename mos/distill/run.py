@@ -6,7 +6,6 @@ validation split (metrics and end-to-end clips/s), printed and written to distil
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from mos.bench.machine import usable_cores
 from mos.data.manifest import Item, Manifest
 from mos.distill.augment import AUGMENT_DIR, degraded_copies
 from mos.distill.compare import DISTILL_FILE, compare, format_table, write_distill_json
-from mos.distill.teacher import Teacher, ScoreRun, clip_key, label_clips, load_teacher
+from mos.distill.teacher import Teacher, ScoreRun, clip_key, load_teacher
 from mos.files import read_json, sha256_file
 from mos.errors import MosError
 from mos.trainer.config import TrainConfig, parse_toml
@@ -169,9 +168,20 @@ def _teach(teacher: Teacher, items: list[Item], settings: DistillSettings, conso
 
     root = Path(settings.teacher_cache) if settings.teacher_cache else default_root()
     cache = TeacherCache(root, teacher)
-    result = teach(teacher, items, cache, settings.teacher_device, 0, settings.teacher_batch_size)
+    if settings.embedding_weight > 0 and not cache.dim:
+        raise MosError(f"{teacher.bundle.root}: this teacher bundle has no pooled-embedding output (exported by an "
+                       "older mos); export it again (mos export RUN) to distil its embedding, or use "
+                       "--embedding-weight 0 for score-only distillation")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("teacher"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True, disable=not settings.progress) as progress:
+        task = progress.add_task("teacher", total=len(items))
+        result = teach(teacher, items, cache, settings.teacher_device, 0, settings.teacher_batch_size,
+                       note=lambda done: progress.update(task, completed=done))
     speed = f" at {result.clips_per_s:.1f} clips/s" if result.taught else ""
-    console.print(f"teacher {teacher.name}: scores and {cache.dim}-d embeddings of {result.taught} clips{speed}"
+    what = f"scores and {cache.dim}-d embeddings" if cache.dim else "scores"
+    console.print(f"teacher {teacher.name}: {what} of {result.taught} clips{speed}"
                   + (f"; {result.cached} from its cache" if result.cached else "")
                   + (f"; {len(result.failed)} unreadable and left out (first: {result.failed[0]})" if result.failed else ""),
                   markup=False)
@@ -255,20 +265,13 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
                       markup=False)
     copies = [Item(it.id, it.path, it.caption, {n: float("nan") for n in names}, it.system) for it in copies]
     train_items = splits.train.items + pool + copies
-    run = ScoreRun(settings.teacher_device, 0, settings.teacher_batch_size, settings.progress)
-    embeddings: dict[str, np.ndarray] = {}
-    if settings.embedding_weight > 0:
-        labels, embeddings = _teach(teacher, train_items + splits.validation.items, settings, console)
-    else:
-        stderr = Console(stderr=True) if settings.progress else Console(file=io.StringIO())
-        labels = label_clips(teacher, train_items + splits.validation.items, run_dir, run, console, cfg.resume, stderr)
-        console.print(f"teacher labels: {run_dir / 'teacher_labels.csv'}", markup=False)
+    labels, embeddings = _teach(teacher, train_items + splits.validation.items, settings, console)
     kept, lost = _labelled(train_items, labels, teacher.uses_text)
     if lost:
         console.print(f"left out of training: {len(lost)} clip(s) the teacher could not score (e.g. {lost[0].path})",
                       markup=False)
     if len(kept) < 2:
-        raise MosError(f"{run_dir / 'teacher_labels.csv'}: the teacher labelled fewer than 2 training clips")
+        raise MosError(f"{settings.teacher}: the teacher could score fewer than 2 training clips")
     val_ok, _ = _labelled(splits.validation.items, labels, teacher.uses_text)
     teacher_val = target_metrics(
         np.stack([labels[clip_key(it, teacher.uses_text)][order] for it in val_ok]),
@@ -283,7 +286,7 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
                     "rated_clips": rated, "unrated_clips": len(kept) - rated, "augment": settings.augment}
     model = dict(settings.model)
     teacher_embeddings = None
-    if embeddings:
+    if settings.embedding_weight > 0:
         kept_emb = np.stack([embeddings[clip_key(it, teacher.uses_text)] for it in kept])
         teacher_embeddings = TeacherStats.of(kept_emb).standardise(kept_emb)
         model["distill_embedding_dim"] = int(kept_emb.shape[1])

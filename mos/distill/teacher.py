@@ -1,7 +1,7 @@
-"""The teacher of `mos distill`: an exported bundle (or a run folder's `bundle/`), and its labels
-for a list of clips, scored with the ONNX runtime (`mos score`'s own pipeline and writer) into a
-CSV in the student's run folder. The CSV is the cache: a rerun with --resume keeps the rows
-already scored by the same teacher and scores only the rest. Torch-free."""
+"""The teacher of `mos distill`: an exported bundle (or a run folder's `bundle/`), and how a bundle
+scores a list of clips end to end with the ONNX runtime (`mos score`'s own pipeline and writer),
+which the final comparison of teacher and student uses (the teacher's knowledge of the training
+clips: mos.distill.teacher_cache). Torch-free."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from mos.data.manifest import Item
 from mos.errors import MosError
 from mos.files import sha256_file
 from mos.runtime.scorer import ScoreOptions, ScoreSummary, run_score
-from mos.runtime.writers import ResumeError, read_rows
+from mos.runtime.writers import read_rows
 
-LABELS_FILE = "teacher_labels.csv"
 # The table `mos score` reads the clips from: the key, the audio path and the caption.
 CLIP_COLUMNS = "id=id,path=path,caption=caption"
 
@@ -106,42 +105,18 @@ class ScoreRun:
     progress: bool = False
 
 
-def score_items(bundle_dir: Path, items: list[Item], with_caption: bool, out: Path, run: ScoreRun,
-                resume: bool = False, console: Console | None = None) -> tuple[dict[str, np.ndarray], ScoreSummary]:
+def score_items(bundle_dir: Path, items: list[Item], with_caption: bool, out: Path, run: ScoreRun
+                ) -> tuple[dict[str, np.ndarray], ScoreSummary]:
     """Score `items` with a bundle through `mos score` (run_score, end to end: decode, windows,
     batches, the streaming writer) into `out`; returns clip key -> scores of the ok rows, and
-    the run's summary (its clips/s is the end-to-end speed). With `resume`, rows `out` already
-    holds from the same bundle are kept and not scored again."""
+    the run's summary (its clips/s is the end-to-end speed)."""
     table = write_clip_table(out.with_name(out.stem + ".clips.csv"), items, with_caption)
     summary = run_score(ScoreOptions(inputs=table, bundle=bundle_dir, columns=CLIP_COLUMNS, out=out, format="csv",
                                      device=run.device, threads=run.threads, batch_size=run.batch_size,
-                                     resume=resume, progress=run.progress),
-                        console or Console(file=io.StringIO()))
+                                     progress=run.progress),
+                        Console(file=io.StringIO()))
     bundle = load_bundle(bundle_dir, verify_hashes=False)
     rows = read_rows(out, "csv", bundle.target_names)
     scores = {r.id: np.array([r.scores[t] for t in bundle.target_names], dtype=np.float64)
               for r in rows if r.status == "ok" and r.scores}
     return scores, summary
-
-
-def label_clips(teacher: Teacher, items: list[Item], run_dir: Path, run: ScoreRun, console: Console,
-                resume: bool, progress: Console | None = None) -> dict[str, np.ndarray]:
-    """The teacher's scores of every clip (key -> [n_targets]), cached in run_dir/teacher_labels.csv;
-    what was done goes to `console`, the progress bar to `progress`."""
-    out = run_dir / LABELS_FILE
-    if out.exists() and not resume:
-        raise MosError(f"{out}: teacher labels exist; --resume reuses them, --overwrite starts again")
-    try:
-        scores, summary = score_items(teacher.bundle.root, items, teacher.uses_text, out, run, resume, progress)
-    except ResumeError as exc:
-        raise MosError(f"{out}: holds labels this teacher did not write ({exc}); distill from the same teacher, "
-                       "or --overwrite to start again") from None
-    done = "" if not summary.skipped else f"; {summary.skipped} already labelled (cached in {out.name})"
-    speed = f" at {summary.clips_per_s:.1f} clips/s ({summary.provider})" if summary.scored else ""
-    console.print(f"teacher {teacher.name}: labelled {summary.scored} clips{speed}{done}"
-                  + (f"; {summary.failed} failed and are left out" if summary.failed else ""), markup=False)
-    for line in summary.first_errors[:3]:
-        console.print(f"  {line}", markup=False)
-    return scores
-
-

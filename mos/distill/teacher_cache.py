@@ -1,5 +1,6 @@
-"""The teacher's knowledge of every clip, for embedding distillation: its scores and its pooled audio
-embedding, from one ONNX Runtime run of the teacher bundle per clip, cached on disk. Torch-free.
+"""The teacher's knowledge of every clip for `mos distill`: its scores and its pooled audio embedding
+(a bundle exported before the embedding output: scores only), from one ONNX Runtime run of the
+teacher bundle per clip, cached on disk. Torch-free.
 
 The cache lives in `<root>/<teacher bundle sha256[:16]>/` (root: `--teacher-cache`, default
 $MOS_CACHE_DIR/teacher or ~/.cache/mos/teacher), keyed by the clip's content (sha256 of the file's
@@ -59,13 +60,8 @@ class TeacherCache:
     """The shards of one teacher under `root`: key -> (scores, embedding)."""
 
     def __init__(self, root: Path, teacher: Teacher) -> None:
-        dim = teacher.bundle.embedding_dim
-        if not dim:
-            raise MosError(f"{teacher.bundle.root}: this teacher bundle has no pooled-embedding output (exported by an "
-                           "older mos); export it again (mos export RUN) to distil its embedding, or use "
-                           "--embedding-weight 0 for score-only distillation")
         self.dir = Path(root) / teacher.sha256[:16]
-        self.dim = dim
+        self.dim = teacher.bundle.embedding_dim  # 0: a bundle without the embedding output (scores only)
         self.n_targets = len(teacher.targets)
         self.scores: dict[str, np.ndarray] = {}
         self.embeddings: dict[str, np.ndarray] = {}
@@ -184,7 +180,11 @@ def teach(teacher: Teacher, items: Iterable[Item], cache: TeacherCache, device: 
             if engine is None:
                 engine = ScoreEngine(teacher.bundle, EngineOptions(device=device, threads=threads, batch_size=batch_size))
             t0 = time.perf_counter()
-            rows, emb = engine.embed_arrays([w for _, w, _ in todo], [c if with_caption else None for _, _, c in todo])
+            waves, captions = [w for _, w, _ in todo], [c if with_caption else None for _, _, c in todo]
+            if cache.dim:
+                rows, emb = engine.embed_arrays(waves, captions)
+            else:
+                rows, emb = engine.score_arrays(waves, captions), np.zeros((len(todo), 0), dtype=np.float32)
             seconds += time.perf_counter() - t0
             cache.add([k for k, _, _ in todo], rows[:, : cache.n_targets], emb)
             taught += len(todo)

@@ -99,6 +99,9 @@ def test_a_teacher_without_the_embedding_output_teaches_its_scores_only(teacher_
                       patience=10, text_encoder="none", seed=1)
     settings = DistillSettings(teacher=str(old), model=TINY, speed_repeats=1, threads=1, progress=False,
                                teacher_cache=str(tmp_path / "cache"))
+    wave = [read_audio(sorted(teacher_setup["pool"].glob("*.wav"))[0], 16000)]
+    with pytest.raises(MosError, match="no pooled-embedding output .*export it again"):
+        ScoreEngine(load_teacher(old).bundle).embed_arrays(wave, [None])
     with pytest.raises(MosError, match="no pooled-embedding output.*--embedding-weight 0") as err:
         run_distill(cfg, settings, quiet()[0])
     assert "\n" not in str(err.value)

@@ -376,22 +376,53 @@ def _mean_srcc(x: dict) -> float:
     return sum(v["utterance"]["srcc"] for v in x["levels"].values()) / len(x["levels"])
 
 
+def _best_fp32(bench: dict) -> float:
+    return max(c["clips_per_s"]["median"] for c in bench["end_to_end"] if c["variant"] == "fp32")
+
+
+def _pm(mean: float, sd: float | None, pct: bool = False) -> str:
+    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.3f}")
+    return f(mean) + (f" +- {f(sd)}" if sd is not None else "")
+
+
 def distill_demo_table(r: dict) -> str:
-    """benchmarks/distill_demo.py: teacher, distilled student, human-only student on the demo set."""
-    t = r["student"]["teacher"]
-    targets = list(t["levels"])
+    """benchmarks/distill_demo.py: per student mode, mean +- SD over seeds; then 10 s speed vs DNSMOS."""
+    out = [machine_line(r) + f" Goal: {r.get('goal', '-')}.", "",
+           "| model | seeds | mean SRCC per seed | mean SRCC, mean +- SD | share of the teacher's, mean +- SD | "
+           "speed-up on the 96 validation clips (median of seeds) |",
+           "|---|---:|---|---|---|---:|"]
+    teacher = [_mean_srcc(x["teacher"]) for x in r["runs"].values()]
+    out.append(f"| teacher (aisfx, frozen, pooled head) | | {teacher[0]:.3f} | | | |")
+    for name, su in r["summary"].items():
+        n = len(su["mean_srcc"])
+        out.append(f"| {name} | {n} | {', '.join(f'{v:.3f}' for v in su['mean_srcc'])} | "
+                   f"{_pm(su['mean_srcc_mean'], su['mean_srcc_sd'])} | {_pm(su['share_mean'], su['share_sd'], True)} | "
+                   f"{su['speedup_median']:.1f}x |")
+    benches = r.get("bench_10s") or {}
+    if benches:
+        out += ["", "| 10 s clips, fp32 end to end (best cell of the grid) | clips/s | DNSMOS, same run | x DNSMOS |",
+                "|---|---:|---:|---:|"]
+        for who, b in benches.items():
+            peer = (b.get("peer") or {}).get("clips_per_s")
+            out.append(f"| {who} | {_best_fp32(b):.1f} | {peer if peer else '-'} | "
+                       f"{f'{_best_fp32(b) / peer:.1f}x' if peer else '-'} |")
+        if {"student", "teacher"} <= set(benches):
+            out += ["", f"Student over teacher on 10 s clips: {_best_fp32(benches['student']) / _best_fp32(benches['teacher']):.1f}x."]
+    out += ["", "Commands: " + "; ".join(f"`{c}`" for k, c in r.get("commands", {}).items() if "seed1" not in k
+                                          and "seed2" not in k) + " (seeds 1 and 2 alike)."]
+    return "\n".join(out)
+
+
+def student_sizes_table(r: dict) -> str:
+    """benchmarks/student_sizes.py: each student size's end-to-end speed on 10 s clips."""
     out = [machine_line(r), "",
-           "| model | SRCC (" + " / ".join(targets) + ") | mean SRCC | share of teacher | best epoch | clips/s teacher -> student (same run) | speed-up |",
-           "|---|---|---:|---:|---:|---|---:|"]
-    out.append(f"| teacher | {_levels(t)} | {_mean_srcc(t):.3f} | | | | |")
-    for key, name in (("student", "student, distilled"), ("human_only", "student, human ratings only")):
-        x = r[key]
-        st = x["student"]
-        sp = st["clips_per_s_spread"]
-        out.append(f"| {name} ({st['parameters']:,} parameters) | {_levels(st)} | {_mean_srcc(st):.3f} | {100 * x['srcc_share']:.1f}% | "
-                   f"{st['best_epoch']} | {x['teacher']['clips_per_s']:.1f} -> {st['clips_per_s']:.1f} "
-                   f"({sp['min']:.1f}-{sp['max']:.1f}) | {x['speedup']:.1f}x |")
-    out += ["", "Commands: " + "; ".join(f"`{c}`" for c in r.get("commands", {}).values()) + "."]
+           "| model | parameters | audio.onnx | fp32 clips/s | int8 clips/s | DNSMOS clips/s (same run) | fp32 x DNSMOS | fp32 x teacher |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, x in r["sizes"].items():
+        params = f"{x['parameters']:,}" if x.get("parameters") else "-"
+        int8 = f"{x['int8_clips_per_s']:.1f}" if x.get("int8_clips_per_s") else "-"
+        out.append(f"| {name} | {params} | {x['audio_onnx_mb']:.1f} MB | {x['fp32_clips_per_s']:.1f} | {int8} | "
+                   f"{x['dnsmos_clips_per_s']:.1f} | {x['fp32_over_dnsmos']:.1f}x | {x['over_teacher']:.1f}x |")
     return "\n".join(out)
 
 
@@ -413,6 +444,14 @@ def distill_mushra_table(r: dict) -> str:
                        f"{f'{100 * share:.1f}%' if share is not None else ''} | "
                        + (f"{speed:.1f}x ({', '.join(f'{v:.1f}' for v in su['speedup_per_fold'])})" if speed else "") + " |")
         out.append("")
+    over = r.get("over_seeds")
+    if over and len(r["per_seed"]) > 1:
+        out += [f"Over seeds {', '.join(r['per_seed'])}:", "",
+                "| model | pooled clip SRCC per seed | mean +- SD | share of the teacher's, mean +- SD |", "|---|---|---|---|"]
+        for name, o in over.items():
+            share = _pm(o["share_mean"], o["share_sd"], True) if "share_mean" in o else ""
+            out.append(f"| {name} | {', '.join(f'{v:.3f}' for v in o['clip_srcc'])} | "
+                       f"{_pm(o['clip_srcc_mean'], o['clip_srcc_sd'])} | {share} |")
     return "\n".join(out).rstrip()
 
 
@@ -426,8 +465,10 @@ def kind(r: dict) -> str:
         return "accuracy"
     if "per_seed" in r:
         return "distill_mushra"
-    if "human_only" in r:
+    if "bench_10s" in r:
         return "distill_demo"
+    if "sizes" in r:
+        return "student_sizes"
     if "paper_estimate_clips_per_s" in r:
         return "ray"
     if "checks" in r:
@@ -441,7 +482,7 @@ def kind(r: dict) -> str:
 
 TABLES = {"bench": bench_tables, "accuracy": accuracy_table, "encoder_speed": speed_table, "cold_start": cold_start_table,
           "ddp": ddp_table, "ray": ray_table, "listener_spread": listener_table, "frontend": frontend_table,
-          "distill_demo": distill_demo_table, "distill_mushra": distill_mushra_table}
+          "distill_demo": distill_demo_table, "distill_mushra": distill_mushra_table, "student_sizes": student_sizes_table}
 
 
 def _command(command: str, path: str) -> str:

@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--students", default="edge,tiny", help="student sizes, e.g. edge or edge,tiny")
     ap.add_argument("--modes", default="embedding,scores,human", help="which students: embedding, scores, human")
     ap.add_argument("--augment", type=int, default=1)
+    ap.add_argument("--student-rate", type=int, default=None, help="mos distill --student-rate (default: 16 kHz)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/distill_mushra.json"))
     args = ap.parse_args()
 
@@ -174,7 +175,8 @@ def main() -> None:
                  teacher / "best_metrics.json")
             step(f"{tag}/export", ["export", str(teacher)], teacher / "bundle" / "mos.json")
             common = [str(teacher), "--data", str(train_csv), *split, "--runs-dir", str(runs), "--device", "cpu",
-                      "--teacher-device", "cpu", "--teacher-cache", str(work / "teacher-cache"), "--quiet", "--overwrite"]
+                      "--teacher-device", "cpu", "--teacher-cache", str(work / "teacher-cache"), "--quiet", "--overwrite",
+                      *(["--student-rate", str(args.student_rate)] if args.student_rate else [])]
             bundles = {"teacher": teacher / "bundle"}
             for mode in modes:
                 for size in sizes:
@@ -247,7 +249,7 @@ def main() -> None:
         "goal": f"student keeps >= {GOAL_SHARE:.0%} of the teacher's SRCC at >= {GOAL_SPEEDUP:g}x its speed",
         "over_seeds": over_seeds(per_seed, models),
         "machine": {**machine, "load_average_end": load_average()},
-        "seeds": seeds, "students": sizes, "modes": modes, "augment": args.augment,
+        "seeds": seeds, "students": sizes, "modes": modes, "augment": args.augment, "student_rate": args.student_rate,
         "commands": commands,
         "seconds": {**seconds, "total_this_invocation": round(time.perf_counter() - started, 1)},
         "per_seed": per_seed,

@@ -205,7 +205,7 @@ def test_another_student_of_the_same_teacher_reuses_the_cache_and_resume_continu
     assert epochs == [0, 1, 2, 3, 4, 5]
 
 
-def test_unreadable_pool_clips_are_named_and_left_out(teacher_setup, tmp_path: Path) -> None:
+def test_unreadable_pool_clips_are_named_and_left_out_and_a_24khz_student(teacher_setup, tmp_path: Path) -> None:
     pool = tmp_path / "pool"
     shutil.copytree(teacher_setup["pool"], pool)
     (pool / "zz_broken.wav").write_bytes(b"RIFF\x00\x00not a wav")
@@ -213,12 +213,17 @@ def test_unreadable_pool_clips_are_named_and_left_out(teacher_setup, tmp_path: P
     cfg = TrainConfig(data=str(teacher_setup["data"]), name="s", runs_dir=str(tmp_path / "runs"), epochs=1, lr=3e-3,
                       patience=10, text_encoder="none", seed=1)
     settings = DistillSettings(teacher=str(teacher_setup["teacher"]), unlabeled=str(pool), model=TINY, speed_repeats=1,
-                               threads=1, progress=False, teacher_cache=str(tmp_path / "cache"))
+                               threads=1, progress=False, teacher_cache=str(tmp_path / "cache"), student_rate=24000)
     console, buf = quiet()
     result = run_distill(cfg, settings, console)
     log = buf.getvalue()
     assert "2 unreadable and left out (first: " in log and "zz_broken.wav" in log, log
-    assert "left out of training: 2 clip(s)" in log and (result.run_dir / "bundle" / "mos.json").is_file()
+    assert "left out of training: 2 clip(s)" in log
+    # --student-rate: a 24 kHz student (25 ms windows, 10 ms hop), exported and verified as any other
+    meta = json.loads((result.run_dir / "bundle" / "mos.json").read_text())
+    assert meta["sample_rate"] == 24000 and "verify" in log and "parity" in log
+    model, _ = load_model(result.run_dir)
+    assert (model.cfg.n_fft, model.cfg.win_length, model.cfg.hop_length) == (600, 600, 240)
 
 
 def test_augmentation_is_deterministic_for_a_seed_and_each_effect_changes_the_audio(teacher_setup, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def distill(
     captions: Optional[Path] = typer.Option(None, "--captions", help="Captions of the --unlabeled clips (CSV wav_file_name,text, or a MusicEval prompt file), when a model reads text.", rich_help_panel=_DATA),
     caption_columns: Optional[str] = typer.Option(None, "--caption-columns", help="Columns of a --captions CSV as id_col,text_col.", rich_help_panel=_DATA),
     student_config: Optional[str] = typer.Option(None, "--student-config", help="The student's size: edge (default, mos train's model), small, tiny, large, or a JSON/TOML file of mos train settings with a model table (channels, hidden, ...).", rich_help_panel=_STUDENT),
+    student_rate: Optional[int] = typer.Option(None, "--student-rate", help="The student's sample rate in Hz (default 16000); its front end keeps 25 ms windows and a 10 ms hop. E.g. 24000 or 32000 when quality differs above 8 kHz (codecs, band limits).", rich_help_panel=_STUDENT),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="The student's text encoder (default: minilm when the teacher reads captions, else none).", rich_help_panel=_STUDENT),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="The student's training and scoring window in seconds (default 10).", rich_help_panel=_STUDENT),
     teacher_weight: float = typer.Option(0.5, "--teacher-weight", help="Weight of the teacher's labels (every clip); 1 minus it weighs the human ratings (rated clips only). 1: teacher only.", rich_help_panel=_DISTIL),
@@ -88,7 +89,7 @@ def distill(
         cfg = base.with_overrides(**overrides)
         settings = DistillSettings(
             teacher=str(teacher), unlabeled=str(unlabeled) if unlabeled else None, unlabeled_columns=unlabeled_columns,
-            demo_pool=demo_pool,
+            demo_pool=demo_pool, student_rate=student_rate,
             captions=str(captions) if captions else None, caption_columns=caption_columns,
             teacher_weight=teacher_weight, agree_weight=agree_weight, augment=augment, model=model,
             embedding_weight=embedding_weight, teacher_cache=str(teacher_cache) if teacher_cache else None,

@@ -54,6 +54,9 @@ class DistillSettings:
     embedding_weight: float = 1.0
     teacher_cache: str | None = None  # root of the teacher's cached scores+embeddings (None: $MOS_CACHE_DIR/teacher)
     model: dict[str, Any] = field(default_factory=dict)  # student ModelConfig size fields
+    # The student's sample rate (Hz; None: 16 kHz): its log-mel front end keeps 25 ms windows and a
+    # 10 ms hop at that rate. A teacher that hears above 8 kHz needs a student that does too.
+    student_rate: int | None = None
     teacher_device: str = "auto"
     teacher_batch_size: int = 0  # 0: the runtime's default
     threads: int = 0  # CPU threads of the speed comparison (0: every usable core)
@@ -78,6 +81,8 @@ class DistillSettings:
             raise MosError("--demo-pool makes the unlabelled pool; give it or --unlabeled, not both")
         if self.captions and not self.unlabeled:
             raise MosError("--captions names the captions of --unlabeled clips; give --unlabeled too")
+        if self.student_rate is not None and not 8000 <= self.student_rate <= 48000:
+            raise MosError(f"--student-rate {self.student_rate}: expected a rate from 8000 to 48000 Hz")
         unknown = sorted(set(self.model) - set(MODEL_SIZE_FIELDS))
         if unknown:
             raise MosError(f"student model: unknown size field(s) {', '.join(unknown)} "
@@ -285,6 +290,9 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
                     "embedding_weight": settings.embedding_weight,
                     "rated_clips": rated, "unrated_clips": len(kept) - rated, "augment": settings.augment}
     model = dict(settings.model)
+    if settings.student_rate:
+        window, hop = round(0.025 * settings.student_rate), round(0.010 * settings.student_rate)
+        model.update(sample_rate=settings.student_rate, n_fft=window, win_length=window, hop_length=hop)
     teacher_embeddings = None
     if settings.embedding_weight > 0:
         kept_emb = np.stack([embeddings[clip_key(it, teacher.uses_text)] for it in kept])

@@ -190,6 +190,10 @@ def test_distill_embeds_every_clip_and_exports_a_student_with_its_own_embedding(
     assert "embedding" in meta["audio"]["outputs"]
     report = json.loads((result.run_dir / "distill.json").read_text())
     assert report["training_clips"]["unlabeled"] == 48 and report["student"]["clips_per_s"] > 0
+    model, _ = load_model(result.run_dir)  # the projection onto the teacher's 64-d embedding is not exported
+    projection = sum(p.numel() for p in model.embedding_projection.parameters())
+    assert projection == 64 * 64 + 64
+    assert report["student"]["parameters"] == sum(p.numel() for p in model.parameters()) - projection
 
 
 def test_another_student_of_the_same_teacher_reuses_the_cache_and_resume_continues(embedded) -> None:

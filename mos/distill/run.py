@@ -317,11 +317,11 @@ def run_distill(cfg: TrainConfig, settings: DistillSettings, console: Console,
                   markup=False)
     comparison = compare(teacher.bundle.root, teacher.uses_text, student_dir, trainer.model.cfg.uses_text,
                          splits.validation.items, names, run_dir / "compare", speed, settings.speed_repeats)
-    from mos.model.mos_model import count_parameters
+    from mos.model.mos_model import exported_parameters
 
     comparison["teacher"].update(teacher.record())
     comparison["student"].update({"bundle_sha256": sha256_file(student_dir / "mos.json"), "best_epoch": result.best_epoch,
-                                  "parameters": count_parameters(trainer.model)})
+                                  "parameters": exported_parameters(trainer.model)})
     comparison["settings"] = record["settings"]
     comparison["training_clips"] = {"rated": rated, "unrated": len(kept) - rated, "augmented": len(copies),
                                     "unlabeled": len(pool)}

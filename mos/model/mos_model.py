@@ -297,3 +297,10 @@ class MosModel(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def exported_parameters(model: MosModel) -> int:
+    """The trainable parameters the exported model keeps: a distilled student's projection onto the
+    teacher's embedding is used in training only."""
+    projection = getattr(model, "embedding_projection", None)
+    return count_parameters(model) - (count_parameters(projection) if projection is not None else 0)

@@ -1,8 +1,9 @@
-"""`mos distill` end to end: the teacher bundle labels every clip (the rated training clips, an
-unlabelled pool, degraded copies, the validation clips) once, cached in the run folder; the
-student (the conv edge model by default) trains with `mos train`'s Trainer on the mix of human
-ratings and teacher labels; it is exported like any run; both bundles are then compared on the
-validation split (metrics and end-to-end clips/s), printed and written to distill.json."""
+"""`mos distill` end to end: the teacher bundle scores and embeds every clip (the rated training
+clips, an unlabelled pool, degraded copies, the validation clips) once, cached by content
+(mos.distill.teacher_cache); the student (the conv edge model by default) trains with `mos
+train`'s Trainer on the human ratings, the teacher's scores and, by default, the teacher's pooled
+audio embedding; it is exported like any run; both bundles are then compared on the validation
+split (metrics and end-to-end clips/s), printed and written to distill.json."""
 
 from __future__ import annotations
 
@@ -169,6 +170,8 @@ def _teach(teacher: Teacher, items: list[Item], settings: DistillSettings, conso
            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The teacher's scores and pooled audio embeddings of `items` (one teacher run per clip, cached
     by content: mos.distill.teacher_cache), keyed by `clip_key`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from mos.distill.teacher_cache import TeacherCache, default_root, teach
 
     root = Path(settings.teacher_cache) if settings.teacher_cache else default_root()
@@ -177,8 +180,6 @@ def _teach(teacher: Teacher, items: list[Item], settings: DistillSettings, conso
         raise MosError(f"{teacher.bundle.root}: this teacher bundle has no pooled-embedding output (exported by an "
                        "older mos); export it again (mos export RUN) to distil its embedding, or use "
                        "--embedding-weight 0 for score-only distillation")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     with Progress(TextColumn("teacher"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True, disable=not settings.progress) as progress:
         task = progress.add_task("teacher", total=len(items))

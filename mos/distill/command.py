@@ -56,11 +56,13 @@ def distill(
 ) -> None:
     """Distil a big teacher into the fast edge model, and compare the two on the validation split.
 
-    The teacher labels every clip once (cached, resumable); the student trains on human ratings and teacher labels and is exported; the comparison reports SRCC, LCC and MSE of both, and their clips/s end to end.
+    The teacher scores and embeds every clip once (cached by content, resumable); the student learns the teacher's pooled audio embedding on every clip, and the human ratings and teacher's scores, and is exported; the comparison reports SRCC, LCC and MSE of both, and their clips/s end to end.
 
     Examples:
         mos distill runs/clap --data ./XACLE_dataset --name clap-student
         mos distill runs/aisfx/bundle --unlabeled ./more_audio --captions more.csv --augment 1 --name edge
+        mos distill runs/aisfx --name demo-student --demo-pool 1000
+        mos distill runs/speech --data ratings.csv --columns "$COLS" --student-rate 24000 --augment 3 --name edge
         mos distill runs/clap --data ./XACLE_dataset --name clap-student --resume
 
     Exit codes:

@@ -23,7 +23,7 @@ from mos.audio import read_audio
 from mos.data.manifest import Item
 from mos.distill.teacher import Teacher
 from mos.errors import MosError, one_line
-from mos.files import cache_root, replace_atomically
+from mos.files import cache_root, replace_atomically, sha256_file
 
 # Clips per teacher run and per shard file.
 CHUNK = 64
@@ -36,11 +36,7 @@ def default_root() -> Path:
 
 def content_key(path: Path, caption: str | None, with_caption: bool) -> str:
     """sha256 of the file's bytes, plus `#` and a hash of the caption when the teacher reads captions."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    key = h.hexdigest()
+    key = sha256_file(Path(path))
     if with_caption:
         key += "#" + hashlib.sha256((caption or "").encode("utf-8")).hexdigest()[:16]
     return key

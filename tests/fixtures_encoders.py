@@ -273,3 +273,31 @@ def make_tiny_m2d_clap(root: Path, name: str = M2D_CLAP_NAME, width: int = 64, d
     torch.save({"model": state, "epoch": 30,
                 "args": argparse.Namespace(model="m2d_clap_vit_base", input_size=[mels, frames])}, path)
     return path
+
+
+def assert_onnx_export_matches(encoder, path: Path, generated, rate: int, example_seconds: float,
+                               lengths_seconds: list[list[float]], time_axis: str) -> None:
+    """Export an encoder (waveform, lengths) -> (frames, counts) traced on two clips of
+    `example_seconds`, then run it with ONNX Runtime on batches of other sizes and clip lengths
+    (`lengths_seconds`, one list per batch, clips from `generated(seconds, seed)`): the counts equal
+    PyTorch's and the frames agree within 1e-4."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    example = torch.from_numpy(generated(example_seconds))[None].repeat(2, 1)
+    torch.onnx.export(encoder, (example, torch.tensor([example.shape[1]] * 2)), str(path), opset_version=17,
+                      input_names=["waveform", "lengths"], output_names=["frames", "counts"], dynamo=False,
+                      dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+                                    "frames": {0: "batch", 1: time_axis}, "counts": {0: "batch"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seconds in lengths_seconds:
+        lengths = [int(s * rate) for s in seconds]
+        wave = np.zeros((len(lengths), max(lengths)), np.float32)
+        for i, n in enumerate(lengths):
+            wave[i, :n] = generated(n / rate, seed=i)
+        got, counts = session.run(None, {"waveform": wave, "lengths": np.array(lengths, np.int64)})
+        with torch.no_grad():
+            ref, ref_counts = encoder(torch.from_numpy(wave), torch.tensor(lengths))
+        assert counts.tolist() == ref_counts.tolist()
+        assert np.max(np.abs(got - ref.numpy())) < 1e-4

@@ -28,6 +28,7 @@ from mos.cli import app  # noqa: E402
 from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import aisfx, build_audio_encoder, resolve_audio_encoder  # noqa: E402
 
+from fixtures_encoders import assert_onnx_export_matches  # noqa: E402
 from fixtures_mushra import REAL_MUSHRA  # noqa: E402
 from fixtures_train import TABLE_COLUMNS, make_table  # noqa: E402
 
@@ -152,22 +153,7 @@ def test_a_clip_scores_the_same_alone_and_padded_in_a_batch(encoder) -> None:
 
 @pytest.mark.slow
 def test_onnx_export_matches_pytorch_at_other_batch_sizes_and_lengths(encoder, tmp_path: Path) -> None:
-    path = tmp_path / "aisfx.onnx"
-    example = torch.from_numpy(generated(3.0))[None].repeat(2, 1)
-    torch.onnx.export(encoder, (example, torch.tensor([example.shape[1]] * 2)), str(path), opset_version=17,
-                      input_names=["waveform", "lengths"], output_names=["frames", "counts"], dynamo=False,
-                      dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                                    "frames": {0: "batch", 1: "blocks"}, "counts": {0: "batch"}})
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for lengths in ([int(1.5 * RATE)], [int(4.4 * RATE), int(2.0 * RATE), int(7.0 * RATE)]):
-        wave = np.zeros((len(lengths), max(lengths)), np.float32)
-        for i, n in enumerate(lengths):
-            wave[i, :n] = generated(n / RATE, seed=i)
-        got, counts = session.run(None, {"waveform": wave, "lengths": np.array(lengths, np.int64)})
-        with torch.no_grad():
-            ref, ref_counts = encoder(torch.from_numpy(wave), torch.tensor(lengths))
-        assert counts.tolist() == ref_counts.tolist()
-        assert np.max(np.abs(got - ref.numpy())) < 1e-4
+    assert_onnx_export_matches(encoder, tmp_path / "aisfx.onnx", generated, RATE, 3.0, [[1.5], [4.4, 2.0, 7.0]], "blocks")
 
 
 def test_missing_package_and_broken_checkpoint_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from mos.errors import MosError  # noqa: E402
 from mos.model.encoders import build_audio_encoder, m2d, resolve_audio_encoder  # noqa: E402
 
 from fixtures_encoders import CAPTIONS, M2D_NORM_STATS as NORM_STATS, make_tiny_m2d as make_checkpoint  # noqa: E402
-from fixtures_encoders import make_tiny_m2d_clap  # noqa: E402
+from fixtures_encoders import assert_onnx_export_matches, make_tiny_m2d_clap  # noqa: E402
 from fixtures_train import TABLE_COLUMNS, make_table  # noqa: E402
 
 RATE = 16000
@@ -166,22 +166,7 @@ def test_a_clip_gives_the_same_frames_alone_and_padded_in_a_batch(encoder) -> No
 
 @pytest.mark.slow
 def test_onnx_export_matches_pytorch_at_other_batch_sizes_and_lengths(encoder, tmp_path: Path) -> None:
-    path = tmp_path / "m2d.onnx"
-    example = torch.from_numpy(generated(1.0))[None].repeat(2, 1)
-    torch.onnx.export(encoder, (example, torch.tensor([example.shape[1]] * 2)), str(path), opset_version=17,
-                      input_names=["waveform", "lengths"], output_names=["frames", "counts"], dynamo=False,
-                      dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                                    "frames": {0: "batch", 1: "time"}, "counts": {0: "batch"}})
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for lengths in ([int(0.4 * RATE)], [int(2.4 * RATE), int(0.9 * RATE), int(3.1 * RATE)]):
-        wave = np.zeros((len(lengths), max(lengths)), np.float32)
-        for i, n in enumerate(lengths):
-            wave[i, :n] = generated(n / RATE, seed=i)
-        got, counts = session.run(None, {"waveform": wave, "lengths": np.array(lengths, np.int64)})
-        with torch.no_grad():
-            ref, ref_counts = encoder(torch.from_numpy(wave), torch.tensor(lengths))
-        assert counts.tolist() == ref_counts.tolist()
-        assert np.max(np.abs(got - ref.numpy())) < 1e-4
+    assert_onnx_export_matches(encoder, tmp_path / "m2d.onnx", generated, RATE, 1.0, [[0.4], [2.4, 0.9, 3.1]], "time")
 
 
 @pytest.fixture(scope="module")
